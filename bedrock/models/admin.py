@@ -1,0 +1,68 @@
+from __future__ import annotations
+
+from django.contrib import admin
+from django.db.models import Count, Max
+from django.template.defaultfilters import filesizeformat
+
+from bedrock.models.models import Model, ModelVersion
+
+
+class ReadOnlyHistoryMixin:
+    """Published history: editing any of it would falsify what a run produced or used."""
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+
+class ModelVersionInline(ReadOnlyHistoryMixin, admin.TabularInline):
+    model = ModelVersion
+    fields = ["number", "human_size", "file_count", "sha256", "run", "created_at"]
+    readonly_fields = fields
+    extra = 0
+    show_change_link = True
+    can_delete = False
+
+    @admin.display(description="size")
+    def human_size(self, obj: ModelVersion) -> str:
+        return filesizeformat(obj.size)
+
+
+@admin.register(Model)
+class BedrockModelAdmin(admin.ModelAdmin):
+    list_display = ["name", "project", "version_count", "latest_version_at", "created_at"]
+    list_filter = ["project"]
+    list_select_related = ["project"]
+    search_fields = ["name", "description", "project__name"]
+    readonly_fields = ["created_at"]
+    inlines = [ModelVersionInline]
+
+    def get_queryset(self, request):
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(_versions=Count("versions"), _latest=Max("versions__created_at"))
+        )
+
+    @admin.display(description="versions", ordering="_versions")
+    def version_count(self, obj: Model) -> int:
+        return obj._versions
+
+    @admin.display(description="latest version", ordering="_latest")
+    def latest_version_at(self, obj: Model):
+        return obj._latest
+
+
+@admin.register(ModelVersion)
+class ModelVersionAdmin(ReadOnlyHistoryMixin, admin.ModelAdmin):
+    list_display = ["__str__", "model", "number", "human_size", "file_count", "run", "created_at"]
+    list_filter = ["model__project", "model"]
+    list_select_related = ["model__project", "run__pipeline__project"]
+    search_fields = ["model__name", "sha256"]
+    date_hierarchy = "created_at"
+
+    @admin.display(description="size", ordering="size")
+    def human_size(self, obj: ModelVersion) -> str:
+        return filesizeformat(obj.size)

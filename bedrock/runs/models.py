@@ -1,0 +1,134 @@
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+from bedrock.pipelines.models import Pipeline, default_max_run_time
+
+
+class RunStatus(models.TextChoices):
+    """Bedrock's run statuses, used for runs and their steps alike."""
+
+    ACCEPTED = "Accepted"
+    REJECTED = "Rejected"
+    QUEUED = "Queued"
+    RUNNING = "Running"
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+    STOPPING = "Stopping"
+    STOPPED = "Stopped"
+    UNKNOWN = "Unknown"
+
+
+# `Unknown` is active: the run may still hold resources until the reconciler learns its fate.
+ACTIVE_STATUSES = frozenset(
+    {
+        RunStatus.ACCEPTED,
+        RunStatus.QUEUED,
+        RunStatus.RUNNING,
+        RunStatus.STOPPING,
+        RunStatus.UNKNOWN,
+    }
+)
+TERMINAL_STATUSES = frozenset(
+    {RunStatus.REJECTED, RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.STOPPED}
+)
+assert set(RunStatus) == ACTIVE_STATUSES | TERMINAL_STATUSES
+assert not ACTIVE_STATUSES & TERMINAL_STATUSES
+
+
+class Trigger(models.TextChoices):
+    UI = "ui", "Web UI"
+    API = "api", "API"
+    CLI = "cli", "Command line"
+    SCHEDULE = "schedule", "Schedule"
+
+
+class Run(models.Model):
+    """One execution of a pipeline at one exact commit, with the config read at that commit."""
+
+    pipeline = models.ForeignKey(Pipeline, on_delete=models.PROTECT, related_name="runs")
+    number = models.PositiveIntegerField(editable=False, help_text="Counts from 1 per pipeline.")
+    status = models.CharField(
+        max_length=16, choices=RunStatus.choices, default=RunStatus.ACCEPTED, db_index=True
+    )
+    ref = models.CharField(max_length=255, help_text="The branch, tag or SHA asked for.")
+    commit_sha = models.CharField("commit SHA", max_length=40, blank=True)
+    config_text = models.TextField(blank=True, help_text="bedrock.hcl as read at the commit.")
+    parameters = models.JSONField(
+        default=dict, blank=True, help_text="The file's defaults overridden by the run's."
+    )
+    input_model_version = models.ForeignKey(
+        "models.ModelVersion",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="scoring_runs",
+    )
+    trigger = models.CharField(max_length=16, choices=Trigger.choices, default=Trigger.UI)
+    triggered_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    # NULL, not "", for "no key": the unique constraint must ignore runs started without one.
+    idempotency_key = models.CharField(max_length=200, null=True, blank=True)  # noqa: DJ001
+    max_run_time = models.DurationField(default=default_max_run_time)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    failure_reason = models.TextField(blank=True)
+    exit_code = models.IntegerField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["pipeline", "number"], name="run_unique_number"),
+            models.UniqueConstraint(
+                fields=["pipeline", "idempotency_key"],
+                condition=models.Q(idempotency_key__isnull=False),
+                name="run_unique_idempotency_key",
+            ),
+        ]
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.pipeline} run {self.number}"
+
+    @property
+    def is_active(self) -> bool:
+        return self.status in ACTIVE_STATUSES
+
+    @property
+    def duration(self):
+        if self.started_at is None:
+            return None
+        return (self.finished_at or timezone.now()) - self.started_at
+
+
+class RunStep(models.Model):
+    """One step of a run's DAG, with its attempts, times and where its log is kept."""
+
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="steps")
+    name = models.CharField(max_length=512)
+    position = models.PositiveIntegerField(help_text="Order in the run plan (dependency order).")
+    depends_on = models.JSONField(default=list, blank=True)
+    status = models.CharField(max_length=16, choices=RunStatus.choices, default=RunStatus.ACCEPTED)
+    attempts = models.PositiveIntegerField(default=0)
+    retry_limit = models.PositiveIntegerField(default=0)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    exit_code = models.IntegerField(null=True, blank=True)
+    failure_reason = models.TextField(blank=True)
+    log_key = models.CharField(max_length=500, blank=True, help_text="Storage key of the log.")
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["run", "name"], name="runstep_unique_name"),
+        ]
+        ordering = ["run", "position"]
+
+    def __str__(self) -> str:
+        return f"{self.run} step {self.name}"

@@ -1,0 +1,118 @@
+from __future__ import annotations
+
+from django import forms
+from django.contrib import admin, messages
+from django.utils import timezone
+
+from bedrock.secrets import services
+from bedrock.secrets.models import ApiToken, Secret
+
+
+class SecretForm(forms.ModelForm):
+    """Write-only: the value is not a model field of the form, so it is never rendered back.
+
+    Leave it empty on an existing secret to keep the stored value.
+    """
+
+    value = forms.CharField(
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
+        required=False,
+        strip=False,
+        help_text="Write-only: never shown again. Leave empty to keep the current value.",
+    )
+
+    class Meta:
+        model = Secret
+        fields = ["pipeline", "name"]
+
+    def clean_value(self) -> str:
+        value = self.cleaned_data.get("value", "")
+        if not value and self.instance.pk is None:
+            raise forms.ValidationError("A new secret needs a value.")
+        return value
+
+    def save(self, commit: bool = True) -> Secret:
+        secret = super().save(commit=False)
+        if self.cleaned_data.get("value"):
+            secret.value = self.cleaned_data["value"]
+            secret.updated_at = timezone.now()
+        if commit:
+            secret.save()
+        return secret
+
+
+class SecretInline(admin.TabularInline):
+    model = Secret
+    form = SecretForm
+    extra = 0
+    fields = ["name", "value", "updated_at", "updated_by"]
+    readonly_fields = ["updated_at", "updated_by"]
+
+
+@admin.register(Secret)
+class SecretAdmin(admin.ModelAdmin):
+    form = SecretForm
+    list_display = ["name", "pipeline", "updated_at", "updated_by"]
+    list_filter = ["pipeline__project"]
+    list_select_related = ["pipeline__project", "updated_by"]
+    search_fields = ["name", "pipeline__name", "pipeline__project__name"]
+    autocomplete_fields = ["pipeline"]
+    readonly_fields = ["created_at", "updated_at", "updated_by"]
+
+    def get_readonly_fields(self, request, obj=None):
+        fields = list(super().get_readonly_fields(request, obj))
+        if obj is not None:
+            # A secret's pipeline and name identify what the run injects; replace, don't move it.
+            fields += ["pipeline", "name"]
+        return fields
+
+    def save_model(self, request, obj: Secret, form, change: bool) -> None:
+        if form.cleaned_data.get("value"):
+            obj.updated_by = request.user
+        super().save_model(request, obj, form, change)
+
+
+@admin.register(ApiToken)
+class ApiTokenAdmin(admin.ModelAdmin):
+    list_display = ["prefix", "name", "user", "created_at", "last_used_at", "expires_at", "state"]
+    list_filter = [("revoked_at", admin.EmptyFieldListFilter)]
+    list_select_related = ["user"]
+    search_fields = ["name", "prefix", "user__username"]
+    readonly_fields = ["prefix", "created_at", "last_used_at", "revoked_at"]
+    autocomplete_fields = ["user"]
+    actions = ["revoke"]
+
+    def get_fields(self, request, obj=None):
+        if obj is None:
+            return ["user", "name", "expires_at"]
+        return ["user", "name", "prefix", "created_at", "last_used_at", "expires_at", "revoked_at"]
+
+    def get_readonly_fields(self, request, obj=None):
+        if obj is None:
+            return []
+        return ["user", "name", "prefix", "created_at", "last_used_at", "expires_at", "revoked_at"]
+
+    @admin.display(description="state")
+    def state(self, obj: ApiToken) -> str:
+        if obj.revoked_at:
+            return "revoked"
+        return "active" if obj.is_usable else "expired"
+
+    def save_model(self, request, obj: ApiToken, form, change: bool) -> None:
+        if change:
+            return
+        created = services.api_token_create(user=obj.user, name=obj.name)
+        if obj.expires_at:
+            ApiToken.objects.filter(pk=created.token.pk).update(expires_at=obj.expires_at)
+        obj.pk = created.token.pk
+        self.message_user(
+            request,
+            f"Token created. Copy it now; it will not be shown again: {created.plaintext}",
+            messages.WARNING,
+        )
+
+    @admin.action(description="Revoke the selected tokens")
+    def revoke(self, request, queryset) -> None:
+        for token in queryset.filter(revoked_at__isnull=True):
+            services.api_token_revoke(actor=request.user, token=token)
+        self.message_user(request, "Revoked.", messages.SUCCESS)

@@ -1,0 +1,16 @@
+from __future__ import annotations
+
+from django.core.management.base import BaseCommand
+
+from bedrock.secrets.services import secrets_rotate
+
+
+class Command(BaseCommand):
+    help = (
+        "Re-encrypt every secret with the newest key in BEDROCK_SECRET_KEYS. "
+        "Run it after prepending a new key, before removing an old one."
+    )
+
+    def handle(self, *args, **options) -> None:
+        count = secrets_rotate()
+        self.stdout.write(f"Re-encrypted {count} secret(s) with the newest key.")

@@ -1,0 +1,104 @@
+"""Secrets and API tokens. Values go in; nothing here ever hands a secret value back to a person."""
+
+from __future__ import annotations
+
+import secrets as _random
+from dataclasses import dataclass
+
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import transaction
+from django.utils import timezone
+
+from bedrock.pipelines.models import Pipeline, Role
+from bedrock.pipelines.selectors import User, has_role
+from bedrock.secrets.models import TOKEN_PREFIX, ApiToken, Secret, hash_token
+
+
+def secret_set(*, actor: User | None, pipeline: Pipeline, name: str, value: str) -> Secret:
+    """Create or replace a pipeline's secret."""
+    if actor is not None and not has_role(actor, pipeline.project, Role.DEVELOPER):
+        raise PermissionDenied("Only project developers and admins may set secrets.")
+    if value == "":
+        raise ValidationError({"value": "A secret needs a value; delete it instead."})
+    secret = Secret.objects.filter(pipeline=pipeline, name=name).first() or Secret(
+        pipeline=pipeline, name=name
+    )
+    secret.value = value
+    secret.updated_at = timezone.now()
+    secret.updated_by = actor
+    secret.full_clean(validate_unique=False)
+    secret.save()
+    return secret
+
+
+def secret_delete(*, actor: User | None, pipeline: Pipeline, name: str) -> bool:
+    if actor is not None and not has_role(actor, pipeline.project, Role.DEVELOPER):
+        raise PermissionDenied("Only project developers and admins may delete secrets.")
+    deleted, _ = Secret.objects.filter(pipeline=pipeline, name=name).delete()
+    return deleted > 0
+
+
+def secret_values_for(*, pipeline: Pipeline, names: list[str] | tuple[str, ...]) -> dict[str, str]:
+    """The decrypted values a run needs. For the executors only; never for display."""
+    return dict(
+        Secret.objects.filter(pipeline=pipeline, name__in=names).values_list("name", "value")
+    )
+
+
+def secrets_rotate() -> int:
+    """Re-encrypt every secret under the newest key. Returns how many were rewritten.
+
+    Each value is decrypted with whichever key still opens it and written back, which the field
+    encrypts under the newest key. Safe to run twice; a value no key opens stops the command.
+    """
+    count = 0
+    for pk in Secret.objects.values_list("pk", flat=True).iterator():
+        with transaction.atomic():
+            secret = Secret.objects.select_for_update().only("value").get(pk=pk)
+            Secret.objects.filter(pk=pk).update(value=secret.value)
+        count += 1
+    return count
+
+
+@dataclass(frozen=True)
+class CreatedToken:
+    token: ApiToken
+    plaintext: str  # shown to its owner once, then gone
+
+
+def api_token_create(*, user: User, name: str = "") -> CreatedToken:
+    plaintext = TOKEN_PREFIX + _random.token_urlsafe(32)
+    token = ApiToken.objects.create(
+        user=user,
+        name=name,
+        prefix=plaintext[: len(TOKEN_PREFIX) + 6],
+        key_hash=hash_token(plaintext),
+    )
+    return CreatedToken(token=token, plaintext=plaintext)
+
+
+def api_token_revoke(*, actor: User, token: ApiToken) -> ApiToken:
+    if token.user_id != actor.pk and not actor.is_superuser:
+        raise PermissionDenied("You may revoke only your own tokens.")
+    ApiToken.objects.filter(pk=token.pk, revoked_at__isnull=True).update(revoked_at=timezone.now())
+    token.refresh_from_db(fields=["revoked_at"])
+    return token
+
+
+def api_token_authenticate(plaintext: str) -> User | None:
+    """The user a token belongs to, or None; records when it was last used."""
+    if not plaintext.startswith(TOKEN_PREFIX):
+        return None
+    token = (
+        ApiToken.objects.usable()
+        .select_related("user")
+        .filter(key_hash=hash_token(plaintext))
+        .first()
+    )
+    if token is None:
+        return None
+    now = timezone.now()
+    # Write at most once a minute: a busy scheduler should not turn every read into a write.
+    if token.last_used_at is None or (now - token.last_used_at).total_seconds() > 60:
+        ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
+    return token.user

@@ -1,0 +1,62 @@
+"""Misconfiguration is reported by `bedrock check` with stable ids, not found at the first run."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def bedrock_check(tmp_path, **env) -> subprocess.CompletedProcess:
+    clean = {
+        k: v for k, v in os.environ.items() if not k.startswith(("BEDROCK_", "DATABASE_", "NOMAD_"))
+    }
+    clean.pop("DJANGO_SETTINGS_MODULE", None)
+    return subprocess.run(
+        [sys.executable, "manage.py", "check"],
+        cwd=ROOT,
+        env={**clean, "BEDROCK_HOME": str(tmp_path), **env},
+        capture_output=True,
+        text=True,
+    )
+
+
+def test_the_defaults_pass_every_check(tmp_path):
+    result = bedrock_check(tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "no issues" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("env", "check_id", "fragment"),
+    [
+        ({"DATABASE_URL": "nosuchdb://x/y"}, "bedrock.E001", "DATABASE_URL cannot be used"),
+        ({"BEDROCK_SECRET_KEYS": " , "}, "bedrock.E002", "holds no key"),
+        ({"BEDROCK_SECRET_KEYS": "not-a-key"}, "bedrock.E003", "Key 1 of BEDROCK_SECRET_KEYS"),
+        ({"BEDROCK_EXECUTOR": "kubernetes"}, "bedrock.E004", "'kubernetes' is not an executor"),
+        (
+            {"BEDROCK_DEFAULT_MAX_RUN_TIME": "10d"},
+            "bedrock.E005",
+            "exceeds BEDROCK_MAX_RUN_TIME_CAP",
+        ),
+        ({"BEDROCK_EXECUTOR": "nomad"}, "bedrock.E006", "NOMAD_ADDR is not set"),
+        ({"BEDROCK_STORAGE": "ftp"}, "bedrock.E007", "'ftp' is not a storage backend"),
+        ({"BEDROCK_ALLOW_LOCAL_REPOS": "maybe"}, "bedrock.E010", "is not a boolean"),
+        ({"BEDROCK_MAX_RUN_TIME_CAP": "forever"}, "bedrock.E012", "is not a duration"),
+    ],
+)
+def test_misconfiguration_fails_the_check_with_a_stable_id(tmp_path, env, check_id, fragment):
+    result = bedrock_check(tmp_path, **env)
+    assert result.returncode != 0
+    assert check_id in result.stderr
+    assert fragment in result.stderr
+
+
+def test_a_bad_database_url_never_falls_back_to_sqlite(tmp_path):
+    bedrock_check(tmp_path, DATABASE_URL="nosuchdb://x/y")
+    assert not (tmp_path / "bedrock.sqlite3").exists()
