@@ -199,3 +199,8 @@ STRAWBERRY_DJANGO = {
     "GENERATE_ENUMS_FROM_CHOICES": True,
     "MUTATIONS_DEFAULT_HANDLE_ERRORS": True,
 }
+
+# How a run's supervisor is started: "process" (detached, survives worker restarts) or "thread"
+# (inside the starting process; for tests that share its database connection settings).
+BEDROCK_SUPERVISOR = env_str("BEDROCK_SUPERVISOR", "process")
+BEDROCK_LOCAL_SANDBOX = env_bool("BEDROCK_LOCAL_SANDBOX", True)

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import os
 import tempfile
 from pathlib import Path
 
 from bedrock.settings import *  # noqa: F403
-from bedrock.settings import Q_CLUSTER
+from bedrock.settings import DATABASES, Q_CLUSTER
 
 # Each test session gets its own scratch home; artefacts and Git caches never touch ./var.
-BEDROCK_HOME = Path(tempfile.mkdtemp(prefix="bedrock-test-"))
+# Kept in the environment so that processes the tests start use the same home.
+BEDROCK_HOME = Path(
+    os.environ.setdefault("BEDROCK_TEST_HOME", tempfile.mkdtemp(prefix="bedrock-test-"))
+)
 BEDROCK_GIT_CACHE = BEDROCK_HOME / "git"
 STORAGES = {
     "default": {
@@ -23,3 +27,9 @@ BEDROCK_SECRET_KEYS = ["X4bN-CFItAe5l87Zk3fELS7qERS4lhs3WhWSYe501ko="]
 BEDROCK_ALLOW_LOCAL_REPOS = True
 # django-q2 reads its settings at import time, so sync mode is set here, not per test.
 Q_CLUSTER = {**Q_CLUSTER, "sync": True}
+
+# Run supervisors in threads of the test process, so they see the test database.
+BEDROCK_SUPERVISOR = "thread"
+if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
+    # A file, not memory: supervisor threads open their own connections to it.
+    DATABASES["default"]["TEST"] = {"NAME": str(BEDROCK_HOME / "test.sqlite3")}

@@ -37,7 +37,14 @@ def test_an_administrator_creates_a_project_pipeline_and_secret_and_never_sees_t
     )
     project = Project.objects.get(name="churn")
     csrf_free_post(
-        admin_client, "/admin/models/model/add/", {"project": project.pk, "name": "churn-model"}
+        admin_client,
+        "/admin/models/model/add/",
+        {
+            "project": project.pk,
+            "name": "churn-model",
+            "versions-TOTAL_FORMS": "0",
+            "versions-INITIAL_FORMS": "0",
+        },
     )
     model = Model.objects.get(name="churn-model")
 
@@ -56,7 +63,7 @@ def test_an_administrator_creates_a_project_pipeline_and_secret_and_never_sees_t
             "secrets-TOTAL_FORMS": "1",
             "secrets-INITIAL_FORMS": "0",
             "secrets-0-name": "DB_PASSWORD",
-            "secrets-0-value": VALUE,
+            "secrets-0-new_value": VALUE,
         },
     )
     pipeline = Pipeline.objects.get(name="train-churn")
@@ -84,10 +91,10 @@ def test_editing_a_secret_with_an_empty_value_keeps_it_and_a_new_value_replaces_
     secret = secret_set(actor=None, pipeline=pipeline, name="TOKEN", value=VALUE)
     url = f"/admin/secrets/secret/{secret.pk}/change/"
 
-    csrf_free_post(admin_client, url, {"value": ""})
+    csrf_free_post(admin_client, url, {"new_value": ""})
     assert Secret.objects.get(pk=secret.pk).value == VALUE
 
-    csrf_free_post(admin_client, url, {"value": "replacement"})
+    csrf_free_post(admin_client, url, {"new_value": "replacement"})
     secret = Secret.objects.get(pk=secret.pk)
     assert secret.value == "replacement"
     assert secret.updated_by.username == "admin"
@@ -96,7 +103,7 @@ def test_editing_a_secret_with_an_empty_value_keeps_it_and_a_new_value_replaces_
 def test_a_new_secret_without_a_value_is_refused(admin_client):
     pipeline = factories.pipeline(factories.project())
     response = admin_client.post(
-        "/admin/secrets/secret/add/", {"pipeline": pipeline.pk, "name": "EMPTY", "value": ""}
+        "/admin/secrets/secret/add/", {"pipeline": pipeline.pk, "name": "EMPTY", "new_value": ""}
     )
     assert response.status_code == 200
     assert "A new secret needs a value." in response.content.decode()

@@ -82,6 +82,11 @@ class Run(models.Model):
     finished_at = models.DateTimeField(null=True, blank=True)
     failure_reason = models.TextField(blank=True)
     exit_code = models.IntegerField(null=True, blank=True)
+    # The supervisor process executing the run, and its last sign of life.
+    runner = models.CharField(max_length=200, blank=True, help_text="host:pid of the supervisor.")
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    # The run's own API token (BEDROCK_API_TOKEN); only its hash, and only while the run is active.
+    token_hash = models.CharField(max_length=64, blank=True, db_index=True, editable=False)
 
     class Meta:
         constraints = [
@@ -100,6 +105,13 @@ class Run(models.Model):
     @property
     def is_active(self) -> bool:
         return self.status in ACTIVE_STATUSES
+
+    @property
+    def deadline(self):
+        """When the run must be over: its start plus its maximum run time."""
+        if self.started_at is None:
+            return None
+        return self.started_at + self.max_run_time
 
     @property
     def duration(self):

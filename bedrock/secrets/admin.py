@@ -9,12 +9,14 @@ from bedrock.secrets.models import ApiToken, Secret
 
 
 class SecretForm(forms.ModelForm):
-    """Write-only: the value is not a model field of the form, so it is never rendered back.
+    """Write-only. The input is named ``new_value``, not ``value``: no form, however the admin
+    builds it, ever binds the stored value, so it is never rendered back or blanked by accident.
 
     Leave it empty on an existing secret to keep the stored value.
     """
 
-    value = forms.CharField(
+    new_value = forms.CharField(
+        label="Value",
         widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
         required=False,
         strip=False,
@@ -25,16 +27,16 @@ class SecretForm(forms.ModelForm):
         model = Secret
         fields = ["pipeline", "name"]
 
-    def clean_value(self) -> str:
-        value = self.cleaned_data.get("value", "")
+    def clean_new_value(self) -> str:
+        value = self.cleaned_data.get("new_value", "")
         if not value and self.instance.pk is None:
             raise forms.ValidationError("A new secret needs a value.")
         return value
 
     def save(self, commit: bool = True) -> Secret:
         secret = super().save(commit=False)
-        if self.cleaned_data.get("value"):
-            secret.value = self.cleaned_data["value"]
+        if self.cleaned_data.get("new_value"):
+            secret.value = self.cleaned_data["new_value"]
             secret.updated_at = timezone.now()
         if commit:
             secret.save()
@@ -45,7 +47,7 @@ class SecretInline(admin.TabularInline):
     model = Secret
     form = SecretForm
     extra = 0
-    fields = ["name", "value", "updated_at", "updated_by"]
+    fields = ["name", "new_value", "updated_at", "updated_by"]
     readonly_fields = ["updated_at", "updated_by"]
 
 
@@ -57,6 +59,7 @@ class SecretAdmin(admin.ModelAdmin):
     list_select_related = ["pipeline__project", "updated_by"]
     search_fields = ["name", "pipeline__name", "pipeline__project__name"]
     autocomplete_fields = ["pipeline"]
+    fields = ["pipeline", "name", "new_value", "created_at", "updated_at", "updated_by"]
     readonly_fields = ["created_at", "updated_at", "updated_by"]
 
     def get_readonly_fields(self, request, obj=None):
@@ -67,7 +70,7 @@ class SecretAdmin(admin.ModelAdmin):
         return fields
 
     def save_model(self, request, obj: Secret, form, change: bool) -> None:
-        if form.cleaned_data.get("value"):
+        if form.cleaned_data.get("new_value"):
             obj.updated_by = request.user
         super().save_model(request, obj, form, change)
 

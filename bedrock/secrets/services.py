@@ -102,3 +102,13 @@ def api_token_authenticate(plaintext: str) -> User | None:
     if token.last_used_at is None or (now - token.last_used_at).total_seconds() > 60:
         ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
     return token.user
+
+
+GIT_SECRET_NAMES = ("BEDROCK_GIT_TOKEN", "BEDROCK_GIT_SSH_KEY", "BEDROCK_GIT_KNOWN_HOSTS")
+
+
+def git_credentials_for(pipeline: Pipeline):
+    """The pipeline's Git credentials, from its reserved secrets, or None for a public repo."""
+    from bedrock.pipelines.git import GitCredentials
+
+    return GitCredentials.from_secrets(secret_values_for(pipeline=pipeline, names=GIT_SECRET_NAMES))

@@ -10,11 +10,14 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand
 from django.db import transaction
 
+from bedrock.runs.examples import example_load
+
 
 class Command(BaseCommand):
     help = (
         "Set up and run Bedrock on this machine: migrate, create an administrator (its password "
-        "is printed once), then serve the UI and API and run the worker until Ctrl-C."
+        "is printed once), load the example pipelines, then serve the UI and API and run the "
+        "worker until Ctrl-C."
     )
 
     def add_arguments(self, parser) -> None:
@@ -25,6 +28,12 @@ class Command(BaseCommand):
         call_command("migrate", interactive=False, verbosity=0)
         self.stdout.write("Database is up to date.")
         self._ensure_administrator()
+        example = example_load()
+        self.stdout.write(
+            f"Loaded the example project {example.project.name!r}: pipelines "
+            f"{example.training.name!r} (training) and {example.scoring.name!r} (batch scoring), "
+            f"from the Git repository {example.training.git_url}."
+        )
 
         worker = None
         if not no_worker:

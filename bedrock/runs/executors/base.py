@@ -1,0 +1,51 @@
+"""The executor interface: start one attempt of one step, stream its output, wait, kill.
+
+The supervisor (:mod:`bedrock.runs.supervisor`) owns the run: dependency order, retries, logs,
+the time limit and stopping. Executors only know how to run a single step somewhere.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from bedrock.runs.plan import StepPlan
+
+
+@dataclass(frozen=True)
+class StepContext:
+    """What an attempt needs besides the plan: its directories and the values of its secrets."""
+
+    run_id: int
+    app_dir: Path  # the step's checkout, seen by the step at /app
+    artefact_dir: Path  # the run's /artefact
+    step_dir: Path  # scratch space of the step
+    environment: dict[str, str]  # the plan's environment plus per-run values (API token)
+    secrets: dict[str, str]
+    attempt: int
+
+
+class StepHandle(Protocol):
+    def output(self) -> Iterator[bytes]:
+        """Output lines (stdout and stderr merged) as the step produces them, until it ends."""
+
+    def wait(self, timeout: float | None = None) -> int | None:
+        """The exit code, or None if the step is still running after ``timeout`` seconds."""
+
+    def kill(self) -> None:
+        """Stop the step and everything it started. Safe to call twice or after it ended."""
+
+
+class Executor(Protocol):
+    name: str
+
+    def start(self, step: StepPlan, context: StepContext) -> StepHandle: ...
+
+    def cleanup_run(self, run_id: int) -> None:
+        """Remove anything of the run's that is still around (processes, containers)."""
+
+
+class ExecutorError(Exception):
+    """A step could not be started; the message says why in terms a user can act on."""

@@ -1,0 +1,62 @@
+from __future__ import annotations
+
+import sys
+
+from django.core.files.storage import default_storage
+from django.core.management.base import BaseCommand
+
+from bedrock.runs.examples import example_load
+from bedrock.runs.management.commands.run import follow
+from bedrock.runs.models import Run, RunStatus, Trigger
+from bedrock.runs.services import run_create, run_submit
+from bedrock.runs.workspace import read_log
+
+
+class Command(BaseCommand):
+    help = (
+        "Train the example model, publish its version, batch-score with it, and print the model "
+        "version, the scoring result and where the archive is. Exit 0 when all succeeded."
+    )
+
+    def add_arguments(self, parser) -> None:
+        parser.add_argument("--quiet", action="store_true", help="do not print step logs")
+
+    def handle(self, *args, quiet: bool, **options) -> None:
+        example = example_load()
+        write = (lambda line: None) if quiet else self.stdout.write
+
+        training = self._run(example.training, write)
+        if training.status != RunStatus.SUCCEEDED:
+            self._fail(training)
+        version = training.output_model_version
+        try:
+            location = default_storage.path(version.storage_key)
+        except NotImplementedError:
+            location = version.storage_key
+        self.stdout.write(
+            f"model version: {version} (id {version.pk}), {version.file_count} files, "
+            f"{version.size} bytes, sha256 {version.sha256}"
+        )
+        self.stdout.write(f"archive: {location}")
+
+        scoring = self._run(example.scoring, write, model_version_id=version.pk)
+        if scoring.status != RunStatus.SUCCEEDED:
+            self._fail(scoring)
+        step = scoring.steps.order_by("-position").first()
+        text, _ = read_log(step.log_key)
+        result = [line for line in text.splitlines() if line.startswith("scored ")]
+        self.stdout.write(f"scoring result: {result[-1] if result else text.strip()[-200:]}")
+
+    def _run(self, pipeline, write, **kwargs) -> Run:
+        run = run_create(actor=None, pipeline=pipeline, trigger=Trigger.CLI, **kwargs)
+        self.stdout.write(f"{pipeline}: run {run.number} {run.status} at {run.commit_sha[:10]}")
+        if run.status == RunStatus.REJECTED:
+            return run
+        run_submit(run_id=run.pk)
+        run = follow(run, write)
+        self.stdout.write(f"{pipeline}: run {run.number} {run.status}")
+        return run
+
+    def _fail(self, run: Run) -> None:
+        self.stderr.write(f"{run.pipeline}: run {run.number} {run.status}: {run.failure_reason}")
+        sys.exit(1)

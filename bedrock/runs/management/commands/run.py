@@ -1,0 +1,108 @@
+from __future__ import annotations
+
+import sys
+import time
+
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.management.base import BaseCommand, CommandError
+
+from bedrock.pipelines.models import Pipeline
+from bedrock.runs.models import TERMINAL_STATUSES, Run, RunStatus, Trigger
+from bedrock.runs.services import run_create, run_submit
+from bedrock.runs.workspace import read_log
+
+
+def find_pipeline(name: str) -> Pipeline:
+    """A pipeline by id, ``name`` or ``project/name``."""
+    pipelines = Pipeline.objects.select_related("project").filter(archived_at__isnull=True)
+    if name.isdigit():
+        found = pipelines.filter(pk=int(name))
+    elif "/" in name:
+        project, _, pipeline = name.partition("/")
+        found = pipelines.filter(project__name=project, name=pipeline)
+    else:
+        found = pipelines.filter(name=name)
+    matches = list(found[:2])
+    if not matches:
+        raise CommandError(f"No active pipeline {name!r}. Name it as PROJECT/PIPELINE or by id.")
+    if len(matches) > 1:
+        raise CommandError(f"{name!r} names pipelines in several projects; use PROJECT/PIPELINE.")
+    return matches[0]
+
+
+def parse_params(items: list[str]) -> dict[str, str]:
+    params = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise CommandError(f"--param {item!r}: expected NAME=VALUE.")
+        params[name] = value
+    return params
+
+
+def follow(run: Run, write, *, poll: float = 1.0) -> Run:
+    """Print step status changes and log lines until the run ends."""
+    offsets: dict[str, int] = {}
+    seen: dict[str, str] = {}
+    status = None
+    while True:
+        run.refresh_from_db()
+        if run.status != status:
+            status = run.status
+            write(f"run {run.number}: {status}")
+        for step in run.steps.all():
+            if seen.get(step.name) != step.status:
+                seen[step.name] = step.status
+                write(f"step {step.name}: {step.status}")
+            text, offsets[step.name] = read_log(step.log_key, offsets.get(step.name, 0))
+            for line in text.splitlines():
+                write(f"[{step.name}] {line}")
+        if run.status in TERMINAL_STATUSES:
+            return run
+        time.sleep(poll)
+
+
+class Command(BaseCommand):
+    help = (
+        "Start a run of PIPELINE; with --wait, follow its steps and logs and exit with its outcome."
+    )
+
+    def add_arguments(self, parser) -> None:
+        parser.add_argument("pipeline", help="PROJECT/PIPELINE, PIPELINE or an id")
+        parser.add_argument(
+            "--ref", help="branch, tag or commit SHA (default: the pipeline's branch)"
+        )
+        parser.add_argument(
+            "--param", action="append", default=[], metavar="K=V", help="override a parameter"
+        )
+        parser.add_argument("--model-version", type=int, help="model version id (batch scoring)")
+        parser.add_argument("--wait", action="store_true", help="follow the run until it ends")
+
+    def handle(self, *args, **options) -> None:
+        pipeline = find_pipeline(options["pipeline"])
+        try:
+            run = run_create(
+                actor=None,
+                pipeline=pipeline,
+                ref=options["ref"],
+                parameters=parse_params(options["param"]),
+                model_version_id=options["model_version"],
+                trigger=Trigger.CLI,
+            )
+        except (ValidationError, PermissionDenied) as exc:
+            raise CommandError("; ".join(getattr(exc, "messages", [str(exc)]))) from exc
+        self.stdout.write(
+            f"run {run.number} of {pipeline} (id {run.pk}): {run.status}"
+            + (f" at {run.commit_sha[:10]}" if run.commit_sha else "")
+        )
+        if run.status == RunStatus.REJECTED:
+            self.stderr.write(f"rejected: {run.failure_reason}")
+            sys.exit(1)
+        # Submit now rather than wait for a worker; if a worker gets there first, this is a no-op.
+        run_submit(run_id=run.pk)
+        if not options["wait"]:
+            return
+        run = follow(run, self.stdout.write)
+        if run.failure_reason:
+            self.stderr.write(f"run {run.number} {run.status.lower()}: {run.failure_reason}")
+        sys.exit(0 if run.status == RunStatus.SUCCEEDED else 1)

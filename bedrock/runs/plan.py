@@ -1,0 +1,108 @@
+"""The run plan: what every executor runs, built once from a run and the config stored on it.
+
+A plan holds no secret values, only their names; an executor fetches the values when it starts a
+step, so nothing that is queued, logged or serialised carries them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from django.conf import settings
+
+from bedrock.envconfig import format_duration
+from bedrock.pipelines import spec as hcl
+from bedrock.pipelines.models import PipelineKind
+
+
+@dataclass(frozen=True)
+class StepPlan:
+    name: str
+    image: str
+    command: str  # run as `bash -c COMMAND` in /app
+    environment: dict[str, str]  # parameters and BEDROCK_* variables, never secrets
+    secret_names: tuple[str, ...]
+    resources: hcl.Resources
+    depends_on: tuple[str, ...]
+    retry_limit: int
+
+    @property
+    def max_attempts(self) -> int:
+        return 1 + self.retry_limit
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    run_id: int
+    stanza: str
+    steps: tuple[StepPlan, ...]  # in dependency order
+    time_limit: timedelta
+    input_model_version_id: int | None = None
+    publishes_model: bool = False
+    parameters: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def time_limit_text(self) -> str:
+        return format_duration(self.time_limit)
+
+    def step(self, name: str) -> StepPlan:
+        return next(step for step in self.steps if step.name == name)
+
+
+def stanza_for(config_text: str, kind: str, *, filename: str) -> hcl.Stanza:
+    """The stanza a pipeline of this kind runs; SpecError when the file lacks it or is invalid."""
+    spec = hcl.load(config_text, filename=filename)
+    name = PipelineKind(kind).stanza
+    stanza = spec.stanza(name)
+    if stanza is None:
+        raise hcl.SpecError(
+            [
+                hcl.Problem(
+                    path=name,
+                    message=f"the file has no {name} stanza, which a "
+                    f"{PipelineKind(kind).label.lower()} pipeline runs",
+                    line=None,
+                    column=None,
+                )
+            ]
+        )
+    return stanza
+
+
+def build(run) -> RunPlan:
+    """The plan for a run whose config text, commit and parameters are already stored."""
+    pipeline = run.pipeline
+    stanza = stanza_for(run.config_text, pipeline.kind, filename=pipeline.config_path)
+    base_env = {
+        **{name: str(value) for name, value in run.parameters.items()},
+        "BEDROCK_RUN_TRIGGER": "bedrock",
+        "BEDROCK_PROJECT_ID": str(pipeline.project_id),
+        "BEDROCK_PIPELINE_ID": str(pipeline.pk),
+        "BEDROCK_PIPELINE_RUN_ID": str(run.number),
+        "BEDROCK_API_DOMAIN": settings.BEDROCK_API_DOMAIN,
+    }
+    if run.input_model_version_id:
+        base_env["BEDROCK_MODEL_VERSION_ID"] = str(run.input_model_version_id)
+    steps = tuple(
+        StepPlan(
+            name=step.name,
+            image=step.image,
+            command=step.command(),
+            environment={**base_env, "BEDROCK_RUN_STEP_NAME": step.name},
+            secret_names=tuple(stanza.secrets),
+            resources=step.resources,
+            depends_on=tuple(step.depends_on),
+            retry_limit=step.retry_limit,
+        )
+        for step in stanza.steps
+    )
+    return RunPlan(
+        run_id=run.pk,
+        stanza=stanza.name,
+        steps=steps,
+        time_limit=run.max_run_time,
+        input_model_version_id=run.input_model_version_id,
+        publishes_model=pipeline.kind == PipelineKind.TRAINING,
+        parameters=dict(run.parameters),
+    )

@@ -1,0 +1,339 @@
+"""The supervisor executes one run from start to end, on the machine the run's steps run on.
+
+It is started detached from the worker (``bedrock execute RUN_ID``), so a worker that dies or is
+restarted does not take running steps with it. While it lives it beats a heartbeat on the run;
+the reconciler fails a run whose heartbeat has stopped. It owns:
+
+- the order of steps (dependencies first, independent ones at once) and their retries;
+- the logs, captured line by line as produced, with secret values masked before they are written;
+- the time limit (the run fails with the reason once its deadline passes) and stopping;
+- for training, packing /artefact and publishing the model version once every step succeeded.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets as _random
+import socket
+import threading
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from django.db import close_old_connections, connection
+from django.utils import timezone
+
+from bedrock.pipelines import git
+from bedrock.runs.executors import ExecutorError, StepContext, get_executor
+from bedrock.runs.models import ACTIVE_STATUSES, Run, RunStatus, RunStep
+from bedrock.runs.plan import RunPlan, StepPlan, build
+from bedrock.runs.workspace import Workspace, log_key, log_path
+from bedrock.secrets.models import hash_token
+
+logger = logging.getLogger(__name__)
+
+HEARTBEAT_SECONDS = 2.0
+MASK = "********"
+
+
+class LogWriter:
+    """Appends a step's output to its log, masking secret values on the way in."""
+
+    def __init__(self, path: Path, masked: list[str]) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.handle = path.open("ab", buffering=0)
+        # Longest first, so a secret containing another is masked whole. Lines of multi-line
+        # secrets (PEM keys, JSON) are masked one by one, as output arrives line by line.
+        pieces = {line for value in masked for line in value.splitlines() if len(line) >= 3}
+        pieces |= {value for value in masked if len(value) >= 3}
+        self.masked = sorted(pieces, key=len, reverse=True)
+        self.lock = threading.Lock()
+
+    def write(self, data: bytes | str) -> None:
+        text = data.decode("utf-8", errors="replace") if isinstance(data, bytes) else data
+        for value in self.masked:
+            text = text.replace(value, MASK)
+        with self.lock:
+            self.handle.write(text.encode())
+
+    def close(self) -> None:
+        self.handle.close()
+
+
+@dataclass
+class Outcome:
+    status: str
+    reason: str = ""
+    exit_code: int | None = None
+
+
+@dataclass
+class _Control:
+    stop: threading.Event = field(default_factory=threading.Event)
+    deadline_passed: threading.Event = field(default_factory=threading.Event)
+
+    @property
+    def halted(self) -> bool:
+        return self.stop.is_set() or self.deadline_passed.is_set()
+
+
+def _set_run(run_id: int, *, statuses=ACTIVE_STATUSES, **fields) -> bool:
+    """Compare-and-swap: change the run only while it is still in one of ``statuses``."""
+    return Run.objects.filter(pk=run_id, status__in=list(statuses)).update(**fields) == 1
+
+
+class Supervisor:
+    def __init__(self, run_id: int, executor=None) -> None:
+        self.run_id = run_id
+        self.executor = executor
+        self.control = _Control()
+        self._done = threading.Event()
+        self.workspace = Workspace(run_id)
+
+    # -- entry point -------------------------------------------------------------------------
+    def execute(self) -> str | None:
+        """Run the run if it is queued; returns its final status, or None if another took it."""
+        now = timezone.now()
+        claimed = Run.objects.filter(pk=self.run_id, status=RunStatus.QUEUED).update(
+            status=RunStatus.RUNNING,
+            started_at=now,
+            heartbeat_at=now,
+            runner=f"{socket.gethostname()}:{os.getpid()}",
+        )
+        if not claimed:
+            return None
+        run = Run.objects.select_related("pipeline__project", "input_model_version").get(
+            pk=self.run_id
+        )
+        heartbeat = threading.Thread(target=self._beat, args=(run,), daemon=True)
+        heartbeat.start()
+        try:
+            outcome = self._execute(run)
+        except Exception as exc:  # the run must end with a reason, whatever broke
+            logger.exception("run %s failed in its supervisor", self.run_id)
+            outcome = Outcome(RunStatus.FAILED, f"Bedrock failed to execute the run: {exc}")
+        finally:
+            self._done.set()
+        if self.control.stop.is_set() and outcome.status != RunStatus.SUCCEEDED:
+            outcome = Outcome(RunStatus.STOPPED, "stopped on request")
+        _set_run(
+            self.run_id,
+            status=outcome.status,
+            failure_reason=outcome.reason,
+            exit_code=outcome.exit_code,
+            finished_at=timezone.now(),
+            token_hash="",
+        )
+        if self.executor is not None:
+            self.executor.cleanup_run(self.run_id)
+        self.workspace.remove()
+        return outcome.status
+
+    def _beat(self, run: Run) -> None:
+        deadline = run.deadline
+        while True:
+            close_old_connections()
+            now = timezone.now()
+            Run.objects.filter(pk=self.run_id, status__in=list(ACTIVE_STATUSES)).update(
+                heartbeat_at=now
+            )
+            status = Run.objects.filter(pk=self.run_id).values_list("status", flat=True).first()
+            if status in (RunStatus.STOPPING, RunStatus.STOPPED, None):
+                self.control.stop.set()
+            if deadline is not None and now >= deadline:
+                self.control.deadline_passed.set()
+            if self._done.wait(HEARTBEAT_SECONDS):
+                break
+        connection.close()
+
+    # -- the run -----------------------------------------------------------------------------
+    def _execute(self, run: Run) -> Outcome:
+        plan = build(run)
+        self.workspace.create()
+        self._create_steps(plan)
+        pipeline = run.pipeline
+        from bedrock.secrets.services import git_credentials_for, secret_values_for
+
+        declared = plan.steps[0].secret_names if plan.steps else ()
+        secrets = secret_values_for(pipeline=pipeline, names=list(declared))
+        missing = [name for name in declared if name not in secrets]
+        if missing:
+            return Outcome(
+                RunStatus.FAILED, f"the secret {', '.join(missing)} has no value any more"
+            )
+        credentials = git_credentials_for(pipeline)
+
+        if run.input_model_version_id:
+            from bedrock.models.artefacts import artefact_fetch
+
+            version = run.input_model_version
+            artefact_fetch(version.storage_key, self.workspace.artefact, sha256=version.sha256)
+
+        token = "bdrkrun_" + _random.token_urlsafe(32)
+        Run.objects.filter(pk=run.pk).update(token_hash=hash_token(token))
+        self.executor = self.executor or get_executor()
+        outcome = self._run_steps(run, plan, secrets, token, credentials)
+        if outcome.status != RunStatus.SUCCEEDED or not plan.publishes_model:
+            return outcome
+        if self.control.halted:
+            return self._halted_outcome(plan)
+        from bedrock.models.artefacts import EmptyArtefactError
+        from bedrock.models.services import model_version_publish
+
+        try:
+            version = model_version_publish(run=run, directory=self.workspace.artefact)
+        except EmptyArtefactError:
+            return Outcome(
+                RunStatus.FAILED,
+                "the steps succeeded but left /artefact empty; a training run must write its "
+                "model files there",
+            )
+        logger.info("run %s published %s", run.pk, version)
+        return outcome
+
+    def _create_steps(self, plan: RunPlan) -> None:
+        for position, step in enumerate(plan.steps):
+            RunStep.objects.get_or_create(
+                run_id=plan.run_id,
+                name=step.name,
+                defaults={
+                    "position": position,
+                    "depends_on": list(step.depends_on),
+                    "retry_limit": step.retry_limit,
+                    "log_key": log_key(plan.run_id, step.name),
+                },
+            )
+
+    def _halted_outcome(self, plan: RunPlan) -> Outcome:
+        if self.control.stop.is_set():
+            return Outcome(RunStatus.STOPPED, "stopped on request")
+        return Outcome(RunStatus.FAILED, f"exceeded the maximum run time of {plan.time_limit_text}")
+
+    def _run_steps(self, run: Run, plan: RunPlan, secrets, token, credentials) -> Outcome:
+        succeeded: set[str] = set()
+        pending = [step for step in plan.steps]
+        running: dict[Future, StepPlan] = {}
+        failure: Outcome | None = None
+        with ThreadPoolExecutor(max_workers=max(1, len(plan.steps))) as pool:
+            while pending or running:
+                if failure is None and not self.control.halted:
+                    for step in list(pending):
+                        if set(step.depends_on) <= succeeded:
+                            pending.remove(step)
+                            future = pool.submit(
+                                self._run_step, run, step, secrets, token, credentials
+                            )
+                            running[future] = step
+                if not running:
+                    break
+                done, _ = wait(list(running), timeout=0.5, return_when=FIRST_COMPLETED)
+                for future in done:
+                    step = running.pop(future)
+                    result = future.result()
+                    if result.status == RunStatus.SUCCEEDED:
+                        succeeded.add(step.name)
+                    elif failure is None:
+                        failure = result
+        for step in pending:
+            RunStep.objects.filter(run_id=plan.run_id, name=step.name).update(
+                status=RunStatus.STOPPED,
+                failure_reason="not run: an earlier step failed or the run was halted",
+            )
+        if self.control.halted:
+            return self._halted_outcome(plan)
+        if failure is not None:
+            return failure
+        return Outcome(RunStatus.SUCCEEDED)
+
+    def _run_step(self, run: Run, step: StepPlan, secrets, token, credentials) -> Outcome:
+        try:
+            return self._attempts(run, step, secrets, token, credentials)
+        except (ExecutorError, git.GitError) as exc:
+            RunStep.objects.filter(run_id=run.pk, name=step.name).update(
+                status=RunStatus.FAILED, failure_reason=str(exc), finished_at=timezone.now()
+            )
+            return Outcome(RunStatus.FAILED, f"step {step.name!r} could not start: {exc}")
+        finally:
+            connection.close()
+
+    def _attempts(self, run: Run, step: StepPlan, secrets, token, credentials) -> Outcome:
+        steps = RunStep.objects.filter(run_id=run.pk, name=step.name)
+        log = LogWriter(log_path(run.pk, step.name), [*secrets.values(), token])
+        app_dir = self.workspace.step_app(step.name)
+        try:
+            if not app_dir.exists():
+                git.checkout(
+                    run.pipeline.git_url,
+                    run.commit_sha,
+                    app_dir,
+                    cache_key=f"pipeline-{run.pipeline_id}",
+                    credentials=credentials,
+                )
+            exit_code: int | None = None
+            for attempt in range(1, step.max_attempts + 1):
+                now = timezone.now()
+                steps.update(status=RunStatus.RUNNING, attempts=attempt, finished_at=None)
+                steps.filter(started_at__isnull=True).update(started_at=now)
+                if step.max_attempts > 1:
+                    log.write(f"--- attempt {attempt} of {step.max_attempts} ---\n")
+                exit_code = self._attempt(run, step, secrets, token, app_dir, attempt, log)
+                if exit_code == 0:
+                    steps.update(
+                        status=RunStatus.SUCCEEDED, exit_code=0, finished_at=timezone.now()
+                    )
+                    return Outcome(RunStatus.SUCCEEDED)
+                if self.control.halted:
+                    halted = self._halted_outcome_for_step()
+                    steps.update(
+                        status=halted.status,
+                        exit_code=exit_code,
+                        failure_reason=halted.reason,
+                        finished_at=timezone.now(),
+                    )
+                    return halted
+                if attempt < step.max_attempts:
+                    log.write(f"--- exit code {exit_code}; retrying ---\n")
+            reason = f"step {step.name!r} failed with exit code {exit_code}"
+            if step.max_attempts > 1:
+                reason += f" after {step.max_attempts} attempts"
+            steps.update(
+                status=RunStatus.FAILED,
+                exit_code=exit_code,
+                failure_reason=reason,
+                finished_at=timezone.now(),
+            )
+            return Outcome(RunStatus.FAILED, reason, exit_code)
+        finally:
+            log.close()
+
+    def _halted_outcome_for_step(self) -> Outcome:
+        if self.control.stop.is_set():
+            return Outcome(RunStatus.STOPPED, "stopped on request")
+        return Outcome(RunStatus.FAILED, "killed at the run's time limit")
+
+    def _attempt(self, run, step, secrets, token, app_dir, attempt, log) -> int:
+        context = StepContext(
+            run_id=run.pk,
+            app_dir=app_dir,
+            artefact_dir=self.workspace.artefact,
+            step_dir=self.workspace.step_dir(step.name),
+            environment={**step.environment, "BEDROCK_API_TOKEN": token},
+            secrets=secrets,
+            attempt=attempt,
+        )
+        handle = self.executor.start(step, context)
+        pump = threading.Thread(
+            target=lambda: [log.write(line) for line in handle.output()], daemon=True
+        )
+        pump.start()
+        exit_code = None
+        while exit_code is None:
+            if self.control.halted:
+                handle.kill()
+                exit_code = handle.wait(30)
+                exit_code = -9 if exit_code is None else exit_code
+                break
+            exit_code = handle.wait(0.5)
+        pump.join(timeout=30)
+        return exit_code

@@ -1,0 +1,68 @@
+"""Where a run lives on this machine while it executes, and where its logs are kept afterwards."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from django.conf import settings
+
+_SAFE = re.compile(r"[^A-Za-z0-9_.-]")
+
+
+def _safe(name: str) -> str:
+    # Step names are validated by the spec, but a path component must never depend on that alone.
+    cleaned = _SAFE.sub("_", name).lstrip(".")
+    return cleaned or "_"
+
+
+@dataclass(frozen=True)
+class Workspace:
+    run_id: int
+
+    @property
+    def root(self) -> Path:
+        return Path(settings.BEDROCK_HOME) / "runs" / str(self.run_id)
+
+    @property
+    def artefact(self) -> Path:
+        """Shared by every step of the run; bound at /artefact."""
+        return self.root / "artefact"
+
+    def step_dir(self, step: str) -> Path:
+        return self.root / "steps" / _safe(step)
+
+    def step_app(self, step: str) -> Path:
+        """The step's own checkout of the run's commit; bound at /app."""
+        return self.step_dir(step) / "app"
+
+    def create(self) -> None:
+        self.artefact.mkdir(parents=True, exist_ok=True)
+
+    def remove(self) -> None:
+        """Delete everything but the logs, which live elsewhere."""
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+def log_path(run_id: int, step: str) -> Path:
+    return Path(settings.BEDROCK_HOME) / "logs" / f"run-{run_id}" / f"{_safe(step)}.log"
+
+
+def log_key(run_id: int, step: str) -> str:
+    return f"run-{run_id}/{_safe(step)}.log"
+
+
+def read_log(key: str, offset: int = 0, limit: int = 1 << 20) -> tuple[str, int]:
+    """Log text from a byte offset, and the offset to read from next (to follow a live log)."""
+    if not key:
+        return "", offset
+    path = Path(settings.BEDROCK_HOME) / "logs" / key
+    try:
+        with path.open("rb") as handle:
+            handle.seek(offset)
+            data = handle.read(limit)
+    except FileNotFoundError:
+        return "", offset
+    return data.decode("utf-8", errors="replace"), offset + len(data)

@@ -1,0 +1,167 @@
+"""Runs on a real Docker Engine, with the locally built Python image (.ci/docker-image)."""
+
+from __future__ import annotations
+
+import os
+import zipfile
+
+import pytest
+from django.core.files.storage import default_storage
+
+from bedrock.models.models import ModelVersion
+from bedrock.pipelines.models import PipelineKind
+from bedrock.pipelines.spec import Resources
+from bedrock.runs.executors.base import StepContext
+from bedrock.runs.plan import StepPlan
+from bedrock.runs.models import RunStatus
+from bedrock.runs.services import run_create, run_stop
+from bedrock.secrets.services import secret_set
+from tests.repos import EXAMPLE, hcl, make_repo, step
+from tests.runflow import pipeline_for, repo_with, step_log, wait_for, wait_until_done
+
+IMAGE = "python:3.11-slim"
+
+
+def _engine_problem() -> str | None:
+    try:
+        import docker
+
+        client = docker.from_env(timeout=10)
+        client.ping()
+        client.images.get(IMAGE)
+    except Exception as exc:
+        return f"no Docker Engine with the image {IMAGE} ({exc}); build it with .ci/docker-image"
+    return None
+
+
+problem = _engine_problem()
+if problem and os.environ.get("BEDROCK_REQUIRE_DOCKER"):
+    raise RuntimeError(problem)  # CI installs Docker: a skip there would hide a failure
+needs_docker = pytest.mark.skipif(problem is not None, reason=problem or "")
+
+
+@pytest.fixture
+def docker_executor(settings):
+    settings.BEDROCK_EXECUTOR = "docker"
+
+
+def labelled_containers(run_id: int) -> list:
+    import docker
+
+    from bedrock.runs.executors.docker import LABEL_RUN
+
+    return docker.from_env().containers.list(all=True, filters={"label": f"{LABEL_RUN}={run_id}"})
+
+
+def plan(**resources) -> StepPlan:
+    return StepPlan(
+        name="train",
+        image=IMAGE,
+        command="{ python3 train.py; }",
+        environment={"ALPHA": "1"},
+        secret_names=("DB_PASSWORD",),
+        resources=Resources(
+            cpu=None, memory=None, gpu=None, millicpu=None, memory_bytes=None, gpu_count=0
+        )
+        if not resources
+        else Resources(**resources),
+        depends_on=(),
+        retry_limit=0,
+    )
+
+
+def test_container_options_apply_cpu_memory_and_gpus_and_keep_secrets_out_of_the_environment(
+    tmp_path,
+):
+    from bedrock.runs.executors.docker import container_options
+
+    step_plan = plan(
+        cpu="1.5", memory="2Gi", gpu="2", millicpu=1500, memory_bytes=2 << 30, gpu_count=2
+    )
+    context = StepContext(
+        run_id=7,
+        app_dir=tmp_path / "app",
+        artefact_dir=tmp_path / "artefact",
+        step_dir=tmp_path / "step",
+        environment={"ALPHA": "1"},
+        secrets={"DB_PASSWORD": "hunter2"},
+        attempt=1,
+    )
+    options = container_options(step_plan, context)
+
+    assert options["nano_cpus"] == 1_500_000_000
+    assert options["mem_limit"] == 2 << 30
+    [request] = options["device_requests"]
+    assert request["Count"] == 2 and request["Capabilities"] == [["gpu"]]
+    assert options["volumes"][str(tmp_path / "app")]["bind"] == "/app"
+    assert options["volumes"][str(tmp_path / "artefact")]["bind"] == "/artefact"
+    assert "hunter2" not in repr(options)
+    assert options["command"][:2] == ["bash", "-c"]
+
+
+def test_a_step_without_gpus_requests_no_devices(tmp_path):
+    from bedrock.runs.executors.docker import container_options
+
+    context = StepContext(7, tmp_path, tmp_path, tmp_path, {}, {}, 1)
+    assert "device_requests" not in container_options(plan(), context)
+
+
+@needs_docker
+@pytest.mark.django_db(transaction=True)
+def test_the_example_trains_and_batch_scores_in_containers(tmp_path, docker_executor):
+    repo = make_repo(tmp_path / "churn", copy=EXAMPLE)
+    training = pipeline_for(repo, name="churn-train")
+    scoring = pipeline_for(repo, kind=PipelineKind.BATCH_SCORING, project=training.project)
+
+    run = wait_until_done(run_create(actor=None, pipeline=training))
+
+    assert run.status == RunStatus.SUCCEEDED, run.failure_reason
+    version = ModelVersion.objects.get(run=run)
+    with default_storage.open(version.storage_key) as handle:
+        assert "model.json" in zipfile.ZipFile(handle).namelist()
+    assert labelled_containers(run.pk) == []
+
+    scored = wait_until_done(run_create(actor=None, pipeline=scoring, model_version_id=version.pk))
+    assert scored.status == RunStatus.SUCCEEDED, scored.failure_reason
+    assert "scored 200 customers" in step_log(scored, "score")
+
+
+@needs_docker
+@pytest.mark.django_db(transaction=True)
+def test_a_container_gets_its_limits_and_secrets_but_not_in_its_environment(
+    tmp_path, docker_executor
+):
+    steps = step(
+        "s",
+        "test $DB_PASSWORD = pa55word-in-a-file && echo secret-ok",
+        "echo done > /artefact/out; sleep 3",
+        extra='resources {\ncpu = "0.5"\nmemory = "300M"\n}',
+    )
+    pipeline = pipeline_for(repo_with(tmp_path, hcl("train", steps, secrets='"DB_PASSWORD"')))
+    secret_set(actor=None, pipeline=pipeline, name="DB_PASSWORD", value="pa55word-in-a-file")
+    run = run_create(actor=None, pipeline=pipeline)
+
+    [container] = wait_for(lambda: labelled_containers(run.pk), what="the step's container")
+    host_config, config = container.attrs["HostConfig"], container.attrs["Config"]
+    run = wait_until_done(run)
+
+    assert run.status == RunStatus.SUCCEEDED, run.failure_reason
+    assert host_config["NanoCpus"] == 500_000_000
+    assert host_config["Memory"] == 300_000_000
+    assert not any("pa55word" in variable for variable in config["Env"])
+    assert "secret-ok" in step_log(run, "s")
+    assert labelled_containers(run.pk) == []
+
+
+@needs_docker
+@pytest.mark.django_db(transaction=True)
+def test_stopping_a_docker_run_removes_its_container(tmp_path, docker_executor):
+    pipeline = pipeline_for(repo_with(tmp_path, hcl("train", step("s", "sleep 120"))))
+    run = run_create(actor=None, pipeline=pipeline)
+    wait_for(lambda: labelled_containers(run.pk), what="the step's container")
+
+    run_stop(actor=None, run=run)
+
+    run = wait_until_done(run, timeout=60)
+    assert run.status == RunStatus.STOPPED
+    assert labelled_containers(run.pk) == []

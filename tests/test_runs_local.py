@@ -1,0 +1,292 @@
+"""Runs end to end on the local executor: real Git repositories, real processes, real archives."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import zipfile
+from datetime import timedelta
+
+import pytest
+from django.core.files.storage import default_storage
+
+from bedrock.models.models import ModelVersion
+from bedrock.pipelines.models import PipelineKind
+from bedrock.runs.executors.local import bubblewrap
+from bedrock.runs.models import Run, RunStatus
+from bedrock.runs.services import run_create, run_stop
+from bedrock.secrets.services import secret_set
+from tests import factories
+from tests.repos import EXAMPLE, hcl, make_repo, step
+from tests.runflow import pipeline_for, repo_with, step_log, wait_for, wait_until_done
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def start(pipeline, **kwargs) -> Run:
+    return run_create(actor=None, pipeline=pipeline, **kwargs)
+
+
+def test_the_example_trains_publishes_version_1_and_batch_scores_with_it(tmp_path):
+    repo = make_repo(tmp_path / "churn", copy=EXAMPLE)
+    training = pipeline_for(repo, name="churn-train")
+    scoring = pipeline_for(repo, kind=PipelineKind.BATCH_SCORING, project=training.project)
+
+    run = wait_until_done(start(training, parameters={"EPOCHS": "100"}))
+
+    assert run.status == RunStatus.SUCCEEDED, run.failure_reason
+    assert [s.status for s in run.steps.order_by("position")] == [RunStatus.SUCCEEDED] * 2
+    assert run.parameters["EPOCHS"] == "100" and run.parameters["LEARNING_RATE"] == "0.5"
+    assert "validation accuracy" in step_log(run, "train")
+    version = ModelVersion.objects.get(run=run)
+    assert version.number == 1
+    with default_storage.open(version.storage_key) as handle, zipfile.ZipFile(handle) as archive:
+        assert sorted(archive.namelist()) == ["metrics.json", "model.json", "scaling.json"]
+        assert version.file_count == 3
+
+    scored = wait_until_done(start(scoring, model_version_id=version.pk))
+
+    assert scored.status == RunStatus.SUCCEEDED, scored.failure_reason
+    assert "scored 200 customers" in step_log(scored, "score")
+    assert scored.input_model_version == version
+
+    second = wait_until_done(start(training))
+    assert ModelVersion.objects.get(run=second).number == 2
+
+
+def test_a_failing_step_fails_the_run_and_its_dependants_never_start(tmp_path):
+    steps = step("a", "echo before; exit 3") + "\n" + step("b", "echo b", depends_on='"a"')
+    run = wait_until_done(start(pipeline_for(repo_with(tmp_path, hcl("train", steps)))))
+
+    assert run.status == RunStatus.FAILED
+    assert run.failure_reason == "step 'a' failed with exit code 3"
+    assert run.exit_code == 3
+    assert run.steps.get(name="a").status == RunStatus.FAILED
+    assert run.steps.get(name="b").status == RunStatus.STOPPED
+    assert "before" in step_log(run, "a")
+    assert not ModelVersion.objects.exists()
+
+
+def test_a_step_that_fails_once_succeeds_on_its_retry(tmp_path):
+    flaky = step(
+        "flaky",
+        "if [ -f $BEDROCK_ARTEFACT_DIR/tried ]; then echo ok > $BEDROCK_ARTEFACT_DIR/model; "
+        "else touch $BEDROCK_ARTEFACT_DIR/tried; exit 1; fi",
+        extra="retry { limit = 2 }",
+    )
+    run = wait_until_done(start(pipeline_for(repo_with(tmp_path, hcl("train", flaky)))))
+
+    assert run.status == RunStatus.SUCCEEDED, run.failure_reason
+    flaky_step = run.steps.get(name="flaky")
+    assert flaky_step.attempts == 2
+    assert "--- attempt 2 of 3 ---" in step_log(run, "flaky")
+
+
+def test_a_step_that_keeps_failing_is_tried_one_more_time_than_its_retry_limit(tmp_path):
+    always = step("always", "echo attempt; exit 2", extra="retry { limit = 1 }")
+    run = wait_until_done(start(pipeline_for(repo_with(tmp_path, hcl("train", always)))))
+
+    assert run.status == RunStatus.FAILED
+    assert run.failure_reason == "step 'always' failed with exit code 2 after 2 attempts"
+    assert step_log(run, "always").count("attempt\n") == 2
+
+
+def test_stopping_a_running_run_kills_its_step_and_ends_it_stopped(tmp_path):
+    marker = "sleep 73.5"
+    run = start(pipeline_for(repo_with(tmp_path, hcl("train", step("wait", marker)))))
+    wait_for(
+        lambda: run.steps.filter(status=RunStatus.RUNNING).exists(),
+        what="the step to start",
+    )
+    wait_for(lambda: _processes(marker), what="the step's process")
+
+    run_stop(actor=None, run=run)
+
+    run = wait_until_done(run, timeout=30)
+    assert run.status == RunStatus.STOPPED
+    assert run.steps.get(name="wait").status == RunStatus.STOPPED
+    wait_for(lambda: not _processes(marker), timeout=10, what="the step's process to be gone")
+
+
+def test_a_run_past_its_maximum_run_time_fails_with_the_reason(tmp_path):
+    marker = "sleep 74.5"
+    pipeline = pipeline_for(
+        repo_with(tmp_path, hcl("train", step("slow", marker))), max_run_time=timedelta(seconds=3)
+    )
+    run = wait_until_done(start(pipeline), timeout=60)
+
+    assert run.status == RunStatus.FAILED
+    assert run.failure_reason == "exceeded the maximum run time of 3s"
+    assert not _processes(marker)
+
+
+def test_a_run_whose_declared_secret_has_no_value_is_rejected_with_the_reason(tmp_path):
+    repo = repo_with(tmp_path, hcl("train", step("s", "true"), secrets='"DB_PASSWORD", "API_KEY"'))
+    pipeline = pipeline_for(repo)
+    secret_set(actor=None, pipeline=pipeline, name="API_KEY", value="present")
+
+    run = start(pipeline)
+
+    assert run.status == RunStatus.REJECTED
+    assert "DB_PASSWORD" in run.failure_reason and "no value" in run.failure_reason
+    assert "API_KEY" not in run.failure_reason
+    assert run.commit_sha  # the commit was resolved before the check
+    assert not run.steps.exists()
+
+
+def test_secret_values_are_masked_in_logs_and_reach_the_step_environment(tmp_path):
+    value = "pa55-w0rd-for-the-db"
+    steps = step(
+        "s",
+        "echo password is $DB_PASSWORD; test $DB_PASSWORD = pa55-w0rd-for-the-db "
+        "&& echo match > $BEDROCK_ARTEFACT_DIR/ok",
+    )
+    pipeline = pipeline_for(repo_with(tmp_path, hcl("train", steps, secrets='"DB_PASSWORD"')))
+    secret_set(actor=None, pipeline=pipeline, name="DB_PASSWORD", value=value)
+
+    run = wait_until_done(start(pipeline))
+
+    assert run.status == RunStatus.SUCCEEDED, run.failure_reason
+    log = step_log(run, "s")
+    assert "password is ********" in log
+    assert value not in log
+
+
+def test_a_step_gets_bedrock_variables_and_none_of_the_servers_own(tmp_path, monkeypatch):
+    monkeypatch.setenv("DATABASE_URL_SHADOW", "postgres://server-only")
+    steps = step(
+        "env",
+        "env | sort > $BEDROCK_ARTEFACT_DIR/env.txt",
+        "python -c 'import sys; print(sys.prefix)' > $BEDROCK_ARTEFACT_DIR/prefix.txt",
+    )
+    pipeline = pipeline_for(repo_with(tmp_path, hcl("train", steps, parameters='ALPHA = "0.5"')))
+
+    run = wait_until_done(start(pipeline, parameters={"ALPHA": "0.9"}))
+
+    assert run.status == RunStatus.SUCCEEDED, run.failure_reason
+    with default_storage.open(run.output_model_version.storage_key) as handle:
+        archive = zipfile.ZipFile(handle)
+        env = dict(
+            line.split("=", 1)
+            for line in archive.read("env.txt").decode().splitlines()
+            if "=" in line
+        )
+        prefix = archive.read("prefix.txt").decode().strip()
+    assert env["ALPHA"] == "0.9"
+    assert env["BEDROCK_RUN_TRIGGER"] == "bedrock"
+    assert env["BEDROCK_PIPELINE_ID"] == str(pipeline.pk)
+    assert env["BEDROCK_PIPELINE_RUN_ID"] == "1"
+    assert env["BEDROCK_RUN_STEP_NAME"] == "env"
+    assert env["BEDROCK_API_TOKEN"].startswith("bdrkrun_")
+    assert "BEDROCK_API_DOMAIN" in env
+    assert "DATABASE_URL_SHADOW" not in env and "BEDROCK_SECRET_KEYS" not in env
+    # A fresh virtual environment per step: installs never touch the host's Python.
+    assert prefix != sys.prefix and prefix.endswith("/venv")
+
+
+def test_an_empty_artefact_fails_a_training_run_and_publishes_nothing(tmp_path):
+    run = wait_until_done(start(pipeline_for(repo_with(tmp_path, hcl("train", step("s", "true"))))))
+
+    assert run.status == RunStatus.FAILED
+    assert "left /artefact empty" in run.failure_reason
+    assert not ModelVersion.objects.exists()
+
+
+def test_independent_steps_run_at_the_same_time(tmp_path):
+    record = "date +%s.%N >> $BEDROCK_ARTEFACT_DIR/$BEDROCK_RUN_STEP_NAME; sleep 2; date +%s.%N >> $BEDROCK_ARTEFACT_DIR/$BEDROCK_RUN_STEP_NAME"
+    steps = "\n".join(
+        [
+            step("left", record),
+            step("right", record),
+            step("join", "true", depends_on='"left", "right"'),
+        ]
+    )
+    run = wait_until_done(start(pipeline_for(repo_with(tmp_path, hcl("train", steps)))))
+
+    assert run.status == RunStatus.SUCCEEDED, run.failure_reason
+    with default_storage.open(run.output_model_version.storage_key) as handle:
+        archive = zipfile.ZipFile(handle)
+        left = [float(t) for t in archive.read("left").split()]
+        right = [float(t) for t in archive.read("right").split()]
+    assert left[0] < right[1] and right[0] < left[1], "the two steps' windows overlap"
+    join = run.steps.get(name="join")
+    assert join.started_at >= max(
+        run.steps.get(name="left").finished_at, run.steps.get(name="right").finished_at
+    )
+
+
+@pytest.mark.skipif(bubblewrap() is None, reason="bubblewrap is not installed")
+def test_with_bubblewrap_a_step_sees_its_checkout_at_app_and_the_artefact_at_slash_artefact(
+    tmp_path,
+):
+    steps = step("s", "pwd > /artefact/pwd", "cat marker.txt > /artefact/marker")
+    repo = repo_with(tmp_path, hcl("train", steps), **{"marker.txt": "from the commit"})
+
+    run = wait_until_done(start(pipeline_for(repo)))
+
+    assert run.status == RunStatus.SUCCEEDED, run.failure_reason
+    with default_storage.open(run.output_model_version.storage_key) as handle:
+        archive = zipfile.ZipFile(handle)
+        assert archive.read("pwd").decode().strip() == "/app"
+        assert archive.read("marker").decode().strip() == "from the commit"
+    assert not __import__("os").path.exists("/artefact/marker")
+
+
+def test_a_batch_scoring_run_with_another_projects_model_version_is_rejected(tmp_path):
+    repo = make_repo(tmp_path / "churn", copy=EXAMPLE)
+    theirs = pipeline_for(repo, name="theirs")
+    version = ModelVersion.objects.create(
+        model=theirs.model,
+        number=1,
+        run=Run.objects.create(pipeline=theirs, number=1, ref="main", status=RunStatus.SUCCEEDED),
+        storage_key="models/x.zip",
+        size=1,
+        sha256="0" * 64,
+        file_count=1,
+    )
+    ours = pipeline_for(
+        repo, kind=PipelineKind.BATCH_SCORING, project=factories.project(), name="s"
+    )
+
+    run = start(ours, model_version_id=version.pk)
+
+    assert run.status == RunStatus.REJECTED
+    assert run.failure_reason == (
+        f"model version {version.pk} does not belong to the project {ours.project}"
+    )
+
+
+def test_a_batch_scoring_run_without_a_model_version_is_rejected(tmp_path):
+    repo = make_repo(tmp_path / "churn", copy=EXAMPLE)
+    run = start(pipeline_for(repo, kind=PipelineKind.BATCH_SCORING))
+    assert run.status == RunStatus.REJECTED
+    assert run.failure_reason == "a batch scoring run needs a model version"
+
+
+def test_an_unknown_ref_is_rejected_with_the_reason(tmp_path):
+    repo = make_repo(tmp_path / "churn", copy=EXAMPLE)
+    run = start(pipeline_for(repo), ref="no-such-branch")
+    assert run.status == RunStatus.REJECTED
+    assert "no-such-branch" in run.failure_reason
+
+
+def test_an_invalid_config_is_rejected_naming_the_file_and_line(tmp_path):
+    repo = repo_with(tmp_path, hcl("train", step("a", "true", depends_on='"ghost"')))
+    run = start(pipeline_for(repo))
+    assert run.status == RunStatus.REJECTED
+    assert "bedrock.hcl:" in run.failure_reason and "ghost" in run.failure_reason
+
+
+def test_the_same_idempotency_key_returns_the_same_run(tmp_path):
+    repo = repo_with(tmp_path, hcl("train", step("s", "echo x > $BEDROCK_ARTEFACT_DIR/x")))
+    pipeline = pipeline_for(repo)
+    first = start(pipeline, idempotency_key="nightly-2026-11-25")
+    second = start(pipeline, idempotency_key="nightly-2026-11-25")
+    assert first.pk == second.pk
+    wait_until_done(first)
+    assert Run.objects.filter(pipeline=pipeline).count() == 1
+
+
+def _processes(fragment: str) -> bool:
+    result = subprocess.run(["pgrep", "-f", fragment], capture_output=True)
+    return result.returncode == 0
