@@ -12,8 +12,8 @@ from bedrock.models.models import ModelVersion
 from bedrock.pipelines.models import PipelineKind
 from bedrock.pipelines.spec import Resources
 from bedrock.runs.executors.base import StepContext
-from bedrock.runs.plan import StepPlan
 from bedrock.runs.models import RunStatus
+from bedrock.runs.plan import StepPlan
 from bedrock.runs.services import run_create, run_stop
 from bedrock.secrets.services import secret_set
 from tests.repos import EXAMPLE, hcl, make_repo, step

@@ -193,7 +193,8 @@ def test_an_empty_artefact_fails_a_training_run_and_publishes_nothing(tmp_path):
 
 
 def test_independent_steps_run_at_the_same_time(tmp_path):
-    record = "date +%s.%N >> $BEDROCK_ARTEFACT_DIR/$BEDROCK_RUN_STEP_NAME; sleep 2; date +%s.%N >> $BEDROCK_ARTEFACT_DIR/$BEDROCK_RUN_STEP_NAME"
+    stamp = "date +%s.%N >> $BEDROCK_ARTEFACT_DIR/$BEDROCK_RUN_STEP_NAME"
+    record = f"{stamp}; sleep 2; {stamp}"
     steps = "\n".join(
         [
             step("left", record),

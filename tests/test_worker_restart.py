@@ -6,6 +6,7 @@ in a scratch BEDROCK_HOME, so no test database is involved.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sqlite3
@@ -86,10 +87,8 @@ def start_worker(env, processes) -> subprocess.Popen:
 
 
 def _kill_group(process: subprocess.Popen) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
     process.wait()
 
 
@@ -99,7 +98,8 @@ def _running(marker: str) -> bool:
 
 def test_a_run_survives_its_worker_being_killed_and_started_again(home):
     env, marker, processes = home
-    run_id = int(bedrock(env, "shell", "-c", CREATE_RUN).split()[0])
+    # `shell` prints its own banner first; the run is on the last line.
+    run_id = int(bedrock(env, "shell", "-c", CREATE_RUN).splitlines()[-1].split()[0])
     worker = start_worker(env, processes)
     wait_for(lambda: run_row(env, run_id)["status"] == "Running", what="the run to start")
     wait_for(lambda: _running(marker), what="the step's process")

@@ -376,7 +376,7 @@ def _chunk_size_for(size: int) -> int:
 
 
 def _deflate(data: memoryview, level: int, final: bool) -> list[bytes | memoryview]:
-    compressor = zlib.compressobj(level, zlib.DEFLATED, -15, 9)
+    compressor = zlib.compressobj(level, zlib.DEFLATED, -15)
     # Fed in slices so that each output object stays small: see _read_into on big allocations.
     parts: list[bytes | memoryview] = []
     for start in range(0, len(data), _FEED):

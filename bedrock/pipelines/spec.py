@@ -3,8 +3,10 @@
 The file is HCL 1 as Basis AI's Bedrock wrote it (`research/bedrock.md` §1-§3). It is read with
 python-hcl2; files that use HCL 1 forms it rejects (a block inside a list,
 `script = [{spark-submit { … }}]`; shell text such as `${PORT:-8080}` in strings) are read with
-pyhcl, the parser Bedrock itself used. Both parsers' output goes through one normaliser, so a file
-yields the same `Spec` whichever parser read it.
+pyhcl, the parser Bedrock itself used. pyhcl also reads files whose strings hold `\\n`, `\\t` or
+`\\u` escapes, or heredocs: python-hcl2 resolves those, while Bedrock passed them to bash as
+written. Both parsers' output goes through one normaliser, so a file yields the same `Spec`
+whichever parser read it. Strings are never interpolated: `${X}` reaches bash unchanged.
 
 Neither parser reports where a key was written (python-hcl2 8.1's `with_meta` is inert), so a small
 tokenizer of our own (`_Locator`) maps every key path to its line and column in the source text.
@@ -24,6 +26,8 @@ Decisions on the legacy forms found in real files (the corpus in `../shared/bedr
 - `secrets { NAME = "" }`: a warning; the keys are the secret names, the values are ignored.
 - `features { }` and `spark { }`: a warning; ignored.
 - Unknown keys anywhere: a warning naming the key, never silently dropped.
+- A key set twice in one block, or a stanza written twice: an error (the parsers disagree on
+  what it means).
 """
 
 from __future__ import annotations

@@ -7,7 +7,6 @@ here is safe to run twice and from several processes at once.
 from __future__ import annotations
 
 import logging
-import os
 import re
 import socket
 import subprocess
@@ -225,7 +224,7 @@ def supervisor_start(run_id: int) -> None:
         return
     log = open(_supervisor_log(run_id), "ab")  # noqa: SIM115 - handed to the child
     try:
-        subprocess.Popen(  # noqa: S603 - argv list
+        subprocess.Popen(
             [sys.executable, "-m", "bedrock.cli", "execute", str(run_id)],
             stdin=subprocess.DEVNULL,
             stdout=log,
@@ -278,12 +277,14 @@ def _runner_alive(runner: str) -> bool | None:
     if host != socket.gethostname() or not pid.isdigit():
         return None
     try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
+        with open(f"/proc/{int(pid)}/stat") as stat:
+            # A zombie (state Z) has exited; it only waits for a parent that may never reap it.
+            state = stat.read().rpartition(")")[2].split()[0]
+    except FileNotFoundError:
         return False
-    except PermissionError:
-        return True
-    return True
+    except OSError:
+        return None
+    return state not in ("Z", "X")
 
 
 def runs_reconcile() -> dict[str, int]:

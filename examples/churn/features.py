@@ -18,5 +18,6 @@ def read_rows(path: str | Path) -> list[dict[str, str]]:
 
 def vector(row: dict[str, str], means: list[float], scales: list[float]) -> list[float]:
     return [1.0] + [
-        (float(row[name]) - mean) / scale for name, mean, scale in zip(FEATURES, means, scales)
+        (float(row[name]) - mean) / scale
+        for name, mean, scale in zip(FEATURES, means, scales, strict=False)
     ]

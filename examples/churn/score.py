@@ -18,7 +18,7 @@ rows = read_rows("data/new_customers.csv")
 scored = []
 for row in rows:
     x = vector(row, model["means"], model["scales"])
-    p = 1 / (1 + math.exp(-sum(w * v for w, v in zip(model["weights"], x))))
+    p = 1 / (1 + math.exp(-sum(w * v for w, v in zip(model["weights"], x, strict=False))))
     scored.append({"customer_id": row["customer_id"], "churn_probability": round(p, 4)})
 
 at_risk = sum(s["churn_probability"] >= THRESHOLD for s in scored)

@@ -21,7 +21,7 @@ def examples(rows):
 
 
 def predict(weights, x):
-    return 1 / (1 + math.exp(-sum(w * v for w, v in zip(weights, x))))
+    return 1 / (1 + math.exp(-sum(w * v for w, v in zip(weights, x, strict=False))))
 
 
 train, valid = examples(split["train"]), examples(split["valid"])
@@ -30,8 +30,8 @@ for epoch in range(1, EPOCHS + 1):
     gradient = [0.0] * len(weights)
     for x, y in train:
         error = predict(weights, x) - y
-        gradient = [g + error * v for g, v in zip(gradient, x)]
-    weights = [w - LEARNING_RATE * g / len(train) for w, g in zip(weights, gradient)]
+        gradient = [g + error * v for g, v in zip(gradient, x, strict=False)]
+    weights = [w - LEARNING_RATE * g / len(train) for w, g in zip(weights, gradient, strict=False)]
     if epoch % 100 == 0:
         loss = -sum(
             y * math.log(predict(weights, x)) + (1 - y) * math.log(1 - predict(weights, x))

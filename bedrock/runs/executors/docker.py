@@ -7,6 +7,7 @@ mounted read-only, and exported by the step's shell before the user's commands r
 
 from __future__ import annotations
 
+import contextlib
 import shlex
 from collections.abc import Iterator
 from pathlib import Path
@@ -31,7 +32,7 @@ def client() -> docker.DockerClient:
 
 
 def container_options(step: StepPlan, context: StepContext) -> dict[str, Any]:
-    """The arguments of ``containers.run`` for one attempt: rendered apart so tests can read them."""
+    """The arguments of ``containers.run`` for one attempt, apart so that tests can read them."""
     command = step.command
     if context.secrets:
         command = f"set -a; . {SECRETS_MOUNT}/secrets.env; set +a; {command}"
@@ -112,17 +113,13 @@ class DockerHandle:
         return self._exit_code
 
     def kill(self) -> None:
-        try:
+        with contextlib.suppress(NotFound, APIError):
             self.container.kill()
-        except (NotFound, APIError):
-            pass
         self._finish()
 
     def _finish(self) -> None:
-        try:
+        with contextlib.suppress(NotFound, APIError):
             self.container.remove(force=True)
-        except (NotFound, APIError):
-            pass
         secrets = _secrets_dir(self.context) / "secrets.env"
         secrets.unlink(missing_ok=True)
 
@@ -158,7 +155,5 @@ class DockerExecutor:
         for container in self.client.containers.list(
             all=True, filters={"label": f"{LABEL_RUN}={run_id}"}
         ):
-            try:
+            with contextlib.suppress(NotFound, APIError):
                 container.remove(force=True)
-            except (NotFound, APIError):
-                pass

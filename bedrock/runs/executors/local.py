@@ -12,6 +12,7 @@ into user code.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -89,11 +90,9 @@ class LocalHandle:
     def kill(self) -> None:
         if self.process.poll() is not None:
             return
-        try:
-            # The step runs in its own session: kill the whole group, not just bash.
+        # The step runs in its own session: kill the whole group, not just bash.
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(self.process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
         self.process.wait()
 
 
@@ -132,7 +131,7 @@ class LocalExecutor:
         command = ["bash", "-c", step.command]
         if sandbox:
             command = _sandbox_args(context) + command
-        process = subprocess.Popen(  # noqa: S603 - argv list, no shell
+        process = subprocess.Popen(
             command,
             cwd=context.app_dir,
             env=env,
