@@ -6,8 +6,11 @@ here is safe to run twice and from several processes at once.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -36,6 +39,8 @@ PARAMETER_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 # A supervisor beats every 2 s; silence this long means it is gone.
 HEARTBEAT_STALE = timedelta(seconds=30)
 QUEUED_STALE = timedelta(seconds=60)
+# A supervisor enforces its run's deadline itself; past this grace the reconciler does it instead.
+DEADLINE_GRACE = timedelta(minutes=2)
 
 
 class _Rejection(Exception):
@@ -307,13 +312,25 @@ def runs_reconcile() -> dict[str, int]:
     for run in Run.objects.filter(
         status__in=[RunStatus.RUNNING, RunStatus.STOPPING, RunStatus.UNKNOWN]
     ).exclude(runner=""):
+        overdue = run.deadline is not None and now >= run.deadline + DEADLINE_GRACE
         alive = _runner_alive(run.runner)
+        if overdue:
+            # The watchdog of last resort: whatever the supervisor is doing, the run is over.
+            if alive:
+                _kill_runner(run.runner)
+            repaired["ended"] += _end_orphaned(run, now)
+            continue
         if alive is True:
             continue
         if alive is None and not Run.objects.filter(pk=run.pk).filter(stale).exists():
             continue
         repaired["ended"] += _end_orphaned(run, now)
     return repaired
+
+
+def _kill_runner(runner: str) -> None:
+    with contextlib.suppress(ProcessLookupError, ValueError):
+        os.kill(int(runner.rpartition(":")[2]), signal.SIGKILL)
 
 
 def _end_orphaned(run: Run, now) -> int:

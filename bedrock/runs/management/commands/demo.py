@@ -3,6 +3,7 @@ from __future__ import annotations
 import sys
 
 from django.core.files.storage import default_storage
+from django.core.management import call_command
 from django.core.management.base import BaseCommand
 
 from bedrock.runs.examples import example_load
@@ -22,6 +23,7 @@ class Command(BaseCommand):
         parser.add_argument("--quiet", action="store_true", help="do not print step logs")
 
     def handle(self, *args, quiet: bool, **options) -> None:
+        call_command("migrate", interactive=False, verbosity=0)
         example = example_load()
         write = (lambda line: None) if quiet else self.stdout.write
 
