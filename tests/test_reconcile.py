@@ -94,3 +94,27 @@ def test_a_run_with_a_live_supervisor_inside_its_deadline_is_left_alone():
 
     run.refresh_from_db()
     assert run.status == RunStatus.RUNNING
+
+
+def test_an_overdue_run_with_a_live_local_supervisor_has_it_killed():
+    import socket
+    import subprocess
+
+    stuck = subprocess.Popen(["sleep", "300"])
+    try:
+        pipeline = factories.pipeline(factories.project())
+        run = running(
+            pipeline,
+            started_ago=timedelta(hours=80),
+            heartbeat_ago=timedelta(seconds=1),
+            runner=f"{socket.gethostname()}:{stuck.pid}",
+        )
+
+        runs_reconcile()
+
+        assert stuck.wait(timeout=10) == -9
+        run.refresh_from_db()
+        assert run.failure_reason == "exceeded the maximum run time of 3d"
+    finally:
+        stuck.kill()
+        stuck.wait()

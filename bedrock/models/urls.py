@@ -1,0 +1,13 @@
+from __future__ import annotations
+
+from django.urls import path
+
+from bedrock.models import views
+
+urlpatterns = [
+    path(
+        "model-versions/<int:pk>/download",
+        views.model_version_download,
+        name="model_version_download",
+    ),
+]
