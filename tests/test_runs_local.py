@@ -291,3 +291,37 @@ def test_the_same_idempotency_key_returns_the_same_run(tmp_path):
 def _processes(fragment: str) -> bool:
     result = subprocess.run(["pgrep", "-f", fragment], capture_output=True)
     return result.returncode == 0
+
+
+def test_a_batch_scoring_run_refuses_a_zip_slip_model_version_and_writes_nothing_outside(tmp_path):
+    import hashlib
+    import io
+
+    from django.core.files.base import ContentFile
+
+    repo = make_repo(tmp_path / "churn", copy=EXAMPLE)
+    training = pipeline_for(repo, name="t")
+    scoring = pipeline_for(repo, kind=PipelineKind.BATCH_SCORING, project=training.project)
+    target = tmp_path / "escaped.txt"
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("model.json", "{}")
+        archive.writestr("../../../../../../../.." + str(target), "pwned")
+    data = buffer.getvalue()
+    key = default_storage.save("models/evil.zip", ContentFile(data))
+    version = ModelVersion.objects.create(
+        model=training.model,
+        number=1,
+        run=Run.objects.create(pipeline=training, number=1, ref="main", status="Succeeded"),
+        storage_key=key,
+        size=len(data),
+        sha256=hashlib.sha256(data).hexdigest(),
+        file_count=2,
+    )
+
+    run = wait_until_done(start(scoring, model_version_id=version.pk))
+
+    assert run.status == RunStatus.FAILED
+    assert ".." in run.failure_reason
+    assert not target.exists()
+    assert not run.steps.filter(status=RunStatus.SUCCEEDED).exists()
