@@ -324,4 +324,4 @@ def test_a_batch_scoring_run_refuses_a_zip_slip_model_version_and_writes_nothing
     assert run.status == RunStatus.FAILED
     assert ".." in run.failure_reason
     assert not target.exists()
-    assert not run.steps.filter(status=RunStatus.SUCCEEDED).exists()
+    assert set(run.steps.values_list("status", flat=True)) == {RunStatus.STOPPED}

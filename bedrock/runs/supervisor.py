@@ -125,6 +125,9 @@ class Supervisor:
             finished_at=timezone.now(),
             token_hash="",
         )
+        RunStep.objects.filter(run_id=self.run_id, status=RunStatus.ACCEPTED).update(
+            status=RunStatus.STOPPED, failure_reason="not run: " + (outcome.reason or "run ended")
+        )
         if self.executor is not None:
             self.executor.cleanup_run(self.run_id)
         self.workspace.remove()
