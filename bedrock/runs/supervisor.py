@@ -197,7 +197,7 @@ class Supervisor:
 
     def _create_steps(self, plan: RunPlan) -> None:
         for position, step in enumerate(plan.steps):
-            RunStep.objects.get_or_create(
+            _, created = RunStep.objects.get_or_create(
                 run_id=plan.run_id,
                 name=step.name,
                 defaults={
@@ -207,6 +207,9 @@ class Supervisor:
                     "log_key": log_key(plan.run_id, step.name),
                 },
             )
+            if created:
+                # A log left by a run of the same id (a database reset, say) is not this run's.
+                log_path(plan.run_id, step.name).unlink(missing_ok=True)
 
     def _halted_outcome(self, plan: RunPlan) -> Outcome:
         if self.control.stop.is_set():
