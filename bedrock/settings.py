@@ -57,6 +57,7 @@ INSTALLED_APPS = [
     "bedrock.models",
     "bedrock.secrets",
     "bedrock.nomad",
+    "bedrock.ui",
 ]
 
 MIDDLEWARE = [
@@ -65,6 +66,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "bedrock.secrets.middleware.TokenAuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
@@ -130,7 +132,8 @@ USE_TZ = True
 
 STATIC_URL = "/static/"
 STATIC_ROOT = BEDROCK_HOME / "static"
-LOGIN_URL = "/admin/login/"
+LOGIN_URL = "/login/"
+LOGIN_REDIRECT_URL = "/"
 
 # --- Storage ----------------------------------------------------------------------------------
 BEDROCK_STORAGE = env_str("BEDROCK_STORAGE", "local").lower()

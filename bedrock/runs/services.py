@@ -95,6 +95,10 @@ def run_create(
         if existing is not None:
             return existing
     ref = (ref or pipeline.branch).strip()
+    if len(ref) > Run._meta.get_field("ref").max_length:
+        raise ValidationError({"ref": "A ref is at most 255 characters."})
+    if idempotency_key and len(idempotency_key) > Run._meta.get_field("idempotency_key").max_length:
+        raise ValidationError({"idempotency_key": "An idempotency key is at most 200 characters."})
     overrides = parameters or {}
     merge_parameters({}, overrides)  # malformed names fail before any work is done
 

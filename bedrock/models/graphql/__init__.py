@@ -1,0 +1,1 @@
+"""The GraphQL layer of models and model versions."""

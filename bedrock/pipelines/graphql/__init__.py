@@ -1,0 +1,1 @@
+"""The GraphQL layer of projects and pipelines; composed into one schema by ``bedrock.schema``."""

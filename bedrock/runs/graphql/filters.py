@@ -1,0 +1,52 @@
+"""Filters and orderings of runs: by pipeline, status and time."""
+
+from __future__ import annotations
+
+import strawberry
+import strawberry_django
+from strawberry import UNSET, auto
+
+from bedrock.pipelines.graphql.filters import DateTimeFilter, IDFilter, IntFilter, TextFilter
+from bedrock.pipelines.graphql.scalars import choices_enum
+from bedrock.runs.models import Run, RunStatus, RunStep, Trigger
+
+RunStatusEnum = choices_enum(
+    RunStatus,
+    "RunStatus",
+    "ACCEPTED, QUEUED, RUNNING, STOPPING and UNKNOWN are active; REJECTED, SUCCEEDED, FAILED "
+    "and STOPPED are final.",
+)
+TriggerEnum = choices_enum(Trigger, "RunTrigger", "What started a run.")
+
+
+@strawberry.input(description="Compare a run status.")
+class RunStatusFilter:
+    exact: RunStatusEnum | None = UNSET
+    in_list: list[RunStatusEnum] | None = UNSET
+
+
+@strawberry_django.filter_type(Run)
+class RunFilter:
+    id: IDFilter | None
+    pipeline_id: IDFilter | None
+    number: IntFilter | None
+    status: RunStatusFilter | None
+    ref: TextFilter | None
+    created_at: DateTimeFilter | None
+    started_at: DateTimeFilter | None
+    finished_at: DateTimeFilter | None
+
+
+@strawberry_django.order_type(Run)
+class RunOrder:
+    id: auto
+    number: auto
+    created_at: auto
+    started_at: auto
+    finished_at: auto
+
+
+@strawberry_django.filter_type(RunStep)
+class RunStepFilter:
+    name: TextFilter | None
+    status: RunStatusFilter | None

@@ -1,0 +1,78 @@
+"""Starting and stopping runs through ``bedrock.runs.services``."""
+
+from __future__ import annotations
+
+import strawberry
+import strawberry_django
+from django.core.exceptions import ValidationError
+from strawberry import Info
+from strawberry.scalars import JSON
+
+from bedrock.pipelines.graphql.errors import argument_names, get_visible
+from bedrock.pipelines.graphql.scalars import parse_id
+from bedrock.pipelines.selectors import pipelines_for
+from bedrock.runs.graphql.types import RunType
+from bedrock.runs.models import Run, Trigger
+from bedrock.runs.services import run_create, run_stop
+from bedrock.secrets.graphql.viewer import acting_user
+
+
+def _invalid(argument: str, message: str) -> ValidationError:
+    return ValidationError({argument: ValidationError(message, code="invalid")})
+
+
+def _check_lengths(**values: tuple[str | None, int]) -> None:
+    for argument, (value, limit) in values.items():
+        if value is not None and len(value) > limit:
+            raise _invalid(argument, f"At most {limit} characters.")
+
+
+@strawberry.type
+class RunMutations:
+    @strawberry_django.mutation(handle_django_errors=True)
+    def start_run(
+        self,
+        info: Info,
+        pipeline_id: strawberry.ID,
+        ref: str | None = None,
+        parameters: JSON | None = None,
+        model_version_id: strawberry.ID | None = None,
+        idempotency_key: str | None = None,
+    ) -> RunType:
+        """Start a run (project developers and admins).
+
+        The run comes back ACCEPTED, or REJECTED with its `failureReason` when it cannot start.
+        The same `idempotencyKey` on the same pipeline returns the run the first call created.
+        """
+        user = acting_user(info)
+        pipeline = get_visible(pipelines_for(user, include_archived=True), pipeline_id, "pipeline")
+        if parameters is not None and (
+            not isinstance(parameters, dict)
+            or any(isinstance(value, dict | list) for value in parameters.values())
+        ):
+            raise _invalid(
+                "parameters", 'Give an object of names to values, such as {"EPOCHS": "10"}.'
+            )
+        version = None
+        if model_version_id is not None:
+            version = parse_id(model_version_id)
+            if version is None:
+                raise _invalid("model_version_id", f"{model_version_id!r} is not an id.")
+        _check_lengths(ref=(ref, 255), idempotency_key=(idempotency_key, 200))
+        with argument_names(pipeline="pipeline_id"):
+            return run_create(
+                actor=user,
+                pipeline=pipeline,
+                ref=ref or None,
+                parameters=parameters,
+                model_version_id=version,
+                trigger=Trigger.API,
+                idempotency_key=idempotency_key or None,
+            )
+
+    @strawberry_django.mutation(handle_django_errors=True)
+    def stop_run(self, info: Info, id: strawberry.ID) -> RunType:
+        """Ask a run to stop (project developers and admins); it ends as STOPPED."""
+        user = acting_user(info)
+        runs = RunType.get_queryset(Run.objects.select_related("pipeline__project"), info)
+        return run_stop(actor=user, run=get_visible(runs, id, "run"))

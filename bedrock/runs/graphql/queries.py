@@ -1,0 +1,29 @@
+"""Queries of runs; ``RunType.get_queryset`` limits them to what the caller may see."""
+
+from __future__ import annotations
+
+import strawberry
+import strawberry_django
+from django.db.models import QuerySet
+from strawberry import Info
+from strawberry_django.relay import DjangoListConnection
+
+from bedrock.pipelines.graphql.scalars import parse_id
+from bedrock.runs.graphql.types import RunType
+from bedrock.runs.models import Run
+
+
+@strawberry.type
+class RunQueries:
+    @strawberry_django.connection(
+        DjangoListConnection[RunType],
+        description="Runs of your projects' pipelines, newest first; filter by pipeline, status "
+        "and time.",
+    )
+    def runs(self, info: Info) -> QuerySet[Run]:
+        return Run.objects.all()
+
+    @strawberry_django.field(description="A run with its steps; null if you cannot see it.")
+    def run(self, info: Info, id: strawberry.ID) -> RunType | None:
+        pk = parse_id(id)
+        return Run.objects.filter(pk=pk) if pk is not None else None

@@ -1,0 +1,128 @@
+"""Runs and their steps in GraphQL; a run's token hash, runner and heartbeat stay private."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING, Annotated
+
+import strawberry
+import strawberry_django
+from django.db.models import QuerySet
+from strawberry import Info, auto
+from strawberry.scalars import JSON
+from strawberry_django.relay import DjangoListConnection
+
+from bedrock.envconfig import format_duration
+from bedrock.pipelines.graphql.scalars import BigInt
+from bedrock.pipelines.selectors import projects_for
+from bedrock.runs.graphql.filters import (
+    RunFilter,
+    RunOrder,
+    RunStatusEnum,
+    RunStepFilter,
+    TriggerEnum,
+)
+from bedrock.runs.models import TERMINAL_STATUSES, Run, RunStep
+from bedrock.runs.workspace import read_log
+from bedrock.secrets.graphql.viewer import viewer_of
+
+LOG_CHUNK = 1 << 20
+
+if TYPE_CHECKING:
+    from bedrock.models.graphql.types import ModelVersionType
+    from bedrock.pipelines.graphql.types import PipelineType
+
+
+@strawberry.type(description="Part of a step's log, and the offset to ask for next.")
+class LogChunk:
+    text: str
+    next_offset: BigInt = strawberry.field(
+        description="Pass this as `offset` next time to follow the log as it grows."
+    )
+    complete: bool = strawberry.field(
+        description="The step has ended and this chunk reaches the end of its log."
+    )
+
+
+@strawberry_django.type(
+    RunStep,
+    name="RunStep",
+    description="One step of a run, with its attempts, times and log.",
+    filters=RunStepFilter,
+)
+class RunStepType:
+    id: auto
+    name: auto
+    position: auto
+    depends_on: list[str]
+    status: RunStatusEnum
+    attempts: auto
+    retry_limit: auto
+    started_at: datetime | None
+    finished_at: datetime | None
+    exit_code: int | None
+    failure_reason: auto
+
+    @strawberry_django.field(only=["log_key", "status"])
+    def log(self, root: RunStep, offset: BigInt = 0) -> LogChunk:
+        """The log from byte ``offset``, at most 1 MiB at a time."""
+        if offset < 0:
+            raise ValueError("offset must be 0 or more: pass the nextOffset of the last chunk.")
+        text, next_offset = read_log(root.log_key, offset, LOG_CHUNK)
+        complete = root.status in TERMINAL_STATUSES and next_offset - offset < LOG_CHUNK
+        return LogChunk(text=text, next_offset=next_offset, complete=complete)
+
+
+@strawberry_django.type(
+    Run,
+    name="Run",
+    description="One execution of a pipeline at one exact commit.",
+    filters=RunFilter,
+    ordering=RunOrder,
+)
+class RunType:
+    id: auto
+    number: auto
+    pipeline: Annotated[PipelineType, strawberry.lazy("bedrock.pipelines.graphql.types")]
+    status: RunStatusEnum
+    ref: auto
+    commit_sha: auto
+    config_text: auto
+    parameters: JSON
+    input_model_version: (
+        Annotated[ModelVersionType, strawberry.lazy("bedrock.models.graphql.types")] | None
+    )
+    # The version a training run published; a plain annotation, see ModelVersionType.run.
+    output_model_version: (
+        Annotated[ModelVersionType, strawberry.lazy("bedrock.models.graphql.types")] | None
+    )
+    trigger: TriggerEnum
+    idempotency_key: str | None
+    created_at: auto
+    started_at: datetime | None
+    finished_at: datetime | None
+    failure_reason: auto
+    exit_code: int | None
+    steps: DjangoListConnection[RunStepType] = strawberry_django.connection(
+        description="The steps in plan (dependency) order."
+    )
+
+    @strawberry_django.field(only=["max_run_time"], description="Such as 72h, 30m or 7d.")
+    def max_run_time(self, root: Run) -> str:
+        return format_duration(root.max_run_time)
+
+    @strawberry_django.field(
+        select_related=["triggered_by"],
+        only=["triggered_by__username"],
+        description="The username of who started the run; null for a schedule.",
+    )
+    def triggered_by(self, root: Run) -> str | None:
+        return root.triggered_by.username if root.triggered_by is not None else None
+
+    @classmethod
+    def get_queryset(cls, queryset: QuerySet[Run], info: Info, **kwargs) -> QuerySet[Run]:
+        # Also applied to nested lists (a pipeline's runs): a run token sees its own run only.
+        viewer = viewer_of(info)
+        if viewer.run is not None:
+            return queryset.filter(pk=viewer.run.pk)
+        return queryset.filter(pipeline__project__in=projects_for(viewer.user))

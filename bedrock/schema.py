@@ -1,0 +1,41 @@
+"""The one GraphQL schema, served at /graphql: each app's queries and mutations, composed.
+
+The optimizer turns each query into a fixed number of SQL queries however many rows it lists;
+the limits keep one request from asking for an unbounded amount of work.
+"""
+
+from __future__ import annotations
+
+import strawberry
+from strawberry.extensions import MaxAliasesLimiter, MaxTokensLimiter, QueryDepthLimiter
+from strawberry.schema.config import StrawberryConfig
+from strawberry.tools import merge_types
+from strawberry_django.optimizer import DjangoOptimizerExtension
+
+from bedrock.models.graphql.queries import ModelQueries
+from bedrock.pipelines.graphql.mutations import PipelineMutations
+from bedrock.pipelines.graphql.queries import PipelineQueries
+from bedrock.pipelines.graphql.scalars import SCALAR_MAP
+from bedrock.runs.graphql.mutations import RunMutations
+from bedrock.runs.graphql.queries import RunQueries
+from bedrock.secrets.graphql.mutations import SecretMutations
+from bedrock.secrets.graphql.queries import SecretQueries
+
+MAX_DEPTH = 12
+MAX_ALIASES = 20
+MAX_TOKENS = 5000
+
+Query = merge_types("Query", (PipelineQueries, RunQueries, ModelQueries, SecretQueries))
+Mutation = merge_types("Mutation", (PipelineMutations, RunMutations, SecretMutations))
+
+schema = strawberry.Schema(
+    query=Query,
+    mutation=Mutation,
+    config=StrawberryConfig(scalar_map=SCALAR_MAP),
+    extensions=[
+        DjangoOptimizerExtension,
+        lambda: QueryDepthLimiter(max_depth=MAX_DEPTH),
+        lambda: MaxAliasesLimiter(max_alias_count=MAX_ALIASES),
+        lambda: MaxTokensLimiter(max_token_count=MAX_TOKENS),
+    ],
+)

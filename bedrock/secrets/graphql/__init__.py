@@ -1,0 +1,1 @@
+"""The GraphQL layer of secrets and API tokens, and who is asking (``viewer``)."""

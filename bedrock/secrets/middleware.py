@@ -1,0 +1,77 @@
+"""Token authentication for machine clients, beside the browser's session.
+
+``Authorization: Bearer <token>``, or ``X-Bedrock-Access-Token: <token>`` as Bedrock's clients sent
+it. A user's API token (``bdrk_…``) signs the request in as its user. A run's own token
+(``bdrkrun_…``, given to its steps as ``BEDROCK_API_TOKEN``) signs in no one: it sets
+``request.bedrock_run``, which the API and the artefact views honour for that run alone, and it
+stops working when the run ends. A token that does not work gets a 401, never the anonymous view.
+
+The header is no ambient credential a browser sends by itself, so token requests skip CSRF.
+"""
+
+from __future__ import annotations
+
+from django.contrib.auth.models import AnonymousUser
+from django.http import HttpRequest, HttpResponse, JsonResponse
+
+from bedrock.runs.models import ACTIVE_STATUSES, Run
+from bedrock.secrets.models import hash_token
+from bedrock.secrets.services import api_token_authenticate
+
+RUN_TOKEN_PREFIX = "bdrkrun_"  # noqa: S105  (a marker, not a credential)
+ACCESS_TOKEN_HEADER = "X-Bedrock-Access-Token"  # noqa: S105  (a header name)
+
+
+def token_from(request: HttpRequest) -> str | None:
+    """The token the request carries, "" for an empty one, or None if it carries none."""
+    authorization = request.headers.get("Authorization", "")
+    scheme, _, credentials = authorization.partition(" ")
+    if scheme.lower() == "bearer":
+        return credentials.strip()
+    if ACCESS_TOKEN_HEADER in request.headers:
+        return request.headers[ACCESS_TOKEN_HEADER].strip()
+    return None
+
+
+def _unauthorized(message: str) -> JsonResponse:
+    response = JsonResponse(
+        {"errors": [{"message": message, "extensions": {"code": "UNAUTHENTICATED"}}]}, status=401
+    )
+    response["WWW-Authenticate"] = 'Bearer realm="bedrock"'
+    return response
+
+
+class TokenAuthenticationMiddleware:
+    """Place right after AuthenticationMiddleware: a token replaces the session's user."""
+
+    def __init__(self, get_response) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        token = token_from(request)
+        if token is None:
+            return self.get_response(request)
+        if token.startswith(RUN_TOKEN_PREFIX):
+            run = (
+                Run.objects.filter(token_hash=hash_token(token), status__in=ACTIVE_STATUSES)
+                .exclude(token_hash="")
+                .first()
+            )
+            if run is None:
+                return _unauthorized("This run token is unknown, or its run has ended.")
+            request.bedrock_run = run
+            user = AnonymousUser()
+        else:
+            user = api_token_authenticate(token) if token else None
+            if user is None:
+                return _unauthorized(
+                    "This API token is unknown, revoked or expired, or its user is inactive."
+                )
+        request.user = user
+
+        async def auser():
+            return user
+
+        request.auser = auser
+        request._dont_enforce_csrf_checks = True
+        return self.get_response(request)

@@ -1,0 +1,206 @@
+"""Forms of the web UI. They validate input; the services do the work."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django import forms
+from django.core.exceptions import ValidationError
+
+from bedrock.envconfig import parse_duration
+from bedrock.models.models import ModelVersion
+from bedrock.pipelines.models import Pipeline, PipelineKind, default_max_run_time
+from bedrock.runs.services import PARAMETER_NAME
+from bedrock.secrets.models import secret_name_validator
+from bedrock.ui.templatetags.bedrock_ui import run_time_text
+
+
+class DurationText(forms.CharField):
+    """A duration written as Bedrock's settings write it: 90s, 30m, 72h, 7d."""
+
+    def prepare_value(self, value):
+        return run_time_text(value) if isinstance(value, timedelta) else value
+
+    def to_python(self, value):
+        value = super().to_python(value)
+        if value in self.empty_values:
+            return None
+        try:
+            return parse_duration(value)
+        except ValueError:
+            raise ValidationError(
+                "Write a duration such as 90s, 30m, 72h or 7d.", code="invalid"
+            ) from None
+
+
+class PipelineForm(forms.ModelForm):
+    """Create or edit a pipeline. The project is chosen on creation only."""
+
+    max_run_time = DurationText(
+        label="Maximum run time",
+        help_text="Such as 72h or 7d. Runs past it are stopped and failed.",
+    )
+    save_anyway = forms.BooleanField(
+        required=False,
+        label="Save even though the config at the branch head has errors",
+    )
+
+    class Meta:
+        model = Pipeline
+        fields = [
+            "project",
+            "name",
+            "kind",
+            "git_url",
+            "branch",
+            "config_path",
+            "model",
+            "max_run_time",
+        ]
+        labels = {"git_url": "Repository", "config_path": "Config path"}
+        help_texts = {
+            "git_url": "https:// or ssh:// URL (or git@host:owner/repo.git) of the repository.",
+            "branch": "Runs start from this branch's head unless given another ref.",
+            "config_path": "Path of the bedrock.hcl inside the repository.",
+            "model": "Training pipelines publish versions of this model.",
+        }
+
+    def __init__(self, *args, projects, models, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        if self.instance.pk:
+            del self.fields["project"]
+        else:
+            self.fields["max_run_time"].initial = default_max_run_time()
+            self.fields["project"].queryset = projects
+            self.fields["project"].empty_label = None
+        self.fields["model"].queryset = models
+        self.fields["model"].label_from_instance = lambda model: str(model)
+        self.fields["model"].empty_label = "— none (batch scoring) —"
+        self.fields["kind"].widget = forms.RadioSelect(choices=PipelineKind.choices)
+        self.order_fields(["project", "name", "kind", "git_url", "branch", "config_path", "model"])
+
+    def service_fields(self) -> dict:
+        """The cleaned values the pipeline services take."""
+        names = ("name", "git_url", "branch", "config_path", "kind", "model", "max_run_time")
+        return {name: self.cleaned_data[name] for name in names}
+
+
+def _parse_extra(text: str) -> dict[str, str]:
+    values: dict[str, str] = {}
+    for number, raw in enumerate(text.splitlines(), start=1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        name, sep, value = line.partition("=")
+        name = name.strip()
+        if not sep or not PARAMETER_NAME.match(name):
+            raise ValidationError(
+                f"Line {number}: write NAME=value, with NAME a letter or '_' followed by "
+                f"letters, digits or '_'.",
+                code="invalid",
+            )
+        values[name] = value
+    return values
+
+
+class RunForm(forms.Form):
+    """Start a run: a ref, the file's parameters (editable) and, for batch scoring, a version."""
+
+    ref = forms.CharField(
+        label="Branch, tag or commit",
+        max_length=255,
+        help_text="The run is pinned to the commit this resolves to when it starts.",
+    )
+    extra_parameters = forms.CharField(
+        label="More parameters",
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 3, "placeholder": "NAME=value, one a line"}),
+        help_text="Parameters the file does not declare, as NAME=value, one a line.",
+    )
+    idempotency_key = forms.CharField(widget=forms.HiddenInput, required=False, max_length=200)
+
+    def __init__(self, *args, pipeline: Pipeline, parameters: dict[str, str], versions, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.parameter_names = list(parameters)
+        for name, default in parameters.items():
+            self.fields[f"param-{name}"] = forms.CharField(
+                label=name, required=False, initial=default, strip=False
+            )
+        if pipeline.kind == PipelineKind.BATCH_SCORING:
+            field = forms.ModelChoiceField(
+                queryset=versions,
+                label="Model version",
+                empty_label=None,
+                help_text="Newest first. It is unpacked into /artefact before the steps start.",
+                error_messages={"required": "Choose the model version to score with."},
+            )
+            field.label_from_instance = _version_label
+            self.fields["model_version"] = field
+        self.order_fields(["ref", "model_version"])
+
+    def parameter_fields(self):
+        return [self[f"param-{name}"] for name in self.parameter_names]
+
+    def clean_extra_parameters(self) -> dict[str, str]:
+        return _parse_extra(self.cleaned_data.get("extra_parameters") or "")
+
+    def parameters(self) -> dict[str, str]:
+        values = {name: self.cleaned_data.get(f"param-{name}", "") for name in self.parameter_names}
+        values.update(self.cleaned_data.get("extra_parameters") or {})
+        return values
+
+
+def _version_label(version: ModelVersion) -> str:
+    made = version.created_at.strftime("%Y-%m-%d %H:%M")
+    run = version.run
+    return (
+        f"{version.model.name} v{version.number} — {made} — "
+        f"run #{run.number} of {run.pipeline.name} at {run.commit_sha[:7]}"
+    )
+
+
+class WriteOnlyTextarea(forms.Textarea):
+    """A textarea that never writes a value back into the page."""
+
+    def format_value(self, value):
+        return None
+
+
+class SecretForm(forms.Form):
+    """Set or replace a secret. Neither value field is ever rendered with a value."""
+
+    name = forms.CharField(
+        max_length=200,
+        validators=[secret_name_validator],
+        help_text="An environment variable name, such as DB_PASSWORD.",
+    )
+    value = forms.CharField(
+        required=False,
+        strip=False,
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
+    )
+    multiline_value = forms.CharField(
+        required=False,
+        strip=False,
+        label="Or a multi-line value",
+        widget=WriteOnlyTextarea(attrs={"rows": 4, "autocomplete": "off", "spellcheck": "false"}),
+        help_text="For an SSH key or a JSON document.",
+    )
+
+    def clean(self):
+        cleaned = super().clean()
+        one, many = cleaned.get("value") or "", cleaned.get("multiline_value") or ""
+        if one and many:
+            raise ValidationError("Give the value in one of the two fields, not both.")
+        if not one and not many:
+            raise ValidationError("Give the secret a value.")
+        cleaned["secret_value"] = many or one
+        return cleaned
+
+
+class TokenForm(forms.Form):
+    name = forms.CharField(
+        max_length=100,
+        required=False,
+        help_text="What the token is for, such as 'Airflow nightly scoring'.",
+    )

@@ -1,0 +1,34 @@
+from __future__ import annotations
+
+from django.contrib.auth import views as auth_views
+from django.urls import path
+
+from bedrock.ui import views
+
+app_name = "ui"
+
+urlpatterns = [
+    path(
+        "login/",
+        auth_views.LoginView.as_view(redirect_authenticated_user=True),
+        name="login",
+    ),
+    path("logout/", auth_views.LogoutView.as_view(next_page="/login/"), name="logout"),
+    path("", views.home, name="home"),
+    path("pipelines/new", views.pipeline_new, name="pipeline_new"),
+    path("pipelines/<int:pk>/", views.pipeline_detail, name="pipeline"),
+    path("pipelines/<int:pk>/edit", views.pipeline_edit, name="pipeline_edit"),
+    path("pipelines/<int:pk>/archive", views.pipeline_archive, name="pipeline_archive"),
+    path("pipelines/<int:pk>/run", views.run_new, name="run_new"),
+    path("pipelines/<int:pk>/secrets", views.secrets, name="secrets"),
+    path("pipelines/<int:pk>/secrets/delete", views.secret_delete, name="secret_delete"),
+    path("runs/<int:pk>/", views.run_detail, name="run"),
+    path("runs/<int:pk>/status", views.run_status, name="run_status"),
+    path("runs/<int:pk>/steps/<str:step>/log", views.step_log, name="step_log"),
+    path("runs/<int:pk>/stop", views.run_stop, name="run_stop"),
+    path("runs/<int:pk>/rerun", views.run_rerun, name="run_rerun"),
+    path("models/", views.model_list, name="models"),
+    path("models/<int:pk>/", views.model_detail, name="model"),
+    path("tokens/", views.tokens, name="tokens"),
+    path("tokens/<int:pk>/revoke", views.token_revoke, name="token_revoke"),
+]

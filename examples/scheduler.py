@@ -1,0 +1,155 @@
+#!/usr/bin/env python3
+"""Start a batch scoring run with a model's newest version and wait for the outcome.
+
+What a scheduler (cron, Airflow, a CI job) runs against Bedrock's GraphQL API. Standard library
+only. Exit status: 0 if the run succeeded, 1 if it ended otherwise, 2 if it could not be started.
+
+    BEDROCK_URL=http://127.0.0.1:8000 BEDROCK_TOKEN=bdrk_... \\
+        python3 examples/scheduler.py --pipeline 2 --model 1 --key "nightly-$(date +%F)"
+
+The idempotency key makes a retried call safe: the same key on the same pipeline returns the run
+the first call started instead of starting another.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+import urllib.error
+import urllib.request
+
+TERMINAL = {"SUCCEEDED", "FAILED", "STOPPED", "REJECTED"}
+
+NEWEST_VERSION = """query($model: ID!) { model(id: $model) { name
+    versions(first: 1, ordering: [{number: DESC}]) { edges { node { id number } } } } }"""
+
+START_RUN = """mutation($pipeline: ID!, $version: ID!, $key: String, $parameters: JSON) {
+  startRun(pipelineId: $pipeline, modelVersionId: $version, idempotencyKey: $key,
+           parameters: $parameters) {
+    ... on Run { id number status failureReason }
+    ... on OperationInfo { messages { kind field message } }
+  }
+}"""
+
+RUN = """query($id: ID!) { run(id: $id) { status failureReason
+    steps { edges { node { name } } } } }"""
+
+STEP_LOG = """query($id: ID!, $step: String!, $offset: BigInt!) { run(id: $id) {
+    steps(filters: {name: {exact: $step}}) { edges { node { log(offset: $offset) {
+    text nextOffset } } } } } }"""
+
+
+class ApiError(Exception):
+    pass
+
+
+def graphql(url: str, token: str, query: str, **variables) -> dict:
+    request = urllib.request.Request(  # noqa: S310 (main() allows http and https only)
+        url.rstrip("/") + "/graphql",
+        data=json.dumps({"query": query, "variables": variables}).encode(),
+        headers={"Content-Type": "application/json", "Authorization": f"Bearer {token}"},
+        method="POST",
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:  # noqa: S310
+            body = json.load(response)
+    except urllib.error.HTTPError as error:
+        raise ApiError(f"HTTP {error.code}: {error.read().decode(errors='replace')}") from None
+    if body.get("errors"):
+        raise ApiError("; ".join(error["message"] for error in body["errors"]))
+    return body["data"]
+
+
+def newest_version(url: str, token: str, model_id: str) -> dict:
+    model = graphql(url, token, NEWEST_VERSION, model=model_id)["model"]
+    if model is None:
+        raise ApiError(f"there is no model {model_id} (or this token may not see it)")
+    edges = model["versions"]["edges"]
+    if not edges:
+        raise ApiError(f"the model {model['name']} has no versions yet")
+    return edges[0]["node"]
+
+
+def print_new_log(url: str, token: str, run_id: str, run: dict, offsets: dict[str, int]) -> None:
+    """Print what each step logged since the last call; ``offsets`` remembers where each was."""
+    for edge in run["steps"]["edges"]:
+        name = edge["node"]["name"]
+        found = graphql(url, token, STEP_LOG, id=run_id, step=name, offset=offsets.get(name, 0))
+        for step in found["run"]["steps"]["edges"]:
+            chunk = step["node"]["log"]
+            for line in chunk["text"].splitlines():
+                print(f"[{name}] {line}", flush=True)
+            offsets[name] = chunk["nextOffset"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--url", default=os.environ.get("BEDROCK_URL", "http://127.0.0.1:8000"))
+    parser.add_argument("--token", default=os.environ.get("BEDROCK_TOKEN"))
+    parser.add_argument("--pipeline", required=True, help="the batch scoring pipeline's id")
+    parser.add_argument("--model", required=True, help="the id of the model to score with")
+    parser.add_argument("--key", help="idempotency key, such as nightly-2025-01-31")
+    parser.add_argument("--param", action="append", default=[], metavar="NAME=VALUE")
+    parser.add_argument("--interval", type=float, default=10.0, help="seconds between polls")
+    parser.add_argument("--timeout", type=float, default=24 * 3600, help="seconds to wait")
+    parser.add_argument("--logs", action="store_true", help="print the steps' logs as they grow")
+    args = parser.parse_args(argv)
+    if not args.token:
+        parser.error("give --token or set BEDROCK_TOKEN")
+    if not args.url.startswith(("http://", "https://")):
+        parser.error(f"--url must be an http:// or https:// address, not {args.url!r}")
+    parameters = dict(item.partition("=")[::2] for item in args.param)
+
+    try:
+        version = newest_version(args.url, args.token, args.model)
+        print(f"scoring with model version {version['number']} (id {version['id']})", flush=True)
+        started = graphql(
+            args.url,
+            args.token,
+            START_RUN,
+            pipeline=args.pipeline,
+            version=version["id"],
+            key=args.key,
+            parameters=parameters or None,
+        )["startRun"]
+    except (ApiError, OSError) as error:
+        print(f"cannot start the run: {error}", file=sys.stderr)
+        return 2
+    if "messages" in started:
+        for message in started["messages"]:
+            print(f"cannot start the run: {message['message']}", file=sys.stderr)
+        return 2
+    run_id, number, status = started["id"], started["number"], started["status"]
+    print(f"run {number} (id {run_id}): {status}", flush=True)
+
+    deadline = time.monotonic() + args.timeout
+    offsets: dict[str, int] = {}
+    run = started
+    while True:
+        try:
+            run = graphql(args.url, args.token, RUN, id=run_id)["run"]
+            if args.logs:
+                print_new_log(args.url, args.token, run_id, run, offsets)
+        except (ApiError, OSError) as error:  # a restarting server is no reason to give up
+            print(f"polling failed, retrying: {error}", file=sys.stderr)
+        else:
+            if run["status"] != status:
+                status = run["status"]
+                print(f"run {number}: {status}", flush=True)
+            if status in TERMINAL:
+                break
+        if time.monotonic() > deadline:
+            print(f"gave up waiting after {args.timeout:.0f}s; the run goes on", file=sys.stderr)
+            return 1
+        time.sleep(args.interval)
+    if status != "SUCCEEDED":
+        print(f"the run ended {status}: {run.get('failureReason') or 'no reason given'}")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
