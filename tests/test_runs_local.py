@@ -325,3 +325,36 @@ def test_a_batch_scoring_run_refuses_a_zip_slip_model_version_and_writes_nothing
     assert ".." in run.failure_reason
     assert not target.exists()
     assert set(run.steps.values_list("status", flat=True)) == {RunStatus.STOPPED}
+
+
+def test_a_too_long_ref_or_idempotency_key_is_refused_naming_the_field(tmp_path):
+    from django.core.exceptions import ValidationError
+
+    pipeline = pipeline_for(repo_with(tmp_path, hcl("train", step("s", "true"))))
+    for field, kwargs in (
+        ("ref", {"ref": "r" * 256}),
+        ("idempotency_key", {"idempotency_key": "k" * 201}),
+    ):
+        with pytest.raises(ValidationError) as excinfo:
+            start(pipeline, **kwargs)
+        assert excinfo.value.message_dict == {
+            field: [f"At most {255 if field == 'ref' else 200} characters."]
+        }
+    assert not Run.objects.exists()
+
+
+def test_a_rerun_uses_the_same_commit_and_parameters_after_the_branch_moved(tmp_path):
+    from bedrock.runs.services import run_rerun
+    from tests.repos import commit
+
+    writes = step("s", "echo $ALPHA > $BEDROCK_ARTEFACT_DIR/alpha")
+    repo = repo_with(tmp_path, hcl("train", writes, parameters='ALPHA = "1"'))
+    pipeline = pipeline_for(repo)
+    first = wait_until_done(start(pipeline, parameters={"ALPHA": "7"}))
+    commit(repo, {"other.txt": "moved on"})
+
+    again = wait_until_done(run_rerun(actor=None, run=first))
+
+    assert again.pk != first.pk and again.status == RunStatus.SUCCEEDED, again.failure_reason
+    assert again.commit_sha == first.commit_sha
+    assert again.parameters == first.parameters == {"ALPHA": "7"}

@@ -95,10 +95,12 @@ def run_create(
         if existing is not None:
             return existing
     ref = (ref or pipeline.branch).strip()
-    if len(ref) > Run._meta.get_field("ref").max_length:
-        raise ValidationError({"ref": "A ref is at most 255 characters."})
-    if idempotency_key and len(idempotency_key) > Run._meta.get_field("idempotency_key").max_length:
-        raise ValidationError({"idempotency_key": "An idempotency key is at most 200 characters."})
+    for field, value in (("ref", ref), ("idempotency_key", idempotency_key)):
+        limit = Run._meta.get_field(field).max_length
+        if value and len(value) > limit:
+            raise ValidationError(
+                {field: ValidationError(f"At most {limit} characters.", code="max_length")}
+            )
     overrides = parameters or {}
     merge_parameters({}, overrides)  # malformed names fail before any work is done
 
@@ -207,6 +209,18 @@ def _input_model_version(pipeline: Pipeline, model_version_id: int | None):
             f"model version {model_version_id} does not belong to the project {pipeline.project}"
         )
     return version
+
+
+def run_rerun(*, actor: User | None, run: Run, trigger: str = Trigger.UI) -> Run:
+    """A new run of the same commit, parameters and input model version."""
+    return run_create(
+        actor=actor,
+        pipeline=run.pipeline,
+        ref=run.commit_sha or run.ref,
+        parameters=run.parameters,
+        model_version_id=run.input_model_version_id,
+        trigger=trigger,
+    )
 
 
 # --- submission -------------------------------------------------------------------------------

@@ -461,14 +461,7 @@ def run_rerun(request: HttpRequest, pk: int) -> HttpResponse:
     """Start a new run of the same commit, parameters and input model version."""
     run = _run(request, pk, Role.DEVELOPER)
     try:
-        new = run_services.run_create(
-            actor=request.user,
-            pipeline=run.pipeline,
-            ref=run.commit_sha or run.ref,
-            parameters=run.parameters,
-            model_version_id=run.input_model_version_id,
-            trigger=Trigger.UI,
-        )
+        new = run_services.run_rerun(actor=request.user, run=run)
     except ValidationError as exc:
         messages.error(request, " ".join(exc.messages))
         return redirect("ui:run", pk=run.pk)

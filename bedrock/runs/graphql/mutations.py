@@ -21,12 +21,6 @@ def _invalid(argument: str, message: str) -> ValidationError:
     return ValidationError({argument: ValidationError(message, code="invalid")})
 
 
-def _check_lengths(**values: tuple[str | None, int]) -> None:
-    for argument, (value, limit) in values.items():
-        if value is not None and len(value) > limit:
-            raise _invalid(argument, f"At most {limit} characters.")
-
-
 @strawberry.type
 class RunMutations:
     @strawberry_django.mutation(handle_django_errors=True)
@@ -58,7 +52,6 @@ class RunMutations:
             version = parse_id(model_version_id)
             if version is None:
                 raise _invalid("model_version_id", f"{model_version_id!r} is not an id.")
-        _check_lengths(ref=(ref, 255), idempotency_key=(idempotency_key, 200))
         with argument_names(pipeline="pipeline_id"):
             return run_create(
                 actor=user,
