@@ -189,6 +189,22 @@ NOMAD_TOKEN = env_str("NOMAD_TOKEN")
 NOMAD_NAMESPACE = env_str("NOMAD_NAMESPACE", "default")
 NOMAD_REGION = env_str("NOMAD_REGION")
 NOMAD_DATACENTERS = env_list("NOMAD_DATACENTERS", ["dc1"])
+# TLS: certificates are verified unless NOMAD_SKIP_VERIFY says otherwise; NOMAD_CACERT names a CA
+# bundle for a private CA; NOMAD_CLIENT_CERT/KEY for mutual TLS. These are Nomad's own names.
+NOMAD_CACERT = env_str("NOMAD_CACERT")
+NOMAD_CLIENT_CERT = env_str("NOMAD_CLIENT_CERT")
+NOMAD_CLIENT_KEY = env_str("NOMAD_CLIENT_KEY")
+NOMAD_SKIP_VERIFY = env_bool("NOMAD_SKIP_VERIFY", False)
+# The image of the prestart and poststop tasks (deploy/Dockerfile builds it).
+BEDROCK_NOMAD_HOOK_IMAGE = env_str("BEDROCK_NOMAD_HOOK_IMAGE", "bedrock:latest")
+# Job IDs are <prefix>-<run id>-<step>-<attempt>; one prefix per Bedrock installation.
+BEDROCK_NOMAD_JOB_PREFIX = env_str("BEDROCK_NOMAD_JOB_PREFIX", "bedrock")
+# MaxRunDuration exists from Nomad 2.0.3; older agents drop it silently (the watchdog still acts).
+BEDROCK_NOMAD_MAX_RUN_DURATION = env_bool("BEDROCK_NOMAD_MAX_RUN_DURATION", True)
+# A step job that Nomad cannot place for this long (no GPU free, say) fails the step.
+BEDROCK_NOMAD_QUEUE_TIMEOUT = env_duration("BEDROCK_NOMAD_QUEUE_TIMEOUT", "30m")
+BEDROCK_NOMAD_POLL_SECONDS = env_int("BEDROCK_NOMAD_POLL_SECONDS", 3)
+BEDROCK_NOMAD_DISK_MB = env_int("BEDROCK_NOMAD_DISK_MB", 10240)
 
 LOGGING = {
     "version": 1,

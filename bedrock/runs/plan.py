@@ -74,16 +74,42 @@ def build(run) -> RunPlan:
     """The plan for a run whose config text, commit and parameters are already stored."""
     pipeline = run.pipeline
     stanza = stanza_for(run.config_text, pipeline.kind, filename=pipeline.config_path)
+    return build_plan(
+        stanza,
+        run_id=run.pk,
+        run_number=run.number,
+        pipeline_id=pipeline.pk,
+        project_id=pipeline.project_id,
+        parameters=run.parameters,
+        input_model_version_id=run.input_model_version_id,
+        time_limit=run.max_run_time,
+        publishes_model=pipeline.kind == PipelineKind.TRAINING,
+    )
+
+
+def build_plan(
+    stanza: hcl.Stanza,
+    *,
+    run_id: int,
+    run_number: int,
+    pipeline_id: int,
+    project_id: int,
+    parameters: dict,
+    input_model_version_id: int | None,
+    time_limit: timedelta,
+    publishes_model: bool,
+) -> RunPlan:
+    """The plan of one stanza; ``bedrock nomad render`` builds one without a run."""
     base_env = {
-        **{name: str(value) for name, value in run.parameters.items()},
+        **{name: str(value) for name, value in parameters.items()},
         "BEDROCK_RUN_TRIGGER": "bedrock",
-        "BEDROCK_PROJECT_ID": str(pipeline.project_id),
-        "BEDROCK_PIPELINE_ID": str(pipeline.pk),
-        "BEDROCK_PIPELINE_RUN_ID": str(run.number),
+        "BEDROCK_PROJECT_ID": str(project_id),
+        "BEDROCK_PIPELINE_ID": str(pipeline_id),
+        "BEDROCK_PIPELINE_RUN_ID": str(run_number),
         "BEDROCK_API_DOMAIN": settings.BEDROCK_API_DOMAIN,
     }
-    if run.input_model_version_id:
-        base_env["BEDROCK_MODEL_VERSION_ID"] = str(run.input_model_version_id)
+    if input_model_version_id:
+        base_env["BEDROCK_MODEL_VERSION_ID"] = str(input_model_version_id)
     steps = tuple(
         StepPlan(
             name=step.name,
@@ -98,11 +124,11 @@ def build(run) -> RunPlan:
         for step in stanza.steps
     )
     return RunPlan(
-        run_id=run.pk,
+        run_id=run_id,
         stanza=stanza.name,
         steps=steps,
-        time_limit=run.max_run_time,
-        input_model_version_id=run.input_model_version_id,
-        publishes_model=pipeline.kind == PipelineKind.TRAINING,
-        parameters=dict(run.parameters),
+        time_limit=time_limit,
+        input_model_version_id=input_model_version_id,
+        publishes_model=publishes_model,
+        parameters={name: str(value) for name, value in parameters.items()},
     )

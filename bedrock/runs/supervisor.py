@@ -88,6 +88,7 @@ class Supervisor:
         self.run_id = run_id
         self.executor = executor
         self.control = _Control()
+        self.plan: RunPlan | None = None
         self._done = threading.Event()
         self.workspace = Workspace(run_id)
 
@@ -130,6 +131,10 @@ class Supervisor:
         )
         if self.executor is not None:
             self.executor.cleanup_run(self.run_id)
+            if getattr(self.executor, "remote", False):
+                from bedrock.runs.stages import stages_delete
+
+                stages_delete(self.run_id)
         self.workspace.remove()
         return outcome.status
 
@@ -152,7 +157,7 @@ class Supervisor:
 
     # -- the run -----------------------------------------------------------------------------
     def _execute(self, run: Run) -> Outcome:
-        plan = build(run)
+        plan = self.plan = build(run)
         self.workspace.create()
         self._create_steps(plan)
         pipeline = run.pipeline
@@ -166,8 +171,10 @@ class Supervisor:
                 RunStatus.FAILED, f"the secret {', '.join(missing)} has no value any more"
             )
         credentials = git_credentials_for(pipeline)
+        self.executor = self.executor or get_executor()
+        remote = getattr(self.executor, "remote", False)
 
-        if run.input_model_version_id:
+        if run.input_model_version_id and not remote:
             from bedrock.models.artefacts import artefact_fetch
 
             version = run.input_model_version
@@ -175,7 +182,6 @@ class Supervisor:
 
         token = "bdrkrun_" + _random.token_urlsafe(32)
         Run.objects.filter(pk=run.pk).update(token_hash=hash_token(token))
-        self.executor = self.executor or get_executor()
         outcome = self._run_steps(run, plan, secrets, token, credentials)
         if outcome.status != RunStatus.SUCCEEDED or not plan.publishes_model:
             return outcome
@@ -184,6 +190,13 @@ class Supervisor:
         from bedrock.models.artefacts import EmptyArtefactError
         from bedrock.models.services import model_version_publish
 
+        if remote:
+            missing = self._collect_stages(plan)
+            if missing:
+                return Outcome(
+                    RunStatus.FAILED,
+                    f"step {missing!r} succeeded but its /artefact never reached Bedrock",
+                )
         try:
             version = model_version_publish(run=run, directory=self.workspace.artefact)
         except EmptyArtefactError:
@@ -194,6 +207,25 @@ class Supervisor:
             )
         logger.info("run %s published %s", run.pk, version)
         return outcome
+
+    def _collect_stages(self, plan: RunPlan) -> str | None:
+        """Gather into the workspace what remote steps uploaded; the name of a step that did not.
+
+        Each step's upload holds what its dependencies left too (its fetch unpacked theirs
+        first), so the last steps of the graph together hold the run's whole /artefact.
+        """
+        from bedrock.runs.stages import stages_fetch
+
+        needed = {name for step in plan.steps for name in step.depends_on}
+        last = [step.name for step in plan.steps if step.name not in needed]
+        stages = list(
+            RunStep.objects.filter(run_id=plan.run_id, name__in=last).order_by("position")
+        )
+        for stage in stages:
+            if not stage.artefact_key:
+                return stage.name
+        stages_fetch(stages, self.workspace.artefact)
+        return None
 
     def _create_steps(self, plan: RunPlan) -> None:
         for position, step in enumerate(plan.steps):
@@ -268,7 +300,7 @@ class Supervisor:
         log = LogWriter(log_path(run.pk, step.name), [*secrets.values(), token])
         app_dir = self.workspace.step_app(step.name)
         try:
-            if not app_dir.exists():
+            if not app_dir.exists() and not getattr(self.executor, "remote", False):
                 git.checkout(
                     run.pipeline.git_url,
                     run.commit_sha,
@@ -283,7 +315,7 @@ class Supervisor:
                 steps.filter(started_at__isnull=True).update(started_at=now)
                 if step.max_attempts > 1:
                     log.write(f"--- attempt {attempt} of {step.max_attempts} ---\n")
-                exit_code = self._attempt(run, step, secrets, token, app_dir, attempt, log)
+                exit_code, detail = self._attempt(run, step, secrets, token, app_dir, attempt, log)
                 if exit_code == 0:
                     steps.update(
                         status=RunStatus.SUCCEEDED, exit_code=0, finished_at=timezone.now()
@@ -299,8 +331,11 @@ class Supervisor:
                     )
                     return halted
                 if attempt < step.max_attempts:
-                    log.write(f"--- exit code {exit_code}; retrying ---\n")
-            reason = f"step {step.name!r} failed with exit code {exit_code}"
+                    log.write(f"--- {detail or f'exit code {exit_code}'}; retrying ---\n")
+            if detail:
+                reason = f"step {step.name!r} failed: {detail}"
+            else:
+                reason = f"step {step.name!r} failed with exit code {exit_code}"
             if step.max_attempts > 1:
                 reason += f" after {step.max_attempts} attempts"
             steps.update(
@@ -318,7 +353,8 @@ class Supervisor:
             return Outcome(RunStatus.STOPPED, "stopped on request")
         return Outcome(RunStatus.FAILED, "killed at the run's time limit")
 
-    def _attempt(self, run, step, secrets, token, app_dir, attempt, log) -> int:
+    def _attempt(self, run, step, secrets, token, app_dir, attempt, log) -> tuple[int, str]:
+        """The attempt's exit code, and the executor's account of a failure when it has one."""
         context = StepContext(
             run_id=run.pk,
             app_dir=app_dir,
@@ -327,6 +363,8 @@ class Supervisor:
             environment={**step.environment, "BEDROCK_API_TOKEN": token},
             secrets=secrets,
             attempt=attempt,
+            plan=self.plan,
+            deadline=run.deadline,
         )
         handle = self.executor.start(step, context)
         pump = threading.Thread(
@@ -342,4 +380,5 @@ class Supervisor:
                 break
             exit_code = handle.wait(0.5)
         pump.join(timeout=30)
-        return exit_code
+        detail = getattr(handle, "failure_reason", "") if exit_code != 0 else ""
+        return exit_code, detail

@@ -1,4 +1,5 @@
-"""Executors run one step attempt somewhere: ``local`` processes or ``docker`` containers."""
+"""Executors run one step attempt somewhere: ``local`` processes, ``docker`` containers or
+``nomad`` batch jobs."""
 
 from __future__ import annotations
 
@@ -19,4 +20,8 @@ def get_executor(name: str | None = None) -> Executor:
         from bedrock.runs.executors.docker import DockerExecutor
 
         return DockerExecutor()
+    if name == "nomad":
+        from bedrock.nomad.executor import NomadExecutor
+
+        return NomadExecutor()
     raise ExecutorError(f"the executor {name!r} cannot run steps on this machine")

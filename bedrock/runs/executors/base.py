@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Protocol
 
-from bedrock.runs.plan import StepPlan
+from bedrock.runs.plan import RunPlan, StepPlan
 
 
 @dataclass(frozen=True)
@@ -25,9 +26,14 @@ class StepContext:
     environment: dict[str, str]  # the plan's environment plus per-run values (API token)
     secrets: dict[str, str]
     attempt: int
+    plan: RunPlan | None = None
+    deadline: datetime | None = None  # when the run's time is up, for executors that enforce it
 
 
 class StepHandle(Protocol):
+    """One running attempt. A handle that knows more than the exit code (out of memory, a lost
+    node) may carry a ``failure_reason`` string once it has ended; the supervisor reports it."""
+
     def output(self) -> Iterator[bytes]:
         """Output lines (stdout and stderr merged) as the step produces them, until it ends."""
 
@@ -40,6 +46,10 @@ class StepHandle(Protocol):
 
 class Executor(Protocol):
     name: str
+    # True when steps run elsewhere and fetch /app and /artefact themselves (nomad): the
+    # supervisor then neither checks out nor fills its workspace, and publishes what the steps
+    # uploaded.
+    remote: bool
 
     def start(self, step: StepPlan, context: StepContext) -> StepHandle: ...
 

@@ -126,6 +126,7 @@ class DockerHandle:
 
 class DockerExecutor:
     name = "docker"
+    remote = False
 
     def __init__(self) -> None:
         self.client = client()

@@ -98,6 +98,7 @@ class LocalHandle:
 
 class LocalExecutor:
     name = "local"
+    remote = False
 
     def start(self, step: StepPlan, context: StepContext) -> LocalHandle:
         venv = context.step_dir / "venv"

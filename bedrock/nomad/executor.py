@@ -1,0 +1,358 @@
+"""The ``nomad`` executor: each step attempt is a Nomad batch job (see :mod:`bedrock.nomad.jobs`).
+
+The run's supervisor drives it like the other executors (dependency order, retries, the time
+limit, stop, masked logs); this module submits, tracks and cleans up one job per attempt:
+
+- **Submit** idempotently: the secrets variable first (create-only), then the job, registered
+  create-only (``EnforceIndex`` with index 0). When Nomad says the job exists, or a register
+  failed in a way that may have taken effect, the job is read back and adopted if its ``Meta``
+  names this run, step and attempt; anything else is refused, never overwritten. A job that cannot
+  be registered leaves no variable behind.
+- **Track** by polling the job's allocations (:mod:`bedrock.nomad.status` maps them), reporting
+  why a job waits to be placed, and failing it after ``BEDROCK_NOMAD_QUEUE_TIMEOUT``.
+- **Logs** of the three tasks are read by offset while they run and copied into the step's log
+  before the job is purged (Nomad garbage-collects allocation directories soon after).
+- **Stop** deregisters the job (the poststop upload still runs); once the step is over the job is
+  deregistered with purge and its variable deleted, so nothing of the run stays in Nomad.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Iterator
+
+from django.conf import settings
+from django.utils import timezone
+
+from bedrock.envconfig import format_duration
+from bedrock.nomad import status as nomad_status
+from bedrock.nomad.client import client, error_text, nomad_errors, status_of
+from bedrock.nomad.jobs import (
+    FETCH_TASK,
+    MAIN_TASK,
+    TOKEN_NAME,
+    UPLOAD_TASK,
+    StepJob,
+    job_prefix,
+    render_step,
+    variable_path_for,
+)
+from bedrock.runs.executors.base import ExecutorError, StepContext
+from bedrock.runs.plan import StepPlan
+
+logger = logging.getLogger(__name__)
+
+ENFORCE_INDEX_CONFLICT = "Enforcing job modify index"
+REGISTER_ATTEMPTS = 3
+# How long Nomad may stay unreachable while a step runs before the step is given up on.
+UNREACHABLE_LIMIT_SECONDS = 300
+_END = object()
+
+
+class NomadExecutor:
+    name = "nomad"
+    # Steps fetch /app and /artefact themselves and upload /artefact through the API, instead of
+    # sharing the supervisor's workspace.
+    remote = True
+
+    def __init__(self) -> None:
+        if not settings.NOMAD_ADDR:
+            raise ExecutorError("BEDROCK_EXECUTOR is nomad but NOMAD_ADDR is not set")
+
+    # -- submit ------------------------------------------------------------------------------
+    def start(self, step: StepPlan, context: StepContext) -> NomadStepHandle:
+        if context.plan is None:
+            raise ExecutorError("the nomad executor needs the run plan")
+        time_left = context.plan.time_limit
+        if context.deadline is not None:
+            time_left = context.deadline - timezone.now()
+        job = render_step(context.plan, step, attempt=context.attempt, time_left=time_left)
+        api = client()
+        items = {TOKEN_NAME: context.environment[TOKEN_NAME], **context.secrets}
+        try:
+            self._write_variable(api, job, items)
+        except nomad_errors.BaseNomadException as exc:
+            raise ExecutorError(
+                f"Nomad refused the variable {job.variable_path}: {error_text(exc)}"
+            ) from None
+        except Exception as exc:  # requests' connection errors and the like
+            raise ExecutorError(f"Nomad at {settings.NOMAD_ADDR} is unreachable: {exc}") from None
+        try:
+            self._register(api, job)
+        except BaseException:
+            _delete_variable(api, job.variable_path)
+            raise
+        return NomadStepHandle(api, job)
+
+    def _write_variable(self, api, job: StepJob, items: dict[str, str]) -> None:
+        namespace = settings.NOMAD_NAMESPACE
+        payload = {"Namespace": namespace, "Path": job.variable_path, "Items": items}
+        try:
+            api.variable.create_variable(job.variable_path, payload, namespace=namespace, cas=0)
+        except nomad_errors.VariableConflict:
+            # Left by an earlier try of this very attempt: replace it at its current index.
+            current = api.variable.get_variable(job.variable_path, namespace=namespace)
+            api.variable.create_variable(
+                job.variable_path, payload, namespace=namespace, cas=current.get("ModifyIndex", 0)
+            )
+
+    def _register(self, api, job: StepJob) -> None:
+        last_error = ""
+        for attempt in range(1, REGISTER_ATTEMPTS + 1):
+            try:
+                api.job.register_job(job.job_id, job.body)
+                return
+            except nomad_errors.BaseNomadException as exc:
+                last_error = error_text(exc)
+                if ENFORCE_INDEX_CONFLICT in last_error:
+                    self._adopt(api, job, must_exist=True)
+                    return
+                if status_of(exc) in (400, 403):
+                    raise ExecutorError(
+                        f"Nomad refused the job {job.job_id}: {last_error}"
+                    ) from None
+            except Exception as exc:
+                last_error = f"{type(exc).__name__}: {exc}"
+            # A 500 or a lost connection may have happened after the job was stored.
+            if self._adopt(api, job, must_exist=False):
+                return
+            if attempt < REGISTER_ATTEMPTS:
+                time.sleep(attempt)
+        raise ExecutorError(
+            f"Nomad did not accept the job {job.job_id} after {REGISTER_ATTEMPTS} attempts: "
+            f"{last_error}"
+        )
+
+    def _adopt(self, api, job: StepJob, *, must_exist: bool) -> bool:
+        """True if the job Nomad has under this ID is this attempt's; refuse anyone else's."""
+        try:
+            existing = api.job.get_job(job.job_id)
+        except nomad_errors.URLNotFoundNomadException:
+            if must_exist:
+                raise ExecutorError(
+                    f"Nomad said the job {job.job_id} exists, then could not find it"
+                ) from None
+            return False
+        except Exception:
+            if must_exist:
+                raise
+            return False
+        ours = job.body["Job"]["Meta"]
+        theirs = existing.get("Meta") or {}
+        keys = ("bedrock_run_id", "bedrock_step", "bedrock_attempt")
+        if all(theirs.get(key) == ours[key] for key in keys):
+            logger.info("adopted the existing Nomad job %s", job.job_id)
+            return True
+        raise ExecutorError(
+            f"Nomad already has a job {job.job_id} that is not this step's "
+            f"(its Meta names run {theirs.get('bedrock_run_id', '?')}); it was left untouched"
+        )
+
+    # -- cleanup -----------------------------------------------------------------------------
+    def cleanup_run(self, run_id: int) -> None:
+        """Deregister with purge every job of the run still in Nomad, and delete its variables."""
+        api = client()
+        try:
+            jobs = api.jobs.get_jobs(prefix=job_prefix(run_id))
+        except Exception as exc:
+            logger.warning("could not list the Nomad jobs of run %s: %s", run_id, exc)
+            return
+        for stub in jobs:
+            job_id = stub.get("ID", "")
+            if not job_id.startswith(job_prefix(run_id)):
+                continue
+            _purge(api, job_id)
+            _delete_variable(api, variable_path_for(job_id))
+
+
+def _purge(api, job_id: str) -> None:
+    try:
+        api.job.deregister_job(job_id, purge=True)
+    except nomad_errors.URLNotFoundNomadException:
+        pass
+    except Exception as exc:
+        logger.warning("could not purge the Nomad job %s: %s", job_id, exc)
+
+
+def _delete_variable(api, path: str) -> None:
+    try:
+        api.variable.delete_variable(path, namespace=settings.NOMAD_NAMESPACE)
+    except nomad_errors.URLNotFoundNomadException:
+        pass
+    except Exception as exc:
+        logger.warning("could not delete the Nomad variable %s: %s", path, exc)
+
+
+class NomadStepHandle:
+    """Follows one step job until it ends, pumping its logs; the supervisor waits on it."""
+
+    LOG_TASKS = ((FETCH_TASK, "[fetch] "), (MAIN_TASK, ""), (UPLOAD_TASK, "[upload] "))
+
+    def __init__(self, api, job: StepJob) -> None:
+        self.api = api
+        self.job = job
+        self.exit_code: int | None = None
+        self.failure_reason = ""
+        self._stop = threading.Event()
+        self._done = threading.Event()
+        self._lines: queue.Queue = queue.Queue()
+        self._offsets: dict[tuple[str, str, str], int] = {}
+        self._partial: dict[tuple[str, str, str], bytes] = {}
+        self._said: set[str] = set()
+        self._thread = threading.Thread(target=self._track, daemon=True, name=job.job_id)
+        self._thread.start()
+
+    # -- StepHandle --------------------------------------------------------------------------
+    def output(self) -> Iterator[bytes]:
+        while True:
+            item = self._lines.get()
+            if item is _END:
+                return
+            yield item
+
+    def wait(self, timeout: float | None = None) -> int | None:
+        if self._done.wait(timeout):
+            return self.exit_code
+        return None
+
+    def kill(self) -> None:
+        if self._stop.is_set():
+            return
+        self._stop.set()
+        try:
+            self.api.job.deregister_job(self.job.job_id, purge=False)
+        except Exception as exc:
+            logger.warning("could not stop the Nomad job %s: %s", self.job.job_id, exc)
+
+    # -- tracking ----------------------------------------------------------------------------
+    def _say(self, text: str) -> None:
+        if text not in self._said:
+            self._said.add(text)
+            self._lines.put(f"--- {text} ---\n".encode())
+
+    def _track(self) -> None:
+        submitted = time.monotonic()
+        unreachable_since: float | None = None
+        state = nomad_status.StepState(nomad_status.QUEUED)
+        try:
+            self._say(f"submitted the Nomad job {self.job.job_id}")
+            while True:
+                try:
+                    allocations = self.api.job.get_allocations(self.job.job_id)
+                    unreachable_since = None
+                except nomad_errors.URLNotFoundNomadException:
+                    state = nomad_status.StepState(
+                        nomad_status.DONE,
+                        exit_code=-1,
+                        reason=f"the Nomad job {self.job.job_id} disappeared before it ended",
+                        stopped=self._stop.is_set(),
+                    )
+                    break
+                except Exception as exc:
+                    unreachable_since = unreachable_since or time.monotonic()
+                    if time.monotonic() - unreachable_since > UNREACHABLE_LIMIT_SECONDS:
+                        state = nomad_status.StepState(
+                            nomad_status.DONE,
+                            exit_code=-1,
+                            reason=f"lost contact with Nomad for over "
+                            f"{UNREACHABLE_LIMIT_SECONDS // 60} minutes: {error_text(exc)}",
+                        )
+                        break
+                    time.sleep(self._poll_seconds())
+                    continue
+                state = nomad_status.classify(allocations, stop_requested=self._stop.is_set())
+                if state.allocation_id:
+                    self._pump_logs(state.allocation_id)
+                if state.done:
+                    break
+                if state.phase == nomad_status.QUEUED:
+                    if self._stop.is_set():
+                        state = nomad_status.StepState(
+                            nomad_status.DONE, exit_code=-9, reason="stopped", stopped=True
+                        )
+                        break
+                    waited = time.monotonic() - submitted
+                    problems = self._placement_problems()
+                    if problems:
+                        self._say(f"waiting for Nomad to place the step: {problems}")
+                    limit = settings.BEDROCK_NOMAD_QUEUE_TIMEOUT.total_seconds()
+                    if waited > limit:
+                        self.kill()
+                        state = nomad_status.StepState(
+                            nomad_status.DONE,
+                            exit_code=-1,
+                            reason="Nomad could not place the step within "
+                            f"{format_duration(settings.BEDROCK_NOMAD_QUEUE_TIMEOUT)}"
+                            + (f": {problems}" if problems else ""),
+                        )
+                        break
+                elif state.phase == nomad_status.RUNNING:
+                    self._say("the step is running on Nomad")
+                elif state.phase == nomad_status.FINISHING:
+                    self._say("the step ended; uploading /artefact")
+                time.sleep(self._poll_seconds())
+            if state.allocation_id:
+                self._pump_logs(state.allocation_id, final=True)
+        except Exception as exc:  # the step must end with a reason, whatever broke
+            logger.exception("tracking the Nomad job %s failed", self.job.job_id)
+            state = nomad_status.StepState(
+                nomad_status.DONE, exit_code=-1, reason=f"tracking the Nomad job failed: {exc}"
+            )
+        finally:
+            self.exit_code = state.exit_code if state.exit_code is not None else -1
+            self.failure_reason = state.reason
+            _purge(self.api, self.job.job_id)
+            _delete_variable(self.api, self.job.variable_path)
+            self._lines.put(_END)
+            self._done.set()
+
+    @staticmethod
+    def _poll_seconds() -> float:
+        return float(settings.BEDROCK_NOMAD_POLL_SECONDS)
+
+    def _placement_problems(self) -> str:
+        try:
+            evaluations = self.api.job.get_evaluations(self.job.job_id)
+        except Exception:
+            return ""
+        return nomad_status.placement_problems(evaluations)
+
+    def _pump_logs(self, allocation_id: str, *, final: bool = False) -> None:
+        for task, prefix in self.LOG_TASKS:
+            for stream in ("stdout", "stderr"):
+                key = (allocation_id, task, stream)
+                offset = self._offsets.get(key, 0)
+                try:
+                    response = self.api.client.stream_logs.request(
+                        allocation_id,
+                        params={
+                            "task": task,
+                            "type": stream,
+                            "plain": True,
+                            "follow": False,
+                            "origin": "start",
+                            "offset": offset,
+                        },
+                        method="get",
+                    )
+                except Exception as exc:  # not started yet, or the client is gone
+                    logger.debug("no %s %s log yet for %s: %s", task, stream, allocation_id, exc)
+                    continue
+                data = response.content
+                if not data:
+                    continue
+                self._offsets[key] = offset + len(data)
+                buffered = self._partial.pop(key, b"") + data
+                *lines, rest = buffered.split(b"\n")
+                for line in lines:
+                    self._lines.put(prefix.encode() + line + b"\n")
+                if rest:
+                    self._partial[key] = rest
+        if final:
+            for (_, task, _), rest in sorted(self._partial.items()):
+                prefix = dict(self.LOG_TASKS)[task]
+                self._lines.put(prefix.encode() + rest + b"\n")
+            self._partial.clear()

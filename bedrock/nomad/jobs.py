@@ -1,0 +1,285 @@
+"""Rendering a run's steps as Nomad batch job bodies (``POST /v1/job/<id>``).
+
+**One job per step attempt**, not one per run. A Nomad task group has no order between its main
+tasks (only prestart, main and poststop phases), so a run's dependency graph cannot live inside one
+job; and Nomad never re-runs an unchanged, completed batch job when it is registered again, so a
+retry needs a new job ID anyway. The supervisor submits a step's job once its dependencies have
+succeeded, exactly as it starts a local process or a container.
+
+Each job has one group and three tasks sharing the allocation directory (``/alloc`` in every
+container):
+
+- ``fetch`` (prestart, the hook image): ``bedrock hook fetch`` downloads the run's source at its
+  commit into ``/alloc/data/app``, and into ``/alloc/data/artefact`` the input model version (batch
+  scoring) and what the step's dependencies left in /artefact;
+- ``main`` (the step's image): ``bash -c`` over the step's command in ``/app``, wrapped in
+  ``timeout`` at the time the run has left, writing its exit code to ``/alloc/data/main.exit``;
+- ``upload`` (poststop, the hook image): ``bedrock hook upload`` packs ``/alloc/data/artefact``
+  and sends it to Bedrock when ``main`` exited 0.
+
+The hooks authenticate with the run's token; no Git or storage credential enters a job. The token
+and the pipeline's secrets are written to a Nomad Variable at ``nomad/jobs/<job id>`` before the
+job is registered (the job's workload identity may read exactly that path) and reach the tasks
+through templates rendered into their ``secrets/`` directories: never ``Env``, so ``GET
+/v1/job/<id>`` shows names only.
+
+Keys are Nomad's Go field names and durations integer nanoseconds; Nomad silently drops any other
+key, so the tests walk every body against the API field map.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.conf import settings
+
+from bedrock.runs.plan import RunPlan, StepPlan
+
+SECOND = 1_000_000_000
+MINUTE = 60 * SECOND
+HOUR = 60 * MINUTE
+
+GROUP = "step"
+FETCH_TASK = "fetch"
+MAIN_TASK = "main"
+UPLOAD_TASK = "upload"
+ALLOC_DATA = "/alloc/data"
+SECRETS_SUBDIR = "bedrock"  # inside each task's secrets/ directory, mounted at /secrets
+TOKEN_NAME = "BEDROCK_API_TOKEN"  # noqa: S105 (a variable name, not a value)
+
+# Defaults for a step whose bedrock.hcl says nothing about resources.
+DEFAULT_CPU_MHZ = 1000
+DEFAULT_MEMORY_MB = 1024
+MHZ_PER_CORE = 1000  # a `cpu = "2"` step asks for 2000 MHz of the node's CPU shares
+HOOK_CPU_MHZ = 500
+HOOK_MEMORY_MB = 512
+# A hung upload must not hold the allocation forever: a job stop does not kill poststop tasks.
+HOOK_TIMEOUT = "1h"
+# Grace between `timeout`'s TERM and KILL inside the main task, and between the wrapper's limit
+# and Nomad's MaxRunDuration (which also counts image pulls and the prestart fetch).
+KILL_AFTER_SECONDS = 60
+MAX_RUN_DURATION_GRACE = timedelta(minutes=10)
+KILL_TIMEOUT = 30 * SECOND  # Nomad caps it at the client's max_kill_timeout (30 s by default)
+
+_JOB_ID_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
+
+
+@dataclass(frozen=True)
+class StepJob:
+    """One step attempt as Nomad sees it: the job body and the variable its templates read."""
+
+    job_id: str
+    variable_path: str
+    body: dict  # an api.JobRegisterRequest: {"Job": …, "EnforceIndex": true, …}
+
+
+def job_prefix(run_id: int) -> str:
+    """Every job of a run starts with this; the run's cleanup lists jobs by it."""
+    return f"{settings.BEDROCK_NOMAD_JOB_PREFIX}-{run_id}-"
+
+
+def job_id_for(run_id: int, step_name: str, attempt: int) -> str:
+    """``bedrock-42-train-1``: from the run, so a submission is idempotent, and never reused.
+
+    Step names are Bedrock's (letters, digits, ``-_.``); a long one is cut and suffixed with a
+    hash so the ID stays readable in Nomad's UI and unique.
+    """
+    name = _JOB_ID_UNSAFE.sub("-", step_name)
+    if len(name) > 40:
+        name = name[:31] + "-" + hashlib.sha256(step_name.encode()).hexdigest()[:8]
+    return f"{job_prefix(run_id)}{name}-{attempt}"
+
+
+def variable_path_for(job_id: str) -> str:
+    return f"nomad/jobs/{job_id}"
+
+
+def cpu_mhz(step: StepPlan) -> int:
+    millicpu = step.resources.millicpu
+    if not millicpu:
+        return DEFAULT_CPU_MHZ
+    return max(1, math.ceil(millicpu * MHZ_PER_CORE / 1000))
+
+
+def memory_mb(step: StepPlan) -> int:
+    """MiB, rounded up: ``500M`` is 477, ``1G`` 954, ``2Gi`` 2048 (Nomad's minimum is 10)."""
+    memory = step.resources.memory_bytes
+    if not memory:
+        return DEFAULT_MEMORY_MB
+    return max(10, math.ceil(memory / 2**20))
+
+
+def main_wrapper(limit_seconds: int) -> str:
+    """The main task's ``bash -c`` program; the step's command arrives as ``$1``.
+
+    It exports each value rendered into ``/secrets/bedrock/`` (the run token and the pipeline's
+    secrets, one file per name so multi-line values survive), runs the command under ``timeout``
+    (exit code 124 once the run's time is up) and records the exit code for the upload task, which
+    cannot see it otherwise.
+    """
+    return (
+        f'for f in /secrets/{SECRETS_SUBDIR}/*; do [ -f "$f" ] && export "${{f##*/}}=$(cat "$f")"; '
+        "done; "
+        f'timeout -s TERM -k {KILL_AFTER_SECONDS} {limit_seconds} bash -c "$1"; code=$?; '
+        f'echo "$code" > {ALLOC_DATA}/main.exit; exit "$code"'
+    )
+
+
+def _secret_template(job_id: str, name: str) -> dict:
+    return {
+        "EmbeddedTmpl": f'{{{{ with nomadVar "{variable_path_for(job_id)}" }}}}'
+        f'{{{{ index . "{name}" }}}}{{{{ end }}}}',
+        "DestPath": f"secrets/{SECRETS_SUBDIR}/{name}",
+        "Perms": "0400",
+        "ChangeMode": "noop",
+        "ErrMissingKey": True,
+    }
+
+
+def _token_env_template(job_id: str) -> dict:
+    # The hooks read the token from their environment; a token is URL-safe text, so an env file
+    # carries it as is.
+    return {
+        "EmbeddedTmpl": f'{{{{ with nomadVar "{variable_path_for(job_id)}" }}}}'
+        f'{TOKEN_NAME}={{{{ index . "{TOKEN_NAME}" }}}}\n{{{{ end }}}}',
+        "DestPath": f"secrets/{SECRETS_SUBDIR}.env",
+        "Envvars": True,
+        "ChangeMode": "noop",
+        "ErrMissingKey": True,
+    }
+
+
+def _hook_task(name: str, hook: str, job_id: str, environment: dict[str, str]) -> dict:
+    command = ["timeout", "-s", "TERM", "-k", "30", HOOK_TIMEOUT, "bedrock", "hook", name]
+    return {
+        "Name": name,
+        "Driver": "docker",
+        "Lifecycle": {"Hook": hook, "Sidecar": False},
+        "Config": {
+            "image": settings.BEDROCK_NOMAD_HOOK_IMAGE,
+            "entrypoint": [command[0]],
+            "args": command[1:],
+        },
+        "Env": environment,
+        "Templates": [_token_env_template(job_id)],
+        "Resources": {"CPU": HOOK_CPU_MHZ, "MemoryMB": HOOK_MEMORY_MB},
+        "KillTimeout": 10 * SECOND,
+        "LogConfig": {"MaxFiles": 2, "MaxFileSizeMB": 10},
+    }
+
+
+def render_step(
+    plan: RunPlan,
+    step: StepPlan,
+    *,
+    attempt: int,
+    time_left: timedelta,
+    meta: dict[str, str] | None = None,
+) -> StepJob:
+    """The register body of one attempt of ``step``, with ``time_left`` until the run's deadline."""
+    job_id = job_id_for(plan.run_id, step.name, attempt)
+    limit_seconds = max(1, math.ceil(time_left.total_seconds()))
+    job_meta = {
+        "bedrock_run_id": str(plan.run_id),
+        "bedrock_step": step.name,
+        "bedrock_attempt": str(attempt),
+        "bedrock_stanza": plan.stanza,
+        "bedrock_pipeline_id": step.environment.get("BEDROCK_PIPELINE_ID", ""),
+        "bedrock_run_number": step.environment.get("BEDROCK_PIPELINE_RUN_ID", ""),
+        **(meta or {}),
+    }
+    hook_env = {
+        "BEDROCK_API_DOMAIN": step.environment["BEDROCK_API_DOMAIN"],
+        "BEDROCK_RUN_ID": str(plan.run_id),
+        "BEDROCK_RUN_STEP_NAME": step.name,
+        "BEDROCK_HOOK_DIR": ALLOC_DATA,
+        "BEDROCK_HOOK_DEPENDENCIES": ",".join(step.depends_on),
+    }
+    if plan.input_model_version_id and not step.depends_on:
+        # Steps after the first see the version through their dependencies' /artefact.
+        hook_env["BEDROCK_MODEL_VERSION_ID"] = str(plan.input_model_version_id)
+
+    resources: dict = {"CPU": cpu_mhz(step), "MemoryMB": memory_mb(step)}
+    if step.resources.gpu_count:
+        resources["Devices"] = [{"Name": "nvidia/gpu", "Count": step.resources.gpu_count}]
+    main = {
+        "Name": MAIN_TASK,
+        "Driver": "docker",
+        "Config": {
+            "image": step.image,
+            # entrypoint, not command: an image's ENTRYPOINT would otherwise swallow bash -c.
+            "entrypoint": ["bash"],
+            "args": ["-c", main_wrapper(limit_seconds), "bedrock-step", step.command],
+            "work_dir": "/app",
+            # Relative sources stay inside the allocation directory, which Nomad allows without
+            # enabling host volumes on the client.
+            "volumes": [f"../{ALLOC_DATA[1:]}/app:/app", f"../{ALLOC_DATA[1:]}/artefact:/artefact"],
+        },
+        "Env": {**step.environment, "PYTHONUNBUFFERED": "1"},
+        "Templates": [_secret_template(job_id, name) for name in (TOKEN_NAME, *step.secret_names)],
+        "Resources": resources,
+        "KillTimeout": KILL_TIMEOUT,
+        "KillSignal": "SIGTERM",
+        "LogConfig": {"MaxFiles": 10, "MaxFileSizeMB": 20},
+        "Meta": {"bedrock_role": "main"},
+    }
+    group = {
+        "Name": GROUP,
+        "Count": 1,
+        # Retries belong to Bedrock (retry { limit }), each a new job: Nomad never silently runs
+        # a training twice. A lost node's allocation is not replaced either.
+        "RestartPolicy": {
+            "Attempts": 0,
+            "Interval": 24 * HOUR,
+            "Delay": 15 * SECOND,
+            "Mode": "fail",
+        },
+        "ReschedulePolicy": {
+            "Attempts": 0,
+            "Interval": 24 * HOUR,
+            "Delay": 5 * SECOND,
+            "DelayFunction": "constant",
+            "MaxDelay": 0,
+            "Unlimited": False,
+        },
+        "Disconnect": {"Replace": False},
+        "EphemeralDisk": {
+            "SizeMB": settings.BEDROCK_NOMAD_DISK_MB,
+            "Sticky": False,
+            "Migrate": False,
+        },
+        "Meta": dict(job_meta),
+        "Tasks": [
+            _hook_task(FETCH_TASK, "prestart", job_id, hook_env),
+            main,
+            _hook_task(UPLOAD_TASK, "poststop", job_id, hook_env),
+        ],
+    }
+    if settings.BEDROCK_NOMAD_MAX_RUN_DURATION:
+        group["MaxRunDuration"] = (
+            int((timedelta(seconds=limit_seconds) + MAX_RUN_DURATION_GRACE).total_seconds())
+            * SECOND
+        )
+    job = {
+        "ID": job_id,
+        "Name": job_id,
+        "Type": "batch",
+        "Namespace": settings.NOMAD_NAMESPACE,
+        "Datacenters": list(settings.NOMAD_DATACENTERS),
+        "Priority": 50,
+        "Meta": job_meta,
+        "TaskGroups": [group],
+    }
+    if settings.NOMAD_REGION:
+        job["Region"] = settings.NOMAD_REGION
+    body = {"Job": job, "EnforceIndex": True, "JobModifyIndex": 0}
+    return StepJob(job_id=job_id, variable_path=variable_path_for(job_id), body=body)
+
+
+def render_plan(plan: RunPlan) -> list[StepJob]:
+    """Every step's first attempt, as a run with its whole time limit ahead would submit them."""
+    return [render_step(plan, step, attempt=1, time_left=plan.time_limit) for step in plan.steps]

@@ -1,0 +1,193 @@
+"""What a step job's allocations say about the step, as Bedrock needs it.
+
+Nomad's own summaries mislead for batch work: a job reads ``dead`` after success, failure and
+stop alike, and an allocation reads ``failed`` while its poststop upload still runs. So the state
+is read from the newest allocation's task states, row by row in this order (first match wins):
+
+| allocations                                              | phase     | outcome              |
+|----------------------------------------------------------|-----------|----------------------|
+| none yet (evaluation pending or blocked)                 | queued    |                      |
+| client status ``lost``, or a replacement appeared        | done      | failed: node lost    |
+| client status ``unknown`` (client disconnected)          | unchanged |                      |
+| "allocation exceeded max_run_duration"                   | done      | failed: time limit   |
+| the prestart ``fetch`` failed                            | done      | failed: fetch        |
+| ``main`` pending                                         | starting  |                      |
+| ``main`` running                                         | running   |                      |
+| ``main`` dead, ``upload`` not yet                        | finishing |                      |
+| all dead, main killed by our stop                        | done      | stopped              |
+| main exit 124 (the ``timeout`` wrapper)                  | done      | failed: time limit   |
+| main OOM-killed                                          | done      | failed: out of memory|
+| main exit 0, ``upload`` failed                           | done      | failed: upload       |
+| main exit 0                                              | done      | succeeded            |
+| otherwise                                                | done      | failed: exit code    |
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from bedrock.nomad.jobs import FETCH_TASK, MAIN_TASK, UPLOAD_TASK
+
+QUEUED = "queued"
+STARTING = "starting"
+RUNNING = "running"
+FINISHING = "finishing"
+DONE = "done"
+UNKNOWN = "unknown"
+
+TIMEOUT_EXIT = 124
+MAX_RUN_DURATION = "allocation exceeded max_run_duration"
+
+
+@dataclass(frozen=True)
+class StepState:
+    phase: str
+    exit_code: int | None = None  # set when done: 0 only for success
+    reason: str = ""  # why it failed, in a user's terms
+    allocation_id: str = ""
+    stopped: bool = False
+
+    @property
+    def done(self) -> bool:
+        return self.phase == DONE
+
+
+def newest(allocations: list[dict]) -> dict | None:
+    if not allocations:
+        return None
+    return max(allocations, key=lambda alloc: alloc.get("CreateIndex") or 0)
+
+
+def _task(alloc: dict, name: str) -> dict:
+    return (alloc.get("TaskStates") or {}).get(name) or {}
+
+
+def _terminated(task: dict) -> dict:
+    """Details of the task's last Terminated event: exit_code, oom_killed, signal (strings)."""
+    for event in reversed(task.get("Events") or []):
+        if event.get("Type") == "Terminated":
+            details = dict(event.get("Details") or {})
+            details.setdefault("exit_code", str(event.get("ExitCode", "")))
+            return details
+    return {}
+
+
+def _exit_code(task: dict) -> int | None:
+    text = _terminated(task).get("exit_code", "")
+    try:
+        return int(text)
+    except (TypeError, ValueError):
+        return None
+
+
+def _last_message(task: dict) -> str:
+    for event in reversed(task.get("Events") or []):
+        message = event.get("DisplayMessage") or event.get("Message") or ""
+        if message and event.get("Type") not in ("Received", "Task Setup"):
+            return f"{event.get('Type')}: {message}"
+    return ""
+
+
+def placement_problems(evaluations: list[dict]) -> str:
+    """Why Nomad cannot place the job yet, from blocked evaluations, or ''."""
+    reasons: list[str] = []
+    for evaluation in evaluations:
+        for metrics in (evaluation.get("FailedTGAllocs") or {}).values():
+            for key in ("DimensionExhausted", "ConstraintFiltered", "ClassExhausted"):
+                for what, count in (metrics.get(key) or {}).items():
+                    reasons.append(f"{what} ({count} node{'s' if count != 1 else ''})")
+            if not metrics.get("NodesEvaluated") and metrics.get("NodesAvailable") == {}:
+                reasons.append("no nodes in the job's datacenters")
+    return "; ".join(dict.fromkeys(reasons))
+
+
+def classify(allocations: list[dict], *, stop_requested: bool = False) -> StepState:
+    alloc = newest(allocations)
+    if alloc is None:
+        return StepState(QUEUED)
+    alloc_id = alloc.get("ID", "")
+    client_status = alloc.get("ClientStatus")
+    replaced = len(allocations) > 1 or any(a.get("NextAllocation") for a in allocations)
+    if client_status == "lost" or replaced:
+        lost = next((a for a in allocations if a.get("ClientStatus") == "lost"), alloc)
+        detail = lost.get("DesiredDescription") or lost.get("ClientDescription") or ""
+        return StepState(
+            DONE,
+            exit_code=-1,
+            reason="the Nomad node running the step was lost" + (f" ({detail})" if detail else ""),
+            allocation_id=alloc_id,
+        )
+    if client_status == "unknown":
+        return StepState(UNKNOWN, allocation_id=alloc_id)
+    if alloc.get("ClientDescription") == MAX_RUN_DURATION:
+        return StepState(
+            DONE,
+            exit_code=TIMEOUT_EXIT,
+            reason="Nomad stopped the step at the run's maximum run time (max_run_duration)",
+            allocation_id=alloc_id,
+        )
+    fetch, main, upload = (_task(alloc, name) for name in (FETCH_TASK, MAIN_TASK, UPLOAD_TASK))
+    main_state = main.get("State", "pending")
+    if fetch.get("State") == "dead" and fetch.get("Failed"):
+        # main never ran; the upload, if it starts, finds nothing to send.
+        message = _last_message(fetch)
+        return StepState(
+            DONE,
+            exit_code=-1,
+            reason="fetching the step's source and /artefact failed (prestart task fetch)"
+            + (f": {message}" if message else ""),
+            allocation_id=alloc_id,
+        )
+    if main_state == "pending":
+        return StepState(STARTING, allocation_id=alloc_id)
+    if main_state == "running":
+        return StepState(RUNNING, allocation_id=alloc_id)
+    if upload and upload.get("State") != "dead":
+        # Poststop runs after success, failure and a stop alike; finish only once it is done.
+        return StepState(FINISHING, allocation_id=alloc_id)
+
+    details = _terminated(main)
+    exit_code = _exit_code(main)
+    killed = any(event.get("Type") == "Killed" for event in main.get("Events") or [])
+    if stop_requested and (killed or exit_code != 0):
+        return StepState(
+            DONE,
+            exit_code=exit_code if exit_code is not None else -9,
+            reason="stopped",
+            allocation_id=alloc_id,
+            stopped=True,
+        )
+    if exit_code == TIMEOUT_EXIT:
+        return StepState(
+            DONE,
+            exit_code=exit_code,
+            reason="killed by timeout at the run's maximum run time",
+            allocation_id=alloc_id,
+        )
+    if details.get("oom_killed") == "true":
+        return StepState(
+            DONE,
+            exit_code=exit_code if exit_code is not None else 137,
+            reason="killed for running out of memory (OOM); ask for more with resources.memory",
+            allocation_id=alloc_id,
+        )
+    if exit_code == 0:
+        if upload.get("Failed"):
+            message = _last_message(upload)
+            return StepState(
+                DONE,
+                exit_code=-1,
+                reason="uploading /artefact failed (poststop task upload)"
+                + (f": {message}" if message else ""),
+                allocation_id=alloc_id,
+            )
+        return StepState(DONE, exit_code=0, allocation_id=alloc_id)
+    if exit_code is None:
+        message = _last_message(main)
+        return StepState(
+            DONE,
+            exit_code=-1,
+            reason="the step's container did not run" + (f": {message}" if message else ""),
+            allocation_id=alloc_id,
+        )
+    return StepState(DONE, exit_code=exit_code, allocation_id=alloc_id)
