@@ -12,15 +12,21 @@
 | bedrock.E010 | a boolean variable cannot be read                        |
 | bedrock.E011 | an integer variable cannot be read                       |
 | bedrock.E012 | a duration variable cannot be read                       |
+| bedrock.E020 | NOMAD_ADDR is not an http:// or https:// URL              |
+| bedrock.E021 | a Nomad TLS file is missing, or a client cert lacks a key |
+| bedrock.E022 | the nomad executor is chosen but no hook image is set     |
+| bedrock.W020 | Nomad jobs would call Bedrock at a loopback address       |
 """
 
 from __future__ import annotations
 
 import binascii
+from pathlib import Path
+from urllib.parse import urlsplit
 
 from cryptography.fernet import Fernet
 from django.conf import settings
-from django.core.checks import Error, Tags, register
+from django.core.checks import Error, Tags, Warning, register
 
 from bedrock.envconfig import PROBLEMS, format_duration
 
@@ -98,3 +104,51 @@ def check_runs(app_configs, **kwargs) -> list[Error]:
             )
         )
     return errors
+
+
+@register(Tags.compatibility)
+def check_nomad(app_configs, **kwargs) -> list[Error | Warning]:
+    """Only when runs go to Nomad: a mistake here would surface as every run failing."""
+    if settings.BEDROCK_EXECUTOR != "nomad" or not settings.NOMAD_ADDR:
+        return []  # E006 covers a missing address
+    problems: list[Error | Warning] = []
+    address = urlsplit(settings.NOMAD_ADDR)
+    if address.scheme not in ("http", "https") or not address.hostname:
+        problems.append(
+            Error(
+                f"NOMAD_ADDR={settings.NOMAD_ADDR!r} is not an http:// or https:// URL.",
+                hint="Such as https://nomad.internal:4646.",
+                id="bedrock.E020",
+            )
+        )
+    for name in ("NOMAD_CACERT", "NOMAD_CLIENT_CERT", "NOMAD_CLIENT_KEY"):
+        path = getattr(settings, name)
+        if path and not Path(path).is_file():
+            problems.append(Error(f"{name}={path!r} is not a readable file.", id="bedrock.E021"))
+    if bool(settings.NOMAD_CLIENT_CERT) != bool(settings.NOMAD_CLIENT_KEY):
+        problems.append(
+            Error(
+                "NOMAD_CLIENT_CERT and NOMAD_CLIENT_KEY go together; only one is set.",
+                id="bedrock.E021",
+            )
+        )
+    if not settings.BEDROCK_NOMAD_HOOK_IMAGE:
+        problems.append(
+            Error(
+                "BEDROCK_NOMAD_HOOK_IMAGE is empty; step jobs need it for their fetch and "
+                "upload tasks.",
+                hint="Build deploy/Dockerfile, push it where Nomad clients pull from, and name it.",
+                id="bedrock.E022",
+            )
+        )
+    domain = urlsplit(settings.BEDROCK_API_DOMAIN).hostname or ""
+    if domain in ("localhost", "127.0.0.1", "::1"):
+        problems.append(
+            Warning(
+                f"BEDROCK_API_DOMAIN={settings.BEDROCK_API_DOMAIN!r} is a loopback address, "
+                "which step jobs on Nomad clients cannot reach.",
+                hint="Set it to the URL at which Nomad clients reach this server.",
+                id="bedrock.W020",
+            )
+        )
+    return problems

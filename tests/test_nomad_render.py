@@ -1,0 +1,341 @@
+"""Nomad job bodies: what `bedrock nomad render` prints and the executor registers.
+
+Nomad drops unknown keys without a word, so every body is walked against the API field map of
+Nomad v2.0.5 (tests/nomad_fields.py); the rest checks what the bodies mean.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from datetime import timedelta
+from io import StringIO
+from pathlib import Path
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from bedrock.nomad.jobs import (
+    FETCH_TASK,
+    MAIN_TASK,
+    MAX_RUN_DURATION_GRACE,
+    SECOND,
+    UPLOAD_TASK,
+    job_id_for,
+    render_step,
+)
+from bedrock.pipelines import spec
+from bedrock.runs.plan import build_plan
+from tests.nomad_fields import walk
+
+ROOT = Path(__file__).resolve().parents[1]
+
+GPU_AND_MULTI_STEP = """
+version = "1.0"
+train {
+  step prepare {
+    image = "python:3.11"
+    install = ["pip install -r requirements.txt"]
+    script = [{sh = ["python prepare.py"]}]
+    resources { cpu = "0.5"  memory = "500M" }
+  }
+  step fit {
+    image = "nvidia/cuda:12.4.1-runtime-ubuntu22.04"
+    script = [{sh = ["python fit.py --epochs $EPOCHS"]}]
+    resources { cpu = "2"  memory = "2Gi"  gpu = "2" }
+    depends_on = ["prepare"]
+  }
+  step report {
+    image = "python:3.11"
+    script = [{sh = ["python report.py"]}]
+    resources { cpu = "1"  memory = "1G" }
+    depends_on = ["fit"]
+    retry { limit = 2 }
+  }
+  parameters { EPOCHS = "20" }
+  secrets = ["WANDB_API_KEY", "DB_PASSWORD"]
+}
+"""
+
+
+def render(text: str, *args: str) -> list[dict]:
+    path = Path(os.environ.get("BEDROCK_TEST_HOME", "/tmp")) / "render-bedrock.hcl"
+    path.write_text(text)
+    out = StringIO()
+    call_command("nomad", "render", str(path), *args, stdout=out)
+    return json.loads(out.getvalue())
+
+
+def tasks_of(body: dict) -> dict[str, dict]:
+    (group,) = body["Job"]["TaskGroups"]
+    return {task["Name"]: task for task in group["Tasks"]}
+
+
+def corpus_bodies(shared_dir: Path):
+    for path in sorted((shared_dir / "bedrock-hcl-corpus").glob("*.hcl")):
+        loaded = spec.load(path.read_text(encoding="utf-8-sig"), filename=path.name)
+        for name in ("train", "batch_score"):
+            if loaded.stanza(name):
+                out = StringIO()
+                call_command("nomad", "render", str(path), "--stanza", name, stdout=out)
+                for body in json.loads(out.getvalue()):
+                    yield f"{path.name}:{name}:{body['Job']['ID']}", body
+
+
+def test_every_corpus_body_walks_clean_against_nomad_2_0_5(shared_dir):
+    seen = 0
+    for label, body in corpus_bodies(shared_dir):
+        assert walk(body, version="v2.0.5") == [], label
+        seen += 1
+    assert seen >= 40  # 34 files, training and batch scoring, some with several steps
+
+
+def test_on_nomad_1_10_only_max_run_duration_would_be_dropped(shared_dir):
+    findings = {
+        finding
+        for _, body in corpus_bodies(shared_dir)
+        for finding in walk(body, version="v1.10.5")
+    }
+    assert findings == {"Job.TaskGroups[0].MaxRunDuration: unknown key (Nomad drops it)"}
+
+
+def test_gpu_multi_step_and_spark_bodies_walk_clean(shared_dir):
+    bodies = render(GPU_AND_MULTI_STEP)
+    spark = (shared_dir / "bedrock-hcl-corpus" / "02-churn-prediction-bedrock-hcl.hcl").read_text()
+    bodies += render(spark, "--stanza", "train")
+    assert any("spark-submit" in json.dumps(body) for body in bodies)
+    for body in bodies:
+        assert walk(body) == [], body["Job"]["ID"]
+
+
+def test_one_job_per_step_with_the_run_in_its_id_and_meta():
+    bodies = render(GPU_AND_MULTI_STEP, "--run-id", "42")
+    assert [body["Job"]["ID"] for body in bodies] == [
+        "bedrock-42-prepare-1",
+        "bedrock-42-fit-1",
+        "bedrock-42-report-1",
+    ]
+    for body in bodies:
+        job = body["Job"]
+        assert body["EnforceIndex"] is True and body["JobModifyIndex"] == 0  # create-only
+        assert job["Type"] == "batch" and job["Name"] == job["ID"]
+        assert job["Meta"]["bedrock_run_id"] == "42"
+        assert job["Meta"]["bedrock_step"] == job["ID"].split("-")[2]
+        assert job["TaskGroups"][0]["Meta"] == job["Meta"]
+
+
+def test_resources_become_mhz_mib_and_gpu_devices_on_that_step_only():
+    prepare, fit, report = (tasks_of(body)[MAIN_TASK] for body in render(GPU_AND_MULTI_STEP))
+    assert prepare["Resources"] == {"CPU": 500, "MemoryMB": 477}  # 500M = 500,000,000 bytes
+    assert fit["Resources"] == {
+        "CPU": 2000,
+        "MemoryMB": 2048,
+        "Devices": [{"Name": "nvidia/gpu", "Count": 2}],
+    }
+    assert report["Resources"] == {"CPU": 1000, "MemoryMB": 954}  # 1G
+    for body in render(GPU_AND_MULTI_STEP):
+        hooks = [tasks_of(body)[FETCH_TASK], tasks_of(body)[UPLOAD_TASK]]
+        assert all("Devices" not in hook["Resources"] for hook in hooks)
+
+
+def test_main_task_runs_bash_c_in_app_under_timeout_at_the_run_limit():
+    (body, *_) = render(GPU_AND_MULTI_STEP)
+    main = tasks_of(body)[MAIN_TASK]
+    config = main["Config"]
+    assert main["Driver"] == "docker" and config["image"] == "python:3.11"
+    assert config["entrypoint"] == ["bash"]
+    assert config["args"][0] == "-c"
+    assert config["args"][3] == "{ pip install -r requirements.txt; } && { python prepare.py; }"
+    limit = int(timedelta(hours=72).total_seconds())
+    assert f"timeout -s TERM -k 60 {limit} bash -c \"$1\"" in config["args"][1]
+    assert config["work_dir"] == "/app"
+    assert config["volumes"] == ["../alloc/data/app:/app", "../alloc/data/artefact:/artefact"]
+    group = body["Job"]["TaskGroups"][0]
+    expected = (timedelta(seconds=limit) + MAX_RUN_DURATION_GRACE).total_seconds()
+    assert group["MaxRunDuration"] == int(expected) * SECOND
+    assert main["KillTimeout"] == 30 * SECOND
+
+
+def test_the_wrapper_runs_the_command_and_records_its_exit_code(tmp_path):
+    """The main task's program, run here by bash with /alloc/data and /secrets swapped out."""
+    (body, *_) = render(GPU_AND_MULTI_STEP)
+    program = tasks_of(body)[MAIN_TASK]["Config"]["args"][1]
+    secrets = tmp_path / "secrets" / "bedrock"
+    secrets.mkdir(parents=True)
+    (secrets / "DB_PASSWORD").write_text("line one\nline two")
+    program = program.replace("/secrets/", f"{tmp_path}/secrets/").replace(
+        "/alloc/data", str(tmp_path)
+    )
+    command = 'printf "%s|" "$DB_PASSWORD"; exit 3'
+    result = subprocess.run(
+        ["bash", "-c", program, "bedrock-step", command], capture_output=True, text=True
+    )
+    assert result.returncode == 3
+    assert result.stdout == "line one\nline two|"
+    assert (tmp_path / "main.exit").read_text().strip() == "3"
+
+
+def test_hooks_fetch_before_and_upload_after_with_the_run_token_from_a_variable():
+    prepare, fit, _ = render(GPU_AND_MULTI_STEP)
+    tasks = tasks_of(fit)
+    assert tasks[FETCH_TASK]["Lifecycle"] == {"Hook": "prestart", "Sidecar": False}
+    assert tasks[UPLOAD_TASK]["Lifecycle"] == {"Hook": "poststop", "Sidecar": False}
+    assert tasks[FETCH_TASK]["Config"]["args"][-3:] == ["bedrock", "hook", "fetch"]
+    assert tasks[UPLOAD_TASK]["Config"]["args"][-3:] == ["bedrock", "hook", "upload"]
+    assert tasks[FETCH_TASK]["Env"]["BEDROCK_HOOK_DEPENDENCIES"] == "prepare"
+    assert tasks_of(prepare)[FETCH_TASK]["Env"]["BEDROCK_HOOK_DEPENDENCIES"] == ""
+    (template,) = tasks[FETCH_TASK]["Templates"]
+    assert 'nomadVar "nomad/jobs/bedrock-1-fit-1"' in template["EmbeddedTmpl"]
+    assert template["Envvars"] is True and template["ChangeMode"] == "noop"
+
+
+def test_secrets_reach_the_main_task_by_name_through_templates_never_env():
+    for body in render(GPU_AND_MULTI_STEP):
+        main = tasks_of(body)[MAIN_TASK]
+        names = [template["DestPath"] for template in main["Templates"]]
+        assert names == [
+            "secrets/bedrock/BEDROCK_API_TOKEN",
+            "secrets/bedrock/WANDB_API_KEY",
+            "secrets/bedrock/DB_PASSWORD",
+        ]
+        for task in tasks_of(body).values():
+            assert not {"WANDB_API_KEY", "DB_PASSWORD", "BEDROCK_API_TOKEN"} & set(task["Env"])
+        assert main["Env"]["EPOCHS"] == "20"
+
+
+def test_a_secret_value_never_appears_in_a_rendered_body():
+    stanza = spec.load(GPU_AND_MULTI_STEP).stanza("train")
+    plan = build_plan(
+        stanza,
+        run_id=7,
+        run_number=3,
+        pipeline_id=2,
+        project_id=1,
+        parameters={"EPOCHS": "5"},
+        input_model_version_id=None,
+        time_limit=timedelta(hours=2),
+        publishes_model=True,
+    )
+    body = json.dumps(render_step(plan, plan.steps[1], attempt=2, time_left=timedelta(hours=1)).body)
+    assert "bedrock-7-fit-2" in body
+    # The plan carries no values at all; the executor writes them to the variable only.
+    assert "secret-value" not in body and "bdrkrun_" not in body
+
+
+def test_batch_scoring_fetches_the_model_version_in_its_first_steps_only(shared_dir):
+    text = (shared_dir / "bedrock-hcl-corpus" / "27-credit-scoring-bedrock-multi-hcl.hcl").read_text()
+    loaded = spec.load(text)
+    stanza = next(loaded.stanza(n) for n in ("batch_score", "train") if loaded.stanza(n))
+    plan = build_plan(
+        stanza,
+        run_id=5,
+        run_number=1,
+        pipeline_id=1,
+        project_id=1,
+        parameters={},
+        input_model_version_id=9,
+        time_limit=timedelta(hours=1),
+        publishes_model=False,
+    )
+    for step in plan.steps:
+        env = tasks_of(render_step(plan, step, attempt=1, time_left=timedelta(hours=1)).body)[
+            FETCH_TASK
+        ]["Env"]
+        if step.depends_on:
+            assert "BEDROCK_MODEL_VERSION_ID" not in env
+        else:
+            assert env["BEDROCK_MODEL_VERSION_ID"] == "9"
+
+
+def test_restart_and_reschedule_never_run_a_training_twice():
+    (body, *_) = render(GPU_AND_MULTI_STEP)
+    group = body["Job"]["TaskGroups"][0]
+    assert group["RestartPolicy"]["Attempts"] == 0 and group["RestartPolicy"]["Mode"] == "fail"
+    reschedule = group["ReschedulePolicy"]
+    assert reschedule["Attempts"] == 0 and reschedule["Unlimited"] is False
+    assert group["Disconnect"] == {"Replace": False}
+
+
+def test_max_run_duration_can_be_left_out_for_older_clusters(settings):
+    settings.BEDROCK_NOMAD_MAX_RUN_DURATION = False
+    (body, *_) = render(GPU_AND_MULTI_STEP)
+    assert "MaxRunDuration" not in body["Job"]["TaskGroups"][0]
+    assert walk(body, version="v1.10.5") == []
+
+
+def test_long_step_names_give_short_unique_job_ids():
+    first = job_id_for(1, "a" * 60, 1)
+    second = job_id_for(1, "a" * 59 + "b", 1)
+    assert first != second and len(first) < 60
+    assert job_id_for(12, "train.v2_x", 3) == "bedrock-12-train.v2_x-3"
+
+
+def test_render_names_a_missing_stanza_and_bad_params():
+    text = GPU_AND_MULTI_STEP
+    with pytest.raises(CommandError, match="no batch_score stanza"):
+        render(text, "--stanza", "batch_score")
+    with pytest.raises(CommandError, match="NAME=VALUE"):
+        render(text, "--param", "EPOCHS")
+    with pytest.raises(CommandError, match="reserved"):
+        render(text, "--param", "BEDROCK_X=1")
+
+
+def test_render_reports_an_invalid_file_with_line_and_exits_1(tmp_path):
+    path = tmp_path / "bedrock.hcl"
+    path.write_text('version = "1.0"\ntrain {\n  step a {\n    image = 3\n  }\n}\n')
+    result = subprocess.run(
+        [sys.executable, "manage.py", "nomad", "render", str(path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "BEDROCK_HOME": str(tmp_path)},
+    )
+    assert result.returncode == 1
+    assert f"{path}:" in result.stderr and "train.step" in result.stderr
+    assert result.stdout == ""
+
+
+@pytest.mark.parametrize(
+    ("env", "check_id", "fragment"),
+    [
+        ({"NOMAD_ADDR": "nomad.internal:4646"}, "bedrock.E020", "is not an http"),
+        (
+            {"NOMAD_ADDR": "https://n:4646", "NOMAD_CACERT": "/nonexistent/ca.pem"},
+            "bedrock.E021",
+            "NOMAD_CACERT='/nonexistent/ca.pem' is not a readable file",
+        ),
+        (
+            {"NOMAD_ADDR": "https://n:4646", "NOMAD_CLIENT_CERT": "/etc/hostname"},
+            "bedrock.E021",
+            "go together",
+        ),
+        (
+            {"NOMAD_ADDR": "https://n:4646", "BEDROCK_NOMAD_HOOK_IMAGE": ""},
+            "bedrock.E022",
+            "BEDROCK_NOMAD_HOOK_IMAGE is empty",
+        ),
+    ],
+)
+def test_nomad_misconfiguration_fails_the_check(tmp_path, env, check_id, fragment):
+    from tests.test_checks import bedrock_check
+
+    result = bedrock_check(tmp_path, BEDROCK_EXECUTOR="nomad", **env)
+    assert result.returncode != 0
+    assert check_id in result.stderr and fragment in result.stderr
+
+
+def test_a_loopback_api_domain_warns_that_jobs_cannot_reach_it(tmp_path):
+    from tests.test_checks import bedrock_check
+
+    result = bedrock_check(tmp_path, BEDROCK_EXECUTOR="nomad", NOMAD_ADDR="https://n:4646")
+    assert result.returncode == 0
+    assert "bedrock.W020" in result.stderr + result.stdout
+    result = bedrock_check(
+        tmp_path,
+        BEDROCK_EXECUTOR="nomad",
+        NOMAD_ADDR="https://n:4646",
+        BEDROCK_API_DOMAIN="https://bedrock.internal",
+    )
+    assert result.returncode == 0 and "W020" not in result.stderr + result.stdout
