@@ -310,6 +310,20 @@ def test_a_link_to_a_file_is_stored_as_the_file(tmp_path: Path):
         assert not stat.S_ISLNK(archive.getinfo("link.txt").external_attr >> 16)
 
 
+@pytest.mark.parametrize("target", ["absolute", "relative"])
+def test_a_link_to_a_file_outside_the_directory_is_refused(tmp_path: Path, target: str):
+    """A step could otherwise publish the packing machine's files, its keys say."""
+    (tmp_path / "src" / "sub").mkdir(parents=True)
+    (tmp_path / "server-secret").write_text("key material")
+    (tmp_path / "src" / "model.bin").write_text("weights")
+    link = tmp_path / "server-secret" if target == "absolute" else Path("../../server-secret")
+    (tmp_path / "src" / "sub" / "leak").symlink_to(link)
+    out = io.BytesIO()
+    with pytest.raises(ArchiveError, match=r"sub/leak: is a symbolic link to .*outside the direc"):
+        pack(tmp_path / "src", out)
+    assert b"key material" not in out.getvalue()
+
+
 @pytest.mark.parametrize("kind", ["directory", "dangling"])
 def test_links_to_directories_and_dangling_links_are_refused_by_name(tmp_path: Path, kind: str):
     (tmp_path / "src" / "sub").mkdir(parents=True)

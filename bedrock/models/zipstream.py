@@ -313,6 +313,7 @@ class _OpenFile:
 def _collect(root: Path) -> list[_Entry]:
     """Regular files and empty directories under ``root``, sorted by archive name."""
     entries: list[_Entry] = []
+    real_root = os.path.realpath(root)
     stack: list[tuple[str, str]] = [("", str(root))]
     while stack:
         prefix, path = stack.pop()
@@ -334,7 +335,7 @@ def _collect(root: Path) -> list[_Entry]:
                 continue
             st = child.stat(follow_symlinks=False)
             if stat.S_ISLNK(st.st_mode):
-                st = _follow_link(rel, child.path)
+                st = _follow_link(rel, child.path, real_root)
             elif not stat.S_ISREG(st.st_mode):
                 raise ArchiveError(
                     f"{rel}: is not a regular file or directory (a FIFO, socket or device); "
@@ -345,7 +346,9 @@ def _collect(root: Path) -> list[_Entry]:
     return entries
 
 
-def _follow_link(rel: str, path: str) -> os.stat_result:
+def _follow_link(rel: str, path: str, real_root: str) -> os.stat_result:
+    """Links are followed only to files inside the packed directory: a step must not be able to
+    publish a file of the machine packing its /artefact (a key, a database) by linking to it."""
     target = os.readlink(path)
     try:
         st = os.stat(path)
@@ -354,6 +357,12 @@ def _follow_link(rel: str, path: str) -> os.stat_result:
             f"{rel}: is a symbolic link to {target!r}, which does not resolve ({exc.strerror}); "
             "copy the file it should point to into /artefact instead"
         ) from None
+    resolved = os.path.realpath(path)
+    if os.path.commonpath([resolved, real_root]) != real_root:
+        raise ArchiveError(
+            f"{rel}: is a symbolic link to {target!r}, outside the directory being packed; "
+            "only links to files inside /artefact are followed, so copy the file in instead"
+        )
     if not stat.S_ISREG(st.st_mode):
         raise ArchiveError(
             f"{rel}: is a symbolic link to {target!r}, which is not a regular file; only links to "
@@ -595,10 +604,10 @@ def pack(directory: Path, out: BinaryIO, *, workers: int | None = None) -> PackR
     """Write a ZIP of ``directory``'s contents to ``out``, which need not be seekable.
 
     Entries are the regular files and empty directories under ``directory``, named relative to it
-    with "/" separators and sorted. Links to files are stored as the target's content; other links
-    and special files are refused (see the module docstring). Raises :class:`EmptyArtefactError`
-    when there is no file, :class:`ArchiveError` when a file cannot be packed; ``out`` then holds a
-    partial archive that the caller must discard.
+    with "/" separators and sorted. Links to files inside ``directory`` are stored as the target's
+    content; other links and special files are refused (see the module docstring). Raises
+    :class:`EmptyArtefactError` when there is no file, :class:`ArchiveError` when a file cannot be
+    packed; ``out`` then holds a partial archive that the caller must discard.
     """
     directory = Path(directory)
     if not directory.is_dir():
