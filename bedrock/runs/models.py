@@ -135,6 +135,13 @@ class RunStep(models.Model):
     exit_code = models.IntegerField(null=True, blank=True)
     failure_reason = models.TextField(blank=True)
     log_key = models.CharField(max_length=500, blank=True, help_text="Storage key of the log.")
+    # The step's /artefact as it ended, kept while the run lasts for the steps that depend on it
+    # (see bedrock.runs.stages); empty when the step stored none.
+    artefact_key = models.CharField(max_length=600, blank=True, editable=False)
+    artefact_sha256 = models.CharField(
+        "artefact SHA-256", max_length=64, blank=True, editable=False
+    )
+    artefact_size = models.BigIntegerField(null=True, blank=True, editable=False)
 
     class Meta:
         constraints = [

@@ -2,16 +2,29 @@
 
 from __future__ import annotations
 
+import logging
+import os
+import shutil
 import tempfile
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from django.http import HttpRequest, JsonResponse
-from django.views.decorators.http import require_POST
+from django.core.files.storage import default_storage
+from django.http import FileResponse, HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from bedrock.models.artefacts import ArchiveError
 from bedrock.models.services import model_version_publish
-from bedrock.models.zipstream import unpack
+from bedrock.models.zipstream import pack, unpack
+from bedrock.pipelines import git
 from bedrock.pipelines.models import PipelineKind
+from bedrock.runs.models import Run, RunStep
+from bedrock.runs.stages import stage_store
+from bedrock.secrets.services import git_credentials_for
+
+logger = logging.getLogger(__name__)
 
 _CHUNK = 1 << 20
 
@@ -53,6 +66,191 @@ def run_artefact_upload(request: HttpRequest, pk: int) -> JsonResponse:
                 "sha256": version.sha256,
                 "fileCount": version.file_count,
             }
+        },
+        status=201,
+    )
+
+
+def _own_run(request: HttpRequest, pk: int) -> Run | None:
+    """The run ``pk`` if the request carries that run's own token and the run is active."""
+    run = getattr(request, "bedrock_run", None)
+    if run is None or run.pk != pk or not run.is_active:
+        return None
+    return run
+
+
+# The source is packed while the response is sent; two threads keep a busy server responsive.
+_PACK_WORKERS = 2
+# How many names of left-out links the source response lists in its header.
+_LISTED_LINKS = 20
+
+
+class _PackedStream:
+    """A directory packed on a thread into a pipe and read by the response, a chunk at a time.
+
+    ``close()`` (called by the server when the response ends, even one never read) stops the
+    packing and calls ``on_close``. A packing failure ends the body early: the client then holds a
+    ZIP without its central directory, which no reader accepts.
+    """
+
+    def __init__(self, directory: Path, on_close: Callable[[], None]) -> None:
+        self._directory = directory
+        self._on_close = on_close
+        self._reader = None
+        self._thread: threading.Thread | None = None
+        self._closed = False
+
+    def __iter__(self) -> Iterator[bytes]:
+        read_fd, write_fd = os.pipe()
+        self._reader = open(read_fd, "rb")  # noqa: SIM115  (closed by close())
+        failure: list[BaseException] = []
+
+        def produce() -> None:
+            try:
+                with open(write_fd, "wb") as out:
+                    pack(self._directory, out, workers=_PACK_WORKERS)
+            except BrokenPipeError:
+                pass  # the client went away and close() shut the reading end
+            except BaseException as exc:  # reported by the reading side
+                failure.append(exc)
+
+        self._thread = threading.Thread(target=produce, name="pack-source", daemon=True)
+        self._thread.start()
+        while chunk := self._reader.read(_CHUNK):
+            yield chunk
+        self._thread.join()
+        if failure:
+            logger.error("packing %s failed: %s", self._directory, failure[0])
+            raise failure[0]
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._reader is not None:
+            self._reader.close()
+        if self._thread is not None:
+            self._thread.join()
+        self._on_close()
+
+
+def _drop_unsafe_links(root: Path) -> list[str]:
+    """Remove the symbolic links a source archive must not follow; return their names.
+
+    Packing stores a link to a file as that file's content, so a link out of the checkout would
+    serve a file of the server (its keys, say). Links to a file inside the checkout stay; links
+    out of it, to a directory or to nothing cannot be archived and are left out.
+    """
+    top = root.resolve()
+    dropped: list[str] = []
+    for current, directories, files in os.walk(root):
+        for name in [*directories, *files]:
+            path = Path(current) / name
+            if not path.is_symlink():
+                continue
+            target = path.resolve()
+            if not (target.is_relative_to(top) and target.is_file()):
+                path.unlink()
+                dropped.append(path.relative_to(root).as_posix())
+    return sorted(dropped)
+
+
+@require_GET
+def run_source(request: HttpRequest, pk: int) -> HttpResponse:
+    """The files of the run's commit as a ZIP (no ``.git``), for the run's own token only.
+
+    The checkout comes from the pipeline's Git cache, with the pipeline's credentials, which
+    therefore never enter a job. It is packed while it is sent, so memory stays flat.
+    """
+    run = _own_run(request, pk)
+    if run is None:
+        return _error(404, f"There is no active run {pk} that this token may read.")
+    if not run.commit_sha:
+        return _error(409, f"Run {pk} has no resolved commit yet.")
+    pipeline = run.pipeline
+    scratch = Path(tempfile.mkdtemp(prefix="bedrock-source-"))
+
+    def remove_scratch() -> None:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+    try:
+        tree = git.checkout(
+            pipeline.git_url,
+            run.commit_sha,
+            scratch / "app",
+            cache_key=f"pipeline-{pipeline.pk}",
+            credentials=git_credentials_for(pipeline),
+        )
+        dropped = _drop_unsafe_links(tree)
+    except git.GitError as exc:
+        remove_scratch()
+        return _error(502, f"The source of run {pk} cannot be read: {exc}")
+    except BaseException:
+        remove_scratch()
+        raise
+    response = StreamingHttpResponse(
+        _PackedStream(tree, remove_scratch), content_type="application/zip"
+    )
+    response["Content-Disposition"] = (
+        f'attachment; filename="{pipeline.pk}-{run.commit_sha[:12]}.zip"'
+    )
+    response["X-Bedrock-Commit"] = run.commit_sha
+    if dropped:
+        # Escaped: a file name may hold any character but "/" and NUL, a newline included.
+        listed = ", ".join(n.encode("unicode_escape").decode() for n in dropped[:_LISTED_LINKS])
+        more = f" and {len(dropped) - _LISTED_LINKS} more" if len(dropped) > _LISTED_LINKS else ""
+        response["X-Bedrock-Skipped-Links"] = f"{listed}{more}"
+    return response
+
+
+@csrf_exempt  # the run's token authenticates; a browser session never does here
+@require_http_methods(["GET", "PUT"])
+def run_step_artefact(request: HttpRequest, pk: int, name: str) -> HttpResponse:
+    """A step's stage archive: PUT stores the step's /artefact (a ZIP body), GET returns it.
+
+    For the run's own token only, while the run is active. A PUT replaces what the step stored
+    before; the archive is unpacked with zipstream's checks and packed again, so every stored
+    stage is Bedrock's own ZIP. GET sends ``X-Bedrock-Sha256`` for the client to verify.
+    """
+    run = _own_run(request, pk)
+    if run is None:
+        return _error(404, f"There is no active run {pk} that this token may use.")
+    run_step = RunStep.objects.filter(run=run, name=name).first()
+    if run_step is None:
+        return _error(404, f"Run {pk} has no step {name!r}.")
+    if request.method == "PUT":
+        return _stage_upload(run_step, request)
+    if not run_step.artefact_key:
+        return _error(404, f"Step {name!r} of run {pk} has stored no artefact.")
+    try:
+        handle = default_storage.open(run_step.artefact_key, "rb")
+    except FileNotFoundError:
+        return _error(404, f"The artefact of step {name!r} of run {pk} is missing from storage.")
+    response = FileResponse(handle, content_type="application/zip")
+    response["Content-Length"] = str(run_step.artefact_size)
+    response["X-Bedrock-Sha256"] = run_step.artefact_sha256
+    return response
+
+
+def _stage_upload(run_step: RunStep, request: HttpRequest) -> JsonResponse:
+    with tempfile.TemporaryFile(prefix="bedrock-stage-") as spool:
+        while chunk := request.read(_CHUNK):
+            spool.write(chunk)
+        spool.seek(0)
+        with tempfile.TemporaryDirectory(prefix="bedrock-stage-") as directory:
+            try:
+                unpack(spool, Path(directory))
+                stored = stage_store(run_step, Path(directory))
+            except ArchiveError as exc:
+                return _error(
+                    400, f"The artefact of step {run_step.name!r} cannot be stored: {exc}"
+                )
+    return JsonResponse(
+        {
+            "key": stored.key,
+            "size": stored.size,
+            "sha256": stored.sha256,
+            "fileCount": stored.file_count,
         },
         status=201,
     )

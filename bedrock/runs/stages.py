@@ -1,0 +1,96 @@
+"""Stage archives: what each step of a run left in /artefact, kept while the run lasts.
+
+A step's /artefact is stored as a ZIP under :func:`stage_key` when the step ends, and the steps that
+depend on it start with those archives unpacked into their own /artefact, in dependency order, a
+later archive overwriting an earlier one's files. On Nomad the hooks move them over the run's token
+(``bedrock hook fetch|upload``); the supervisor calls these functions directly, and deletes the
+archives with :func:`stages_delete` once the run is over.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import tempfile
+from pathlib import Path
+
+from django.core.files.storage import default_storage
+
+from bedrock.models.artefacts import StoredArtefact, artefact_delete, artefact_fetch, artefact_store
+from bedrock.pipelines.spec import STEP_NAME_PATTERN
+from bedrock.runs.models import RunStep
+from bedrock.runs.overlay import overlay
+
+__all__ = ["stage_key", "stage_store", "stages_delete", "stages_fetch"]
+
+
+def _prefix(run_id: int) -> str:
+    return f"runs/{run_id}/steps/"
+
+
+def stage_key(run_id: int, step_name: str) -> str:
+    """The storage key of a step's stage archive: ``runs/<run_id>/steps/<step>.zip``."""
+    if not STEP_NAME_PATTERN.match(step_name):
+        # Step names are validated in bedrock.hcl; anything else here is a caller's mistake.
+        raise ValueError(f"{step_name!r} is not a step name")
+    return f"{_prefix(run_id)}{step_name}.zip"
+
+
+def _clear(run_step_ids: list[int]) -> None:
+    RunStep.objects.filter(pk__in=run_step_ids).update(
+        artefact_key="", artefact_sha256="", artefact_size=None
+    )
+
+
+def stage_store(run_step: RunStep, directory: Path) -> StoredArtefact:
+    """Store ``directory`` as ``run_step``'s stage archive, replacing one stored before.
+
+    Raises what :func:`~bedrock.models.artefacts.artefact_store` raises (an empty ``directory`` is
+    an :class:`~bedrock.models.artefacts.EmptyArtefactError`); the step then records no archive.
+    """
+    key = stage_key(run_step.run_id, run_step.name)
+    # Forget the old archive before deleting it: the row never names an object that is gone.
+    _clear([run_step.pk])
+    run_step.artefact_key, run_step.artefact_sha256, run_step.artefact_size = "", "", None
+    artefact_delete(key)
+    stored = artefact_store(directory, key)
+    RunStep.objects.filter(pk=run_step.pk).update(
+        artefact_key=stored.key, artefact_sha256=stored.sha256, artefact_size=stored.size
+    )
+    run_step.artefact_key = stored.key
+    run_step.artefact_sha256 = stored.sha256
+    run_step.artefact_size = stored.size
+    return stored
+
+
+def stages_fetch(run_steps: list[RunStep], dest: Path) -> int:
+    """Unpack the steps' archives into ``dest`` in the order given, later files replacing earlier.
+
+    ``dest`` may already hold files (the input model version, say); archived files replace them.
+    Steps that stored no archive are skipped. Each archive is checked against its recorded SHA-256
+    before anything of it is extracted. Returns the number of distinct files placed.
+    """
+    dest = Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    placed: set[str] = set()
+    # Unpacked beside dest, so that moving the files over is a rename on one filesystem.
+    with tempfile.TemporaryDirectory(prefix=".stages-", dir=dest.parent) as scratch:
+        for number, run_step in enumerate(run_steps):
+            if not run_step.artefact_key:
+                continue
+            unpacked = Path(scratch) / str(number)
+            artefact_fetch(run_step.artefact_key, unpacked, sha256=run_step.artefact_sha256)
+            placed |= overlay(unpacked, dest)
+    return len(placed)
+
+
+def stages_delete(run_id: int) -> None:
+    """Delete every stage archive of the run, recorded or left behind by an interrupted upload."""
+    steps = list(RunStep.objects.filter(run_id=run_id).exclude(artefact_key=""))
+    keys = {step.artefact_key for step in steps}
+    _clear([step.pk for step in steps])
+    # FileSystemStorage raises FileNotFoundError for a missing folder; some backends cannot list.
+    with contextlib.suppress(FileNotFoundError, NotImplementedError):
+        _, files = default_storage.listdir(_prefix(run_id))
+        keys.update(_prefix(run_id) + name for name in files if name.endswith(".zip"))
+    for key in sorted(keys):
+        artefact_delete(key)
