@@ -74,12 +74,14 @@ class NomadExecutor:
         items = {TOKEN_NAME: context.environment[TOKEN_NAME], **context.secrets}
         try:
             self._write_variable(api, job, items)
-        except nomad_errors.BaseNomadException as exc:
+        except Exception as exc:
+            if status_of(exc) is None:  # python-nomad wraps connection errors and timeouts
+                raise ExecutorError(
+                    f"Nomad at {settings.NOMAD_ADDR} is unreachable: {error_text(exc)}"
+                ) from None
             raise ExecutorError(
                 f"Nomad refused the variable {job.variable_path}: {error_text(exc)}"
             ) from None
-        except Exception as exc:  # requests' connection errors and the like
-            raise ExecutorError(f"Nomad at {settings.NOMAD_ADDR} is unreachable: {exc}") from None
         try:
             self._register(api, job)
         except BaseException:
@@ -153,7 +155,11 @@ class NomadExecutor:
 
     # -- cleanup -----------------------------------------------------------------------------
     def cleanup_run(self, run_id: int) -> None:
-        """Deregister with purge every job of the run still in Nomad, and delete its variables."""
+        """Deregister with purge every job of the run still in Nomad, and delete its variables.
+
+        Only jobs whose ``Meta`` names this run: a job of someone else's under a colliding ID
+        is never touched.
+        """
         api = client()
         try:
             jobs = api.jobs.get_jobs(prefix=job_prefix(run_id))
@@ -163,6 +169,13 @@ class NomadExecutor:
         for stub in jobs:
             job_id = stub.get("ID", "")
             if not job_id.startswith(job_prefix(run_id)):
+                continue
+            try:
+                meta = api.job.get_job(job_id).get("Meta") or {}
+            except Exception as exc:
+                logger.warning("could not read the Nomad job %s: %s", job_id, exc)
+                continue
+            if meta.get("bedrock_run_id") != str(run_id):
                 continue
             _purge(api, job_id)
             _delete_variable(api, variable_path_for(job_id))
@@ -269,6 +282,16 @@ class NomadStepHandle:
                 if state.done:
                     break
                 if state.phase == nomad_status.QUEUED:
+                    if not self._job_exists():  # Nomad lists no allocations for a missing job
+                        state = nomad_status.StepState(
+                            nomad_status.DONE,
+                            exit_code=-9 if self._stop.is_set() else -1,
+                            reason="stopped"
+                            if self._stop.is_set()
+                            else f"the Nomad job {self.job.job_id} disappeared before it ran",
+                            stopped=self._stop.is_set(),
+                        )
+                        break
                     if self._stop.is_set():
                         state = nomad_status.StepState(
                             nomad_status.DONE, exit_code=-9, reason="stopped", stopped=True
@@ -312,6 +335,15 @@ class NomadStepHandle:
     @staticmethod
     def _poll_seconds() -> float:
         return float(settings.BEDROCK_NOMAD_POLL_SECONDS)
+
+    def _job_exists(self) -> bool:
+        try:
+            self.api.job.get_job(self.job.job_id)
+        except nomad_errors.URLNotFoundNomadException:
+            return False
+        except Exception:
+            return True  # unreachable for a moment: the next poll asks again
+        return True
 
     def _placement_problems(self) -> str:
         try:
