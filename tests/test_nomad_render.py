@@ -149,7 +149,7 @@ def test_main_task_runs_bash_c_in_app_under_timeout_at_the_run_limit():
     assert config["args"][0] == "-c"
     assert config["args"][3] == "{ pip install -r requirements.txt; } && { python prepare.py; }"
     limit = int(timedelta(hours=72).total_seconds())
-    assert f"timeout -s TERM -k 60 {limit} bash -c \"$1\"" in config["args"][1]
+    assert f'timeout -s TERM -k 60 {limit} bash -c "$1"' in config["args"][1]
     assert config["work_dir"] == "/app"
     assert config["volumes"] == ["../alloc/data/app:/app", "../alloc/data/artefact:/artefact"]
     group = body["Job"]["TaskGroups"][0]
@@ -218,14 +218,18 @@ def test_a_secret_value_never_appears_in_a_rendered_body():
         time_limit=timedelta(hours=2),
         publishes_model=True,
     )
-    body = json.dumps(render_step(plan, plan.steps[1], attempt=2, time_left=timedelta(hours=1)).body)
+    body = json.dumps(
+        render_step(plan, plan.steps[1], attempt=2, time_left=timedelta(hours=1)).body
+    )
     assert "bedrock-7-fit-2" in body
     # The plan carries no values at all; the executor writes them to the variable only.
     assert "secret-value" not in body and "bdrkrun_" not in body
 
 
 def test_batch_scoring_fetches_the_model_version_in_its_first_steps_only(shared_dir):
-    text = (shared_dir / "bedrock-hcl-corpus" / "27-credit-scoring-bedrock-multi-hcl.hcl").read_text()
+    text = (
+        shared_dir / "bedrock-hcl-corpus" / "27-credit-scoring-bedrock-multi-hcl.hcl"
+    ).read_text()
     loaded = spec.load(text)
     stanza = next(loaded.stanza(n) for n in ("batch_score", "train") if loaded.stanza(n))
     plan = build_plan(

@@ -195,7 +195,8 @@ class Supervisor:
             if missing:
                 return Outcome(
                     RunStatus.FAILED,
-                    f"step {missing!r} succeeded but its /artefact never reached Bedrock",
+                    f"step {missing!r} succeeded but uploaded no /artefact: a training run "
+                    "must write its model files there (or the upload never reached Bedrock)",
                 )
         try:
             version = model_version_publish(run=run, directory=self.workspace.artefact)
