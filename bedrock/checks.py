@@ -15,12 +15,16 @@
 | bedrock.E020 | NOMAD_ADDR is not an http:// or https:// URL              |
 | bedrock.E021 | a Nomad TLS file is missing, or a client cert lacks a key |
 | bedrock.E022 | the nomad executor is chosen but no hook image is set     |
+| bedrock.E023 | S3 or GCS is chosen but BEDROCK_STORAGE_BUCKET is empty   |
+| bedrock.E024 | BEDROCK_GCS_CREDENTIALS is not a service-account key file |
+| bedrock.E025 | BEDROCK_DOWNLOAD_URL_EXPIRY is not between 1s and 7d      |
 | bedrock.W020 | Nomad jobs would call Bedrock at a loopback address       |
 """
 
 from __future__ import annotations
 
 import binascii
+from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -31,7 +35,9 @@ from django.core.checks import Error, Tags, Warning, register
 from bedrock.envconfig import PROBLEMS, format_duration
 
 EXECUTORS = ("local", "docker", "nomad")
-STORAGE_BACKENDS = ("local",)
+STORAGE_BACKENDS = ("local", "s3", "gcs")
+# S3 and GCS both refuse signed URLs valid for longer than seven days.
+MAX_DOWNLOAD_URL_EXPIRY = timedelta(days=7)
 
 
 @register(Tags.compatibility, deploy=False)
@@ -101,6 +107,32 @@ def check_runs(app_configs, **kwargs) -> list[Error]:
                 f"BEDROCK_STORAGE={settings.BEDROCK_STORAGE!r} is not a storage backend.",
                 hint=f"Use one of: {', '.join(STORAGE_BACKENDS)}.",
                 id="bedrock.E007",
+            )
+        )
+    return errors
+
+
+@register(Tags.compatibility)
+def check_storage(app_configs, **kwargs) -> list[Error]:
+    errors = []
+    if settings.BEDROCK_STORAGE in ("s3", "gcs") and not settings.BEDROCK_STORAGE_BUCKET:
+        errors.append(
+            Error(
+                f"BEDROCK_STORAGE is {settings.BEDROCK_STORAGE} but BEDROCK_STORAGE_BUCKET is "
+                "not set.",
+                hint="Set BEDROCK_STORAGE_BUCKET to the bucket that holds model versions; "
+                "BEDROCK_STORAGE_PREFIX, optional, keeps them under one folder of it.",
+                id="bedrock.E023",
+            )
+        )
+    expiry = settings.BEDROCK_DOWNLOAD_URL_EXPIRY
+    if not timedelta(seconds=1) <= expiry <= MAX_DOWNLOAD_URL_EXPIRY:
+        errors.append(
+            Error(
+                f"BEDROCK_DOWNLOAD_URL_EXPIRY={format_duration(expiry)} is not between 1s and "
+                "7d, the longest S3 and GCS sign a URL for.",
+                hint="A few minutes is enough: a download starts as soon as the URL is handed out.",
+                id="bedrock.E025",
             )
         )
     return errors

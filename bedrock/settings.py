@@ -136,12 +136,99 @@ LOGIN_URL = "/login/"
 LOGIN_REDIRECT_URL = "/"
 
 # --- Storage ----------------------------------------------------------------------------------
+# Model-version archives: the local filesystem, S3 (or any S3-compatible endpoint) or GCS. No
+# credential is a Bedrock setting: S3 takes them from the environment (AWS_ACCESS_KEY_ID and
+# AWS_SECRET_ACCESS_KEY, AWS_PROFILE) or the instance role, GCS from a key file or the
+# application default credentials.
 BEDROCK_STORAGE = env_str("BEDROCK_STORAGE", "local").lower()
-STORAGES = {
-    "default": {
+BEDROCK_STORAGE_BUCKET = env_str("BEDROCK_STORAGE_BUCKET")
+BEDROCK_STORAGE_PREFIX = env_str("BEDROCK_STORAGE_PREFIX").strip("/")
+BEDROCK_S3_ENDPOINT_URL = env_str("BEDROCK_S3_ENDPOINT_URL")
+BEDROCK_S3_REGION = env_str("BEDROCK_S3_REGION")
+BEDROCK_S3_PATH_STYLE = env_bool("BEDROCK_S3_PATH_STYLE", False)
+BEDROCK_GCS_CREDENTIALS = env_str("BEDROCK_GCS_CREDENTIALS")
+BEDROCK_GCS_PROJECT = env_str("BEDROCK_GCS_PROJECT")
+# How long a signed download URL stays valid. The membership check happens when Bedrock hands it
+# out, so a short life keeps a forwarded URL from outliving the reason it was given.
+BEDROCK_DOWNLOAD_URL_EXPIRY = env_duration("BEDROCK_DOWNLOAD_URL_EXPIRY", "5m")
+
+
+def _s3_options() -> dict:
+    from boto3.s3.transfer import TransferConfig
+
+    # Uploads are multipart, 8 MiB parts, four in flight. boto3 buffers up to
+    # max_in_memory_upload_chunks parts of a stream (10 by default, and not a constructor
+    # argument), so memory stays near 4 x 8 MiB whatever the archive's size.
+    transfer = TransferConfig(
+        multipart_threshold=8 << 20, multipart_chunksize=8 << 20, max_concurrency=4
+    )
+    transfer.max_in_memory_upload_chunks = 4
+    return {
+        "bucket_name": BEDROCK_STORAGE_BUCKET,
+        "location": BEDROCK_STORAGE_PREFIX,
+        "endpoint_url": BEDROCK_S3_ENDPOINT_URL or None,
+        "region_name": BEDROCK_S3_REGION or None,
+        "addressing_style": "path" if BEDROCK_S3_PATH_STYLE else None,
+        # Without it, boto3 signs URLs for a custom endpoint with SigV2.
+        "signature_version": "s3v4",
+        # django-storages overwrites by default; artefacts never are.
+        "file_overwrite": False,
+        "querystring_auth": True,
+        "querystring_expire": int(BEDROCK_DOWNLOAD_URL_EXPIRY.total_seconds()),
+        "transfer_config": transfer,
+    }
+
+
+def _gcs_options() -> dict:
+    credentials = None
+    if BEDROCK_GCS_CREDENTIALS:
+        from google.oauth2 import service_account
+
+        try:
+            credentials = service_account.Credentials.from_service_account_file(
+                BEDROCK_GCS_CREDENTIALS
+            )
+        except (OSError, ValueError, KeyError) as exc:
+            PROBLEMS.append(
+                ConfigProblem(
+                    "bedrock.E024",
+                    "BEDROCK_GCS_CREDENTIALS",
+                    f"BEDROCK_GCS_CREDENTIALS={BEDROCK_GCS_CREDENTIALS!r} is not a readable "
+                    f"service-account key file: {exc}.",
+                    "Download a JSON key of the service account, or unset the variable to use "
+                    "the application default credentials.",
+                )
+            )
+    return {
+        "bucket_name": BEDROCK_STORAGE_BUCKET,
+        "location": BEDROCK_STORAGE_PREFIX,
+        "project_id": BEDROCK_GCS_PROJECT or None,
+        "credentials": credentials,
+        # Application default credentials on GCE, GKE or Cloud Run hold no private key: signed
+        # URLs are then signed by the IAM signBlob API.
+        "iam_sign_blob": credentials is None,
+        # Resumable uploads in 8 MiB parts (a multiple of 256 KiB), so memory holds one part.
+        "blob_chunk_size": 8 << 20,
+        "file_overwrite": False,
+        "querystring_auth": True,
+        "expiration": BEDROCK_DOWNLOAD_URL_EXPIRY,
+    }
+
+
+if BEDROCK_STORAGE == "s3":
+    _default_storage = {"BACKEND": "storages.backends.s3.S3Storage", "OPTIONS": _s3_options()}
+elif BEDROCK_STORAGE == "gcs":
+    _default_storage = {
+        "BACKEND": "storages.backends.gcloud.GoogleCloudStorage",
+        "OPTIONS": _gcs_options(),
+    }
+else:  # local, and the fallback while bedrock.E007 reports an unknown name
+    _default_storage = {
         "BACKEND": "django.core.files.storage.FileSystemStorage",
         "OPTIONS": {"location": str(BEDROCK_HOME / "artefacts")},
-    },
+    }
+STORAGES = {
+    "default": _default_storage,
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
 }
 

@@ -9,8 +9,18 @@ files), then times, on the same disk and each in a fresh subprocess so peak memo
     ours pack     bedrock.models.zipstream.pack
     ours unpack   bedrock.models.zipstream.unpack
 
-Throughput is always the directory's content bytes over wall time. Prints a table, then one line of
-JSON (prefixed ``JSON ``) for machines.
+then, per storage backend (local filesystem, an S3 endpoint, the GCS emulator), storing the
+directory as a model version:
+
+    ours          bedrock.models.artefacts.artefact_store into the storage Bedrock's settings
+                  build (BEDROCK_STORAGE=...): packed and uploaded at once, in parts
+    baseline      zipfile into a temporary file, then the backend's own client uploads it
+                  (boto3 upload_file, google-cloud-storage upload_from_filename; locally, zipfile
+                  writes straight into the storage directory)
+
+The S3 endpoint is moto's server and the GCS one gcp-storage-emulator, each in a process of its
+own on this machine (``--backends`` picks which run). Throughput is always the directory's content
+bytes over wall time. Prints tables, then one line of JSON (prefixed ``JSON ``) for machines.
 
     .venv/bin/python bench/artefacts.py                # 1 GiB
     .venv/bin/python bench/artefacts.py --size 32MiB   # what the test suite runs
@@ -19,6 +29,7 @@ JSON (prefixed ``JSON ``) for machines.
 from __future__ import annotations
 
 import argparse
+import importlib
 import itertools
 import json
 import os
@@ -30,6 +41,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 import zipfile
 from pathlib import Path
 
@@ -166,23 +178,177 @@ MEASURES = {
 }
 
 
+# --- Storage backends -----------------------------------------------------------------------------
+# A measurement process builds its storage from Bedrock's settings, configured by environment
+# variables exactly as a deployment is; the key is the measurement's TARGET.
+
+BUCKET = "bench-artefacts"
+BACKENDS = ("local", "s3", "gcs")
+
+
+def _setup_django() -> None:
+    import django
+
+    os.environ["DJANGO_SETTINGS_MODULE"] = "bedrock.settings"
+    django.setup()
+
+
+def _bench_storage():
+    from django.core.files.storage import storages
+
+    if os.environ["BEDROCK_STORAGE"] != "gcs":
+        return storages["default"]
+    from django.conf import settings
+    from google.auth.credentials import AnonymousCredentials
+
+    # The emulator checks no credentials, and uploads need no signing key.
+    options = settings.STORAGES["default"]["OPTIONS"]
+    return storages.create_storage(
+        {
+            **settings.STORAGES["default"],
+            "OPTIONS": {**options, "credentials": AnonymousCredentials(), "iam_sign_blob": False},
+        }
+    )
+
+
+def _store_ours(source: Path, key: str) -> None:
+    from bedrock.models.artefacts import artefact_store
+
+    artefact_store(source, key, storage=_bench_storage())
+
+
+def _store_baseline(source: Path, key: str) -> None:
+    backend = os.environ["BEDROCK_STORAGE"]
+    if backend == "local":
+        target = Path(os.environ["BEDROCK_HOME"], "artefacts", key)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        _zipfile_pack(source, target)
+        return
+    with tempfile.NamedTemporaryFile(suffix=".zip", dir=os.environ["BEDROCK_HOME"]) as spool:
+        _zipfile_pack(source, Path(spool.name))
+        if backend == "s3":
+            import boto3
+
+            client = boto3.client(
+                "s3",
+                endpoint_url=os.environ["BEDROCK_S3_ENDPOINT_URL"],
+                region_name=os.environ["BEDROCK_S3_REGION"],
+            )
+            client.upload_file(spool.name, BUCKET, key)
+        else:
+            from google.auth.credentials import AnonymousCredentials
+            from google.cloud import storage
+
+            client = storage.Client(project="bench", credentials=AnonymousCredentials())
+            client.bucket(BUCKET).blob(key).upload_from_filename(spool.name)
+
+
+STORES = {"ours": _store_ours, "baseline": _store_baseline}
+
+
+def _delete_stored(key: str) -> None:
+    _setup_django()
+    _bench_storage().delete(key)
+
+
+def _backend_env(backend: str, home: Path, endpoints: dict[str, str]) -> dict[str, str]:
+    env = {"BEDROCK_HOME": str(home), "BEDROCK_STORAGE": backend}
+    if backend == "s3":
+        env |= {
+            "BEDROCK_STORAGE_BUCKET": BUCKET,
+            "BEDROCK_S3_ENDPOINT_URL": endpoints["s3"],
+            "BEDROCK_S3_REGION": "us-east-1",
+            "BEDROCK_S3_PATH_STYLE": "on",
+            "AWS_ACCESS_KEY_ID": "bench",
+            "AWS_SECRET_ACCESS_KEY": "bench",
+        }
+    elif backend == "gcs":
+        env |= {"BEDROCK_STORAGE_BUCKET": BUCKET, "STORAGE_EMULATOR_HOST": endpoints["gcs"]}
+    return env
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _start_endpoint(backend: str, log: Path) -> tuple[subprocess.Popen, str]:
+    """moto's S3 server or the GCS emulator, in a process of its own, with the bench bucket."""
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    if backend == "s3":
+        command = [str(Path(sys.executable).with_name("moto_server")), "-H", "127.0.0.1"]
+        command += ["-p", str(port)]
+    else:
+        command = [sys.executable, "-m", "gcp_storage_emulator", "start", "-H", "127.0.0.1"]
+        command += ["--port", str(port), "--in-memory", "--default-bucket", BUCKET, "-q"]
+    with log.open("wb") as out:
+        server = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            urllib.request.urlopen(url, timeout=1)
+            break
+        except urllib.error.HTTPError:
+            break  # it answers
+        except OSError:
+            if server.poll() is not None or time.monotonic() > deadline:
+                server.kill()
+                raise SystemExit(f"the {backend} endpoint did not start; see {log}") from None
+            time.sleep(0.2)
+    if backend == "s3":
+        # Our own loopback server, http:// by construction.
+        request = urllib.request.Request(f"{url}/{BUCKET}", method="PUT")  # noqa: S310
+        urllib.request.urlopen(request, timeout=10)  # noqa: S310
+    return server, url
+
+
+def measure_storage(
+    backend: str, source: Path, home: Path, endpoints: dict[str, str]
+) -> dict[str, dict[str, float]]:
+    env = _backend_env(backend, home, endpoints)
+    results = {}
+    for side in ("baseline", "ours"):
+        key = f"bench/{side}.zip"
+        results[side] = measure(f"store-{side}", source, Path(key), env=env)
+        # Free the endpoint's memory (both keep objects in RAM) before the next measurement.
+        subprocess.run(
+            [sys.executable, __file__, "--delete", key], env=os.environ | env, check=True
+        )
+    return results
+
+
 def measure_here(kind: str, source: Path, target: Path) -> None:
     sys.path.insert(0, str(ROOT))
     if kind.startswith("ours"):
         import bedrock.models.zipstream  # noqa: F401  (import time is not archive time)
+    if kind.startswith("store-"):
+        _setup_django()
+        for module in ("boto3", "google.cloud.storage", "bedrock.models.artefacts"):
+            importlib.import_module(module)  # import time is not store time
+
+        action = lambda s, t: STORES[kind.removeprefix("store-")](s, str(t))  # noqa: E731
+    else:
+        action = MEASURES[kind]
     start = time.perf_counter()
-    MEASURES[kind](source, target)
+    action(source, target)
     seconds = time.perf_counter() - start
     print(json.dumps({"seconds": seconds, "peak_rss": _peak_rss_bytes()}))
 
 
-def measure(kind: str, source: Path, target: Path) -> dict[str, float]:
+def measure(
+    kind: str, source: Path, target: Path, env: dict[str, str] | None = None
+) -> dict[str, float]:
     os.sync()  # earlier runs' dirty pages must not be flushed on this run's time
     done = subprocess.run(
         [sys.executable, __file__, "--measure", kind, str(source), str(target)],
         capture_output=True,
         text=True,
         check=False,
+        env=os.environ | (env or {}),
     )
     if done.returncode:
         raise SystemExit(f"{kind} failed:\n{done.stderr}")
@@ -197,13 +363,27 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--size", type=parse_size, default=1 << 30, help="default 1GiB")
     parser.add_argument("--dir", type=Path, help="where to work (default: a temp dir)")
     parser.add_argument(
+        "--backends",
+        type=lambda text: [b for b in text.split(",") if b],
+        default=list(BACKENDS),
+        help="storage backends to store the directory into: local,s3,gcs (default all; "
+        "an empty value skips them)",
+    )
+    parser.add_argument(
         "--measure", nargs=3, metavar=("KIND", "SOURCE", "TARGET"), help=argparse.SUPPRESS
     )
+    parser.add_argument("--delete", metavar="KEY", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.measure:
         kind, source, target = args.measure
         measure_here(kind, Path(source), Path(target))
         return
+    if args.delete:
+        _delete_stored(args.delete)
+        return
+    unknown = set(args.backends) - set(BACKENDS)
+    if unknown:
+        parser.error(f"unknown backends {sorted(unknown)}; choose from {', '.join(BACKENDS)}")
 
     with tempfile.TemporaryDirectory(prefix="bench-artefacts-", dir=args.dir) as work:
         work_dir = Path(work)
@@ -227,10 +407,46 @@ def main(argv: list[str] | None = None) -> None:
             "zipfile": (work_dir / "zipfile.zip").stat().st_size,
             "ours": (work_dir / "ours.zip").stat().st_size,
         }
-    report(content, results, sizes)
+        (work_dir / "zipfile.zip").unlink()
+        (work_dir / "ours.zip").unlink()
+        stored = store_in_backends(args.backends, source, work_dir)
+    report(content, results, sizes, stored)
 
 
-def report(content: int, results: dict[str, dict[str, float]], sizes: dict[str, int]) -> None:
+def store_in_backends(
+    backends: list[str], source: Path, work_dir: Path
+) -> dict[str, dict[str, dict[str, float]]]:
+    stored: dict[str, dict[str, dict[str, float]]] = {}
+    servers: list[subprocess.Popen] = []
+    try:
+        for backend in backends:
+            endpoints = {}
+            if backend != "local":
+                server, endpoints[backend] = _start_endpoint(
+                    backend, work_dir / f"{backend}-endpoint.log"
+                )
+                servers.append(server)
+            home = work_dir / f"home-{backend}"
+            home.mkdir()
+            stored[backend] = measure_storage(backend, source, home, endpoints)
+            shutil.rmtree(home)
+            for server in servers:
+                server.terminate()
+                server.wait(timeout=30)
+            servers.clear()
+    finally:
+        for server in servers:
+            server.kill()
+            server.wait()
+    return stored
+
+
+def report(
+    content: int,
+    results: dict[str, dict[str, float]],
+    sizes: dict[str, int],
+    stored: dict[str, dict[str, dict[str, float]]],
+) -> None:
     for r in results.values():
         r["mb_per_s"] = content / 1e6 / r["seconds"]
     ratios = {
@@ -254,7 +470,29 @@ def report(content: int, results: dict[str, dict[str, float]], sizes: dict[str, 
         f"pack   {ratios['pack_vs_zipfile']:.2f}x zipfile, {ratios['pack_vs_copy']:.2f}x copy\n"
         f"unpack {ratios['unpack_vs_zipfile']:.2f}x zipfile, {ratios['unpack_vs_copy']:.2f}x copy"
     )
-    line = {"content_bytes": content, "results": results, "archive_bytes": sizes, "ratios": ratios}
+    if stored:
+        print(
+            f"\nstoring as a model version: ours (artefact_store) vs baseline (zipfile, then the "
+            f"backend's client)\n{'backend':<9}{'ours s':>8}{'MB/s':>8}{'RSS MB':>8}"
+            f"{'base s':>9}{'MB/s':>8}{'RSS MB':>8}{'speedup':>9}"
+        )
+    for backend, sides in stored.items():
+        for r in sides.values():
+            r["mb_per_s"] = content / 1e6 / r["seconds"]
+        sides["speedup"] = sides["baseline"]["seconds"] / sides["ours"]["seconds"]
+        ours, base = sides["ours"], sides["baseline"]
+        print(
+            f"{backend:<9}{ours['seconds']:>8.2f}{ours['mb_per_s']:>8.1f}"
+            f"{ours['peak_rss'] / 1e6:>8.1f}{base['seconds']:>9.2f}{base['mb_per_s']:>8.1f}"
+            f"{base['peak_rss'] / 1e6:>8.1f}{sides['speedup']:>8.2f}x"
+        )
+    line = {
+        "content_bytes": content,
+        "results": results,
+        "archive_bytes": sizes,
+        "ratios": ratios,
+        "storage": stored,
+    }
     print("JSON " + json.dumps(line, sort_keys=True))
 
 

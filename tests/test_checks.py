@@ -46,6 +46,17 @@ def test_the_defaults_pass_every_check(tmp_path):
         ),
         ({"BEDROCK_EXECUTOR": "nomad"}, "bedrock.E006", "NOMAD_ADDR is not set"),
         ({"BEDROCK_STORAGE": "ftp"}, "bedrock.E007", "'ftp' is not a storage backend"),
+        ({"BEDROCK_STORAGE": "s3"}, "bedrock.E023", "BEDROCK_STORAGE_BUCKET is not set"),
+        (
+            {
+                "BEDROCK_STORAGE": "gcs",
+                "BEDROCK_STORAGE_BUCKET": "models",
+                "BEDROCK_GCS_CREDENTIALS": "/nonexistent/key.json",
+            },
+            "bedrock.E024",
+            "is not a readable service-account key file",
+        ),
+        ({"BEDROCK_DOWNLOAD_URL_EXPIRY": "8d"}, "bedrock.E025", "is not between 1s and 7d"),
         ({"BEDROCK_ALLOW_LOCAL_REPOS": "maybe"}, "bedrock.E010", "is not a boolean"),
         ({"BEDROCK_MAX_RUN_TIME_CAP": "forever"}, "bedrock.E012", "is not a duration"),
     ],
@@ -55,6 +66,25 @@ def test_misconfiguration_fails_the_check_with_a_stable_id(tmp_path, env, check_
     assert result.returncode != 0
     assert check_id in result.stderr
     assert fragment in result.stderr
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        {
+            "BEDROCK_STORAGE": "s3",
+            "BEDROCK_STORAGE_BUCKET": "models",
+            "BEDROCK_S3_ENDPOINT_URL": "http://127.0.0.1:9000",
+            "BEDROCK_S3_REGION": "us-east-1",
+            "BEDROCK_S3_PATH_STYLE": "on",
+        },
+        {"BEDROCK_STORAGE": "gcs", "BEDROCK_STORAGE_BUCKET": "models"},
+    ],
+)
+def test_a_complete_s3_or_gcs_configuration_passes_every_check(tmp_path, env):
+    result = bedrock_check(tmp_path, **env)
+    assert result.returncode == 0, result.stderr
+    assert "no issues" in result.stdout
 
 
 def test_a_bad_database_url_never_falls_back_to_sqlite(tmp_path):

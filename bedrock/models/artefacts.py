@@ -1,19 +1,26 @@
 """Model-version archives in blob storage: the one module that talks to django-storages.
 
-``artefact_store`` streams :func:`~bedrock.models.zipstream.pack` straight into the storage backend
-through a pipe, so a training run's ``/artefact`` is never copied whole to local disk first (GCS is
-the exception: its client must be able to rewind, so the archive is spooled to a temporary file).
-Either the whole archive lands under exactly the key asked for, its size checked, or nothing does.
+``artefact_store`` streams :func:`~bedrock.models.zipstream.pack` straight into the storage backend,
+so a training run's ``/artefact`` is never copied whole to local disk or memory first: through a
+pipe into ``storage.save`` (a multipart upload on S3, parts of ``multipart_chunksize``), or straight
+into a resumable upload on GCS. Either the whole archive lands under exactly the key asked for, its
+size checked, or nothing does: a failed pack makes the upload fail rather than end early, so S3
+aborts its multipart upload and GCS cancels its resumable one, and no object is ever completed.
 
 ``artefact_fetch`` reads the object in chunks, never whole into memory (``storage.open().read()``
 on S3 downloads the entire object into RAM), spools it to a local temporary file while hashing it,
 and extracts only once its SHA-256 matches the one recorded for the model version. On the local
 filesystem backend the stored file is read in place.
+
+``artefact_ranges`` reads byte ranges of a stored archive (``pread`` locally, ``GetObject`` with
+``Range`` on S3, ranged media downloads on GCS): what browsing an archive and ranged downloads
+need. ``artefact_download_url`` signs a short-lived URL where the backend can.
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
 import fcntl
 import hashlib
 import os
@@ -21,12 +28,21 @@ import tempfile
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 from django.core.files import File
 from django.core.files.storage import Storage, storages
 
+from bedrock.models.browse import (
+    BrowseError,
+    Entry,
+    EntryNotFoundError,
+    find_entry,
+    list_entries,
+    open_entry,
+)
 from bedrock.models.zipstream import (
     ArchiveError,
     EmptyArtefactError,
@@ -36,15 +52,25 @@ from bedrock.models.zipstream import (
     unpack,
 )
 
-# The archive errors are re-exported: callers of this module need not know about zipstream.
+# The archive and browsing names are re-exported: callers of this module need not know about
+# zipstream or browse.
 __all__ = [
     "ArchiveError",
     "ArtefactExistsError",
+    "BrowseError",
     "EmptyArtefactError",
+    "Entry",
+    "EntryNotFoundError",
+    "EntryStream",
+    "RangeReader",
     "StoredArtefact",
     "UnsafeArchiveError",
     "artefact_delete",
+    "artefact_download_url",
+    "artefact_entries",
     "artefact_fetch",
+    "artefact_open_entry",
+    "artefact_ranges",
     "artefact_store",
 ]
 
@@ -52,6 +78,10 @@ _CHUNK = 1 << 20
 # Linux lets a pipe hold up to /proc/sys/fs/pipe-max-size (1 MiB by default) instead of 64 KiB:
 # fewer context switches between the packing thread and the uploading one.
 _PIPE_SIZE = 1 << 20
+# GCS resumable uploads send parts of this size (a multiple of 256 KiB); memory holds about one.
+_GCS_PART = 8 << 20
+# S3 allows 10,000 parts per upload; stay under it with room for the archive's own overhead.
+_S3_MAX_PARTS = 9_000
 
 
 class ArtefactExistsError(ArchiveError):
@@ -90,10 +120,12 @@ def artefact_store(directory: Path, key: str, *, storage: Storage | None = None)
             f"storage key {key!r} already holds an object; artefacts are never overwritten"
         )
     try:
-        if _needs_seekable_upload(storage):
-            name, result = _store_spooled(directory, key, storage)
+        if _is_gcs(storage):
+            name, result = _store_resumable(directory, key, storage)
         else:
-            name, result = _store_streamed(directory, key, storage)
+            name, result = _store_streamed(directory, key, _with_part_size_for(directory, storage))
+    except ArtefactExistsError:
+        raise  # the object under the key is somebody else's: leave it
     except BaseException:
         # Whatever the backend wrote before the failure (FileSystemStorage leaves a partial file).
         with contextlib.suppress(Exception):
@@ -122,6 +154,47 @@ def artefact_store(directory: Path, key: str, *, storage: Storage | None = None)
     )
 
 
+class _PackedStream:
+    """The reading end of the pipe pack() writes into on a thread of its own.
+
+    At the end of the stream it waits for that thread and raises whatever pack() raised: a failed
+    pack closes the pipe early, and a backend must never take that for a complete, short archive.
+    The backend's upload fails instead (S3 aborts the multipart upload), so no object appears.
+    """
+
+    def __init__(self, fd: int, producer: threading.Thread, outcome: dict[str, Any]) -> None:
+        self._file = open(fd, "rb")  # noqa: SIM115  (closed by close())
+        self._producer = producer
+        self._outcome = outcome
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._file.read(size)
+        if not data and size != 0:
+            self._producer.join()
+            if "error" in self._outcome:
+                raise self._outcome["error"]
+        return data
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return False
+
+    @property
+    def closed(self) -> bool:
+        return self._file.closed
+
+    def close(self) -> None:
+        self._file.close()
+
+    def __enter__(self) -> _PackedStream:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
 def _store_streamed(directory: Path, key: str, storage: Storage) -> tuple[str, PackResult]:
     """pack() writes into a pipe on a thread of its own while the backend reads the other end."""
     read_fd, write_fd = os.pipe()
@@ -143,32 +216,97 @@ def _store_streamed(directory: Path, key: str, storage: Storage) -> tuple[str, P
         os.close(write_fd)
         os.close(read_fd)
         raise
+    stream = _PackedStream(read_fd, producer, outcome)
     try:
         # Closing the reader, on success or failure, unblocks a producer still writing (EPIPE).
-        with open(read_fd, "rb") as reader:
-            name = storage.save(key, _Upload(reader, name=key))
+        with stream:
+            name = storage.save(key, _Upload(stream, name=key))
     finally:
         producer.join()
-    # A failed pack closes the pipe early, which the backend takes for a complete, short upload.
-    if "error" in outcome:
+    if "error" in outcome:  # a backend that swallowed the reader's error
         raise outcome["error"]
     return name, outcome["result"]
 
 
-def _store_spooled(directory: Path, key: str, storage: Storage) -> tuple[str, PackResult]:
-    with tempfile.TemporaryFile(prefix="bedrock-pack-") as spool:
-        result = pack(directory, spool)
-        spool.seek(0)
-        return storage.save(key, File(spool, name=key)), result
+def _with_part_size_for(directory: Path, storage: Storage) -> Storage:
+    """``storage``, or a copy whose S3 parts are big enough for this archive to fit 10,000 parts.
+
+    The configured part size (8 MiB: up to some 70 GiB) is kept for every archive that fits, so
+    memory (``max_in_memory_upload_chunks`` parts) stays what the settings say; only bigger
+    archives get bigger parts, since S3 refuses the 10,001st.
+    """
+    config = getattr(storage, "transfer_config", None)
+    if config is None or not hasattr(config, "multipart_chunksize"):
+        return storage
+    # An archive is never much bigger than its content: entries that do not compress are stored.
+    bound = 1 << 20
+    for folder, _, files in os.walk(directory):
+        for name in files:
+            with contextlib.suppress(OSError):
+                bound += os.stat(os.path.join(folder, name)).st_size + 200 + 2 * len(name)
+    if bound <= config.multipart_chunksize * _S3_MAX_PARTS:
+        return storage
+    part = -(-bound // _S3_MAX_PARTS)
+    part = -(-part // (1 << 20)) << 20  # whole MiB
+    resized = copy.copy(storage)
+    resized.transfer_config = copy.copy(config)
+    resized.transfer_config.multipart_chunksize = part
+    return resized
 
 
-def _needs_seekable_upload(storage: Storage) -> bool:
-    # google-cloud-storage rewinds the stream before uploading, which a pipe cannot do.
+def _store_resumable(directory: Path, key: str, storage: Storage) -> tuple[str, PackResult]:
+    """pack() writes straight into a GCS resumable upload, one part at a time.
+
+    ``GoogleCloudStorage.save`` would rewind its input, which a stream cannot do. The upload is
+    finalised only when pack() returns; if it raises, the writer cancels the upload and no object
+    appears. ``if_generation_match=0`` makes GCS itself refuse to replace an existing object.
+    """
+    blob = storage.bucket.blob(
+        _object_name(storage, key),
+        chunk_size=getattr(storage, "blob_chunk_size", None) or _GCS_PART,
+    )
+    try:
+        # ignore_flush: a flush cannot reach GCS short of finalising; the parts go up as they fill.
+        with blob.open(
+            "wb", if_generation_match=0, content_type="application/zip", ignore_flush=True
+        ) as out:
+            result = pack(directory, out)
+    except Exception as exc:
+        if _is_precondition_failure(exc):
+            raise ArtefactExistsError(
+                f"storage key {key!r} was taken while uploading; artefacts are never overwritten"
+            ) from exc
+        raise
+    return key, result
+
+
+def _is_precondition_failure(exc: Exception) -> bool:
+    # A google.api_core PreconditionFailed, or the media library's InvalidResponse for a 412.
+    response = getattr(exc, "response", None)
+    return getattr(exc, "code", None) == 412 or getattr(response, "status_code", None) == 412
+
+
+def _is_gcs(storage: Storage) -> bool:
     try:
         from storages.backends.gcloud import GoogleCloudStorage
     except ImportError:  # google-cloud-storage not installed
         return False
     return isinstance(storage, GoogleCloudStorage)
+
+
+def _is_s3(storage: Storage) -> bool:
+    try:
+        from storages.backends.s3 import S3Storage
+    except ImportError:  # boto3 not installed
+        return False
+    return isinstance(storage, S3Storage)
+
+
+def _object_name(storage: Storage, key: str) -> str:
+    """The bucket's name for ``key``: what S3Storage and GoogleCloudStorage do, prefix included."""
+    from storages.utils import clean_name
+
+    return storage._normalize_name(clean_name(key))
 
 
 def artefact_fetch(key: str, dest: Path, *, sha256: str, storage: Storage | None = None) -> int:
@@ -240,3 +378,220 @@ def _read_chunks(storage: Storage, key: str) -> Iterator[bytes]:
 def artefact_delete(key: str, *, storage: Storage | None = None) -> None:
     """Delete the archive stored under ``key``; a missing key is not an error."""
     _storage(storage).delete(key)
+
+
+# --- Byte ranges and signed URLs ------------------------------------------------------------------
+
+
+class RangeReader:
+    """Byte ranges of one stored archive; ``read_range`` is what :mod:`bedrock.models.browse` takes.
+
+    Each call is one request to the backend (one ``pread`` locally) and returns exactly ``length``
+    bytes from ``start``, fewer only at the end of the object. A missing object raises
+    :class:`FileNotFoundError`. ``fetched`` counts the bytes the backend returned.
+    """
+
+    fetched = 0
+
+    def read_range(self, start: int, length: int) -> bytes:
+        if start < 0 or length < 0:
+            raise ValueError(f"no byte range starts at {start} with length {length}")
+        if length == 0:
+            return b""
+        data = self._read(start, length)
+        self.fetched += len(data)
+        return data
+
+    def iter_range(self, start: int, length: int, chunk_size: int = _CHUNK) -> Iterator[bytes]:
+        """``length`` bytes from ``start`` in reads of ``chunk_size``; memory holds one chunk."""
+        end = start + length
+        while start < end:
+            data = self.read_range(start, min(chunk_size, end - start))
+            if not data:
+                return
+            yield data
+            start += len(data)
+
+    def _read(self, start: int, length: int) -> bytes:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release what the reader holds open; reading again afterwards is an error."""
+
+    def __enter__(self) -> RangeReader:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+class _FileRanges(RangeReader):
+    def __init__(self, path: str) -> None:
+        self._fd = os.open(path, os.O_RDONLY)
+
+    def _read(self, start: int, length: int) -> bytes:
+        # pread keeps no file position: a reader may serve several threads at once.
+        return os.pread(self._fd, length, start)
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+
+class _S3Ranges(RangeReader):
+    def __init__(self, storage: Storage, key: str) -> None:
+        self._key = key
+        self._object = storage.bucket.Object(_object_name(storage, key))
+
+    def _read(self, start: int, length: int) -> bytes:
+        from botocore.exceptions import ClientError
+
+        try:
+            response = self._object.get(Range=f"bytes={start}-{start + length - 1}")
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code")
+            if code == "InvalidRange":  # starts at or past the end
+                return b""
+            if code in ("NoSuchKey", "404"):
+                raise FileNotFoundError(f"artefact {self._key!r} is not in storage") from None
+            raise
+        with contextlib.closing(response["Body"]) as body:
+            return body.read()
+
+
+class _GCSRanges(RangeReader):
+    def __init__(self, storage: Storage, key: str) -> None:
+        self._key = key
+        self._blob = storage.bucket.blob(_object_name(storage, key))
+
+    def _read(self, start: int, length: int) -> bytes:
+        from google.api_core.exceptions import NotFound, RequestRangeNotSatisfiable
+
+        try:
+            # A ranged read has no whole-object checksum to check; the archive's own CRCs remain.
+            return self._blob.download_as_bytes(
+                start=start, end=start + length - 1, checksum=None, raw_download=True
+            )
+        except RequestRangeNotSatisfiable:
+            return b""
+        except NotFound:
+            raise FileNotFoundError(f"artefact {self._key!r} is not in storage") from None
+
+
+class _OpenedRanges(RangeReader):
+    """Any other backend: seek and read on the file its ``open`` returns."""
+
+    def __init__(self, storage: Storage, key: str) -> None:
+        self._file = storage.open(key, "rb")
+        self._lock = threading.Lock()
+
+    def _read(self, start: int, length: int) -> bytes:
+        with self._lock:
+            self._file.seek(start)
+            return self._file.read(length)
+
+    def close(self) -> None:
+        self._file.close()
+
+
+def artefact_ranges(key: str, *, storage: Storage | None = None) -> RangeReader:
+    """A :class:`RangeReader` over the archive stored under ``key``; close it when done.
+
+    Opening does not contact S3 or GCS: a missing object shows at the first read, as
+    :class:`FileNotFoundError`. Locally it is raised here.
+    """
+    storage = _storage(storage)
+    local = _local_path(storage, key)
+    if local is not None:
+        return _FileRanges(local)
+    if _is_s3(storage):
+        return _S3Ranges(storage, key)
+    if _is_gcs(storage):
+        return _GCSRanges(storage, key)
+    return _OpenedRanges(storage, key)
+
+
+def artefact_download_url(
+    key: str, *, filename: str, expiry: timedelta, storage: Storage | None = None
+) -> str | None:
+    """A signed GET URL for ``key``, valid for ``expiry``, saving as the attachment ``filename``.
+
+    None when the backend cannot sign URLs (the local filesystem): the caller streams the file.
+    Signing is local computation, with no request to the backend (on GCS without a key file it
+    asks the IAM API to sign), so a missing object shows only when the URL is fetched.
+    """
+    storage = _storage(storage)
+    disposition = f'attachment; filename="{filename}"'
+    if _is_s3(storage):
+        return storage.url(
+            key,
+            parameters={
+                "ResponseContentDisposition": disposition,
+                "ResponseContentType": "application/zip",
+            },
+            expire=max(1, int(expiry.total_seconds())),
+        )
+    if _is_gcs(storage):
+        return storage.url(
+            key,
+            parameters={
+                "response_disposition": disposition,
+                "response_type": "application/zip",
+                "expiration": expiry,
+            },
+        )
+    return None
+
+
+# --- Browsing -------------------------------------------------------------------------------------
+
+
+def artefact_entries(key: str, *, size: int, storage: Storage | None = None) -> list[Entry]:
+    """The entries of the ``size``-byte archive under ``key``, read from its central directory.
+
+    A few ranged reads at the archive's end, never its content. Raises :class:`FileNotFoundError`
+    when the object is missing and :class:`BrowseError` when it is not a readable ZIP.
+    """
+    with artefact_ranges(key, storage=storage) as reader:
+        return list_entries(reader.read_range, size)
+
+
+class EntryStream:
+    """One entry's content as an iterable of chunks; ``close`` releases the archive's reader.
+
+    A web response calls ``close`` when it ends, whether or not the content was iterated.
+    """
+
+    def __init__(self, entry: Entry, reader: RangeReader, chunks: Iterator[bytes]) -> None:
+        self.entry = entry
+        self._reader = reader
+        self._chunks = chunks
+
+    def __iter__(self) -> Iterator[bytes]:
+        return self._chunks
+
+    def close(self) -> None:
+        close = getattr(self._chunks, "close", None)
+        if close is not None:
+            close()
+        self._reader.close()
+
+
+def artefact_open_entry(
+    key: str, name: str, *, size: int, storage: Storage | None = None
+) -> EntryStream:
+    """The content of the entry named exactly ``name``, streamed by ranged reads of 1 MiB.
+
+    Raises :class:`EntryNotFoundError` when no entry has that name, :class:`BrowseError` when it
+    cannot be opened (a directory, an unsupported method) and :class:`FileNotFoundError` when the
+    archive is missing. Sizes and CRC-32 are checked as the content streams.
+    """
+    reader = artefact_ranges(key, storage=storage)
+    try:
+        entry = find_entry(list_entries(reader.read_range, size), name)
+        chunks = open_entry(reader.read_range, entry, chunk_size=_CHUNK)
+    except BaseException:
+        reader.close()
+        raise
+    return EntryStream(entry, reader, chunks)

@@ -1,13 +1,26 @@
-"""Publishing model versions: a version exists only once its archive is stored and verified."""
+"""Model versions: publishing (a version exists only once its archive is stored and verified),
+signed downloads and browsing the files inside one.
+
+Callers check membership first (``model_versions_for``); these functions trust the version given.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import Max
 
-from bedrock.models.artefacts import artefact_delete, artefact_store
+from bedrock.models.artefacts import (
+    Entry,
+    EntryStream,
+    artefact_delete,
+    artefact_download_url,
+    artefact_entries,
+    artefact_open_entry,
+    artefact_store,
+)
 from bedrock.models.models import Model, ModelVersion
 
 
@@ -51,3 +64,27 @@ def model_version_publish(*, run, directory: Path) -> ModelVersion:
     except BaseException:
         artefact_delete(key)
         raise
+
+
+def model_version_download_url(*, version: ModelVersion) -> str | None:
+    """A signed URL for the version's archive, valid for ``BEDROCK_DOWNLOAD_URL_EXPIRY`` and saved
+    as ``version.filename``; None when the storage cannot sign URLs (the local filesystem)."""
+    return artefact_download_url(
+        version.storage_key,
+        filename=version.filename,
+        expiry=settings.BEDROCK_DOWNLOAD_URL_EXPIRY,
+    )
+
+
+def model_version_files(*, version: ModelVersion) -> list[Entry]:
+    """The files inside the version's archive (directories left out), in archive order.
+
+    Read from the archive's central directory by ranged reads, never by downloading it.
+    """
+    entries = artefact_entries(version.storage_key, size=version.size)
+    return [entry for entry in entries if not entry.is_dir]
+
+
+def model_version_file_open(*, version: ModelVersion, name: str) -> EntryStream:
+    """The content of the file ``name`` inside the version's archive, streamed by ranged reads."""
+    return artefact_open_entry(version.storage_key, name, size=version.size)

@@ -10,4 +10,5 @@ urlpatterns = [
         views.model_version_download,
         name="model_version_download",
     ),
+    path("model-versions/<int:pk>/file", views.model_version_file, name="model_version_file"),
 ]

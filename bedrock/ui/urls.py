@@ -29,6 +29,11 @@ urlpatterns = [
     path("runs/<int:pk>/rerun", views.run_rerun, name="run_rerun"),
     path("models/", views.model_list, name="models"),
     path("models/<int:pk>/", views.model_detail, name="model"),
+    path(
+        "model-versions/<int:pk>/files/",
+        views.model_version_files_page,
+        name="model_version_files",
+    ),
     path("tokens/", views.tokens, name="tokens"),
     path("tokens/<int:pk>/revoke", views.token_revoke, name="token_revoke"),
 ]

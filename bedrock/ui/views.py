@@ -21,8 +21,10 @@ from django.urls import reverse
 from django.utils.cache import add_never_cache_headers
 from django.views.decorators.http import require_GET, require_POST
 
+from bedrock.models.artefacts import BrowseError
 from bedrock.models.models import ModelVersion
 from bedrock.models.selectors import model_versions_for, models_for
+from bedrock.models.services import model_version_files
 from bedrock.pipelines import services as pipeline_services
 from bedrock.pipelines import spec as hcl
 from bedrock.pipelines.models import Pipeline, PipelineKind, Project, Role
@@ -512,6 +514,34 @@ def model_detail(request: HttpRequest, pk: int) -> HttpResponse:
                 if can_run
                 else []
             ),
+        },
+    )
+
+
+FILES_PER_PAGE = 100
+
+
+@require_GET
+@login_required
+def model_version_files_page(request: HttpRequest, pk: int) -> HttpResponse:
+    """The files inside a version's archive, read from its central directory by ranged reads."""
+    version = get_object_or_404(model_versions_for(request.user), pk=pk)
+    problem = ""
+    try:
+        files = model_version_files(version=version)
+    except FileNotFoundError:
+        files, problem = [], "The archive of this version is missing from storage."
+    except BrowseError as exc:
+        files, problem = [], f"The archive of this version cannot be listed: {exc}"
+    return render(
+        request,
+        "ui/model_version_files.html",
+        {
+            "version": version,
+            "model": version.model,
+            "current_project": version.model.project,
+            "page": _page(request, files, FILES_PER_PAGE),
+            "problem": problem,
         },
     )
 

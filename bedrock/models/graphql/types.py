@@ -1,8 +1,10 @@
-"""GraphQL types of models and model versions; a version's archive is reached by `downloadUrl`."""
+"""GraphQL types of models and model versions; a version's archive is reached by `downloadUrl`,
+the files inside it by `files`."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Annotated
+from urllib.parse import urlencode
 
 import strawberry
 import strawberry_django
@@ -11,6 +13,7 @@ from django.urls import reverse
 from strawberry import Info, auto
 from strawberry_django.relay import DjangoListConnection
 
+from bedrock.models.artefacts import BrowseError
 from bedrock.models.graphql.filters import (
     ModelFilter,
     ModelOrder,
@@ -18,6 +21,7 @@ from bedrock.models.graphql.filters import (
     ModelVersionOrder,
 )
 from bedrock.models.models import Model, ModelVersion
+from bedrock.models.services import model_version_files
 from bedrock.pipelines.graphql.scalars import BigInt
 from bedrock.pipelines.selectors import projects_for
 from bedrock.secrets.graphql.viewer import viewer_of
@@ -45,6 +49,30 @@ class ModelType:
     ] = strawberry_django.connection(description="Newest first.")
 
 
+# Files per page at most: a page is built from the central directory in one pass, and a client
+# that wants them all asks for the next page.
+MAX_FILES_PER_PAGE = 1000
+
+
+@strawberry.type(name="ModelVersionFile", description="One file inside a model version's archive.")
+class ModelVersionFileType:
+    name: str = strawberry.field(description="Its path inside the archive, with / separators.")
+    size: BigInt = strawberry.field(description="Its size in bytes, uncompressed.")
+    compressed_size: BigInt = strawberry.field(description="The bytes it takes in the archive.")
+    url: str = strawberry.field(
+        description="Where to GET this file alone, with the same credentials as this request."
+    )
+
+
+@strawberry.type(
+    name="ModelVersionFilePage",
+    description="Some of a model version's files, in archive order, and how many there are.",
+)
+class ModelVersionFilePage:
+    total_count: int
+    items: list[ModelVersionFileType]
+
+
 @strawberry_django.type(
     ModelVersion,
     name="ModelVersion",
@@ -70,11 +98,59 @@ class ModelVersionType:
 
     @strawberry_django.field(
         only=["id"],
-        description="Where to GET the ZIP, with the same credentials as this request.",
+        description=(
+            "Where to GET the ZIP, with the same credentials as this request. Bedrock checks "
+            "membership, then redirects to a signed storage URL valid for a few minutes (or "
+            "streams the file, with Range support, from local storage)."
+        ),
     )
     def download_url(self, root: ModelVersion, info: Info) -> str:
+        """Bedrock's own URL, never the signed storage URL itself.
+
+        A signed URL is a bearer credential that skips Bedrock's membership check: put in API
+        answers it would be logged, cached and passed on with them, and it would have expired by
+        the time a client follows a result it kept. Bedrock's URL checks membership when it is
+        followed and signs a fresh URL then, so a download never bypasses the check.
+        """
         path = reverse("model_version_download", args=[root.pk])
         return info.context.request.build_absolute_uri(path)
+
+    @strawberry_django.field(
+        only=["id", "storage_key", "size"],
+        description=(
+            "The files inside the archive (directories left out), read from its central "
+            f"directory without downloading it; `limit` at most {MAX_FILES_PER_PAGE}."
+        ),
+    )
+    def files(
+        self, root: ModelVersion, info: Info, offset: int = 0, limit: int = 100
+    ) -> ModelVersionFilePage:
+        # Offsets, not cursors: an archive never changes, so a page's offset always means the
+        # same files. Every page costs the same few ranged reads of the central directory.
+        if offset < 0:
+            raise ValueError(f"offset must be 0 or more, got {offset}.")
+        if not 1 <= limit <= MAX_FILES_PER_PAGE:
+            raise ValueError(f"limit must be between 1 and {MAX_FILES_PER_PAGE}, got {limit}.")
+        try:
+            entries = model_version_files(version=root)
+        except FileNotFoundError:
+            raise ValueError("The archive of this model version is missing from storage.") from None
+        except BrowseError as exc:
+            raise ValueError(f"The archive of this model version cannot be listed: {exc}") from None
+        path = reverse("model_version_file", args=[root.pk])
+        request = info.context.request
+        return ModelVersionFilePage(
+            total_count=len(entries),
+            items=[
+                ModelVersionFileType(
+                    name=entry.name,
+                    size=entry.size,
+                    compressed_size=entry.compressed_size,
+                    url=request.build_absolute_uri(f"{path}?{urlencode({'name': entry.name})}"),
+                )
+                for entry in entries[offset : offset + limit]
+            ],
+        )
 
     @classmethod
     def get_queryset(

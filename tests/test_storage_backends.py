@@ -1,0 +1,702 @@
+"""Model versions on the local filesystem, S3 and GCS: stored in parts, downloaded by signed URL or
+by byte ranges, browsed by ranged reads of the archive's central directory.
+
+S3 and GCS are the real protocols over HTTP: moto's server and gcp-storage-emulator, each in a
+thread of the test process. Each backend runs the whole path once: train, publish, download,
+browse, batch score.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import io
+import json
+import logging
+import os
+import random
+import secrets
+import socket
+import subprocess
+import sys
+import urllib.request
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+from django.core.files.storage import storages
+from django.test import Client
+
+from bedrock import settings as bedrock_settings
+from bedrock.models import zipstream
+from bedrock.models.artefacts import artefact_store
+from bedrock.models.models import ModelVersion
+from bedrock.models.services import model_version_publish
+from bedrock.pipelines.models import PipelineKind, Role
+from bedrock.runs.models import Run, RunStatus
+from bedrock.runs.services import run_create
+from bedrock.secrets.models import hash_token
+from tests import factories
+from tests.repos import EXAMPLE, make_repo
+from tests.runflow import pipeline_for, step_log, wait_until_done
+
+pytestmark = pytest.mark.django_db
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+# --- Endpoints ------------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def s3_endpoint() -> Iterator[str]:
+    from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def gcs_endpoint() -> Iterator[str]:
+    from gcp_storage_emulator.server import create_server
+
+    port = free_port()
+    server = create_server("127.0.0.1", port, in_memory=True)
+    server.start()
+    url = f"http://127.0.0.1:{port}"
+    # google-cloud-storage reads it when a client is created: before any storage is.
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("STORAGE_EMULATOR_HOST", url)
+        yield url
+    server.stop()
+
+
+def bucket_name(prefix: str) -> str:
+    return f"{prefix}-{random.randrange(10**9)}"
+
+
+@pytest.fixture
+def s3_storage(settings, s3_endpoint: str, monkeypatch: pytest.MonkeyPatch):
+    """Bedrock's own S3 options, with the endpoint's address; credentials from the environment."""
+    import boto3
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "test")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test")
+    bucket = bucket_name("models")
+    boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1").create_bucket(
+        Bucket=bucket
+    )
+    options = {
+        **bedrock_settings._s3_options(),
+        "bucket_name": bucket,
+        "location": "bedrock",
+        "endpoint_url": s3_endpoint,
+        "region_name": "us-east-1",
+        "addressing_style": "path",
+    }
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "default": {"BACKEND": "storages.backends.s3.S3Storage", "OPTIONS": options},
+    }
+    return storages["default"]
+
+
+def signing_credentials():
+    """Service-account credentials with a generated key: they sign URLs as on GCP. The token is
+    set so that nothing asks Google's token endpoint for one; the emulator checks none."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from google.cloud.storage import Client as GcsClient
+    from google.oauth2 import service_account
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    ).decode()
+    credentials = service_account.Credentials.from_service_account_info(
+        {
+            "type": "service_account",
+            "project_id": "test",
+            "private_key_id": "1",
+            "private_key": pem,
+            "client_email": "bedrock@test.iam.gserviceaccount.com",
+            "client_id": "1",
+            "token_uri": "http://127.0.0.1:9/token",
+        },
+        scopes=list(GcsClient.SCOPE),  # already scoped: the client keeps this very object
+    )
+    credentials.token = "test"
+    credentials.expiry = datetime.datetime.now(datetime.UTC).replace(tzinfo=None) + (
+        datetime.timedelta(days=1)
+    )
+    return credentials
+
+
+@pytest.fixture
+def gcs_storage(settings, gcs_endpoint: str):
+    """Bedrock's own GCS options, with signing credentials; no custom endpoint (see stack.md)."""
+    from google.cloud import storage as gcs
+
+    bucket = bucket_name("models")
+    credentials = signing_credentials()
+    gcs.Client(project="test", credentials=credentials).create_bucket(bucket)
+    options = {
+        **bedrock_settings._gcs_options(),
+        "bucket_name": bucket,
+        "location": "bedrock",
+        "project_id": "test",
+        "credentials": credentials,
+        "iam_sign_blob": False,
+    }
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "default": {"BACKEND": "storages.backends.gcloud.GoogleCloudStorage", "OPTIONS": options},
+    }
+    return storages["default"]
+
+
+# --- Data -----------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def artefact(tmp_path: Path) -> Path:
+    """24 MiB of weights that do not compress, a CSV that does, and two small files."""
+    rng = random.Random(5)
+    root = tmp_path / "artefact"
+    (root / "config").mkdir(parents=True)
+    (root / "weights.bin").write_bytes(rng.randbytes(24 << 20))
+    rows = (f"{i},{rng.choice(['a', 'bb', 'ccc'])},{rng.random():.4f}\n" for i in range(100_000))
+    (root / "metrics.csv").write_text("".join(rows))
+    (root / "README").write_text("churn model\n")
+    (root / "config" / "params.json").write_text('{"epochs": 100}\n')
+    return root
+
+
+def published(directory: Path, *, model_name: str = "churn-model") -> ModelVersion:
+    project = factories.project()
+    pipeline = factories.pipeline(project, model=factories.model(project, model_name))
+    run = Run.objects.create(pipeline=pipeline, number=1, ref="main", status=RunStatus.SUCCEEDED)
+    return model_version_publish(run=run, directory=directory)
+
+
+def member_of(version: ModelVersion) -> Client:
+    viewer = factories.user()
+    factories.member(version.model.project, viewer, Role.VIEWER)
+    client = Client()
+    client.force_login(viewer)
+    return client
+
+
+def outsider() -> Client:
+    client = Client()
+    client.force_login(factories.user())
+    return client
+
+
+def body(response) -> bytes:
+    return b"".join(response.streaming_content)
+
+
+def gql(client: Client, query: str, **variables) -> dict:
+    response = client.post(
+        "/graphql", {"query": query, "variables": variables}, content_type="application/json"
+    )
+    assert response.status_code == 200, response.content
+    return response.json()
+
+
+FILES = """query($id: ID!, $offset: Int!, $limit: Int!) { modelVersion(id: $id) {
+    downloadUrl files(offset: $offset, limit: $limit) {
+      totalCount items { name size compressedSize url } } } }"""
+
+
+def files_of(client: Client, version: ModelVersion, offset: int = 0, limit: int = 100) -> dict:
+    answer = gql(client, FILES, id=str(version.pk), offset=offset, limit=limit)
+    assert "errors" not in answer, answer["errors"]
+    return answer["data"]["modelVersion"]["files"]
+
+
+def stored_location() -> str:
+    return storages["default"].location
+
+
+def url_path(url: str) -> str:
+    parts = urlsplit(url)
+    return parts.path + (f"?{parts.query}" if parts.query else "")
+
+
+# --- Local storage: streamed downloads with Range -------------------------------------------------
+
+
+def test_a_local_download_is_streamed_whole_with_its_checksum(artefact: Path):
+    version = published(artefact)
+    response = member_of(version).get(f"/model-versions/{version.pk}/download")
+    assert response.status_code == 200
+    assert response["Accept-Ranges"] == "bytes"
+    assert response["Content-Disposition"] == 'attachment; filename="churn-model-v1.zip"'
+    assert response["X-Bedrock-SHA256"] == version.sha256
+    data = body(response)
+    assert int(response["Content-Length"]) == len(data) == version.size
+    assert hashlib.sha256(data).hexdigest() == version.sha256
+
+
+@pytest.mark.parametrize(
+    ("header", "start", "end"),
+    [
+        ("bytes=0-99", 0, 99),
+        ("bytes=1000-", 1000, None),
+        ("bytes=-500", -500, None),
+        ("bytes=5-999999999999", 5, None),
+    ],
+)
+def test_a_local_download_serves_the_byte_range_asked_for(artefact: Path, header, start, end):
+    version = published(artefact)
+    whole = (Path(stored_location()) / version.storage_key).read_bytes()
+    expected = whole[start : None if end is None else end + 1]
+    response = member_of(version).get(f"/model-versions/{version.pk}/download", HTTP_RANGE=header)
+    assert response.status_code == 206
+    first = start % len(whole)
+    assert response["Content-Range"] == f"bytes {first}-{first + len(expected) - 1}/{len(whole)}"
+    assert int(response["Content-Length"]) == len(expected)
+    assert body(response) == expected
+    assert "X-Bedrock-SHA256" not in response  # the hash is of the whole archive
+
+
+def test_a_range_past_the_end_is_unsatisfiable(artefact: Path):
+    version = published(artefact)
+    client = member_of(version)
+    for header in (f"bytes={version.size}-", "bytes=-0"):
+        response = client.get(f"/model-versions/{version.pk}/download", HTTP_RANGE=header)
+        assert response.status_code == 416
+        assert response["Content-Range"] == f"bytes */{version.size}"
+
+
+def test_a_range_for_another_version_of_the_file_gets_the_whole_file(artefact: Path):
+    version = published(artefact)
+    client = member_of(version)
+    url = f"/model-versions/{version.pk}/download"
+    stale = client.get(url, HTTP_RANGE="bytes=0-9", HTTP_IF_RANGE='"0123"')
+    assert stale.status_code == 200 and int(stale["Content-Length"]) == version.size
+    current = client.get(url, HTTP_RANGE="bytes=0-9", HTTP_IF_RANGE=f'"{version.sha256}"')
+    assert current.status_code == 206
+    data = body(current)
+    assert len(data) == 10 and data.startswith(b"PK\x03\x04")
+    several = client.get(url, HTTP_RANGE="bytes=0-9,20-29")
+    assert several.status_code == 200
+
+
+def test_an_outsider_gets_404_for_the_download_the_file_list_and_a_file(artefact: Path):
+    version = published(artefact)
+    client = outsider()
+    for url in (
+        f"/model-versions/{version.pk}/download",
+        f"/model-versions/{version.pk}/files/",
+        f"/model-versions/{version.pk}/file?name=README",
+    ):
+        assert client.get(url).status_code == 404, url
+    answer = gql(client, FILES, id=str(version.pk), offset=0, limit=10)
+    assert answer["data"] == {"modelVersion": None}
+
+
+def test_an_anonymous_visitor_is_sent_to_log_in_for_the_file_list_and_a_file(artefact: Path):
+    version = published(artefact)
+    for url in (f"/model-versions/{version.pk}/files/", f"/model-versions/{version.pk}/file"):
+        response = Client().get(url + "?name=README")
+        assert response.status_code == 302 and "login" in response["Location"], url
+
+
+# --- Browsing ------------------------------------------------------------------------------------
+
+
+def test_the_file_list_shows_each_files_size_and_compressed_size(artefact: Path):
+    version = published(artefact)
+    client = member_of(version)
+    files = files_of(client, version)
+    with zipfile.ZipFile(Path(stored_location()) / version.storage_key) as archive:
+        expected = [
+            (i.filename, i.file_size, i.compress_size) for i in archive.infolist() if not i.is_dir()
+        ]
+    assert [(f["name"], f["size"], f["compressedSize"]) for f in files["items"]] == expected
+    assert files["totalCount"] == version.file_count == 4
+    metrics = next(f for f in files["items"] if f["name"] == "metrics.csv")
+    assert metrics["compressedSize"] < metrics["size"] / 2  # deflated, and reported so
+
+    page = client.get(f"/model-versions/{version.pk}/files/")
+    assert page.status_code == 200
+    html = page.content.decode()
+    for name, _, _ in expected:
+        assert f"<code>{name}</code>" in html
+    assert "?name=config%2Fparams.json" in html
+    assert (
+        client.get(f"/models/{version.model_id}/")
+        .content.decode()
+        .count(f"/model-versions/{version.pk}/files/")
+    )
+
+
+def test_the_file_list_pages_by_offset_and_limit(artefact: Path):
+    version = published(artefact)
+    client = member_of(version)
+    every = [f["name"] for f in files_of(client, version)["items"]]
+    pages = [files_of(client, version, offset, 3) for offset in (0, 3)]
+    assert [f["name"] for p in pages for f in p["items"]] == every
+    assert [len(p["items"]) for p in pages] == [3, 1]
+    answer = gql(client, FILES, id=str(version.pk), offset=0, limit=5000)
+    assert "limit must be between 1 and 1000" in answer["errors"][0]["message"]
+
+
+def test_one_file_is_fetched_alone_under_its_base_name(artefact: Path):
+    version = published(artefact)
+    client = member_of(version)
+    items = {f["name"]: f for f in files_of(client, version)["items"]}
+    for name in ("config/params.json", "metrics.csv", "weights.bin"):
+        response = client.get(url_path(items[name]["url"]))
+        assert response.status_code == 200, name
+        base = name.rsplit("/", 1)[-1]
+        assert response["Content-Disposition"] == f'attachment; filename="{base}"'
+        assert response["Content-Type"] == "application/octet-stream"
+        assert int(response["Content-Length"]) == (artefact / name).stat().st_size
+        pieces = list(response.streaming_content)
+        assert b"".join(pieces) == (artefact / name).read_bytes()
+        assert len(pieces) > 1 or len(pieces[0]) < 1 << 20  # streamed in pieces of about 1 MiB
+        assert max(len(p) for p in pieces) < 2 << 20
+
+
+def test_a_file_that_is_not_in_the_archive_is_a_404_and_no_name_is_a_400(artefact: Path):
+    version = published(artefact)
+    client = member_of(version)
+    assert client.get(f"/model-versions/{version.pk}/file?name=nope.txt").status_code == 404
+    assert client.get(f"/model-versions/{version.pk}/file?name=config").status_code == 404
+    response = client.get(f"/model-versions/{version.pk}/file")
+    assert response.status_code == 400 and b"?name=PATH" in response.content
+
+
+def test_a_version_whose_archive_is_gone_shows_why(artefact: Path):
+    version = published(artefact)
+    storages["default"].delete(version.storage_key)
+    client = member_of(version)
+    assert client.get(f"/model-versions/{version.pk}/download").status_code == 404
+    assert client.get(f"/model-versions/{version.pk}/file?name=README").status_code == 404
+    page = client.get(f"/model-versions/{version.pk}/files/")
+    assert b"missing from storage" in page.content
+    answer = gql(client, FILES, id=str(version.pk), offset=0, limit=10)
+    assert "missing from storage" in answer["errors"][0]["message"]
+
+
+# --- S3 -------------------------------------------------------------------------------------------
+
+
+def s3_bytes_sent(storage) -> list[int]:
+    """Bytes of every GetObject answer the endpoint sent, as its Content-Length says."""
+    sent: list[int] = []
+
+    def count(http_response, **kwargs):
+        sent.append(int(http_response.headers.get("Content-Length", 0)))
+
+    storage.connection.meta.client.meta.events.register("after-call.s3.GetObject", count)
+    return sent
+
+
+def test_s3_download_redirects_to_a_short_lived_signed_url_named_as_the_version(
+    s3_storage, artefact: Path
+):
+    version = published(artefact)
+    response = member_of(version).get(f"/model-versions/{version.pk}/download")
+    assert response.status_code == 302
+    assert "no-store" in response["Cache-Control"]
+    location = response["Location"]
+    query = parse_qs(urlsplit(location).query)
+    assert location.startswith(s3_storage.endpoint_url)
+    assert query["X-Amz-Algorithm"] == ["AWS4-HMAC-SHA256"]  # SigV4, not the SigV2 fallback
+    assert query["X-Amz-Expires"] == ["300"]
+    with urllib.request.urlopen(location) as fetched:  # noqa: S310  (the test endpoint)
+        data = fetched.read()
+        disposition = fetched.headers["Content-Disposition"]
+    assert disposition == 'attachment; filename="churn-model-v1.zip"'
+    assert hashlib.sha256(data).hexdigest() == version.sha256 and len(data) == version.size
+
+
+def test_s3_browsing_reads_ranges_not_the_archive(s3_storage, artefact: Path):
+    version = published(artefact)
+    assert version.size > 24 << 20
+    client = member_of(version)
+    sent = s3_bytes_sent(s3_storage)
+
+    listed = files_of(client, version)
+    readme = next(f for f in listed["items"] if f["name"] == "README")
+    assert body(client.get(url_path(readme["url"]))) == b"churn model\n"
+
+    # The archive's tail (its end records and central directory) twice, and one small header.
+    assert 0 < sum(sent) < 200_000, sent
+    assert len(sent) <= 6
+
+
+def test_s3_upload_is_multipart_and_a_failed_pack_never_completes_an_object(
+    s3_storage, artefact: Path, monkeypatch: pytest.MonkeyPatch
+):
+    client = s3_storage.connection.meta.client
+    bucket = s3_storage.bucket_name
+    # With versioning, an object completed and then deleted would leave its version behind.
+    client.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+    stored = artefact_store(artefact, "good.zip")
+    head = client.head_object(Bucket=bucket, Key="bedrock/good.zip")
+    assert head["ETag"].strip('"').endswith(f"-{-(-stored.size // (8 << 20))}")  # 8 MiB parts
+
+    real_chunk = zipstream._pack_chunk
+
+    def fail_late(fd, entry, buffer, offset, *args):
+        if offset >= 9 * zipstream.CHUNK_SIZE:  # after the first part went up
+            raise PermissionError(13, "Permission denied", entry.path)
+        return real_chunk(fd, entry, buffer, offset, *args)
+
+    monkeypatch.setattr(zipstream, "_pack_chunk", fail_late)
+    with pytest.raises(PermissionError):
+        artefact_store(artefact, "bad.zip")
+    versions = client.list_object_versions(Bucket=bucket, Prefix="bedrock/bad.zip")
+    assert versions.get("Versions", []) == [] and versions.get("DeleteMarkers", []) == []
+    assert client.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+
+
+def test_a_run_token_follows_the_redirect_to_its_input_version_and_no_other(
+    s3_storage, artefact: Path
+):
+    version = published(artefact)
+    other = published(artefact, model_name="other-model")
+    scoring = factories.pipeline(version.model.project, kind=PipelineKind.BATCH_SCORING)
+    token = "bdrkrun_" + secrets.token_urlsafe(32)
+    Run.objects.create(
+        pipeline=scoring,
+        number=1,
+        ref="main",
+        status=RunStatus.RUNNING,
+        input_model_version=version,
+        token_hash=hash_token(token),
+    )
+    client = Client(HTTP_X_BEDROCK_ACCESS_TOKEN=token)
+    response = client.get(f"/model-versions/{version.pk}/download")
+    assert response.status_code == 302
+    with urllib.request.urlopen(response["Location"]) as fetched:  # noqa: S310
+        assert hashlib.sha256(fetched.read()).hexdigest() == version.sha256
+    assert client.get(f"/model-versions/{other.pk}/download").status_code == 404
+
+
+# --- GCS ------------------------------------------------------------------------------------------
+
+
+def gcs_bytes_sent(storage) -> list[int]:
+    sent: list[int] = []
+
+    def count(response, *args, **kwargs):
+        if response.request.method == "GET" and "alt=media" in response.request.url:
+            sent.append(int(response.headers.get("Content-Length", 0)))
+
+    storage.client._http.hooks["response"].append(count)
+    return sent
+
+
+def test_gcs_download_redirects_to_a_short_lived_signed_url_named_as_the_version(
+    gcs_storage, gcs_endpoint: str, artefact: Path
+):
+    version = published(artefact)
+    response = member_of(version).get(f"/model-versions/{version.pk}/download")
+    assert response.status_code == 302
+    location = response["Location"]
+    query = parse_qs(urlsplit(location).query)
+    assert location.startswith(f"{gcs_endpoint}/{gcs_storage.bucket_name}/bedrock/")
+    assert query["X-Goog-Algorithm"] == ["GOOG4-RSA-SHA256"]
+    assert query["X-Goog-Expires"] == ["300"]
+    with urllib.request.urlopen(location) as fetched:  # noqa: S310  (the test endpoint)
+        data = fetched.read()
+        disposition = fetched.headers["Content-Disposition"]
+    assert disposition == 'attachment; filename="churn-model-v1.zip"'
+    assert hashlib.sha256(data).hexdigest() == version.sha256
+
+
+def test_gcs_upload_streams_and_a_failed_pack_leaves_no_object(
+    gcs_storage, artefact: Path, monkeypatch: pytest.MonkeyPatch
+):
+    stored = artefact_store(artefact, "good.zip")
+    assert gcs_storage.size("good.zip") == stored.size
+    real_chunk = zipstream._pack_chunk
+
+    def fail_late(fd, entry, buffer, offset, *args):
+        if offset >= 9 * zipstream.CHUNK_SIZE:  # after the first parts went up
+            raise PermissionError(13, "Permission denied", entry.path)
+        return real_chunk(fd, entry, buffer, offset, *args)
+
+    monkeypatch.setattr(zipstream, "_pack_chunk", fail_late)
+    with pytest.raises(PermissionError):
+        artefact_store(artefact, "bad.zip")
+    names = [blob.name for blob in gcs_storage.bucket.list_blobs()]
+    assert names == ["bedrock/good.zip"]
+
+
+def test_gcs_browsing_reads_ranges_not_the_archive(gcs_storage, artefact: Path):
+    version = published(artefact)
+    client = member_of(version)
+    sent = gcs_bytes_sent(gcs_storage)
+    listed = files_of(client, version)
+    params = next(f for f in listed["items"] if f["name"] == "config/params.json")
+    assert body(client.get(url_path(params["url"]))) == b'{"epochs": 100}\n'
+    assert 0 < sum(sent) < 200_000, sent
+
+
+# --- The whole path on each backend ---------------------------------------------------------------
+
+
+def whole_path(tmp_path: Path, storage) -> None:
+    """Train the example, publish, download through the redirect, browse, batch-score."""
+    repo = make_repo(tmp_path / "churn", copy=EXAMPLE)
+    training = pipeline_for(repo, name="churn-train")
+    scoring = pipeline_for(repo, kind=PipelineKind.BATCH_SCORING, project=training.project)
+
+    run = wait_until_done(run_create(actor=None, pipeline=training))
+    assert run.status == RunStatus.SUCCEEDED, run.failure_reason
+    version = ModelVersion.objects.get(run=run)
+    assert storages["default"] is storage and storage.exists(version.storage_key)
+    client = member_of(version)
+
+    response = client.get(f"/model-versions/{version.pk}/download")
+    assert response.status_code == 302
+    with urllib.request.urlopen(response["Location"]) as fetched:  # noqa: S310
+        archive = fetched.read()
+    assert hashlib.sha256(archive).hexdigest() == version.sha256
+    with zipfile.ZipFile(io.BytesIO(archive)) as unzipped:
+        model_json = unzipped.read("model.json")
+
+    files = files_of(client, version)
+    names = [f["name"] for f in files["items"]]
+    assert sorted(names) == ["metrics.json", "model.json", "scaling.json"]
+    model_file = files["items"][names.index("model.json")]
+    assert body(client.get(url_path(model_file["url"]))) == model_json
+    page = client.get(f"/model-versions/{version.pk}/files/").content.decode()
+    assert all(f"<code>{name}</code>" in page for name in names)
+
+    scored = wait_until_done(run_create(actor=None, pipeline=scoring, model_version_id=version.pk))
+    assert scored.status == RunStatus.SUCCEEDED, scored.failure_reason
+    assert "scored 200 customers" in step_log(scored, "score")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_whole_path_runs_on_s3(s3_storage, tmp_path: Path):
+    whole_path(tmp_path, s3_storage)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_whole_path_runs_on_gcs(gcs_storage, tmp_path: Path):
+    whole_path(tmp_path, gcs_storage)
+
+
+# --- Settings -------------------------------------------------------------------------------------
+
+SHOW_STORAGE = """
+import json, django
+django.setup()
+from django.core.files.storage import storages
+s = storages["default"]
+t = getattr(s, "transfer_config", None)
+print(json.dumps({
+    "class": type(s).__name__, "bucket": s.bucket_name, "location": s.location,
+    "endpoint": getattr(s, "endpoint_url", None), "region": getattr(s, "region_name", None),
+    "addressing": getattr(s, "addressing_style", None),
+    "signature": getattr(s, "signature_version", None), "overwrite": s.file_overwrite,
+    "expire": getattr(s, "querystring_expire", None),
+    "expiration": str(getattr(s, "expiration", "")),
+    "part": getattr(t, "multipart_chunksize", None),
+    "in_memory": getattr(t, "max_in_memory_upload_chunks", None),
+    "chunk": getattr(s, "blob_chunk_size", None),
+    "iam": getattr(s, "iam_sign_blob", None),
+    "has_credentials": getattr(s, "credentials", None) is not None,
+}))
+"""
+
+
+def storage_from_env(tmp_path: Path, **env: str) -> dict:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("BEDROCK_", "DJANGO_"))}
+    done = subprocess.run(
+        [sys.executable, "-c", SHOW_STORAGE],
+        cwd=ROOT,
+        env={**clean, "DJANGO_SETTINGS_MODULE": "bedrock.settings", "BEDROCK_HOME": str(tmp_path)}
+        | env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return json.loads(done.stdout)
+
+
+def test_s3_settings_come_from_the_environment(tmp_path: Path):
+    shown = storage_from_env(
+        tmp_path,
+        BEDROCK_STORAGE="s3",
+        BEDROCK_STORAGE_BUCKET="models",
+        BEDROCK_STORAGE_PREFIX="/bedrock/prod/",
+        BEDROCK_S3_ENDPOINT_URL="https://minio.internal:9000",
+        BEDROCK_S3_REGION="eu-west-1",
+        BEDROCK_S3_PATH_STYLE="on",
+        BEDROCK_DOWNLOAD_URL_EXPIRY="2m",
+    )
+    assert shown | {"expiration": None, "chunk": None, "iam": None} == {
+        "class": "S3Storage",
+        "bucket": "models",
+        "location": "bedrock/prod",
+        "endpoint": "https://minio.internal:9000",
+        "region": "eu-west-1",
+        "addressing": "path",
+        "signature": "s3v4",
+        "overwrite": False,
+        "expire": 120,
+        "expiration": None,
+        "part": 8 << 20,
+        "in_memory": 4,
+        "chunk": None,
+        "iam": None,
+        "has_credentials": False,
+    }
+
+
+def test_gcs_settings_sign_with_a_key_file_or_through_iam(tmp_path: Path):
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    key_file = tmp_path / "key.json"
+    key_file.write_text(
+        json.dumps(
+            {
+                "type": "service_account",
+                "project_id": "p",
+                "private_key_id": "1",
+                "private_key": key.private_bytes(
+                    serialization.Encoding.PEM,
+                    serialization.PrivateFormat.PKCS8,
+                    serialization.NoEncryption(),
+                ).decode(),
+                "client_email": "bedrock@p.iam.gserviceaccount.com",
+                "client_id": "1",
+                "token_uri": "https://oauth2.googleapis.com/token",
+            }
+        )
+    )
+    env = {"BEDROCK_STORAGE": "gcs", "BEDROCK_STORAGE_BUCKET": "models"}
+    with_key = storage_from_env(tmp_path, **env, BEDROCK_GCS_CREDENTIALS=str(key_file))
+    assert with_key["class"] == "GoogleCloudStorage" and with_key["bucket"] == "models"
+    assert with_key["has_credentials"] and with_key["iam"] is False
+    assert with_key["expiration"] == "0:05:00" and with_key["chunk"] == 8 << 20
+    assert with_key["overwrite"] is False
+    default = storage_from_env(tmp_path, **env)
+    assert not default["has_credentials"] and default["iam"] is True
