@@ -359,6 +359,22 @@ def test_the_file_list_pages_by_offset_and_limit(artefact: Path):
     assert "limit must be between 1 and 1000" in answer["errors"][0]["message"]
 
 
+def test_the_file_list_page_shows_a_hundred_files_a_page(tmp_path: Path):
+    root = tmp_path / "many"
+    root.mkdir()
+    for i in range(105):
+        (root / f"part-{i:03}.txt").write_text(f"{i}\n")
+    version = published(root)
+    client = member_of(version)
+    url = f"/model-versions/{version.pk}/files/"
+    first, second = (client.get(url, {"page": n}).content.decode() for n in (1, 2))
+    assert "Page 1 of 2" in first and "Page 2 of 2" in second
+    assert first.count("<code>part-") == 100 and second.count("<code>part-") == 5
+    assert "<code>part-099.txt</code>" in first and "<code>part-100.txt</code>" in second
+    assert 'href="?page=2">Next →</a>' in first and '"disabled">← Previous<' in first
+    assert 'href="?page=1">← Previous</a>' in second
+
+
 def test_one_file_is_fetched_alone_under_its_base_name(artefact: Path):
     version = published(artefact)
     client = member_of(version)
