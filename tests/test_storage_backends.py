@@ -8,6 +8,7 @@ browse, batch score.
 
 from __future__ import annotations
 
+import base64
 import datetime
 import hashlib
 import io
@@ -15,10 +16,12 @@ import json
 import logging
 import os
 import random
+import re
 import secrets
 import socket
 import subprocess
 import sys
+import threading
 import urllib.request
 import zipfile
 from collections.abc import Iterator
@@ -31,7 +34,11 @@ from django.test import Client
 
 from bedrock import settings as bedrock_settings
 from bedrock.models import zipstream
-from bedrock.models.artefacts import artefact_store
+from bedrock.models.artefacts import (
+    SigningUnavailableError,
+    artefact_download_url,
+    artefact_store,
+)
 from bedrock.models.models import ModelVersion
 from bedrock.models.services import model_version_publish
 from bedrock.pipelines.models import PipelineKind, Role
@@ -413,6 +420,120 @@ def test_a_version_whose_archive_is_gone_shows_why(artefact: Path):
     assert "missing from storage" in answer["errors"][0]["message"]
 
 
+# --- Publishing one run twice at once -------------------------------------------------------------
+
+
+@pytest.fixture
+def local_storage(settings, tmp_path: Path):
+    """A storage directory of this test's own, so that listing a model's folder sees no other."""
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "default": {
+            "BACKEND": "django.core.files.storage.FileSystemStorage",
+            "OPTIONS": {"location": str(tmp_path / "storage")},
+        },
+    }
+    return storages["default"]
+
+
+def training_run() -> Run:
+    project = factories.project()
+    pipeline = factories.pipeline(project, model=factories.model(project, "churn-model"))
+    return Run.objects.create(pipeline=pipeline, number=1, ref="main", status=RunStatus.RUNNING)
+
+
+def model_folder(storage, run: Run) -> list[str]:
+    """Every object under the run's model's folder of the storage."""
+    return storage.listdir(f"models/{run.pipeline.model_id}")[1]
+
+
+def two_archives(tmp_path: Path) -> tuple[Path, Path]:
+    """Two /artefact directories with different content, so their archives' SHA-256 differ."""
+    first, second = tmp_path / "first", tmp_path / "second"
+    for root, weights in ((first, b"\x01" * 70_000), (second, b"\x02" * 90_000)):
+        root.mkdir()
+        (root / "weights.bin").write_bytes(weights)
+        (root / "README").write_text("churn model\n")
+    return first, second
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("backend", ["local_storage", "s3_storage"])
+def test_overlapping_publishes_of_one_run_leave_one_version_and_its_archive_alone(
+    backend: str, request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """A step retries its upload while the first one is still storing: the first stores, the
+    retry stores, the first records its version, and only then does the retry try to record."""
+    from django.db import connections
+
+    from bedrock.models import services
+
+    storage = request.getfixturevalue(backend)
+    run = training_run()
+    first, second = two_archives(tmp_path)
+    real_store = services.artefact_store
+    retry_stored, first_recorded = threading.Event(), threading.Event()
+    retry_outcome: dict[str, object] = {}
+
+    def publish_retry() -> None:
+        try:
+            retry_outcome["version"] = model_version_publish(
+                run=Run.objects.get(pk=run.pk), directory=second
+            )
+        except BaseException as exc:
+            retry_outcome["error"] = exc
+        finally:
+            retry_stored.set()  # never leave the first attempt waiting
+            connections.close_all()
+
+    retry = threading.Thread(target=publish_retry)
+
+    def overlapping_store(directory: Path, key: str, **kwargs):
+        stored = real_store(directory, key, **kwargs)
+        if directory == first:
+            retry.start()  # the retry finds no version yet: the first has not recorded one
+            assert retry_stored.wait(30), "the retry never stored its archive"
+        else:
+            retry_stored.set()
+            assert first_recorded.wait(30), "the first attempt never recorded its version"
+        return stored
+
+    monkeypatch.setattr(services, "artefact_store", overlapping_store)
+    version = model_version_publish(run=run, directory=first)
+    first_recorded.set()
+    retry.join(30)
+    assert not retry.is_alive()
+    assert "error" not in retry_outcome, retry_outcome
+
+    assert retry_outcome["version"] == version
+    assert list(ModelVersion.objects.filter(run=run)) == [version]
+    assert re.fullmatch(
+        rf"models/{run.pipeline.model_id}/run-{run.pk}-[0-9a-f]{{12}}\.zip", version.storage_key
+    )
+    with storage.open(version.storage_key, "rb") as stored:
+        data = stored.read()
+    assert hashlib.sha256(data).hexdigest() == version.sha256 and len(data) == version.size
+    assert model_folder(storage, run) == [version.storage_key.rsplit("/", 1)[1]]
+
+
+def test_a_publish_that_cannot_record_its_version_deletes_its_archive_and_says_why(
+    local_storage, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    from django.db import IntegrityError
+
+    run = training_run()
+    first, _ = two_archives(tmp_path)
+
+    def collide(**fields):
+        raise IntegrityError("UNIQUE constraint failed: models_modelversion.number")
+
+    monkeypatch.setattr(ModelVersion.objects, "create", collide)
+    with pytest.raises(IntegrityError, match="UNIQUE constraint failed"):
+        model_version_publish(run=run, directory=first)
+    assert not ModelVersion.objects.filter(run=run).exists()
+    assert model_folder(local_storage, run) == []
+
+
 # --- S3 -------------------------------------------------------------------------------------------
 
 
@@ -444,6 +565,43 @@ def test_s3_download_redirects_to_a_short_lived_signed_url_named_as_the_version(
         disposition = fetched.headers["Content-Disposition"]
     assert disposition == 'attachment; filename="churn-model-v1.zip"'
     assert hashlib.sha256(data).hexdigest() == version.sha256 and len(data) == version.size
+
+
+@pytest.mark.parametrize(
+    ("path_style", "expected"),
+    [
+        (True, "https://s3.example.test/models/bedrock/a/v1.zip?"),
+        (False, "https://models.s3.example.test/bedrock/a/v1.zip?"),
+        (None, "https://s3.example.test/models/bedrock/a/v1.zip?"),  # botocore's own choice
+    ],
+)
+def test_s3_path_style_setting_decides_where_the_bucket_goes_in_a_signed_url(
+    settings, monkeypatch: pytest.MonkeyPatch, path_style: bool | None, expected: str
+):
+    # A host name, not an address: botocore would pick path style for 127.0.0.1 whatever the
+    # setting said. Signing is local, so the host need not exist.
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "test")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test")
+    for name, value in {
+        "BEDROCK_STORAGE_BUCKET": "models",
+        "BEDROCK_STORAGE_PREFIX": "bedrock",
+        "BEDROCK_S3_ENDPOINT_URL": "https://s3.example.test",
+        "BEDROCK_S3_REGION": "eu-west-1",
+        "BEDROCK_S3_PATH_STYLE": path_style,
+    }.items():
+        monkeypatch.setattr(bedrock_settings, name, value)
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "default": {
+            "BACKEND": "storages.backends.s3.S3Storage",
+            "OPTIONS": bedrock_settings._s3_options(),
+        },
+    }
+    url = artefact_download_url(
+        "a/v1.zip", filename="churn-model-v1.zip", expiry=datetime.timedelta(minutes=5)
+    )
+    assert url is not None and url.startswith(expected), url
+    assert "X-Amz-Signature" in parse_qs(urlsplit(url).query)
 
 
 def test_s3_browsing_reads_ranges_not_the_archive(s3_storage, artefact: Path):
@@ -555,10 +713,117 @@ def test_gcs_upload_streams_and_a_failed_pack_leaves_no_object(
         return real_chunk(fd, entry, buffer, offset, *args)
 
     monkeypatch.setattr(zipstream, "_pack_chunk", fail_late)
+    # Every request of the failed attempt: a completed upload would show as a final part (its
+    # Content-Range states the total) answered 200, and cleanup's delete would then find it.
+    requests: list[tuple[str, str, int, str]] = []
+
+    def record(response, *args, **kwargs):
+        sent = response.request
+        span = sent.headers.get("Content-Range", "")
+        requests.append((sent.method, urlsplit(sent.url).path, response.status_code, span))
+
+    gcs_storage.client._http.hooks["response"].append(record)
     with pytest.raises(PermissionError):
         artefact_store(artefact, "bad.zip")
+    parts = [r for r in requests if r[0] == "PUT"]
+    assert len(parts) >= 1 and all(status == 308 for _, _, status, _ in parts), requests
+    assert all(span.endswith("/*") for _, _, _, span in parts), requests  # none was the last
+    cancels = [r for r in requests if r[0] == "DELETE" and r[1].startswith("/upload/")]
+    assert len(cancels) == 1, requests  # the resumable upload was cancelled
+    deletes = [r for r in requests if r[0] == "DELETE" and r[1].endswith("/o/bedrock%2Fbad.zip")]
+    assert all(status == 404 for _, _, status, _ in deletes), requests  # nothing to delete
     names = [blob.name for blob in gcs_storage.bucket.list_blobs()]
     assert names == ["bedrock/good.zip"]
+
+
+def user_login_credentials():
+    """What `gcloud auth application-default login` gives: a token, no key, no service account."""
+    from google.oauth2.credentials import Credentials
+
+    return Credentials(token="test")  # no expiry: taken as fresh, so nothing asks Google
+
+
+@pytest.fixture
+def gcs_with_application_default_credentials(settings, monkeypatch: pytest.MonkeyPatch):
+    """Bedrock's GCS settings without BEDROCK_GCS_CREDENTIALS, on a machine whose application
+    default credentials are a user's login; BEDROCK_GCS_SIGNING_EMAIL is the test's to set."""
+    import google.auth
+
+    monkeypatch.delenv("STORAGE_EMULATOR_HOST", raising=False)
+    monkeypatch.setattr(
+        google.auth, "default", lambda scopes=None, **kwargs: (user_login_credentials(), "test")
+    )
+    monkeypatch.setattr(bedrock_settings, "BEDROCK_STORAGE_BUCKET", "models")
+    monkeypatch.setattr(bedrock_settings, "BEDROCK_GCS_CREDENTIALS", "")
+
+    def configure(signing_email: str = "") -> None:
+        monkeypatch.setattr(bedrock_settings, "BEDROCK_GCS_SIGNING_EMAIL", signing_email)
+        settings.STORAGES = {
+            **settings.STORAGES,
+            "default": {
+                "BACKEND": "storages.backends.gcloud.GoogleCloudStorage",
+                "OPTIONS": bedrock_settings._gcs_options(),
+            },
+        }
+
+    return configure
+
+
+def sign_for_download():
+    return artefact_download_url(
+        "a/v1.zip", filename="churn-model-v1.zip", expiry=datetime.timedelta(minutes=5)
+    )
+
+
+def test_gcs_credentials_that_cannot_sign_say_which_settings_to_set(
+    gcs_with_application_default_credentials,
+):
+    gcs_with_application_default_credentials()
+    with pytest.raises(SigningUnavailableError) as raised:
+        sign_for_download()
+    assert "BEDROCK_GCS_CREDENTIALS" in str(raised.value)
+    assert "BEDROCK_GCS_SIGNING_EMAIL" in str(raised.value)
+
+
+def test_gcs_credentials_without_a_key_and_without_iam_signing_say_which_settings_to_set(
+    settings, monkeypatch: pytest.MonkeyPatch
+):
+    # google-cloud-storage's own refusal: the credentials were given, and no signBlob was asked.
+    monkeypatch.delenv("STORAGE_EMULATOR_HOST", raising=False)
+    options = {
+        **bedrock_settings._gcs_options(),
+        "bucket_name": "models",
+        "project_id": "test",
+        "credentials": user_login_credentials(),
+        "iam_sign_blob": False,
+    }
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "default": {"BACKEND": "storages.backends.gcloud.GoogleCloudStorage", "OPTIONS": options},
+    }
+    with pytest.raises(SigningUnavailableError, match="BEDROCK_GCS_SIGNING_EMAIL") as raised:
+        sign_for_download()
+    assert "BEDROCK_GCS_CREDENTIALS" in str(raised.value)
+
+
+def test_gcs_signing_email_signs_download_urls_through_iam_as_that_account(
+    gcs_with_application_default_credentials, monkeypatch: pytest.MonkeyPatch
+):
+    from google.cloud.storage import _signing
+
+    asked: list[tuple[str, str]] = []
+
+    def sign_blob(message, access_token, service_account_email, *args, **kwargs):
+        asked.append((access_token, service_account_email))  # the IAM signBlob request
+        return base64.b64encode(b"signature").decode()
+
+    monkeypatch.setattr(_signing, "_sign_message", sign_blob)
+    gcs_with_application_default_credentials("signer@p.iam.gserviceaccount.com")
+    url = sign_for_download()
+    assert asked == [("test", "signer@p.iam.gserviceaccount.com")]
+    query = parse_qs(urlsplit(url).query)
+    assert query["X-Goog-Credential"][0].startswith("signer@p.iam.gserviceaccount.com/")
+    assert query["X-Goog-Signature"] == [b"signature".hex()]
 
 
 def test_gcs_browsing_reads_ranges_not_the_archive(gcs_storage, artefact: Path):
@@ -636,6 +901,7 @@ print(json.dumps({
     "in_memory": getattr(t, "max_in_memory_upload_chunks", None),
     "chunk": getattr(s, "blob_chunk_size", None),
     "iam": getattr(s, "iam_sign_blob", None),
+    "sa_email": getattr(s, "sa_email", None),
     "has_credentials": getattr(s, "credentials", None) is not None,
 }))
 """
@@ -681,6 +947,7 @@ def test_s3_settings_come_from_the_environment(tmp_path: Path):
         "in_memory": 4,
         "chunk": None,
         "iam": None,
+        "sa_email": None,
         "has_credentials": False,
     }
 
@@ -714,5 +981,12 @@ def test_gcs_settings_sign_with_a_key_file_or_through_iam(tmp_path: Path):
     assert with_key["has_credentials"] and with_key["iam"] is False
     assert with_key["expiration"] == "0:05:00" and with_key["chunk"] == 8 << 20
     assert with_key["overwrite"] is False
+    assert with_key["sa_email"] is None
     default = storage_from_env(tmp_path, **env)
     assert not default["has_credentials"] and default["iam"] is True
+    assert default["sa_email"] is None
+    signer = "signer@p.iam.gserviceaccount.com"
+    for credentials in ({"BEDROCK_GCS_CREDENTIALS": str(key_file)}, {}):
+        named = storage_from_env(tmp_path, **env, **credentials, BEDROCK_GCS_SIGNING_EMAIL=signer)
+        assert named["iam"] is True and named["sa_email"] == signer
+        assert named["has_credentials"] is bool(credentials)

@@ -32,8 +32,10 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from django.core.exceptions import ImproperlyConfigured
 from django.core.files import File
 from django.core.files.storage import Storage, storages
+from django.utils.http import content_disposition_header
 
 from bedrock.models.browse import (
     BrowseError,
@@ -63,6 +65,7 @@ __all__ = [
     "EntryNotFoundError",
     "EntryStream",
     "RangeReader",
+    "SigningUnavailableError",
     "StoredArtefact",
     "UnsafeArchiveError",
     "artefact_delete",
@@ -86,6 +89,10 @@ _S3_MAX_PARTS = 9_000
 
 class ArtefactExistsError(ArchiveError):
     """The storage key is taken; artefacts are never overwritten or silently renamed."""
+
+
+class SigningUnavailableError(ImproperlyConfigured):
+    """The storage's credentials cannot sign a download URL, and no signing account is set."""
 
 
 @dataclass(frozen=True)
@@ -519,10 +526,11 @@ def artefact_download_url(
 
     None when the backend cannot sign URLs (the local filesystem): the caller streams the file.
     Signing is local computation, with no request to the backend (on GCS without a key file it
-    asks the IAM API to sign), so a missing object shows only when the URL is fetched.
+    asks the IAM API to sign), so a missing object shows only when the URL is fetched. Raises
+    :class:`SigningUnavailableError` when GCS credentials have nothing to sign with.
     """
     storage = _storage(storage)
-    disposition = f'attachment; filename="{filename}"'
+    disposition = content_disposition_header(as_attachment=True, filename=filename)
     if _is_s3(storage):
         return storage.url(
             key,
@@ -533,14 +541,26 @@ def artefact_download_url(
             expire=max(1, int(expiry.total_seconds())),
         )
     if _is_gcs(storage):
-        return storage.url(
-            key,
-            parameters={
-                "response_disposition": disposition,
-                "response_type": "application/zip",
-                "expiration": expiry,
-            },
-        )
+        try:
+            return storage.url(
+                key,
+                parameters={
+                    "response_disposition": disposition,
+                    "response_type": "application/zip",
+                    "expiration": expiry,
+                },
+            )
+        except AttributeError as exc:
+            # Both django-storages (no service-account email for signBlob) and
+            # google-cloud-storage (credentials without a private key) say so by AttributeError.
+            raise SigningUnavailableError(
+                "cannot sign a GCS download URL: the credentials in use hold no private key and "
+                "name no service account to sign as, as with application default credentials "
+                f"from a user login ({exc}). Set BEDROCK_GCS_CREDENTIALS to a "
+                "service-account JSON key file, or BEDROCK_GCS_SIGNING_EMAIL to a service "
+                "account that these credentials may sign as through the IAM signBlob API (the "
+                "Service Account Token Creator role)."
+            ) from exc
     return None
 
 

@@ -6,6 +6,8 @@ Callers check membership first (``model_versions_for``); these functions trust t
 
 from __future__ import annotations
 
+import logging
+import uuid
 from pathlib import Path
 
 from django.conf import settings
@@ -23,24 +25,31 @@ from bedrock.models.artefacts import (
 )
 from bedrock.models.models import Model, ModelVersion
 
+logger = logging.getLogger(__name__)
+
 
 def storage_key_for(run) -> str:
-    # One key per run: publishing twice overwrites nothing and a retry finds its own leftovers.
-    return f"models/{run.pipeline.model_id}/run-{run.pk}.zip"
+    """A fresh key for one attempt to publish ``run``'s archive.
+
+    Every attempt gets a key of its own, so overlapping publishes of one run (a step retrying its
+    upload while the first is still storing, or that upload racing the supervisor's) never
+    overwrite or delete each other's archive: each attempt deletes only what it stored itself.
+    """
+    return f"models/{run.pipeline.model_id}/run-{run.pk}-{uuid.uuid4().hex[:12]}.zip"
 
 
 def model_version_publish(*, run, directory: Path) -> ModelVersion:
     """Pack ``directory`` into storage, then record it as the model's next version.
 
-    Safe to run twice: a run publishes at most one version. If anything fails after the upload,
-    the stored archive is deleted, so no object is left without its version.
+    Safe to run twice, and twice at once: a run publishes at most one version, and an attempt
+    that finds the run's version already recorded deletes the archive it stored and returns that
+    version. If anything fails after the upload, the attempt's archive is deleted, so no object
+    is left without its version.
     """
     existing = ModelVersion.objects.filter(run=run).first()
     if existing is not None:
         return existing
-    key = storage_key_for(run)
-    artefact_delete(key)  # a leftover of an attempt that died between upload and record
-    stored = artefact_store(directory, key)
+    stored = artefact_store(directory, storage_key_for(run))
     try:
         with transaction.atomic():
             # Lock the model row so that concurrent publishes number their versions one by one.
@@ -56,14 +65,24 @@ def model_version_publish(*, run, directory: Path) -> ModelVersion:
                 file_count=stored.file_count,
             )
     except IntegrityError:
+        # Another attempt recorded the run's version first; its archive is the one that counts.
+        _discard(stored.key)
         existing = ModelVersion.objects.filter(run=run).first()
-        if existing is not None and existing.storage_key == key:
-            return existing
-        artefact_delete(key)
-        raise
+        if existing is None:
+            raise
+        return existing
     except BaseException:
-        artefact_delete(key)
+        _discard(stored.key)
         raise
+
+
+def _discard(key: str) -> None:
+    """Delete an archive this attempt stored and will not record, without hiding why."""
+    try:
+        artefact_delete(key)
+    except Exception:
+        # The caller's own error matters more; the object is named so that it can be removed.
+        logger.exception("could not delete the unrecorded archive %r; delete it by hand", key)
 
 
 def model_version_download_url(*, version: ModelVersion) -> str | None:
