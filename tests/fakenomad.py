@@ -425,6 +425,7 @@ class FakeNomad:
     _ROUTES: tuple[tuple[str, str], ...] = (
         (r"/v1/agent/self", "agent_self"),
         (r"/v1/agent/members", "agent_members"),
+        (r"/v1/vars", "vars"),
         (r"/v1/var/(?P<path>.+)", "var"),
         (r"/v1/jobs", "jobs"),
         (r"/v1/job/(?P<job_id>[^/]+)/allocations", "job_allocations"),
@@ -625,13 +626,24 @@ class FakeNomad:
         existing = self._variables.get((namespace, path))
         current = existing["ModifyIndex"] if existing else 0
         if cas != current:
-            # Nomad answers a check-and-set conflict with the variable that is in the way.
+            # Nomad answers a check-and-set conflict with the variable that is in the way,
+            # decrypted, items and all, when the caller may read it (ours always may).
             conflict = (
-                self._var_view(existing, items=False)
+                self._var_view(existing)
                 if existing
                 else {"Namespace": namespace, "Path": path, "ModifyIndex": 0}
             )
             raise _VariableConflict(conflict)
+
+    def _vars_get(self, request: Request) -> tuple[int, Any]:
+        # The list holds metadata only: a variable's items are read one path at a time.
+        namespace = self._namespace(request)
+        prefix = request.query.get("prefix", "")
+        return 200, [
+            self._var_view(var, items=False)
+            for (ns, path), var in sorted(self._variables.items())
+            if namespace in ("*", ns) and path.startswith(prefix)
+        ]
 
     def _var_get(self, request: Request, path: str) -> tuple[int, Any]:
         var = self._variables.get((self._namespace(request), path))

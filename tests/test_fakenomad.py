@@ -549,6 +549,8 @@ def test_variables_are_create_only_with_cas_zero(fake: FakeNomad, client: nomad.
     with pytest.raises(nx.VariableConflict) as caught:
         put_secrets(client, items={"storage_token": "other"})
     assert caught.value.nomad_resp.status_code == 409
+    # As Nomad does for a caller that may read it: the conflict carries the values in the way.
+    assert caught.value.nomad_resp.json()["Items"] == SECRETS
     assert fake.variable(f"nomad/jobs/{JOB_ID}", namespace="ml") == SECRETS
     got = client.variable.get_variable(f"nomad/jobs/{JOB_ID}", namespace="ml")
     assert got["Items"] == SECRETS
@@ -566,6 +568,14 @@ def test_variables_live_per_namespace_and_can_be_deleted(client: nomad.Nomad) ->
     client.variable.delete_variable(f"nomad/jobs/{JOB_ID}", namespace="ml")
     with pytest.raises(nx.URLNotFoundNomadException):
         client.variable.get_variable(f"nomad/jobs/{JOB_ID}", namespace="ml")
+
+
+def test_variables_are_listed_by_prefix_without_their_items(client: nomad.Nomad) -> None:
+    put_secrets(client)
+    listed = client.variables.get_variables(prefix="nomad/jobs/", namespace="ml")
+    assert [(v["Path"], "Items" in v) for v in listed] == [(f"nomad/jobs/{JOB_ID}", False)]
+    assert client.variables.get_variables(prefix="nomad/jobs/other", namespace="ml") == []
+    assert client.variables.get_variables(prefix="nomad/jobs/", namespace="default") == []
 
 
 def test_variable_items_must_be_strings(client: nomad.Nomad) -> None:

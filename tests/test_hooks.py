@@ -11,6 +11,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import secrets
 import shutil
 import stat
@@ -32,7 +33,13 @@ from bedrock.models.models import ModelVersion
 from bedrock.models.services import model_version_publish
 from bedrock.pipelines.models import Pipeline, PipelineKind, Role
 from bedrock.runs.models import Run, RunStatus, RunStep
-from bedrock.runs.stages import stage_key, stage_store, stages_delete, stages_fetch
+from bedrock.runs.stages import (
+    StaleAttemptError,
+    stage_key,
+    stage_store,
+    stages_delete,
+    stages_fetch,
+)
 from bedrock.secrets.models import hash_token
 from bedrock.secrets.services import api_token_create
 from tests import factories
@@ -145,9 +152,20 @@ def world(tmp_path) -> World:
     )
     run, token = active_run(scoring, 1, commit_sha=first_sha, input_model_version=version)
     steps = [
-        RunStep.objects.create(run=run, name=name, position=position, depends_on=depends_on)
-        for position, (name, depends_on) in enumerate(
-            [("prepare", []), ("features", []), ("score", ["prepare", "features"])]
+        RunStep.objects.create(
+            run=run,
+            name=name,
+            position=position,
+            depends_on=depends_on,
+            status=status,
+            attempts=1,
+        )
+        for position, (name, depends_on, status) in enumerate(
+            [
+                ("prepare", [], RunStatus.SUCCEEDED),
+                ("features", [], RunStatus.SUCCEEDED),
+                ("score", ["prepare", "features"], RunStatus.RUNNING),
+            ]
         )
     ]
     return World(repo, first_sha, scoring, version, run, token, *steps)
@@ -161,6 +179,7 @@ def hook_env(url: str, world: World, directory: Path, **extra: str) -> dict[str,
         "BEDROCK_API_TOKEN": world.token,
         "BEDROCK_RUN_ID": str(world.run.pk),
         "BEDROCK_RUN_STEP_NAME": "score",
+        "BEDROCK_RUN_STEP_ATTEMPT": "1",
         "BEDROCK_HOOK_DIR": str(directory),
         **extra,
     }
@@ -170,6 +189,15 @@ def run_hook(action: str, env: dict[str, str]) -> subprocess.CompletedProcess:
     return subprocess.run(
         [str(BEDROCK), "hook", action], env=env, capture_output=True, text=True, timeout=180
     )
+
+
+def stage_objects(run: Run) -> list[str]:
+    """The stage archives in storage under the run's prefix, whatever their keys."""
+    prefix = f"runs/{run.pk}/steps/"
+    try:
+        return sorted(prefix + name for name in default_storage.listdir(prefix)[1])
+    except FileNotFoundError:
+        return []
 
 
 def stored_bytes(run_step: RunStep) -> bytes:
@@ -264,7 +292,7 @@ def test_the_hooks_open_no_database_and_write_nothing_to_bedrock_home(live_serve
     assert uploaded.returncode == 0, uploaded.stdout + uploaded.stderr
     assert not home.exists()
     world.score.refresh_from_db()
-    assert world.score.artefact_key == stage_key(world.run.pk, "score")
+    assert stage_objects(world.run) == [world.score.artefact_key]
 
 
 # --- upload ---------------------------------------------------------------------------------------
@@ -284,10 +312,10 @@ def test_upload_stores_the_artefact_as_the_steps_stage_and_a_second_one_replaces
     assert first.returncode == 0, first.stdout + first.stderr
     step = RunStep.objects.get(pk=world.score.pk)
     stored = stored_bytes(step)
-    assert step.artefact_key == f"runs/{world.run.pk}/steps/score.zip"
+    assert re.fullmatch(rf"runs/{world.run.pk}/steps/score-[0-9a-f]{{12}}\.zip", step.artefact_key)
     assert step.artefact_sha256 == hashlib.sha256(stored).hexdigest()
     assert step.artefact_size == len(stored)
-    assert f"PUT /runs/{world.run.pk}/steps/score/artefact: " in first.stdout
+    assert f"PUT /runs/{world.run.pk}/steps/score/artefact?attempt=1: " in first.stdout
     assert f"sha256 {step.artefact_sha256}" in first.stdout
     assert world.token not in first.stdout + first.stderr
     unpacked = tmp_path / "unpacked"
@@ -299,8 +327,10 @@ def test_upload_stores_the_artefact_as_the_steps_stage_and_a_second_one_replaces
     second = run_hook("upload", env)
 
     assert second.returncode == 0, second.stdout + second.stderr
+    first_key = step.artefact_key
     step.refresh_from_db()
     assert step.artefact_sha256 == hashlib.sha256(stored_bytes(step)).hexdigest()
+    assert stage_objects(world.run) == [step.artefact_key] != [first_key]  # the old one is gone
     again = tmp_path / "again"
     stages_fetch([step], again)
     assert read_tree(again) == {"scores.csv": "id,score\n1,0.9\n"}
@@ -328,7 +358,24 @@ def test_upload_sends_nothing_unless_the_main_task_exited_0(
     assert said in result.stdout and "nothing uploaded" in result.stdout
     world.score.refresh_from_db()
     assert world.score.artefact_key == ""
-    assert not default_storage.exists(stage_key(world.run.pk, "score"))
+    assert stage_objects(world.run) == []
+
+
+def test_fetch_fails_when_a_dependencys_archive_is_missing_from_storage(
+    live_server, world, tmp_path
+):
+    stored = store(world.prepare, {"prepare.txt": "p"}, tmp_path)
+    default_storage.delete(stored.key)
+    directory = tmp_path / "alloc-data"
+
+    result = run_hook(
+        "fetch", hook_env(live_server.url, world, directory, BEDROCK_HOOK_DEPENDENCIES="prepare")
+    )
+
+    # Only "stored no artefact" (204) lets a step start without a dependency's files.
+    assert result.returncode == 1
+    assert "HTTP 404" in result.stderr and "missing from storage" in result.stderr
+    assert not (directory / "fetched").exists()
 
 
 def test_a_refused_request_fails_the_hook_with_its_path_and_status(live_server, world, tmp_path):
@@ -341,7 +388,7 @@ def test_a_refused_request_fails_the_hook_with_its_path_and_status(live_server, 
 
     assert upload.returncode == 1
     assert (
-        f"PUT /runs/{world.run.pk}/steps/not-a-step/artefact failed: HTTP 404: "
+        f"PUT /runs/{world.run.pk}/steps/not-a-step/artefact?attempt=1 failed: HTTP 404: "
         f"Run {world.run.pk} has no step 'not-a-step'." in upload.stderr
     )
     assert fetch.returncode == 1
@@ -502,7 +549,7 @@ def test_source_leaves_out_links_that_leave_the_repository_or_name_no_file(tmp_p
 ENDPOINTS = [
     ("GET", "/runs/{run}/source"),
     ("GET", "/runs/{run}/steps/score/artefact"),
-    ("PUT", "/runs/{run}/steps/score/artefact"),
+    ("PUT", "/runs/{run}/steps/score/artefact?attempt=1"),
 ]
 
 
@@ -569,14 +616,52 @@ def test_a_finished_runs_token_reaches_nothing(world, method, path):
         (zip_of({}), "has no files"),
     ],
 )
-def test_a_bad_archive_is_refused_with_the_reason(world, body, reason):
-    response = put(f"/runs/{world.run.pk}/steps/score/artefact", body, world.token)
+def test_a_bad_archive_is_refused_with_the_reason(world, tmp_path, body, reason):
+    earlier = store(world.score, {"earlier.txt": "kept"}, tmp_path)
+
+    response = put(f"/runs/{world.run.pk}/steps/score/artefact?attempt=1", body, world.token)
 
     assert response.status_code == 400
     assert response.json()["error"].startswith("The artefact of step 'score' cannot be stored: ")
     assert reason in response.json()["error"]
+    # The step keeps the archive it stored before, and nothing else is left.
+    assert RunStep.objects.get(pk=world.score.pk).artefact_sha256 == earlier.sha256
+    assert stage_objects(world.run) == [earlier.key]
+
+
+def test_an_upload_must_name_the_attempt_the_step_is_running(world, tmp_path):
+    earlier = store(world.score, {"earlier.txt": "kept"}, tmp_path)
+    url = f"/runs/{world.run.pk}/steps/score/artefact"
+    RunStep.objects.filter(pk=world.score.pk).update(attempts=2)
+
+    unnamed = put(url, zip_of({"a.txt": "a"}), world.token)
+    stale = put(f"{url}?attempt=1", zip_of({"late.txt": "from attempt 1"}), world.token)
+    finished = put(
+        f"/runs/{world.run.pk}/steps/prepare/artefact?attempt=1", zip_of({"a": "a"}), world.token
+    )
+    current = put(f"{url}?attempt=2", zip_of({"now.txt": "from attempt 2"}), world.token)
+
+    assert unnamed.status_code == 400 and "?attempt=N" in unnamed.json()["error"]
+    assert stale.status_code == 409
+    assert stale.json()["error"] == "Step 'score' is not running attempt 1; its upload is refused."
+    assert finished.status_code == 409  # prepare has succeeded: its archive is settled
+    assert current.status_code == 201
+    score = RunStep.objects.get(pk=world.score.pk)
+    stages_fetch([score], tmp_path / "dest")
+    assert read_tree(tmp_path / "dest") == {"now.txt": "from attempt 2"}
+    assert sorted(stage_objects(world.run)) == [score.artefact_key]
+    assert not default_storage.exists(earlier.key)
+
+
+def test_an_archive_recorded_after_its_attempt_ended_is_refused_and_deleted(world, tmp_path):
+    """The upload raced the next attempt's start: checked again when the row is locked."""
+    directory = write_tree(tmp_path / "late", {"late.txt": "late"})
+    RunStep.objects.filter(pk=world.score.pk).update(attempts=2)
+
+    with pytest.raises(StaleAttemptError, match="not running attempt 1"):
+        stage_store(world.score, directory, attempt=1)
     assert RunStep.objects.get(pk=world.score.pk).artefact_key == ""
-    assert not default_storage.exists(stage_key(world.run.pk, "score"))
+    assert stage_objects(world.run) == []
 
 
 def test_a_stage_is_sent_back_with_its_sha256(world, tmp_path):
@@ -590,18 +675,17 @@ def test_a_stage_is_sent_back_with_its_sha256(world, tmp_path):
     body = body_of(response)
     assert response["X-Bedrock-Sha256"] == stored.sha256 == hashlib.sha256(body).hexdigest()
     assert int(response["Content-Length"]) == stored.size == len(body)
-    assert missing.status_code == 404
-    assert (
-        missing.json()["error"] == f"Step 'features' of run {world.run.pk} has stored no artefact."
-    )
+    assert missing.status_code == 204 and missing["X-Bedrock-Artefact"] == "none"
     assert unknown.status_code == 404
 
 
 # --- stage archives -------------------------------------------------------------------------------
 
 
-def test_a_stage_key_names_the_run_and_the_step():
-    assert stage_key(12, "train.v2") == "runs/12/steps/train.v2.zip"
+def test_a_stage_key_names_the_run_and_the_step_and_is_new_each_time():
+    first, second = stage_key(12, "train.v2"), stage_key(12, "train.v2")
+    assert re.fullmatch(r"runs/12/steps/train\.v2-[0-9a-f]{12}\.zip", first)
+    assert first != second
     with pytest.raises(ValueError, match="is not a step name"):
         stage_key(12, "../models/x")
 
@@ -636,8 +720,9 @@ def test_storing_a_stage_again_replaces_the_old_archive(world, tmp_path):
     second = store(world.prepare, {"b.txt": "two"}, tmp_path)
 
     world.prepare.refresh_from_db()
-    assert first.key == second.key == world.prepare.artefact_key
+    assert world.prepare.artefact_key == second.key != first.key
     assert world.prepare.artefact_sha256 == second.sha256 != first.sha256
+    assert stage_objects(world.run) == [second.key]  # stored first, then the old one deleted
     stages_fetch([world.prepare], tmp_path / "dest")
     assert read_tree(tmp_path / "dest") == {"b.txt": "two"}
 
@@ -654,8 +739,7 @@ def test_stages_delete_removes_every_archive_of_the_run_and_no_other(world, tmp_
     stages_delete(world.run.pk)
 
     assert not RunStep.objects.filter(run=world.run).exclude(artefact_key="").exists()
-    for name in ("prepare", "features"):
-        assert not default_storage.exists(stage_key(world.run.pk, name))
+    assert stage_objects(world.run) == []
     assert not default_storage.exists(orphan)
     assert default_storage.exists(kept.key)
     assert RunStep.objects.get(pk=other_step.pk).artefact_sha256 == kept.sha256

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import json
+import urllib.error
 import urllib.request
 import zipfile
 from datetime import timedelta
@@ -19,8 +20,9 @@ from django.core.files.storage import default_storage
 
 from bedrock.models.models import ModelVersion
 from bedrock.nomad.executor import NomadExecutor
-from bedrock.runs.models import RunStatus
-from bedrock.runs.services import run_create, run_stop
+from bedrock.runs.models import Run, RunStatus
+from bedrock.runs.plan import run_key_for
+from bedrock.runs.services import run_create, run_stop, runs_reconcile
 from bedrock.secrets.services import secret_set
 from tests.fakenomad import FakeNomad, Scenario
 from tests.repos import hcl, step
@@ -48,7 +50,9 @@ def nomad(settings, live_server, monkeypatch):
         yield fake
 
 
-def upload_as_the_hook(fake: FakeNomad, job: dict, files: dict[str, str]) -> None:
+def upload_as_the_hook(
+    fake: FakeNomad, job: dict, files: dict[str, str], *, attempt: str = "", expect: int = 201
+) -> None:
     """What `bedrock hook upload` does at the end of a successful main task."""
     meta = job["Meta"]
     token = fake.variable(f"nomad/jobs/{job['ID']}")["BEDROCK_API_TOKEN"]
@@ -58,13 +62,18 @@ def upload_as_the_hook(fake: FakeNomad, job: dict, files: dict[str, str]) -> Non
             archive.writestr(name, text)
     request = urllib.request.Request(
         f"{job['TaskGroups'][0]['Tasks'][0]['Env']['BEDROCK_API_DOMAIN']}/runs/"
-        f"{meta['bedrock_run_id']}/steps/{meta['bedrock_step']}/artefact",
+        f"{meta['bedrock_run_id']}/steps/{meta['bedrock_step']}/artefact"
+        f"?attempt={attempt or meta['bedrock_attempt']}",
         data=body.getvalue(),
         method="PUT",
         headers={"X-Bedrock-Access-Token": token, "Content-Type": "application/zip"},
     )
-    with urllib.request.urlopen(request, timeout=30) as response:
-        assert response.status == 201
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            status = response.status
+    except urllib.error.HTTPError as refused:
+        status = refused.code
+    assert status == expect
 
 
 def training(tmp_path, steps: str | None = None, **pipeline):
@@ -88,6 +97,13 @@ def assert_nothing_left(fake: FakeNomad, run) -> None:
     for request in fake.requests_to("PUT", r"^/v1/var/"):
         assert fake.variable(request.path.removeprefix("/v1/var/")) is None
     assert fake.dropped == []
+
+
+def stage_archives(run) -> list[str]:
+    try:
+        return default_storage.listdir(f"runs/{run.pk}/steps/")[1]
+    except FileNotFoundError:
+        return []
 
 
 def assert_secret_only_in_the_variable(fake: FakeNomad) -> None:
@@ -119,7 +135,12 @@ def test_a_training_run_on_nomad_publishes_its_upload_and_leaves_nothing(tmp_pat
     assert nomad.requests_to("DELETE", rf"^/v1/job/bedrock-{run.pk}-train-1$")
     assert_nothing_left(nomad, run)
     assert_secret_only_in_the_variable(nomad)
-    assert not default_storage.exists(f"runs/{run.pk}/steps/train.zip")  # stages deleted
+    wait_for(  # the supervisor cleans up just after it records the run's end
+        lambda: not stage_archives(run),
+        timeout=30,
+        what="the stage archives to be deleted",
+    )
+    assert not Run.objects.get(pk=run.pk).cleanup_pending
 
 
 def test_the_variable_holds_the_token_and_secrets_before_the_job_is_registered(tmp_path, nomad):
@@ -159,13 +180,19 @@ def test_each_way_a_job_can_end_gives_its_reason(tmp_path, nomad, kind, reason, 
     assert_nothing_left(nomad, run)
 
 
-def test_a_failed_step_is_retried_as_a_new_job(tmp_path, nomad):
+def test_a_failed_step_is_retried_as_a_new_job_and_only_the_last_attempts_upload_counts(
+    tmp_path, nomad
+):
     scenarios = iter([Scenario("failure"), Scenario("success")])
 
     def scenario(job):
         chosen = next(scenarios)
         if chosen.kind == "success":
+            # A straggler of attempt 1 is refused once attempt 2 runs.
+            upload_as_the_hook(nomad, job, {"late.txt": "first try"}, attempt="1", expect=409)
             upload_as_the_hook(nomad, job, {"model.txt": "second try"})
+        else:  # an attempt that uploaded, then failed: its files must not reach the version
+            upload_as_the_hook(nomad, job, {"model.txt": "first try", "stale.txt": "x"})
         return chosen
 
     nomad.scenario_for = scenario
@@ -176,7 +203,30 @@ def test_a_failed_step_is_retried_as_a_new_job(tmp_path, nomad):
     registered = [r.path for r in nomad.requests_to("POST", r"^/v1/job/")]
     assert registered == [f"/v1/job/bedrock-{run.pk}-train-1", f"/v1/job/bedrock-{run.pk}-train-2"]
     assert run.steps.get(name="train").attempts == 2
+    version = ModelVersion.objects.get(run=run)
+    with default_storage.open(version.storage_key) as handle:
+        archive = zipfile.ZipFile(handle)
+        assert archive.namelist() == ["model.txt"]
+        assert archive.read("model.txt") == b"second try"
     assert_nothing_left(nomad, run)
+
+
+def test_what_a_failed_attempt_uploaded_is_dropped_when_the_next_one_starts(tmp_path, nomad):
+    scenarios = iter([Scenario("failure"), Scenario("success")])
+
+    def scenario(job):
+        chosen = next(scenarios)
+        if chosen.kind == "failure":
+            upload_as_the_hook(nomad, job, {"model.txt": "from the failed attempt"})
+        return chosen  # the second attempt succeeds and uploads nothing
+
+    nomad.scenario_for = scenario
+    steps = step("train", "python train.py", extra="retry {\nlimit = 1\n}")
+    run = wait_until_done(run_create(actor=None, pipeline=training(tmp_path, steps)), timeout=60)
+
+    assert run.status == RunStatus.FAILED
+    assert "succeeded but uploaded no /artefact" in run.failure_reason
+    assert not ModelVersion.objects.filter(run=run).exists()
 
 
 def test_dependent_steps_run_in_order_and_the_last_ones_upload_is_published(tmp_path, nomad):
@@ -240,36 +290,127 @@ def test_a_job_already_registered_for_the_same_step_is_adopted(tmp_path, nomad):
     assert_nothing_left(nomad, run)
 
 
-def test_someone_elses_job_under_the_id_is_refused_and_left_alone(tmp_path, nomad):
-    pipeline = training(tmp_path)
-    run = run_create(actor=None, pipeline=pipeline)
-    stranger = {
-        "ID": f"bedrock-{run.pk}-train-1",
-        "Name": f"bedrock-{run.pk}-train-1",
-        "Type": "batch",
-        "Meta": {"bedrock_run_id": "999"},
-        "TaskGroups": [
-            {
-                "Name": "g",
-                "Tasks": [{"Name": "t", "Driver": "docker", "Config": {"image": "busybox"}}],
-            }
-        ],
-    }
-    nomad.default_scenario = Scenario("hang")
-    urllib.request.urlopen(
-        urllib.request.Request(
-            f"{nomad.address}/v1/job/{stranger['ID']}",
-            data=json.dumps({"Job": stranger}).encode(),
-            method="POST",
-            headers={"X-Nomad-Token": TOKEN},
+def before_the_first_start(monkeypatch, prepare) -> None:
+    """Call ``prepare(job_id)`` once, just before the executor starts the first step job:
+    what the test puts in Nomad is there before Bedrock looks, however fast the run begins."""
+    original = NomadExecutor.start
+    done = []
+
+    def start(self, step_plan, context):
+        if not done:
+            done.append(True)
+            prepare(f"bedrock-{context.run_id}-{step_plan.name}-{context.attempt}")
+        return original(self, step_plan, context)
+
+    monkeypatch.setattr(NomadExecutor, "start", start)
+
+
+def test_someone_elses_job_under_the_id_is_refused_and_left_alone(tmp_path, nomad, monkeypatch):
+    stranger = {}
+
+    def register_a_stranger(job_id):
+        stranger.update(
+            ID=job_id,
+            Name=job_id,
+            Type="batch",
+            Meta={"bedrock_run_id": "999"},
+            TaskGroups=[
+                {
+                    "Name": "g",
+                    "Tasks": [{"Name": "t", "Driver": "docker", "Config": {"image": "busybox"}}],
+                }
+            ],
         )
-    )
-    run = wait_until_done(run, timeout=60)
+        nomad.put_variable(f"nomad/jobs/{job_id}", {"THEIRS": "their-value"})
+        urllib.request.urlopen(
+            urllib.request.Request(
+                f"{nomad.address}/v1/job/{job_id}",
+                data=json.dumps({"Job": stranger}).encode(),
+                method="POST",
+                headers={"X-Nomad-Token": TOKEN},
+            )
+        )
+
+    nomad.default_scenario = Scenario("hang")
+    before_the_first_start(monkeypatch, register_a_stranger)
+    run = wait_until_done(run_create(actor=None, pipeline=training(tmp_path)), timeout=60)
 
     assert run.status == RunStatus.FAILED
     assert "not this step's" in run.failure_reason and "run 999" in run.failure_reason
     assert nomad.job(stranger["ID"])["Meta"] == {"bedrock_run_id": "999"}
-    assert nomad.variable(f"nomad/jobs/{stranger['ID']}") is None
+    assert nomad.variable(f"nomad/jobs/{stranger['ID']}") == {"THEIRS": "their-value"}
+    assert not nomad.requests_to("PUT", r"^/v1/var/"), "wrote under someone else's job"
+    assert nomad.requests_to("GET", r"^/v1/jobs$")  # the reconciling cleanup looked, and
+    assert nomad.job(stranger["ID"]) is not None  # left it alone
+
+
+def test_a_variable_left_by_someone_else_is_refused_and_its_values_stay_out_of_the_reason(
+    tmp_path, nomad, monkeypatch
+):
+    left = {"bedrock.run_key": "another-install", "THEIRS": "their-value"}
+    paths = []
+
+    def leave_a_variable(job_id):
+        paths.append(f"nomad/jobs/{job_id}")
+        nomad.put_variable(paths[0], left)
+
+    before_the_first_start(monkeypatch, leave_a_variable)
+    run = wait_until_done(run_create(actor=None, pipeline=training(tmp_path)), timeout=60)
+    (path,) = paths
+
+    assert run.status == RunStatus.FAILED
+    assert "variable" in run.failure_reason and "not this run's" in run.failure_reason
+    # Nomad's 409 carries the variable in the way, values and all: none may reach the run.
+    for text in (run.failure_reason, run.steps.get(name="train").failure_reason):
+        assert "their-value" not in text and SECRET not in text
+    assert nomad.variable(path) == left
+    assert not nomad.requests_to("POST", r"^/v1/job/"), "registered beside someone's variable"
+
+
+def test_a_variable_an_earlier_try_of_this_run_left_is_replaced(tmp_path, nomad, monkeypatch):
+    nomad.default_scenario = Scenario("failure")
+    paths = []
+
+    def leave_our_variable(job_id):
+        paths.append(f"nomad/jobs/{job_id}")
+        run = Run.objects.get(pk=int(job_id.split("-")[1]))
+        nomad.put_variable(paths[0], {"bedrock.run_key": run_key_for(run), "STALE": "x"})
+
+    before_the_first_start(monkeypatch, leave_our_variable)
+    run = wait_until_done(run_create(actor=None, pipeline=training(tmp_path)), timeout=60)
+    (path,) = paths
+
+    assert run.status == RunStatus.FAILED and "exit code 1" in run.failure_reason
+    puts = nomad.requests_to("PUT", rf"^/v1/var/{path}$")
+    (first, replaced) = [p.query.get("cas") for p in puts]
+    assert first == "0" and replaced not in ("0", None)  # replaced at the index it was read at
+    assert puts[-1].json["Items"]["DB_PASSWORD"] == SECRET
+    assert_nothing_left(nomad, run)
+
+
+def test_a_job_that_cannot_be_purged_is_not_retried_and_the_reconciler_removes_it(tmp_path, nomad):
+    nomad.default_scenario = Scenario("failure")
+    steps = step("train", "python train.py", extra="retry {\nlimit = 2\n}")
+    # The step's own purge and the end-of-run cleanup both fail: Nomad has no leader.
+    nomad.fail_next("DELETE", r"^/v1/job/bedrock-\d+-train-1$", status=500, times=2)
+    run = wait_until_done(run_create(actor=None, pipeline=training(tmp_path, steps)), timeout=60)
+
+    assert run.status == RunStatus.FAILED
+    assert "could not be purged, so the step is not retried" in run.failure_reason
+    assert [r.path for r in nomad.requests_to("POST", r"^/v1/job/")] == [
+        f"/v1/job/bedrock-{run.pk}-train-1"
+    ]
+    wait_for(
+        lambda: Run.objects.get(pk=run.pk).cleanup_pending,
+        timeout=30,
+        what="the run's cleanup to be left for the reconciler",
+    )
+    assert nomad.job(f"bedrock-{run.pk}-train-1") is not None
+    assert nomad.variable(f"nomad/jobs/bedrock-{run.pk}-train-1") is not None
+
+    assert runs_reconcile()["cleaned"] == 1
+    assert not Run.objects.get(pk=run.pk).cleanup_pending
+    assert_nothing_left(nomad, run)
 
 
 def test_stop_run_stops_the_job_and_the_run_ends_stopped(tmp_path, nomad):

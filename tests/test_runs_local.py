@@ -194,11 +194,19 @@ def test_an_empty_artefact_fails_a_training_run_and_publishes_nothing(tmp_path):
 
 def test_independent_steps_run_at_the_same_time(tmp_path):
     stamp = "date +%s.%N >> $BEDROCK_ARTEFACT_DIR/$BEDROCK_RUN_STEP_NAME"
-    record = f"{stamp}; sleep 2; {stamp}"
+
+    def record(other: str) -> str:
+        # Each step waits (up to 60 s) to see the other one start: run one after the other,
+        # the first would give up and fail, however slow the machine.
+        seen = f"$BEDROCK_ARTEFACT_DIR/{other}"
+        return f"{stamp}; for i in $(seq 600); do [ -e {seen} ] && break; sleep 0.1; done; " + (
+            f"[ -e {seen} ] || exit 7; sleep 1; {stamp}"
+        )
+
     steps = "\n".join(
         [
-            step("left", record),
-            step("right", record),
+            step("left", record("right")),
+            step("right", record("left")),
             step("join", "true", depends_on='"left", "right"'),
         ]
     )

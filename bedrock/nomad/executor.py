@@ -13,7 +13,9 @@ limit, stop, masked logs); this module submits, tracks and cleans up one job per
 - **Logs** of the three tasks are read by offset while they run and copied into the step's log
   before the job is purged (Nomad garbage-collects allocation directories soon after).
 - **Stop** deregisters the job (the poststop upload still runs); once the step is over the job is
-  deregistered with purge and its variable deleted, so nothing of the run stays in Nomad.
+  deregistered with purge and its variable deleted, so nothing of the run stays in Nomad. A job
+  that cannot be purged (Nomad unreachable) is not retried, since it may still be running, and
+  :meth:`NomadExecutor.cleanup_run` raises until it is gone, so the reconciler tries again.
 """
 
 from __future__ import annotations
@@ -46,6 +48,10 @@ from bedrock.runs.plan import StepPlan
 logger = logging.getLogger(__name__)
 
 ENFORCE_INDEX_CONFLICT = "Enforcing job modify index"
+# Whose a job under one of our IDs is: a job is adopted or cleaned up only when all of these match.
+OWNER_META = ("bedrock_run_id", "bedrock_run_key", "bedrock_step", "bedrock_attempt")
+# The variable's owner mark. Not a secret name (those are identifiers), so no template reads it.
+RUN_KEY_ITEM = "bedrock.run_key"
 REGISTER_ATTEMPTS = 3
 # How long Nomad may stay unreachable while a step runs before the step is given up on.
 UNREACHABLE_LIMIT_SECONDS = 300
@@ -71,17 +77,25 @@ class NomadExecutor:
             time_left = context.deadline - timezone.now()
         job = render_step(context.plan, step, attempt=context.attempt, time_left=time_left)
         api = client()
-        items = {TOKEN_NAME: context.environment[TOKEN_NAME], **context.secrets}
+        # Nothing is written under an ID that holds somebody else's job: its workload identity
+        # could read the variable.
+        existing = self._existing(api, job)
+        if existing is not None:
+            self._check_ours(job, existing)
+        items = {
+            TOKEN_NAME: context.environment[TOKEN_NAME],
+            **context.secrets,
+            RUN_KEY_ITEM: context.plan.run_key,
+        }
         try:
             self._write_variable(api, job, items)
+        except ExecutorError:
+            raise
         except Exception as exc:
-            if status_of(exc) is None:  # python-nomad wraps connection errors and timeouts
-                raise ExecutorError(
-                    f"Nomad at {settings.NOMAD_ADDR} is unreachable: {error_text(exc)}"
-                ) from None
-            raise ExecutorError(
-                f"Nomad refused the variable {job.variable_path}: {error_text(exc)}"
-            ) from None
+            raise _refused(f"the variable {job.variable_path}", exc) from None
+        if existing is not None:
+            logger.info("adopted the existing Nomad job %s", job.job_id)
+            return NomadStepHandle(api, job)
         try:
             self._register(api, job)
         except BaseException:
@@ -89,17 +103,37 @@ class NomadExecutor:
             raise
         return NomadStepHandle(api, job)
 
+    @staticmethod
+    def _existing(api, job: StepJob) -> dict | None:
+        try:
+            return api.job.get_job(job.job_id)
+        except nomad_errors.URLNotFoundNomadException:
+            return None
+        except Exception as exc:
+            raise _refused(f"reading the job {job.job_id}", exc) from None
+
     def _write_variable(self, api, job: StepJob, items: dict[str, str]) -> None:
+        """Create the variable; replace it only when an earlier try of this run wrote it.
+
+        Error messages carry status codes only: Nomad answers a conflict with the variable in the
+        way, values and all, and those must not reach a run's failure reason.
+        """
         namespace = settings.NOMAD_NAMESPACE
         payload = {"Namespace": namespace, "Path": job.variable_path, "Items": items}
         try:
             api.variable.create_variable(job.variable_path, payload, namespace=namespace, cas=0)
+            return
         except nomad_errors.VariableConflict:
-            # Left by an earlier try of this very attempt: replace it at its current index.
-            current = api.variable.get_variable(job.variable_path, namespace=namespace)
-            api.variable.create_variable(
-                job.variable_path, payload, namespace=namespace, cas=current.get("ModifyIndex", 0)
+            pass
+        current = api.variable.get_variable(job.variable_path, namespace=namespace)
+        if (current.get("Items") or {}).get(RUN_KEY_ITEM) != items[RUN_KEY_ITEM]:
+            raise ExecutorError(
+                f"Nomad already has a variable {job.variable_path} that is not this run's; "
+                "it was left untouched"
             )
+        api.variable.create_variable(
+            job.variable_path, payload, namespace=namespace, cas=current.get("ModifyIndex", 0)
+        )
 
     def _register(self, api, job: StepJob) -> None:
         last_error = ""
@@ -142,12 +176,17 @@ class NomadExecutor:
             if must_exist:
                 raise
             return False
+        self._check_ours(job, existing)
+        logger.info("adopted the existing Nomad job %s", job.job_id)
+        return True
+
+    @staticmethod
+    def _check_ours(job: StepJob, existing: dict) -> None:
+        """Refuse a job under this ID whose ``Meta`` names another run, step, attempt or install."""
         ours = job.body["Job"]["Meta"]
         theirs = existing.get("Meta") or {}
-        keys = ("bedrock_run_id", "bedrock_step", "bedrock_attempt")
-        if all(theirs.get(key) == ours[key] for key in keys):
-            logger.info("adopted the existing Nomad job %s", job.job_id)
-            return True
+        if all(theirs.get(key) == ours[key] for key in OWNER_META):
+            return
         raise ExecutorError(
             f"Nomad already has a job {job.job_id} that is not this step's "
             f"(its Meta names run {theirs.get('bedrock_run_id', '?')}); it was left untouched"
@@ -155,48 +194,99 @@ class NomadExecutor:
 
     # -- cleanup -----------------------------------------------------------------------------
     def cleanup_run(self, run_id: int) -> None:
-        """Deregister with purge every job of the run still in Nomad, and delete its variables.
+        """Purge every job of the run still in Nomad, and delete the run's variables.
 
-        Only jobs whose ``Meta`` names this run: a job of someone else's under a colliding ID
-        is never touched.
+        Only jobs whose ``Meta`` names this run (its run key included) and variables marked with
+        its run key: a job or variable of someone else's under a colliding ID is never touched.
+        Raises :class:`ExecutorError` when something could not be removed, so that the caller
+        tries again later.
         """
-        api = client()
-        try:
-            jobs = api.jobs.get_jobs(prefix=job_prefix(run_id))
-        except Exception as exc:
-            logger.warning("could not list the Nomad jobs of run %s: %s", run_id, exc)
+        from bedrock.runs.models import Run
+        from bedrock.runs.plan import run_key_for
+
+        run = Run.objects.filter(pk=run_id).first()
+        if run is None:
             return
+        run_key = run_key_for(run)
+        api = client()
+        prefix = job_prefix(run_id)
+        left: list[str] = []
+        try:
+            jobs = api.jobs.get_jobs(prefix=prefix)
+            variables = api.variables.get_variables(
+                prefix=variable_path_for(prefix), namespace=settings.NOMAD_NAMESPACE
+            )
+        except Exception as exc:
+            raise _refused(f"listing what run {run_id} left", exc) from None
+        kept: set[str] = set()  # variables to keep: someone else's, or of a job still there
         for stub in jobs:
             job_id = stub.get("ID", "")
-            if not job_id.startswith(job_prefix(run_id)):
+            if not job_id.startswith(prefix):
                 continue
             try:
                 meta = api.job.get_job(job_id).get("Meta") or {}
-            except Exception as exc:
-                logger.warning("could not read the Nomad job %s: %s", job_id, exc)
+            except nomad_errors.URLNotFoundNomadException:
                 continue
-            if meta.get("bedrock_run_id") != str(run_id):
+            except Exception:
+                left.append(job_id)
                 continue
-            _purge(api, job_id)
-            _delete_variable(api, variable_path_for(job_id))
+            if meta.get("bedrock_run_id") != str(run_id) or meta.get("bedrock_run_key") != run_key:
+                kept.add(variable_path_for(job_id))
+                continue
+            if not _purge(api, job_id):
+                left.append(job_id)
+                kept.add(variable_path_for(job_id))  # kept while its job may still read it
+        for variable in variables:
+            path = variable.get("Path", "")
+            if not path.startswith(variable_path_for(prefix)) or path in kept:
+                continue
+            try:
+                items = api.variable.get_variable(path, namespace=settings.NOMAD_NAMESPACE)
+            except nomad_errors.URLNotFoundNomadException:
+                continue
+            except Exception:
+                left.append(path)
+                continue
+            if (items.get("Items") or {}).get(RUN_KEY_ITEM) != run_key:
+                continue
+            if not _delete_variable(api, path):
+                left.append(path)
+        if left:
+            raise ExecutorError(
+                f"could not remove from Nomad what run {run_id} left: {', '.join(left)}"
+            )
 
 
-def _purge(api, job_id: str) -> None:
+def _refused(what: str, exc: Exception) -> ExecutorError:
+    """An error for a failed Nomad call, by its status code only (never a response body)."""
+    status = status_of(exc)
+    if status is None:  # python-nomad wraps connection errors and timeouts
+        return ExecutorError(f"Nomad at {settings.NOMAD_ADDR} is unreachable ({what})")
+    return ExecutorError(f"Nomad refused {what}: HTTP {status}")
+
+
+def _purge(api, job_id: str) -> bool:
+    """Deregister the job with purge; True once it is gone."""
     try:
         api.job.deregister_job(job_id, purge=True)
     except nomad_errors.URLNotFoundNomadException:
-        pass
+        return True
     except Exception as exc:
-        logger.warning("could not purge the Nomad job %s: %s", job_id, exc)
+        logger.warning("could not purge the Nomad job %s: %s", job_id, error_text(exc))
+        return False
+    return True
 
 
-def _delete_variable(api, path: str) -> None:
+def _delete_variable(api, path: str) -> bool:
+    """Delete the variable; True once it is gone. Logs status codes, never a response body."""
     try:
         api.variable.delete_variable(path, namespace=settings.NOMAD_NAMESPACE)
     except nomad_errors.URLNotFoundNomadException:
-        pass
+        return True
     except Exception as exc:
-        logger.warning("could not delete the Nomad variable %s: %s", path, exc)
+        logger.warning("could not delete the Nomad variable %s: %s", path, _refused(path, exc))
+        return False
+    return True
 
 
 class NomadStepHandle:
@@ -209,6 +299,7 @@ class NomadStepHandle:
         self.job = job
         self.exit_code: int | None = None
         self.failure_reason = ""
+        self.may_retry = True  # False when another attempt could run beside this one
         self._stop = threading.Event()
         self._done = threading.Event()
         self._lines: queue.Queue = queue.Queue()
@@ -327,8 +418,16 @@ class NomadStepHandle:
         finally:
             self.exit_code = state.exit_code if state.exit_code is not None else -1
             self.failure_reason = state.reason
-            _purge(self.api, self.job.job_id)
-            _delete_variable(self.api, self.job.variable_path)
+            if _purge(self.api, self.job.job_id):
+                _delete_variable(self.api, self.job.variable_path)
+            elif self.exit_code != 0:
+                # The job may still be running: another attempt would train beside it.
+                self.may_retry = False
+                self.failure_reason = (
+                    f"{state.reason or f'exit code {self.exit_code}'}; the Nomad job "
+                    f"{self.job.job_id} could not be purged, so the step is not retried while "
+                    "it may still run (it is removed once Nomad answers again)"
+                )
             self._lines.put(_END)
             self._done.set()
 

@@ -118,13 +118,21 @@ def main_wrapper(limit_seconds: int) -> str:
 
     It exports each value rendered into ``/secrets/bedrock/`` (the run token and the pipeline's
     secrets, one file per name so multi-line values survive), runs the command under ``timeout``
-    (exit code 124 once the run's time is up) and records the exit code for the upload task, which
-    cannot see it otherwise.
+    (exit code 124 once the run's time is up, also when the command had to be killed after it) and
+    records the exit code for the upload task, which cannot see it otherwise.
+
+    ``bash`` is the container's PID 1, which ignores a SIGTERM it has no handler for; so the
+    command runs in the background and a trap passes Nomad's stop signal on to it, giving the
+    training its ``KillTimeout`` to save what it can. ``wait`` returns early when the trap runs,
+    so it is called until the command has really ended.
     """
     return (
         f'for f in /secrets/{SECRETS_SUBDIR}/*; do [ -f "$f" ] && export "${{f##*/}}=$(cat "$f")"; '
         "done; "
-        f'timeout -s TERM -k {KILL_AFTER_SECONDS} {limit_seconds} bash -c "$1"; code=$?; '
+        f'timeout -s TERM -k {KILL_AFTER_SECONDS} {limit_seconds} bash -c "$1" & child=$!; '
+        """trap 'kill -TERM "$child" 2>/dev/null' TERM INT; """
+        'while kill -0 "$child" 2>/dev/null; do wait "$child"; done; wait "$child"; code=$?; '
+        f'if [ "$SECONDS" -ge {limit_seconds} ] && [ "$code" -ne 0 ]; then code=124; fi; '
         f'echo "$code" > {ALLOC_DATA}/main.exit; exit "$code"'
     )
 
@@ -190,12 +198,14 @@ def render_step(
         "bedrock_stanza": plan.stanza,
         "bedrock_pipeline_id": step.environment.get("BEDROCK_PIPELINE_ID", ""),
         "bedrock_run_number": step.environment.get("BEDROCK_PIPELINE_RUN_ID", ""),
+        "bedrock_run_key": plan.run_key,
         **(meta or {}),
     }
     hook_env = {
         "BEDROCK_API_DOMAIN": step.environment["BEDROCK_API_DOMAIN"],
         "BEDROCK_RUN_ID": str(plan.run_id),
         "BEDROCK_RUN_STEP_NAME": step.name,
+        "BEDROCK_RUN_STEP_ATTEMPT": str(attempt),
         "BEDROCK_HOOK_DIR": ALLOC_DATA,
         "BEDROCK_HOOK_DEPENDENCIES": ",".join(step.depends_on),
     }

@@ -88,12 +88,13 @@ class HookConfig:
     directory: Path
     model_version_id: int | None = None
     dependencies: tuple[str, ...] = ()
+    attempt: int | None = None  # the step's attempt, which its upload names
 
     def __repr__(self) -> str:  # the token stays out of tracebacks and logs
         return (
             f"HookConfig(api={self.api!r}, run_id={self.run_id}, step={self.step!r}, "
             f"directory={str(self.directory)!r}, model_version_id={self.model_version_id}, "
-            f"dependencies={self.dependencies!r})"
+            f"dependencies={self.dependencies!r}, attempt={self.attempt})"
         )
 
     __str__ = __repr__
@@ -110,7 +111,7 @@ class HookConfig:
             try:
                 return int(value)
             except ValueError:
-                raise HookError(f"{name}={value!r} is not a database id (a number).") from None
+                raise HookError(f"{name}={value!r} is not a number.") from None
 
         api = required("BEDROCK_API_DOMAIN").rstrip("/")
         parts = urlsplit(api)
@@ -119,6 +120,7 @@ class HookConfig:
                 f"BEDROCK_API_DOMAIN={api!r} is not a URL such as https://bedrock.example.com."
             )
         model_version = environ.get("BEDROCK_MODEL_VERSION_ID", "").strip()
+        attempt = environ.get("BEDROCK_RUN_STEP_ATTEMPT", "").strip()
         dependencies = environ.get("BEDROCK_HOOK_DEPENDENCIES", "")
         return cls(
             api=api,
@@ -130,6 +132,7 @@ class HookConfig:
                 number("BEDROCK_MODEL_VERSION_ID", model_version) if model_version else None
             ),
             dependencies=tuple(name.strip() for name in dependencies.split(",") if name.strip()),
+            attempt=number("BEDROCK_RUN_STEP_ATTEMPT", attempt) if attempt else None,
         )
 
 
@@ -225,8 +228,9 @@ class ApiClient:
     # --- downloads -----------------------------------------------------------------------------
 
     def download(self, path: str, spool: BinaryIO, *, missing_ok: bool = False) -> dict | None:
-        """GET ``path`` into ``spool``; return the response headers, or None for a 404 when
-        ``missing_ok``. The body's length and, when Bedrock sends one, its SHA-256 are checked."""
+        """GET ``path`` into ``spool``; return the response headers, or None for a 204 (nothing
+        there) when ``missing_ok``. The body's length and, when Bedrock sends one, its SHA-256
+        are checked."""
         return self._retrying(lambda: self._download_once(path, spool, missing_ok))
 
     def _download_once(self, path: str, spool: BinaryIO, missing_ok: bool) -> dict | None:
@@ -255,8 +259,8 @@ class ApiClient:
                         raise HookError(f"{what} answered {response.status} without a Location")
                     url = urljoin(url, location)
                     continue
-                if response.status == 404 and missing_ok:
-                    return None
+                if response.status == 204 and missing_ok:
+                    return None  # Bedrock's word for "there is none"; a 404 is a failure
                 if response.status != 200:
                     message = _error_text(response)
                     failure = f"{what} failed: HTTP {response.status}" + (
@@ -317,7 +321,10 @@ class ApiClient:
         try:
             try:
                 source.seek(0)
-                connection.putrequest("PUT", urlsplit(url).path)
+                target = urlsplit(url)
+                connection.putrequest(
+                    "PUT", target.path + (f"?{target.query}" if target.query else "")
+                )
                 for key, value in self._headers(url).items():
                     connection.putheader(key, value)
                 connection.putheader("Content-Type", "application/zip")
@@ -467,6 +474,8 @@ def hook_upload(config: HookConfig, say: Say) -> bool:
     if not artefact.is_dir():
         say(f"{artefact} is absent; nothing uploaded")
         return False
+    if config.attempt is None:
+        raise HookError("BEDROCK_RUN_STEP_ATTEMPT is not set; the job must set it for the upload.")
     client = ApiClient(config.api, config.token, say)
     with tempfile.TemporaryFile(prefix="bedrock-upload-", dir=_spool_directory()) as spool:
         started = time.monotonic()
@@ -482,7 +491,7 @@ def hook_upload(config: HookConfig, say: Say) -> bool:
             f"{time.monotonic() - started:.1f} s"
         )
         spool.flush()
-        path = f"/runs/{config.run_id}/steps/{config.step}/artefact"
+        path = f"/runs/{config.run_id}/steps/{config.step}/artefact?attempt={config.attempt}"
         stored = client.upload(path, spool, packed.size)
     with contextlib.suppress(AttributeError, TypeError, KeyError):
         say(

@@ -87,6 +87,9 @@ class Run(models.Model):
     heartbeat_at = models.DateTimeField(null=True, blank=True)
     # The run's own API token (BEDROCK_API_TOKEN); only its hash, and only while the run is active.
     token_hash = models.CharField(max_length=64, blank=True, db_index=True, editable=False)
+    # Something the run left outside the database (a Nomad job, a stage archive) could not be
+    # removed when it ended; the reconciler tries again until it is gone.
+    cleanup_pending = models.BooleanField(default=False, editable=False)
 
     class Meta:
         constraints = [

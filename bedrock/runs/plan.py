@@ -6,6 +6,7 @@ step, so nothing that is queued, logged or serialised carries them.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -41,6 +42,9 @@ class RunPlan:
     input_model_version_id: int | None = None
     publishes_model: bool = False
     parameters: dict[str, str] = field(default_factory=dict)
+    # Tells this run from another with the same id (a database restored or reset): what a
+    # remote executor left under the run's id is adopted or cleaned only when the key matches.
+    run_key: str = ""
 
     @property
     def time_limit_text(self) -> str:
@@ -84,7 +88,13 @@ def build(run) -> RunPlan:
         input_model_version_id=run.input_model_version_id,
         time_limit=run.max_run_time,
         publishes_model=pipeline.kind == PipelineKind.TRAINING,
+        run_key=run_key_for(run),
     )
+
+
+def run_key_for(run) -> str:
+    """A short, stable tag of one run: its id and creation time, hashed (nothing secret)."""
+    return hashlib.sha256(f"{run.pk}:{run.created_at.isoformat()}".encode()).hexdigest()[:16]
 
 
 def build_plan(
@@ -98,6 +108,7 @@ def build_plan(
     input_model_version_id: int | None,
     time_limit: timedelta,
     publishes_model: bool,
+    run_key: str = "",
 ) -> RunPlan:
     """The plan of one stanza; ``bedrock nomad render`` builds one without a run."""
     base_env = {
@@ -131,4 +142,5 @@ def build_plan(
         input_model_version_id=input_model_version_id,
         publishes_model=publishes_model,
         parameters={name: str(value) for name, value in parameters.items()},
+        run_key=run_key,
     )

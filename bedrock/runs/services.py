@@ -313,7 +313,7 @@ def _runner_alive(runner: str) -> bool | None:
 def runs_reconcile() -> dict[str, int]:
     """Repair what a crash left behind. Runs periodically; every branch is a compare-and-swap."""
     now = timezone.now()
-    repaired = {"resubmitted": 0, "restarted": 0, "ended": 0}
+    repaired = {"resubmitted": 0, "restarted": 0, "ended": 0, "cleaned": 0}
 
     for run_id in Run.objects.filter(
         status=RunStatus.ACCEPTED, created_at__lt=now - QUEUED_STALE
@@ -343,7 +343,36 @@ def runs_reconcile() -> dict[str, int]:
         if alive is None and not Run.objects.filter(pk=run.pk).filter(stale).exists():
             continue
         repaired["ended"] += _end_orphaned(run, now)
+
+    for run_id in (
+        Run.objects.filter(cleanup_pending=True)
+        .exclude(status__in=list(ACTIVE_STATUSES))
+        .values_list("pk", flat=True)
+    ):
+        repaired["cleaned"] += run_cleanup(run_id)
     return repaired
+
+
+def run_cleanup(run_id: int, *, executor=None) -> bool:
+    """Remove what the run left outside the database: its executor's jobs, processes or
+    containers, and its stage archives. True when all is gone; otherwise the run is marked
+    ``cleanup_pending`` and the reconciler calls this again."""
+    from bedrock.runs.executors import get_executor
+    from bedrock.runs.stages import stages_delete
+
+    complete = True
+    try:
+        (executor or get_executor()).cleanup_run(run_id)
+    except Exception as exc:
+        logger.warning("cleaning up run %s: %s", run_id, exc)
+        complete = False
+    try:
+        stages_delete(run_id)
+    except Exception as exc:
+        logger.warning("deleting the stage archives of run %s: %s", run_id, exc)
+        complete = False
+    Run.objects.filter(pk=run_id).update(cleanup_pending=not complete)
+    return complete
 
 
 def _kill_runner(runner: str) -> None:
@@ -362,9 +391,7 @@ def _end_orphaned(run: Run, now) -> int:
         status = RunStatus.FAILED
         reason = "the run's supervisor stopped unexpectedly (the machine or process died)"
     try:
-        from bedrock.runs.executors import get_executor
-
-        get_executor().cleanup_run(run.pk)
+        run_cleanup(run.pk)
         Workspace(run.pk).remove()
     except Exception:  # cleanup must not keep the run from ending
         logger.exception("cleaning up run %s", run.pk)

@@ -11,16 +11,25 @@ from __future__ import annotations
 
 import contextlib
 import tempfile
+import uuid
 from pathlib import Path
 
 from django.core.files.storage import default_storage
+from django.db import transaction
 
 from bedrock.models.artefacts import StoredArtefact, artefact_delete, artefact_fetch, artefact_store
 from bedrock.pipelines.spec import STEP_NAME_PATTERN
-from bedrock.runs.models import RunStep
+from bedrock.runs.models import RunStatus, RunStep
 from bedrock.runs.overlay import overlay
 
-__all__ = ["stage_key", "stage_store", "stages_delete", "stages_fetch"]
+__all__ = [
+    "StaleAttemptError",
+    "stage_forget",
+    "stage_key",
+    "stage_store",
+    "stages_delete",
+    "stages_fetch",
+]
 
 
 def _prefix(run_id: int) -> str:
@@ -28,11 +37,15 @@ def _prefix(run_id: int) -> str:
 
 
 def stage_key(run_id: int, step_name: str) -> str:
-    """The storage key of a step's stage archive: ``runs/<run_id>/steps/<step>.zip``."""
+    """A fresh storage key for a step's stage archive: ``runs/<run_id>/steps/<step>-<tag>.zip``.
+
+    Each upload gets its own key, so a new archive is complete before the old one is let go, and
+    two uploads of one step never write over each other.
+    """
     if not STEP_NAME_PATTERN.match(step_name):
         # Step names are validated in bedrock.hcl; anything else here is a caller's mistake.
         raise ValueError(f"{step_name!r} is not a step name")
-    return f"{_prefix(run_id)}{step_name}.zip"
+    return f"{_prefix(run_id)}{step_name}-{uuid.uuid4().hex[:12]}.zip"
 
 
 def _clear(run_step_ids: list[int]) -> None:
@@ -41,25 +54,55 @@ def _clear(run_step_ids: list[int]) -> None:
     )
 
 
-def stage_store(run_step: RunStep, directory: Path) -> StoredArtefact:
+class StaleAttemptError(Exception):
+    """An upload from an attempt of the step that is no longer the running one."""
+
+
+def stage_store(
+    run_step: RunStep, directory: Path, *, attempt: int | None = None
+) -> StoredArtefact:
     """Store ``directory`` as ``run_step``'s stage archive, replacing one stored before.
 
-    Raises what :func:`~bedrock.models.artefacts.artefact_store` raises (an empty ``directory`` is
-    an :class:`~bedrock.models.artefacts.EmptyArtefactError`); the step then records no archive.
+    The new archive is stored under a key of its own, then recorded, and only then is the old one
+    deleted: a failed upload leaves the step's earlier archive as it was. With ``attempt``, the
+    archive is recorded only while the step is running that attempt; otherwise it is deleted and
+    :class:`StaleAttemptError` raised. Raises what
+    :func:`~bedrock.models.artefacts.artefact_store` raises (an empty ``directory`` is an
+    :class:`~bedrock.models.artefacts.EmptyArtefactError`).
     """
-    key = stage_key(run_step.run_id, run_step.name)
-    # Forget the old archive before deleting it: the row never names an object that is gone.
-    _clear([run_step.pk])
-    run_step.artefact_key, run_step.artefact_sha256, run_step.artefact_size = "", "", None
-    artefact_delete(key)
-    stored = artefact_store(directory, key)
-    RunStep.objects.filter(pk=run_step.pk).update(
-        artefact_key=stored.key, artefact_sha256=stored.sha256, artefact_size=stored.size
-    )
+    stored = artefact_store(directory, stage_key(run_step.run_id, run_step.name))
+    try:
+        with transaction.atomic():
+            current = RunStep.objects.select_for_update().get(pk=run_step.pk)
+            if attempt is not None and (
+                current.status != RunStatus.RUNNING or current.attempts != attempt
+            ):
+                raise StaleAttemptError(
+                    f"Step {run_step.name!r} is not running attempt {attempt} "
+                    f"(it is {current.status.lower()}, attempt {current.attempts})"
+                )
+            old = current.artefact_key
+            RunStep.objects.filter(pk=run_step.pk).update(
+                artefact_key=stored.key, artefact_sha256=stored.sha256, artefact_size=stored.size
+            )
+    except BaseException:
+        artefact_delete(stored.key)
+        raise
+    if old:
+        artefact_delete(old)
     run_step.artefact_key = stored.key
     run_step.artefact_sha256 = stored.sha256
     run_step.artefact_size = stored.size
     return stored
+
+
+def stage_forget(run_step_id: int) -> None:
+    """Drop what an earlier attempt of the step stored, once the next attempt is recorded."""
+    with transaction.atomic():
+        old = RunStep.objects.select_for_update().get(pk=run_step_id).artefact_key
+        _clear([run_step_id])
+    if old:
+        artefact_delete(old)
 
 
 def stages_fetch(run_steps: list[RunStep], dest: Path) -> int:

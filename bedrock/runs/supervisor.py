@@ -130,11 +130,9 @@ class Supervisor:
             status=RunStatus.STOPPED, failure_reason="not run: " + (outcome.reason or "run ended")
         )
         if self.executor is not None:
-            self.executor.cleanup_run(self.run_id)
-            if getattr(self.executor, "remote", False):
-                from bedrock.runs.stages import stages_delete
+            from bedrock.runs.services import run_cleanup
 
-                stages_delete(self.run_id)
+            run_cleanup(self.run_id, executor=self.executor)
         self.workspace.remove()
         return outcome.status
 
@@ -313,10 +311,17 @@ class Supervisor:
             for attempt in range(1, step.max_attempts + 1):
                 now = timezone.now()
                 steps.update(status=RunStatus.RUNNING, attempts=attempt, finished_at=None)
+                if attempt > 1 and getattr(self.executor, "remote", False):
+                    # Uploads of the attempt before are refused from now on; drop what it sent.
+                    from bedrock.runs.stages import stage_forget
+
+                    stage_forget(steps.get().pk)
                 steps.filter(started_at__isnull=True).update(started_at=now)
                 if step.max_attempts > 1:
                     log.write(f"--- attempt {attempt} of {step.max_attempts} ---\n")
-                exit_code, detail = self._attempt(run, step, secrets, token, app_dir, attempt, log)
+                exit_code, detail, may_retry = self._attempt(
+                    run, step, secrets, token, app_dir, attempt, log
+                )
                 if exit_code == 0:
                     steps.update(
                         status=RunStatus.SUCCEEDED, exit_code=0, finished_at=timezone.now()
@@ -331,14 +336,17 @@ class Supervisor:
                         finished_at=timezone.now(),
                     )
                     return halted
+                if attempt < step.max_attempts and not may_retry:
+                    log.write(f"--- {detail}; not retrying ---\n")
+                    break
                 if attempt < step.max_attempts:
                     log.write(f"--- {detail or f'exit code {exit_code}'}; retrying ---\n")
             if detail:
                 reason = f"step {step.name!r} failed: {detail}"
             else:
                 reason = f"step {step.name!r} failed with exit code {exit_code}"
-            if step.max_attempts > 1:
-                reason += f" after {step.max_attempts} attempts"
+            if attempt > 1:
+                reason += f" after {attempt} attempts"
             steps.update(
                 status=RunStatus.FAILED,
                 exit_code=exit_code,
@@ -354,8 +362,9 @@ class Supervisor:
             return Outcome(RunStatus.STOPPED, "stopped on request")
         return Outcome(RunStatus.FAILED, "killed at the run's time limit")
 
-    def _attempt(self, run, step, secrets, token, app_dir, attempt, log) -> tuple[int, str]:
-        """The attempt's exit code, and the executor's account of a failure when it has one."""
+    def _attempt(self, run, step, secrets, token, app_dir, attempt, log) -> tuple[int, str, bool]:
+        """The attempt's exit code, the executor's account of a failure when it has one, and
+        whether another attempt may start (not while this one may still be running remotely)."""
         context = StepContext(
             run_id=run.pk,
             app_dir=app_dir,
@@ -382,4 +391,4 @@ class Supervisor:
             exit_code = handle.wait(0.5)
         pump.join(timeout=30)
         detail = getattr(handle, "failure_reason", "") if exit_code != 0 else ""
-        return exit_code, detail
+        return exit_code, detail, getattr(handle, "may_retry", True)

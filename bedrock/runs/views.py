@@ -20,8 +20,8 @@ from bedrock.models.services import model_version_publish
 from bedrock.models.zipstream import pack, unpack
 from bedrock.pipelines import git
 from bedrock.pipelines.models import PipelineKind
-from bedrock.runs.models import Run, RunStep
-from bedrock.runs.stages import stage_store
+from bedrock.runs.models import Run, RunStatus, RunStep
+from bedrock.runs.stages import StaleAttemptError, stage_store
 from bedrock.secrets.services import git_credentials_for
 
 logger = logging.getLogger(__name__)
@@ -208,9 +208,11 @@ def run_source(request: HttpRequest, pk: int) -> HttpResponse:
 def run_step_artefact(request: HttpRequest, pk: int, name: str) -> HttpResponse:
     """A step's stage archive: PUT stores the step's /artefact (a ZIP body), GET returns it.
 
-    For the run's own token only, while the run is active. A PUT replaces what the step stored
-    before; the archive is unpacked with zipstream's checks and packed again, so every stored
-    stage is Bedrock's own ZIP. GET sends ``X-Bedrock-Sha256`` for the client to verify.
+    For the run's own token only, while the run is active. A PUT names the attempt it comes from
+    (``?attempt=N``) and is refused with 409 unless the step is running that attempt; it replaces
+    what the step stored before. The archive is unpacked with zipstream's checks and packed
+    again, so every stored stage is Bedrock's own ZIP. GET sends ``X-Bedrock-Sha256`` for the
+    client to verify, or 204 when the step stored no archive.
     """
     run = _own_run(request, pk)
     if run is None:
@@ -219,9 +221,15 @@ def run_step_artefact(request: HttpRequest, pk: int, name: str) -> HttpResponse:
     if run_step is None:
         return _error(404, f"Run {pk} has no step {name!r}.")
     if request.method == "PUT":
-        return _stage_upload(run_step, request)
+        attempt = request.GET.get("attempt", "")
+        if not attempt.isdigit():
+            return _error(400, "Name the step's attempt the archive comes from: ?attempt=N.")
+        return _stage_upload(run_step, request, int(attempt))
     if not run_step.artefact_key:
-        return _error(404, f"Step {name!r} of run {pk} has stored no artefact.")
+        # Not an error: a step may leave /artefact empty. 404 stays for what is really missing.
+        response = HttpResponse(status=204)
+        response["X-Bedrock-Artefact"] = "none"
+        return response
     try:
         handle = default_storage.open(run_step.artefact_key, "rb")
     except FileNotFoundError:
@@ -232,7 +240,12 @@ def run_step_artefact(request: HttpRequest, pk: int, name: str) -> HttpResponse:
     return response
 
 
-def _stage_upload(run_step: RunStep, request: HttpRequest) -> JsonResponse:
+def _stage_upload(run_step: RunStep, request: HttpRequest, attempt: int) -> JsonResponse:
+    if run_step.status != RunStatus.RUNNING or run_step.attempts != attempt:
+        return _error(
+            409,
+            f"Step {run_step.name!r} is not running attempt {attempt}; its upload is refused.",
+        )
     with tempfile.TemporaryFile(prefix="bedrock-stage-") as spool:
         while chunk := request.read(_CHUNK):
             spool.write(chunk)
@@ -240,7 +253,9 @@ def _stage_upload(run_step: RunStep, request: HttpRequest) -> JsonResponse:
         with tempfile.TemporaryDirectory(prefix="bedrock-stage-") as directory:
             try:
                 unpack(spool, Path(directory))
-                stored = stage_store(run_step, Path(directory))
+                stored = stage_store(run_step, Path(directory), attempt=attempt)
+            except StaleAttemptError as exc:
+                return _error(409, f"{exc}; its upload is refused.")
             except ArchiveError as exc:
                 return _error(
                     400, f"The artefact of step {run_step.name!r} cannot be stored: {exc}"
