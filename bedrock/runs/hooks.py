@@ -13,11 +13,14 @@ Environment:
     The run's token (``bdrkrun_…``); sent only to that origin, never printed.
 ``BEDROCK_RUN_ID``, ``BEDROCK_RUN_STEP_NAME``
     The run's database id and the step's name.
+``BEDROCK_RUN_STEP_ATTEMPT`` (required by ``upload``)
+    The attempt the job runs; Bedrock refuses an upload from any attempt but the running one.
 ``BEDROCK_MODEL_VERSION_ID`` (optional)
     A model version that ``fetch`` unpacks into the artefact directory first.
 ``BEDROCK_HOOK_DEPENDENCIES`` (optional)
     Comma-separated step names whose stage archives ``fetch`` unpacks next, in that order, a
-    later one overwriting an earlier one's files.
+    later one overwriting an earlier one's files. A step that stored none (Bedrock answers 204)
+    adds nothing; any other failure, a 404 included, fails the fetch.
 ``BEDROCK_HOOK_DIR`` (default ``/alloc/data``)
     ``fetch`` writes ``app/`` (the source at the run's commit), ``artefact/`` (always, writable by
     any user) and, last, the marker file ``fetched``. ``upload`` sends ``artefact/`` only when the
