@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import zipfile
 from pathlib import Path
@@ -77,6 +78,10 @@ def test_bedrock_up_serves_the_ui_with_the_example_and_stops_its_worker_on_ctrl_
             if "Serving Bedrock" in line or not line:
                 break
         output = "".join(lines)
+        # Keep reading: the server and its worker log to this pipe, and one that fills up would
+        # block them on a write, shutdown included.
+        drain = threading.Thread(target=lambda: lines.extend(up.stdout), daemon=True)
+        drain.start()
         password = re.search(r"'admin' with password: (\S+)", output).group(1)
         assert "Loaded the example project 'example'" in output
 
@@ -100,7 +105,11 @@ def test_bedrock_up_serves_the_ui_with_the_example_and_stops_its_worker_on_ctrl_
         assert processes_of(env["BEDROCK_HOME"], "qcluster"), "the worker runs beside the server"
     finally:
         up.send_signal(signal.SIGINT)
-        up.wait(timeout=60)
+        try:
+            up.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            up.kill()
+            pytest.fail("bedrock up did not stop on Ctrl-C; it said:\n" + "".join(lines)[-4000:])
     deadline = time.monotonic() + 20
     while processes_of(env["BEDROCK_HOME"], "qcluster") and time.monotonic() < deadline:
         time.sleep(0.5)
