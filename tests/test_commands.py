@@ -59,10 +59,15 @@ def processes_of(home: str, fragment: str) -> list[int]:
     return found
 
 
-def test_bedrock_up_serves_the_ui_with_the_example_and_stops_its_worker_on_ctrl_c(env):
+@pytest.mark.parametrize(
+    "stop_signal", [signal.SIGINT, signal.SIGTERM], ids=["Ctrl-C", "a service manager's TERM"]
+)
+def test_bedrock_up_serves_the_ui_with_the_example_and_stops_its_worker_when_told(env, stop_signal):
     port = free_port()
+    # Started as a shell without job control starts a background command: with SIGINT ignored,
+    # an ignore the command inherits. `bedrock up` must stop on Ctrl-C all the same.
     up = subprocess.Popen(
-        [*BEDROCK, "up", f"127.0.0.1:{port}"],
+        ["sh", "-c", 'trap "" INT; exec "$@"', "sh", *BEDROCK, "up", f"127.0.0.1:{port}"],
         cwd=ROOT,
         env=env,
         stdout=subprocess.PIPE,
@@ -104,12 +109,15 @@ def test_bedrock_up_serves_the_ui_with_the_example_and_stops_its_worker_on_ctrl_
         assert "churn-train" in admin.text and "churn-score" in admin.text
         assert processes_of(env["BEDROCK_HOME"], "qcluster"), "the worker runs beside the server"
     finally:
-        up.send_signal(signal.SIGINT)
+        up.send_signal(stop_signal)
         try:
             up.wait(timeout=60)
         except subprocess.TimeoutExpired:
             up.kill()
-            pytest.fail("bedrock up did not stop on Ctrl-C; it said:\n" + "".join(lines)[-4000:])
+            pytest.fail(
+                f"bedrock up did not stop on {stop_signal.name}; it said:\n"
+                + "".join(lines)[-4000:]
+            )
     deadline = time.monotonic() + 20
     while processes_of(env["BEDROCK_HOME"], "qcluster") and time.monotonic() < deadline:
         time.sleep(0.5)

@@ -35,6 +35,11 @@ class Command(BaseCommand):
             f"from the Git repository {example.training.git_url}."
         )
 
+        # Ctrl-C and a service manager's SIGTERM both end in the same shutdown, which stops the
+        # worker too. Set explicitly: a process started in the background of a shell inherits
+        # SIGINT ignored, and SIGTERM's default would leave the worker behind.
+        for stop_signal in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(stop_signal, _interrupt)
         worker = None
         if not no_worker:
             # The worker is a process of its own: django-q2 forks, and runserver must stay in front.
@@ -62,6 +67,10 @@ class Command(BaseCommand):
                 "This password is shown once. Change it after logging in."
             )
         )
+
+
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
 
 
 def _stop(process: subprocess.Popen, timeout: float = 10) -> None:
