@@ -29,6 +29,7 @@ __all__ = [
     "stage_store",
     "stages_delete",
     "stages_fetch",
+    "stale_attempt",
 ]
 
 
@@ -58,6 +59,13 @@ class StaleAttemptError(Exception):
     """An upload from an attempt of the step that is no longer the running one."""
 
 
+def stale_attempt(run_step: RunStep, attempt: int) -> str:
+    """Why an upload from ``attempt`` may not be recorded for ``run_step`` as it stands, or ''."""
+    if run_step.status == RunStatus.RUNNING and run_step.attempts == attempt:
+        return ""
+    return f"Step {run_step.name!r} is not running attempt {attempt}"
+
+
 def stage_store(
     run_step: RunStep, directory: Path, *, attempt: int | None = None
 ) -> StoredArtefact:
@@ -74,13 +82,8 @@ def stage_store(
     try:
         with transaction.atomic():
             current = RunStep.objects.select_for_update().get(pk=run_step.pk)
-            if attempt is not None and (
-                current.status != RunStatus.RUNNING or current.attempts != attempt
-            ):
-                raise StaleAttemptError(
-                    f"Step {run_step.name!r} is not running attempt {attempt} "
-                    f"(it is {current.status.lower()}, attempt {current.attempts})"
-                )
+            if attempt is not None and (problem := stale_attempt(current, attempt)):
+                raise StaleAttemptError(problem)
             old = current.artefact_key
             RunStep.objects.filter(pk=run_step.pk).update(
                 artefact_key=stored.key, artefact_sha256=stored.sha256, artefact_size=stored.size

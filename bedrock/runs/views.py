@@ -20,8 +20,8 @@ from bedrock.models.services import model_version_publish
 from bedrock.models.zipstream import pack, unpack
 from bedrock.pipelines import git
 from bedrock.pipelines.models import PipelineKind
-from bedrock.runs.models import Run, RunStatus, RunStep
-from bedrock.runs.stages import StaleAttemptError, stage_store
+from bedrock.runs.models import Run, RunStep
+from bedrock.runs.stages import StaleAttemptError, stage_store, stale_attempt
 from bedrock.secrets.services import git_credentials_for
 
 logger = logging.getLogger(__name__)
@@ -241,11 +241,9 @@ def run_step_artefact(request: HttpRequest, pk: int, name: str) -> HttpResponse:
 
 
 def _stage_upload(run_step: RunStep, request: HttpRequest, attempt: int) -> JsonResponse:
-    if run_step.status != RunStatus.RUNNING or run_step.attempts != attempt:
-        return _error(
-            409,
-            f"Step {run_step.name!r} is not running attempt {attempt}; its upload is refused.",
-        )
+    # Refused before the body is read; stage_store checks again under the row's lock.
+    if problem := stale_attempt(run_step, attempt):
+        return _error(409, f"{problem}; its upload is refused.")
     with tempfile.TemporaryFile(prefix="bedrock-stage-") as spool:
         while chunk := request.read(_CHUNK):
             spool.write(chunk)
