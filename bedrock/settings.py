@@ -262,6 +262,8 @@ BEDROCK_EXECUTOR = env_str("BEDROCK_EXECUTOR", "local").lower()
 BEDROCK_DEFAULT_MAX_RUN_TIME = env_duration("BEDROCK_DEFAULT_MAX_RUN_TIME", "72h")
 BEDROCK_MAX_RUN_TIME_CAP = env_duration("BEDROCK_MAX_RUN_TIME_CAP", "7d")
 BEDROCK_API_DOMAIN = env_str("BEDROCK_API_DOMAIN", "http://127.0.0.1:8000")
+# A step being stopped gets SIGTERM, then SIGKILL after this long (as Nomad's KillTimeout).
+BEDROCK_STOP_GRACE = env_duration("BEDROCK_STOP_GRACE", "30s")
 
 # --- Git --------------------------------------------------------------------------------------
 # Local paths as repository URLs suit a laptop; a shared server should not read its own disk.

@@ -322,14 +322,17 @@ class NomadStepHandle:
             return self.exit_code
         return None
 
-    def kill(self) -> None:
+    def kill(self, grace: float = 0.0) -> str:
+        # Nomad applies the grace itself: the job's KillTimeout between SIGTERM and SIGKILL.
         if self._stop.is_set():
-            return
+            return ""
         self._stop.set()
         try:
             self.api.job.deregister_job(self.job.job_id, purge=False)
         except Exception as exc:
             logger.warning("could not stop the Nomad job %s: %s", self.job.job_id, exc)
+            return f"could not stop the Nomad job: {exc}"
+        return "stopped through Nomad (SIGTERM, then SIGKILL after the job's kill timeout)"
 
     # -- tracking ----------------------------------------------------------------------------
     def _say(self, text: str) -> None:

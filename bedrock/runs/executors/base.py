@@ -40,8 +40,11 @@ class StepHandle(Protocol):
     def wait(self, timeout: float | None = None) -> int | None:
         """The exit code, or None if the step is still running after ``timeout`` seconds."""
 
-    def kill(self) -> None:
-        """Stop the step and everything it started. Safe to call twice or after it ended."""
+    def kill(self, grace: float = 0.0) -> str:
+        """Stop the step and everything it started: SIGTERM, then SIGKILL once ``grace``
+        seconds have passed (at once when 0). Returns how it ended, for the step's log
+        ("ended on SIGTERM", "killed with SIGKILL after the 30 s grace period"), or "" when it
+        had already ended. Safe to call twice or after it ended."""
 
 
 class Executor(Protocol):

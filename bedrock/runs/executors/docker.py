@@ -112,10 +112,11 @@ class DockerHandle:
         self._finish()
         return self._exit_code
 
-    def kill(self) -> None:
+    def kill(self, grace: float = 0.0) -> str:
         with contextlib.suppress(NotFound, APIError):
             self.container.kill()
         self._finish()
+        return "killed with SIGKILL"
 
     def _finish(self) -> None:
         with contextlib.suppress(NotFound, APIError):

@@ -87,13 +87,28 @@ class LocalHandle:
         except subprocess.TimeoutExpired:
             return None
 
-    def kill(self) -> None:
+    def kill(self, grace: float = 0.0) -> str:
         if self.process.poll() is not None:
-            return
-        # The step runs in its own session: kill the whole group, not just bash.
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, signal.SIGKILL)
+            return ""
+        # The step runs in its own session: signal the whole group, not just bash.
+        if grace > 0:
+            self._signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=grace)
+            except subprocess.TimeoutExpired:
+                pass
+            else:
+                self._signal(signal.SIGKILL)  # whatever of the group outlived bash
+                return "ended on SIGTERM"
+        self._signal(signal.SIGKILL)
         self.process.wait()
+        if grace > 0:
+            return f"killed with SIGKILL after the {grace:g} s grace period"
+        return "killed with SIGKILL"
+
+    def _signal(self, number: int) -> None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.process.pid, number)
 
 
 class LocalExecutor:
