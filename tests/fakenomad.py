@@ -277,6 +277,8 @@ class FakeNomad:
     """
 
     def __init__(self, *, version: str = "2.0.5", region: str = "global") -> None:
+        # The fake checks every body against Nomad's field map; without it, it cannot stand in.
+        nomad_fields.require()
         self.version = version
         self.region = region
         self.token: str | None = None

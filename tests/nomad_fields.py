@@ -18,9 +18,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 FIELDS_PATH = (
     Path(__file__).resolve().parents[1].parent / "shared" / "nomad" / "nomad-api-fields.json"
 )
+
+
+def require() -> None:
+    """Skip the calling test when the field map is not beside the checkout (CI always has it)."""
+    if not FIELDS_PATH.is_file():
+        pytest.skip(f"{FIELDS_PATH} is absent: Nomad's field map sits beside the checkout in CI")
 
 UNKNOWN = "unknown"  # Nomad drops the key
 CASE = "case"  # Go matches the key case-insensitively; we want the canonical spelling
@@ -56,6 +64,7 @@ class Finding:
 
 @functools.cache
 def load_fields() -> dict[str, Any]:
+    require()
     return json.loads(FIELDS_PATH.read_text())
 
 
