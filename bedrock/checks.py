@@ -19,6 +19,9 @@
 | bedrock.E024 | BEDROCK_GCS_CREDENTIALS is not a service-account key file |
 | bedrock.E025 | BEDROCK_DOWNLOAD_URL_EXPIRY is not between 1s and 7d      |
 | bedrock.W020 | Nomad jobs would call Bedrock at a loopback address       |
+| bedrock.W030 | the local executor runs steps without a sandbox           |
+| bedrock.W031 | DEBUG is on                                               |
+| bedrock.W032 | local repositories are allowed on a shared database       |
 """
 
 from __future__ import annotations
@@ -181,6 +184,52 @@ def check_nomad(app_configs, **kwargs) -> list[Error | Warning]:
                 "which step jobs on Nomad clients cannot reach.",
                 hint="Set it to the URL at which Nomad clients reach this server.",
                 id="bedrock.W020",
+            )
+        )
+    return problems
+
+
+@register(Tags.security)
+def check_isolation(app_configs, **kwargs) -> list[Warning]:
+    """What lets a step, or a visitor, see more of the server than it should."""
+    problems: list[Warning] = []
+    if settings.BEDROCK_EXECUTOR == "local":
+        from bedrock.runs.executors.local import bubblewrap
+
+        if bubblewrap() is None:
+            if getattr(settings, "BEDROCK_ALLOW_UNSANDBOXED", False):
+                consequence = (
+                    "BEDROCK_ALLOW_UNSANDBOXED is on, so every developer's steps run as the "
+                    "server's own user and can read its keys and database."
+                )
+            else:
+                consequence = "Only site administrators' runs will execute; others are rejected."
+            problems.append(
+                Warning(
+                    "The local executor has no sandbox: bubblewrap (bwrap) is not installed "
+                    f"or BEDROCK_LOCAL_SANDBOX is off. {consequence}",
+                    hint="Install bubblewrap (apt-get install bubblewrap), or run steps with "
+                    "BEDROCK_EXECUTOR=docker or nomad.",
+                    id="bedrock.W030",
+                )
+            )
+    if settings.DEBUG:
+        problems.append(
+            Warning(
+                "BEDROCK_DEBUG is on: error pages show settings, paths and code to anyone.",
+                hint="Unset BEDROCK_DEBUG on any server others can reach.",
+                id="bedrock.W031",
+            )
+        )
+    engine = settings.DATABASES["default"]["ENGINE"]
+    if settings.BEDROCK_ALLOW_LOCAL_REPOS and not engine.endswith("sqlite3"):
+        problems.append(
+            Warning(
+                "BEDROCK_ALLOW_LOCAL_REPOS is on with a shared database: any project developer "
+                "can point a pipeline at a directory of this server.",
+                hint="Unset BEDROCK_ALLOW_LOCAL_REPOS (it is off by default with DATABASE_URL), "
+                "and serve repositories over https or ssh.",
+                id="bedrock.W032",
             )
         )
     return problems

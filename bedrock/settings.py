@@ -43,6 +43,23 @@ SECRET_KEY = env_str("BEDROCK_DJANGO_SECRET_KEY") or _home_file(
 ALLOWED_HOSTS = env_list("BEDROCK_ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env_list("BEDROCK_CSRF_TRUSTED_ORIGINS")
 
+# --- HTTPS ------------------------------------------------------------------------------------
+# One switch for "this server is reached over HTTPS": it turns on what Django's deploy checks ask
+# for. Off by default, because `bedrock up` serves plain HTTP on loopback.
+BEDROCK_HTTPS = env_bool("BEDROCK_HTTPS", False)
+SECURE_SSL_REDIRECT = BEDROCK_HTTPS
+SESSION_COOKIE_SECURE = BEDROCK_HTTPS
+CSRF_COOKIE_SECURE = BEDROCK_HTTPS
+# HSTS cannot be taken back from browsers that saw it: an hour by default, raise it once sure.
+SECURE_HSTS_SECONDS = env_int("BEDROCK_HSTS_SECONDS", 3600) if BEDROCK_HTTPS else 0
+# Both bind every subdomain of the host to HTTPS, which only the domain's owner can decide.
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("BEDROCK_HSTS_INCLUDE_SUBDOMAINS", False)
+SECURE_HSTS_PRELOAD = env_bool("BEDROCK_HSTS_PRELOAD", False)
+# Behind a proxy that terminates TLS, Django sees plain HTTP; trust its header only when told,
+# since any client can send it to a server that is reached directly.
+if env_bool("BEDROCK_BEHIND_HTTPS_PROXY", False):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+
 INSTALLED_APPS = [
     "django.contrib.admin",
     "django.contrib.auth",
