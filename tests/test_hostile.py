@@ -6,10 +6,457 @@ The sections follow the threat they answer; each case names the behaviour it hol
 
 from __future__ import annotations
 
+import pytest
+
 # --- 1. A step sees its own run only -----------------------------------------------------------
 
 
 # --- 2. What a run may set in a step's environment --------------------------------------------
+
+
+# Names a loader, shell or interpreter acts on, each with a word of its reason.
+REFUSED_NAMES = {
+    "LD_PRELOAD": "dynamic loader",
+    "LD_LIBRARY_PATH": "dynamic loader",
+    "GCONV_PATH": "dynamic loader",
+    "GLIBC_TUNABLES": "dynamic loader",
+    "PATH": "find programs",
+    "BASH_ENV": "shell",
+    "BASH_FUNC_ls": "shell",
+    "ENV": "shell",
+    "IFS": "shell",
+    "PS4": "shell",
+    "SHELLOPTS": "shell",
+    "PROMPT_COMMAND": "shell",
+    "PYTHONPATH": "interpreter",
+    "PYTHONWARNINGS": "interpreter",
+    "PYTHONSTARTUP": "interpreter",
+    "PERL5OPT": "interpreter",
+    "RUBYOPT": "interpreter",
+    "NODE_OPTIONS": "interpreter",
+    "JAVA_TOOL_OPTIONS": "interpreter",
+    "OPENSSL_CONF": "interpreter",
+    "BROWSER": "tools start",
+    "GIT_SSH_COMMAND": "tools start",
+    "GIT_CONFIG_GLOBAL": "tools start",
+    "PAGER": "tools start",
+    "HOME": "home directory",
+    "BEDROCK_API_TOKEN": "set by Bedrock",
+    "BEDROCK_PIPELINE_RUN_ID": "set by Bedrock",
+    "BEDROCK_GIT_TOKEN": "Git credential",
+    "BEDROCK_ANYTHING_NEW": "reserved",
+}
+# Ordinary settings real pipelines use; none runs code.
+ALLOWED_NAMES = [
+    "PIP_INDEX_URL",
+    "TMPDIR",
+    "PYTHONUNBUFFERED",
+    "PYTHONHASHSEED",
+    "SSL_CERT_FILE",
+    "HTTPS_PROXY",
+    "BEDROCK_SERVER",
+    "LEARNING_RATE",
+    "prometheus_multiproc_dir",
+]
+
+
+def _env_file(parameters: str = "", secrets: str = "") -> str:
+    from tests.repos import hcl, step
+
+    return hcl("train", step("s", "echo hi"), parameters=parameters, secrets=secrets)
+
+
+def _env_pipeline(tmp_path, text: str):
+    from tests.runflow import pipeline_for, repo_with
+
+    return pipeline_for(repo_with(tmp_path, text))
+
+
+def _env_graphql(user, query: str, **variables) -> dict:
+    from django.test import Client
+
+    client = Client()
+    client.force_login(user)
+    body = client.post(
+        "/graphql", {"query": query, "variables": variables}, content_type="application/json"
+    ).json()
+    assert "errors" not in body, body
+    return body["data"]
+
+
+def _env_developer(pipeline):
+    from bedrock.pipelines.models import Role
+    from tests import factories
+
+    developer = factories.user()
+    factories.member(pipeline.project, developer, Role.DEVELOPER)
+    return developer
+
+
+def _env_api_refusal(query: str, pipeline, **variables) -> dict:
+    """The one message a project developer's refused mutation came back with."""
+    result = _env_graphql(_env_developer(pipeline), query, p=str(pipeline.pk), **variables)
+    (message,) = next(iter(result.values()))["messages"]
+    return message
+
+
+_ENV_START = """mutation($p: ID!, $params: JSON, $ref: String, $key: String) {
+  startRun(pipelineId: $p, parameters: $params, ref: $ref, idempotencyKey: $key) {
+    ... on Run { id status failureReason }
+    ... on OperationInfo { messages { kind field message } } } }"""
+_ENV_SET_SECRET = """mutation($p: ID!, $name: String!, $value: String!) {
+  setSecret(pipelineId: $p, name: $name, value: $value) {
+    ... on Secret { name }
+    ... on OperationInfo { messages { kind field message } } } }"""
+_ENV_VALIDATE = """mutation($text: String!) { validateConfig(text: $text) {
+  ... on ConfigCheck { valid problems { path message line column severity } } } }"""
+
+
+def test_the_reason_for_path_says_what_reads_it_and_who_cannot_set_it():
+    from bedrock.pipelines.environment import refused_environment_name
+
+    assert refused_environment_name("PATH") == (
+        "PATH is read by the shell to find programs: a parameter cannot set it"
+    )
+    assert refused_environment_name("PATH", kind="secret").endswith("a secret cannot set it")
+    assert refused_environment_name("LEARNING_RATE") is None
+
+
+@pytest.mark.parametrize(("name", "why"), REFUSED_NAMES.items())
+def test_a_refused_name_is_refused_with_its_reason(name, why):
+    from bedrock.pipelines.environment import refused_environment_name
+
+    reason = refused_environment_name(name)
+    assert reason is not None and reason.startswith(name) and why in reason
+
+
+@pytest.mark.parametrize("name", ALLOWED_NAMES)
+def test_ordinary_names_are_allowed(name):
+    from bedrock.pipelines.environment import refused_environment_name
+
+    assert refused_environment_name(name) is None
+    assert refused_environment_name(name, kind="secret") is None
+
+
+@pytest.mark.parametrize("name", ["LD_PRELOAD", "BASH_ENV", "PATH", "PYTHONWARNINGS", "BROWSER"])
+def test_a_file_default_with_a_refused_name_is_a_located_error_in_validate(name, tmp_path):
+    import io
+
+    from django.core.management import call_command
+
+    from bedrock.pipelines import spec
+
+    text = _env_file(parameters=f'{name} = "x"')
+    (error,) = [p for p in spec.check(text) if p.is_error]
+    assert error.path == f"train.parameters.{name}"
+    assert (error.line, error.column) == (9, 1)
+    assert "a parameter cannot set it" in error.message
+
+    path = tmp_path / "bedrock.hcl"
+    path.write_text(text)
+    out = io.StringIO()
+    with pytest.raises(SystemExit) as exited:
+        call_command("validate", str(path), stdout=out)
+    assert exited.value.code == 1
+    assert f"{path}:9:1: train.parameters.{name}: {name} " in out.getvalue()
+
+
+@pytest.mark.django_db
+def test_validate_config_shows_a_refused_parameter_and_secret_with_line_and_reason():
+    from tests import factories
+
+    text = _env_file(parameters='LD_PRELOAD = "/tmp/evil.so"', secrets='"DB", "BASH_ENV"')
+    result = _env_graphql(factories.user(), _ENV_VALIDATE, text=text)["validateConfig"]
+
+    assert result["valid"] is False
+    errors = {p["path"]: p for p in result["problems"] if p["severity"] == "ERROR"}
+    assert set(errors) == {"train.parameters.LD_PRELOAD", "train.secrets[1]"}
+    assert "dynamic loader" in errors["train.parameters.LD_PRELOAD"]["message"]
+    assert errors["train.secrets[1]"]["message"].endswith("a secret cannot set it")
+    assert errors["train.secrets[1]"]["line"] == 11
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_run_of_a_file_with_a_refused_default_is_rejected_with_the_reason_and_runs_nothing(
+    tmp_path,
+):
+    from bedrock.runs.models import RunStatus
+    from bedrock.runs.services import run_create
+
+    pipeline = _env_pipeline(tmp_path, _env_file(parameters='PATH = "/tmp/evil"'))
+    run = run_create(actor=None, pipeline=pipeline)
+
+    assert run.status == RunStatus.REJECTED
+    assert "train.parameters.PATH: PATH is read by the shell" in run.failure_reason
+    assert not run.steps.exists() and run.started_at is None
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("name", ["LD_PRELOAD", "BASH_ENV", "PYTHONPATH", "BEDROCK_API_TOKEN"])
+def test_a_run_override_with_a_refused_name_is_refused_and_creates_no_run(name):
+    from django.core.exceptions import ValidationError
+
+    from bedrock.runs.models import Run
+    from bedrock.runs.services import run_create
+    from tests import factories
+
+    pipeline = factories.pipeline(factories.project())
+    with pytest.raises(ValidationError) as refused:
+        run_create(actor=None, pipeline=pipeline, parameters={"EPOCHS": "1", name: "x"})
+
+    (message,) = refused.value.message_dict["parameters"]
+    assert message.startswith(name)
+    assert "a parameter cannot set it" in message
+    assert not Run.objects.exists()
+
+
+@pytest.mark.django_db
+def test_start_run_refuses_a_refused_parameter_naming_the_field_and_the_reason():
+    from bedrock.runs.models import Run
+    from tests import factories
+
+    pipeline = factories.pipeline(factories.project())
+    message = _env_api_refusal(
+        _ENV_START,
+        pipeline,
+        params={"PYTHONWARNINGS": "all:0:antigravity.x:0:0", "BROWSER": "/bin/sh -c id #%s"},
+    )
+
+    assert message["kind"] == "VALIDATION" and message["field"] == "parameters"
+    assert "PYTHONWARNINGS is read by an interpreter" in message["message"]
+    assert not Run.objects.exists()
+
+
+@pytest.mark.django_db
+def test_the_ui_run_form_refuses_a_refused_parameter_and_starts_nothing(client, tmp_path):
+    from bedrock.runs.models import Run
+
+    pipeline = _env_pipeline(tmp_path, _env_file(parameters='EPOCHS = "1"'))
+    client.force_login(_env_developer(pipeline))
+
+    response = client.post(
+        f"/pipelines/{pipeline.pk}/run",
+        {"ref": "main", "param-EPOCHS": "1", "extra_parameters": "LD_PRELOAD=/tmp/evil.so"},
+    )
+
+    assert response.status_code == 200
+    assert "LD_PRELOAD is read by the dynamic loader" in response.content.decode()
+    assert not Run.objects.exists()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("name", ["LD_PRELOAD", "PATH", "BEDROCK_API_TOKEN", "NODE_OPTIONS"])
+def test_set_secret_refuses_a_refused_name_with_the_reason_and_stores_nothing(name):
+    from django.core.exceptions import ValidationError
+
+    from bedrock.secrets.models import Secret
+    from bedrock.secrets.services import secret_set
+    from tests import factories
+
+    pipeline = factories.pipeline(factories.project())
+    with pytest.raises(ValidationError) as refused:
+        secret_set(actor=None, pipeline=pipeline, name=name, value="a-long-value")
+    (message,) = refused.value.message_dict["name"]
+    assert message.startswith(name) and "a secret cannot set it" in message
+    assert not Secret.objects.exists()
+
+    error = _env_api_refusal(_ENV_SET_SECRET, pipeline, name=name, value="a-value")
+    assert error["field"] == "name" and "a secret cannot set it" in error["message"]
+    assert not Secret.objects.exists()
+
+
+@pytest.mark.django_db
+def test_the_git_credential_secrets_may_be_set_but_no_file_may_hand_them_to_a_step():
+    from bedrock.pipelines import spec
+    from bedrock.secrets.services import secret_set
+    from tests import factories
+
+    pipeline = factories.pipeline(factories.project())
+    secret_set(actor=None, pipeline=pipeline, name="BEDROCK_GIT_TOKEN", value="ghp_token")
+
+    (error,) = [p for p in spec.check(_env_file(secrets='"BEDROCK_GIT_TOKEN"')) if p.is_error]
+    assert "Git credential" in error.message and error.path == "train.secrets[0]"
+
+
+@pytest.mark.django_db
+def test_the_ui_secret_form_refuses_a_refused_name_with_the_reason(client):
+    from bedrock.secrets.models import Secret
+    from tests import factories
+
+    pipeline = factories.pipeline(factories.project())
+    client.force_login(_env_developer(pipeline))
+
+    response = client.post(
+        f"/pipelines/{pipeline.pk}/secrets", {"name": "BASH_ENV", "value": "/tmp/evil.sh"}
+    )
+
+    assert response.status_code == 200
+    assert "BASH_ENV is read by the shell" in response.content.decode()
+    assert not Secret.objects.exists()
+
+
+@pytest.mark.django_db
+def test_the_admin_refuses_a_refused_secret_name_and_a_short_value_as_the_service_does(
+    admin_client,
+):
+    from bedrock.secrets.models import Secret
+    from bedrock.secrets.services import secret_set
+    from tests import factories
+
+    pipeline = factories.pipeline(factories.project())
+    response = admin_client.post(
+        "/admin/secrets/secret/add/",
+        {"pipeline": pipeline.pk, "name": "LD_PRELOAD", "new_value": "/tmp/evil.so"},
+    )
+    assert response.status_code == 200
+    assert "LD_PRELOAD is read by the dynamic loader" in response.content.decode()
+    assert not Secret.objects.exists()
+
+    secret = secret_set(actor=None, pipeline=pipeline, name="TOKEN", value="long-enough")
+    response = admin_client.post(f"/admin/secrets/secret/{secret.pk}/change/", {"new_value": "abc"})
+    assert response.status_code == 200
+    assert "at least 4 characters" in response.content.decode()
+    assert Secret.objects.get(pk=secret.pk).value == "long-enough"
+
+
+def test_no_real_file_sets_a_refused_name(shared_dir):
+    from bedrock.pipelines import spec
+    from bedrock.pipelines.environment import refused_environment_name
+
+    files = sorted(shared_dir.glob("bedrock-hcl-corpus*/*.hcl"))
+    assert len(files) == 139
+    names = set()
+    for path in files:
+        problems = spec.check(path.read_text(encoding="utf-8-sig"), filename=str(path))
+        assert not [p for p in problems if "cannot set it" in p.message or "NUL" in p.message]
+        try:
+            loaded = spec.load_file(path)
+        except spec.SpecError:
+            continue  # invalid for reasons of its own; the names were still checked above
+        for stanza in loaded.stanzas.values():
+            names |= set(stanza.parameters)
+            names |= {(name, "secret") for name in stanza.secrets}
+    assert names, "the corpus held no parameter"
+    refused = [
+        name
+        for name in names
+        if (
+            refused_environment_name(name[0], kind="secret")
+            if isinstance(name, tuple)
+            else refused_environment_name(name)
+        )
+    ]
+    assert refused == []
+
+
+# NUL bytes -----------------------------------------------------------------------------------
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("arguments", "field"),
+    [
+        ({"parameters": {"EPOCHS": "1\x002"}}, "parameters"),
+        ({"parameters": {"EPO\x00CHS": "1"}}, "parameters"),
+        ({"ref": "main\x00"}, "ref"),
+        ({"idempotency_key": "nightly\x00-1"}, "idempotency_key"),
+    ],
+)
+def test_a_nul_byte_in_a_run_is_refused_at_creation_naming_the_field(arguments, field):
+    from django.core.exceptions import ValidationError
+
+    from bedrock.runs.models import Run
+    from bedrock.runs.services import run_create
+    from tests import factories
+
+    pipeline = factories.pipeline(factories.project())
+    with pytest.raises(ValidationError) as refused:
+        run_create(actor=None, pipeline=pipeline, **arguments)
+
+    assert list(refused.value.message_dict) == [field]
+    assert not Run.objects.exists()
+
+
+def test_a_nul_byte_in_the_file_is_a_located_error():
+    from bedrock.pipelines import spec
+
+    text = _env_file(parameters='EPOCHS = "1\x002"')
+    errors = [p for p in spec.check(text) if p.is_error]
+
+    assert {(p.path, p.line) for p in errors} == {("", 9), ("train.parameters.EPOCHS", 9)}
+    assert all("NUL byte" in p.message for p in errors)
+    script = _env_file().replace("echo hi", "echo \x00hi")
+    (error,) = [p for p in spec.check(script) if p.is_error]
+    assert (error.line, error.column) == (5, 24) and "NUL byte" in error.message
+
+
+@pytest.mark.django_db
+def test_a_nul_byte_in_a_secret_value_is_refused_and_nothing_stored():
+    from django.core.exceptions import ValidationError
+
+    from bedrock.secrets.models import Secret
+    from bedrock.secrets.services import secret_set
+    from tests import factories
+
+    pipeline = factories.pipeline(factories.project())
+    with pytest.raises(ValidationError) as refused:
+        secret_set(actor=None, pipeline=pipeline, name="TOKEN", value="abc\x00def")
+
+    assert "NUL byte" in refused.value.message_dict["value"][0]
+    assert not Secret.objects.exists()
+
+
+# The environment's size ------------------------------------------------------------------------
+@pytest.mark.django_db
+def test_parameters_over_the_environment_limit_are_refused_before_any_run_exists():
+    from django.core.exceptions import ValidationError
+
+    from bedrock.runs.models import Run
+    from bedrock.runs.services import run_create
+    from tests import factories
+
+    pipeline = factories.pipeline(factories.project())
+    # 200 KiB: over Linux's 128 KiB per string, which failed at execution with
+    # "Argument list too long".
+    with pytest.raises(ValidationError) as refused:
+        run_create(actor=None, pipeline=pipeline, parameters={"BLOB": "x" * 200 * 1024})
+
+    (message,) = refused.value.message_dict["parameters"]
+    assert "over the limit of 65536 bytes (BEDROCK_MAX_ENVIRONMENT_BYTES)" in message
+    assert "the largest is BLOB (204800 bytes)" in message
+    assert not Run.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_defaults_and_secrets_over_the_limit_together_reject_the_run_with_the_reason(
+    tmp_path, settings
+):
+    from bedrock.runs.models import RunStatus
+    from bedrock.runs.services import run_create
+    from bedrock.secrets.services import secret_set
+
+    settings.BEDROCK_MAX_ENVIRONMENT_BYTES = 1000
+    text = _env_file(parameters=f'NOTES = "{"n" * 600}"', secrets='"KEY"')
+    pipeline = _env_pipeline(tmp_path, text)
+    secret_set(actor=None, pipeline=pipeline, name="KEY", value="k" * 500)
+
+    run = run_create(actor=None, pipeline=pipeline, parameters={"EPOCHS": "3"})
+
+    assert run.status == RunStatus.REJECTED
+    assert "over the limit of 1000 bytes" in run.failure_reason
+    assert "the largest is NOTES" in run.failure_reason
+    assert "k" * 20 not in run.failure_reason  # the reason names, never shows, a secret
+    assert not run.steps.exists() and run.started_at is None
+
+
+@pytest.mark.django_db
+def test_set_secret_refuses_a_value_over_the_environment_limit():
+    from bedrock.secrets.models import Secret
+    from tests import factories
+
+    pipeline = factories.pipeline(factories.project())
+    error = _env_api_refusal(_ENV_SET_SECRET, pipeline, name="BIG", value="v" * (64 * 1024))
+
+    assert error["field"] == "value" and "over the limit of 65536 bytes" in error["message"]
+    assert not Secret.objects.exists()
 
 
 # --- 3. Bounded work ---------------------------------------------------------------------------
