@@ -471,6 +471,180 @@ def test_set_secret_refuses_a_value_over_the_environment_limit():
 # --- 5. Masking --------------------------------------------------------------------------------
 
 
+MASK_SECRET = "pa55/w0rd+with spaces&ü"
+PEM = (
+    "-----BEGIN OPENSSH PRIVATE KEY-----\n"
+    "b3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQAAAAAAAAABAAAAMwAAAAtzc2gtZW\n"
+    "QyNTUxOQAAACDXkq7ZaBd3QyZQ2lD4w1k0fN7m0aYcN0mO3Dq5m8JkqgAAAJgAAAAAAAAA\n"
+    "-----END OPENSSH PRIVATE KEY-----"
+)
+
+
+def _mask_log(tmp_path, chunks, secrets=(MASK_SECRET,)) -> str:
+    from bedrock.runs.logmask import LogWriter
+
+    path = tmp_path / "step.log"
+    path.unlink(missing_ok=True)
+    writer = LogWriter(path, list(secrets))
+    for chunk in chunks:
+        writer.write(chunk)
+    writer.close()
+    return path.read_text()
+
+
+def _mask_encodings(value: str) -> dict[str, str]:
+    import base64
+    from urllib.parse import quote, quote_plus
+
+    raw = value.encode()
+    return {
+        "base64": base64.b64encode(raw).decode(),
+        "base64 unpadded": base64.b64encode(raw).decode().rstrip("="),
+        "base64 url-safe": base64.urlsafe_b64encode(raw).decode(),
+        "base64 url-safe unpadded": base64.urlsafe_b64encode(raw).decode().rstrip("="),
+        "quote": quote(value, safe=""),
+        "quote keeping /": quote(value),
+        "quote_plus": quote_plus(value),
+        "hex": raw.hex(),
+        "HEX": raw.hex().upper(),
+    }
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("value", ["a", "ab", "abc"])
+def test_a_secret_shorter_than_4_characters_is_refused_with_the_reason(value):
+    from bedrock.secrets.models import Secret
+    from tests import factories
+
+    pipeline = factories.pipeline(factories.project())
+    error = _env_api_refusal(_ENV_SET_SECRET, pipeline, name="PIN", value=value)
+
+    assert error["field"] == "value"
+    assert error["message"] == (
+        "A secret needs at least 4 characters: a shorter value cannot be masked in logs "
+        "without masking ordinary text."
+    )
+    assert not Secret.objects.exists()
+
+
+@pytest.mark.parametrize("form", list(_mask_encodings(MASK_SECRET)))
+def test_the_log_masks_a_secret_in_its_encoded_forms(tmp_path, form):
+    encoded = _mask_encodings(MASK_SECRET)[form]
+    assert encoded != MASK_SECRET
+
+    log = _mask_log(tmp_path, [f"{form}: {encoded} end\n"])
+
+    assert log == f"{form}: ******** end\n"
+
+
+@pytest.mark.parametrize("prefix", ["", "x", "xy", "xyz"])
+def test_base64_of_a_longer_text_holding_the_secret_hides_the_secret(tmp_path, prefix):
+    import base64
+
+    encoded = base64.b64encode(f"{prefix}{MASK_SECRET}!".encode()).decode()
+    log = _mask_log(tmp_path, [encoded + "\n"])
+
+    assert "********" in log
+    # What is left is the few characters that also encode the text around the value.
+    assert len(log.replace("********", "").strip()) <= 8
+
+
+def test_base64_wrapped_at_76_columns_is_masked_line_by_line(tmp_path):
+    import base64
+    import textwrap
+
+    value = "long-" * 30
+    wrapped = textwrap.fill(base64.b64encode(value.encode()).decode(), 76)
+    log = _mask_log(tmp_path, [wrapped + "\n"], secrets=[value])
+
+    assert set(log.split()) == {"********"}
+
+
+def test_a_secret_split_across_two_chunks_at_any_byte_is_masked(tmp_path):
+    line = f"before {MASK_SECRET} after\n".encode()
+    start = line.index(MASK_SECRET.encode())
+    for cut in range(start, start + len(MASK_SECRET.encode()) + 1):
+        log = _mask_log(tmp_path, [line[:cut], line[cut:]])
+        assert log == "before ******** after\n", cut
+
+
+def test_a_secret_in_one_byte_chunks_and_a_last_line_without_newline_is_masked(tmp_path):
+    data = f"one {MASK_SECRET}\ntwo {MASK_SECRET}".encode()
+
+    log = _mask_log(tmp_path, [data[i : i + 1] for i in range(len(data))])
+
+    assert log == "one ********\ntwo ********"
+
+
+def test_a_long_partial_line_is_written_at_the_bound_and_a_secret_across_it_is_masked(tmp_path):
+    from bedrock.runs.logmask import MAX_PARTIAL_LINE, LogWriter
+
+    path = tmp_path / "step.log"
+    writer = LogWriter(path, [MASK_SECRET])
+    filler = b"." * (MAX_PARTIAL_LINE - 5)
+    secret = MASK_SECRET.encode()
+    writer.write(filler + secret[:9])  # over the bound, the secret's start still held back
+    written = path.read_bytes()
+    writer.write(secret[9:] + b" and more")
+    writer.close()
+
+    assert 0 < len(written) <= len(filler)
+    assert path.read_bytes() == filler + b"******** and more"
+
+
+def test_a_multi_line_secret_is_masked_line_by_line_in_any_chunks(tmp_path):
+    output = f"key:\n{PEM}\ndone\n"
+    by_line = _mask_log(tmp_path, output.splitlines(keepends=True), secrets=[PEM])
+    data = output.encode()
+    in_chunks = _mask_log(tmp_path, [data[i : i + 7] for i in range(0, len(data), 7)], [PEM])
+
+    for log in (by_line, in_chunks):
+        assert "BEGIN OPENSSH" not in log and "b3BlbnNz" not in log and "QyNTUx" not in log
+        assert log.startswith("key:\n") and log.endswith("done\n")
+
+
+def test_supervisor_log_writer_is_the_masking_writer():
+    from bedrock.runs import logmask, supervisor
+
+    assert supervisor.LogWriter is logmask.LogWriter
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_real_step_printing_encoded_and_split_secrets_leaves_none_in_its_log(tmp_path):
+    from bedrock.runs.models import RunStatus
+    from bedrock.runs.services import run_create
+    from bedrock.secrets.services import secret_set
+    from tests.repos import hcl, step
+    from tests.runflow import pipeline_for, repo_with, step_log, wait_until_done
+
+    value = "s3cr3t-v4lue-for/the db"
+    script = (
+        "import base64, binascii, os, sys, time, urllib.parse as u\n"
+        "s = os.environ['DB_PASSWORD']\n"
+        "for line in [s, base64.b64encode(s.encode()).decode(), u.quote(s), u.quote_plus(s),\n"
+        "             binascii.hexlify(s.encode()).decode()]:\n"
+        "    print('got', line, flush=True)\n"
+        "sys.stdout.write('split ' + s[:6]); sys.stdout.flush(); time.sleep(0.3)\n"
+        "print(s[6:] + ' end', flush=True)\n"
+    )
+    text = hcl(
+        "train",
+        step("leak", "python3 leak.py", "echo ok > $BEDROCK_ARTEFACT_DIR/ok"),
+        secrets='"DB_PASSWORD"',
+    )
+    pipeline = pipeline_for(repo_with(tmp_path, text, **{"leak.py": script}))
+    secret_set(actor=None, pipeline=pipeline, name="DB_PASSWORD", value=value)
+
+    run = wait_until_done(run_create(actor=None, pipeline=pipeline))
+
+    assert run.status == RunStatus.SUCCEEDED, run.failure_reason
+    log = step_log(run, "leak")
+    assert log.count("got ********") == 5, log
+    assert "split ******** end" in log
+    for form in [value, *_mask_encodings(value).values()]:
+        assert form not in log
+
+
 # --- 6. Deployment -----------------------------------------------------------------------------
 
 
