@@ -138,6 +138,21 @@ def test_ordinary_names_are_allowed(name):
     assert refused_environment_name(name, kind="secret") is None
 
 
+def test_a_run_may_override_the_ordinary_names_real_files_set():
+    from bedrock.runs.services import merge_parameters
+
+    # The UI's run form sends every default of the file back, and real files set BEDROCK_SERVER.
+    merged = merge_parameters(
+        {"BEDROCK_SERVER": "https://old", "EPOCHS": "1"},
+        {"BEDROCK_SERVER": "https://new", "PIP_INDEX_URL": "https://pypi.internal/simple"},
+    )
+    assert merged == {
+        "BEDROCK_SERVER": "https://new",
+        "EPOCHS": "1",
+        "PIP_INDEX_URL": "https://pypi.internal/simple",
+    }
+
+
 @pytest.mark.parametrize("name", ["LD_PRELOAD", "BASH_ENV", "PATH", "PYTHONWARNINGS", "BROWSER"])
 def test_a_file_default_with_a_refused_name_is_a_located_error_in_validate(name, tmp_path):
     import io
