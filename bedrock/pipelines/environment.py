@@ -208,10 +208,13 @@ def refused_secret_name(name: str) -> str | None:
 
 
 def nul_byte_problem(text: str, what: str) -> str | None:
-    """A NUL byte ends a C string: the kernel cannot pass it in an environment variable."""
+    """A NUL byte ends a C string: no argv, environment variable or PostgreSQL text holds one."""
     if "\0" not in text:
         return None
-    return f"{what} holds a NUL byte (\\0), which no environment variable can carry; remove it"
+    return (
+        f"{what} holds a NUL byte (\\0), which cannot be passed to a program or stored as "
+        "text; remove it"
+    )
 
 
 def max_environment_bytes() -> int:
@@ -230,8 +233,8 @@ def environment_size_problem(variables: Mapping[str, str], what: str) -> str | N
         return None
     largest = max(variables, key=lambda name: len(variables[name].encode()))
     return (
-        f"{what} take {size} bytes in the step's environment, over the limit of {limit} bytes "
-        f"(BEDROCK_MAX_ENVIRONMENT_BYTES); the largest is {largest} "
+        f"{what} would take {size} bytes of the step's environment, over the limit of "
+        f"{limit} bytes (BEDROCK_MAX_ENVIRONMENT_BYTES); the largest is {largest} "
         f"({len(variables[largest].encode())} bytes). Pass large values as files in the "
         "repository or the artefact instead"
     )
