@@ -618,6 +618,12 @@ def test_a_multi_line_secret_is_masked_line_by_line_in_any_chunks(tmp_path):
         assert log.startswith("key:\n") and log.endswith("done\n")
 
 
+def test_a_secret_containing_another_is_masked_whole(tmp_path):
+    log = _mask_log(tmp_path, ["1 abcdefgh 2 abcd 3 abcdefg\n"], secrets=["abcd", "abcdefgh"])
+
+    assert log == "1 ******** 2 ******** 3 ********efg\n"
+
+
 def test_supervisor_log_writer_is_the_masking_writer():
     from bedrock.runs import logmask, supervisor
 
