@@ -191,6 +191,30 @@ def test_validate_config_shows_a_refused_parameter_and_secret_with_line_and_reas
     assert errors["train.secrets[1]"]["line"] == 11
 
 
+@pytest.mark.django_db
+def test_creating_a_pipeline_shows_a_refused_default_with_its_line_and_creates_nothing(
+    client, tmp_path
+):
+    from bedrock.pipelines.models import Pipeline, Role
+    from tests import factories
+    from tests.repos import make_repo
+
+    repo = make_repo(tmp_path / "evil", {"bedrock.hcl": _env_file(parameters='BASH_ENV = "x"')})
+    project = factories.project()
+    admin = factories.user()
+    factories.member(project, admin, Role.ADMIN)
+    client.force_login(admin)
+    fields = {"project": project.pk, "name": "evil", "kind": "training", "git_url": str(repo)}
+    fields |= {"branch": "main", "config_path": "bedrock.hcl", "max_run_time": "72h"}
+
+    response = client.post("/pipelines/new", {**fields, "model": factories.model(project).pk})
+
+    page = response.content.decode()
+    assert response.status_code == 200
+    assert "line 9, column 1" in page and "BASH_ENV is read by the shell" in page
+    assert not Pipeline.objects.filter(name="evil").exists()
+
+
 @pytest.mark.django_db(transaction=True)
 def test_a_run_of_a_file_with_a_refused_default_is_rejected_with_the_reason_and_runs_nothing(
     tmp_path,
