@@ -19,6 +19,7 @@
 | bedrock.E024 | BEDROCK_GCS_CREDENTIALS is not a service-account key file |
 | bedrock.E025 | BEDROCK_DOWNLOAD_URL_EXPIRY is not between 1s and 7d      |
 | bedrock.W020 | Nomad jobs would call Bedrock at a loopback address       |
+| bedrock.E040 | BEDROCK_MAX_ENVIRONMENT_BYTES is not between 1 and 131072 |
 """
 
 from __future__ import annotations
@@ -184,3 +185,23 @@ def check_nomad(app_configs, **kwargs) -> list[Error | Warning]:
             )
         )
     return problems
+
+
+# Linux refuses to start a program with an environment string longer than this (MAX_ARG_STRLEN).
+MAX_ARG_STRLEN = 128 * 1024
+
+
+@register(Tags.compatibility)
+def check_environment_limit(app_configs, **kwargs) -> list[Error]:
+    limit = settings.BEDROCK_MAX_ENVIRONMENT_BYTES
+    if 0 < limit <= MAX_ARG_STRLEN:
+        return []
+    return [
+        Error(
+            f"BEDROCK_MAX_ENVIRONMENT_BYTES={limit} is not between 1 and {MAX_ARG_STRLEN}: "
+            "over it, Linux refuses to start a step whose parameter or secret is that long "
+            "(Argument list too long).",
+            hint="Leave it unset for 65536 (64 KiB).",
+            id="bedrock.E040",
+        )
+    ]

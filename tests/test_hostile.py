@@ -486,6 +486,16 @@ def test_defaults_and_secrets_over_the_limit_together_reject_the_run_with_the_re
     assert not run.steps.exists() and run.started_at is None
 
 
+@pytest.mark.parametrize(
+    ("limit", "ids"), [(65536, []), (0, ["bedrock.E040"]), (200_000, ["bedrock.E040"])]
+)
+def test_an_environment_limit_linux_cannot_honour_fails_the_checks(settings, limit, ids):
+    from bedrock.checks import check_environment_limit
+
+    settings.BEDROCK_MAX_ENVIRONMENT_BYTES = limit
+    assert [error.id for error in check_environment_limit(None)] == ids
+
+
 @pytest.mark.django_db
 def test_set_secret_refuses_a_value_over_the_environment_limit():
     from bedrock.secrets.models import Secret
