@@ -652,6 +652,19 @@ def test_a_multi_line_secret_is_masked_line_by_line_in_any_chunks(tmp_path):
         assert log.startswith("key:\n") and log.endswith("done\n")
 
 
+def test_a_secret_printed_inside_json_is_masked(tmp_path):
+    import json
+
+    value = 'pa"ss\\wörd'
+    log = _mask_log(
+        tmp_path,
+        [json.dumps({"password": value}) + "\n", json.dumps([value], ensure_ascii=False) + "\n"],
+        secrets=[value],
+    )
+
+    assert log == '{"password": "********"}\n["********"]\n'
+
+
 def test_a_secret_containing_another_is_masked_whole(tmp_path):
     log = _mask_log(tmp_path, ["1 abcdefgh 2 abcd 3 abcdefg\n"], secrets=["abcd", "abcdefgh"])
 

@@ -3,8 +3,8 @@
 What is masked: each secret's value, each line of a multi-line value (a PEM key's lines come one
 by one), and the forms a step most often prints a value in by accident — base64 (standard and
 URL-safe, padded or not, also wrapped at 76 columns as `base64` writes it, and the stretch that
-does not depend on what surrounds the value), URL-encoded (`quote`, `quote_plus`) and hex (lower
-and upper case).
+does not depend on what surrounds the value), URL-encoded (`quote`, `quote_plus`), hex (lower
+and upper case) and JSON-escaped.
 
 Output arrives in chunks of any size (a Nomad log copy, a Docker stream), so a value may be split
 across two writes. The writer therefore buffers to a line end and masks whole lines; a line that
@@ -18,6 +18,7 @@ What masking cannot do: a step that means to reveal a secret can transform it in
 from __future__ import annotations
 
 import base64
+import json
 import re
 import threading
 from pathlib import Path
@@ -54,6 +55,11 @@ def masked_forms(value: str) -> set[bytes]:
     raw = value.encode()
     forms = {raw, raw.hex().encode(), raw.hex().upper().encode()}
     forms |= {quote(value, safe="").encode(), quote(value).encode(), quote_plus(value).encode()}
+    # Inside a JSON document or a printed dict, quotes, backslashes and line breaks are escaped.
+    forms |= {
+        json.dumps(value)[1:-1].encode(),
+        json.dumps(value, ensure_ascii=False)[1:-1].encode(),
+    }
     forms |= _base64_forms(raw)
     forms |= {line.encode() for line in value.splitlines()}
     return {form for form in forms if len(form) >= MIN_MASKED}
