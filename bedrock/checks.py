@@ -22,6 +22,7 @@
 | bedrock.W030 | the local executor runs steps without a sandbox           |
 | bedrock.W031 | DEBUG is on                                               |
 | bedrock.W032 | local repositories are allowed on a shared database       |
+| bedrock.E040 | BEDROCK_MAX_ENVIRONMENT_BYTES is not between 1 and 131072 |
 """
 
 from __future__ import annotations
@@ -233,3 +234,23 @@ def check_isolation(app_configs, **kwargs) -> list[Warning]:
             )
         )
     return problems
+
+
+# Linux refuses to start a program with an environment string longer than this (MAX_ARG_STRLEN).
+MAX_ARG_STRLEN = 128 * 1024
+
+
+@register(Tags.compatibility)
+def check_environment_limit(app_configs, **kwargs) -> list[Error]:
+    limit = settings.BEDROCK_MAX_ENVIRONMENT_BYTES
+    if 0 < limit <= MAX_ARG_STRLEN:
+        return []
+    return [
+        Error(
+            f"BEDROCK_MAX_ENVIRONMENT_BYTES={limit} is not between 1 and {MAX_ARG_STRLEN}: "
+            "over it, Linux refuses to start a step whose parameter or secret is that long "
+            "(Argument list too long).",
+            hint="Leave it unset for 65536 (64 KiB).",
+            id="bedrock.E040",
+        )
+    ]

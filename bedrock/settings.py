@@ -281,6 +281,9 @@ BEDROCK_MAX_RUN_TIME_CAP = env_duration("BEDROCK_MAX_RUN_TIME_CAP", "7d")
 BEDROCK_API_DOMAIN = env_str("BEDROCK_API_DOMAIN", "http://127.0.0.1:8000")
 # A step being stopped gets SIGTERM, then SIGKILL after this long (as Nomad's KillTimeout).
 BEDROCK_STOP_GRACE = env_duration("BEDROCK_STOP_GRACE", "30s")
+# Parameters and secrets together, checked when a run is created: Linux refuses to start a program
+# with an environment string over 128 KiB (MAX_ARG_STRLEN), so stay well under it.
+BEDROCK_MAX_ENVIRONMENT_BYTES = env_int("BEDROCK_MAX_ENVIRONMENT_BYTES", 64 * 1024)
 
 # --- Git --------------------------------------------------------------------------------------
 # Local paths as repository URLs suit a laptop; a shared server should not read its own disk.

@@ -547,7 +547,7 @@ def test_a_secret_with_an_invalid_name_is_a_validation_error_on_name(world):
         SET_SECRET,
         pipelineId=str(world.training.pk),
         name="1-bad name",
-        value="x",
+        value="a-good-value",
     )
     assert payload_error(result["setSecret"])["field"] == "name"
 

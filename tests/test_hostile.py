@@ -20,6 +20,500 @@ import pytest
 # --- 2. What a run may set in a step's environment --------------------------------------------
 
 
+# Names a loader, shell or interpreter acts on, each with a word of its reason.
+REFUSED_NAMES = {
+    "LD_PRELOAD": "dynamic loader",
+    "LD_LIBRARY_PATH": "dynamic loader",
+    "GCONV_PATH": "dynamic loader",
+    "GLIBC_TUNABLES": "dynamic loader",
+    "PATH": "find programs",
+    "BASH_ENV": "shell",
+    "BASH_FUNC_ls": "shell",
+    "ENV": "shell",
+    "IFS": "shell",
+    "PS4": "shell",
+    "SHELLOPTS": "shell",
+    "PROMPT_COMMAND": "shell",
+    "PYTHONPATH": "interpreter",
+    "PYTHONWARNINGS": "interpreter",
+    "PYTHONSTARTUP": "interpreter",
+    "PERL5OPT": "interpreter",
+    "RUBYOPT": "interpreter",
+    "NODE_OPTIONS": "interpreter",
+    "JAVA_TOOL_OPTIONS": "interpreter",
+    "OPENSSL_CONF": "interpreter",
+    "BROWSER": "tools start",
+    "GIT_SSH_COMMAND": "tools start",
+    "GIT_CONFIG_GLOBAL": "tools start",
+    "PAGER": "tools start",
+    "HOME": "home directory",
+    "BEDROCK_API_TOKEN": "set by Bedrock",
+    "BEDROCK_PIPELINE_RUN_ID": "set by Bedrock",
+    "BEDROCK_GIT_TOKEN": "Git credential",
+    "BEDROCK_ANYTHING_NEW": "reserved",
+}
+# Ordinary settings real pipelines use; none runs code.
+ALLOWED_NAMES = [
+    "PIP_INDEX_URL",
+    "TMPDIR",
+    "PYTHONUNBUFFERED",
+    "PYTHONHASHSEED",
+    "SSL_CERT_FILE",
+    "HTTPS_PROXY",
+    "BEDROCK_SERVER",
+    "LEARNING_RATE",
+    "prometheus_multiproc_dir",
+]
+
+
+def _env_file(parameters: str = "", secrets: str = "") -> str:
+    from tests.repos import hcl, step
+
+    return hcl("train", step("s", "echo hi"), parameters=parameters, secrets=secrets)
+
+
+def _env_pipeline(tmp_path, text: str):
+    from tests.runflow import pipeline_for, repo_with
+
+    return pipeline_for(repo_with(tmp_path, text))
+
+
+def _env_graphql(user, query: str, **variables) -> dict:
+    from django.test import Client
+
+    client = Client()
+    client.force_login(user)
+    body = client.post(
+        "/graphql", {"query": query, "variables": variables}, content_type="application/json"
+    ).json()
+    assert "errors" not in body, body
+    return body["data"]
+
+
+def _env_developer(pipeline):
+    from bedrock.pipelines.models import Role
+    from tests import factories
+
+    developer = factories.user()
+    factories.member(pipeline.project, developer, Role.DEVELOPER)
+    return developer
+
+
+def _env_api_refusal(query: str, pipeline, **variables) -> dict:
+    """The one message a project developer's refused mutation came back with."""
+    result = _env_graphql(_env_developer(pipeline), query, p=str(pipeline.pk), **variables)
+    (message,) = next(iter(result.values()))["messages"]
+    return message
+
+
+_ENV_START = """mutation($p: ID!, $params: JSON, $ref: String, $key: String) {
+  startRun(pipelineId: $p, parameters: $params, ref: $ref, idempotencyKey: $key) {
+    ... on Run { id status failureReason }
+    ... on OperationInfo { messages { kind field message } } } }"""
+_ENV_SET_SECRET = """mutation($p: ID!, $name: String!, $value: String!) {
+  setSecret(pipelineId: $p, name: $name, value: $value) {
+    ... on Secret { name }
+    ... on OperationInfo { messages { kind field message } } } }"""
+_ENV_VALIDATE = """mutation($text: String!) { validateConfig(text: $text) {
+  ... on ConfigCheck { valid problems { path message line column severity } } } }"""
+
+
+def test_the_reason_for_path_says_what_reads_it_and_who_cannot_set_it():
+    from bedrock.pipelines.environment import refused_environment_name
+
+    assert refused_environment_name("PATH") == (
+        "PATH is read by the shell to find programs: a parameter cannot set it"
+    )
+    assert refused_environment_name("PATH", kind="secret").endswith("a secret cannot set it")
+    assert refused_environment_name("LEARNING_RATE") is None
+
+
+@pytest.mark.parametrize(("name", "why"), REFUSED_NAMES.items())
+def test_a_refused_name_is_refused_with_its_reason(name, why):
+    from bedrock.pipelines.environment import refused_environment_name
+
+    reason = refused_environment_name(name)
+    assert reason is not None and reason.startswith(name) and why in reason
+
+
+@pytest.mark.parametrize("name", ALLOWED_NAMES)
+def test_ordinary_names_are_allowed(name):
+    from bedrock.pipelines.environment import refused_environment_name
+
+    assert refused_environment_name(name) is None
+    assert refused_environment_name(name, kind="secret") is None
+
+
+def test_a_run_may_override_the_ordinary_names_real_files_set():
+    from bedrock.runs.services import merge_parameters
+
+    # The UI's run form sends every default of the file back, and real files set BEDROCK_SERVER.
+    merged = merge_parameters(
+        {"BEDROCK_SERVER": "https://old", "EPOCHS": "1"},
+        {"BEDROCK_SERVER": "https://new", "PIP_INDEX_URL": "https://pypi.internal/simple"},
+    )
+    assert merged == {
+        "BEDROCK_SERVER": "https://new",
+        "EPOCHS": "1",
+        "PIP_INDEX_URL": "https://pypi.internal/simple",
+    }
+
+
+@pytest.mark.parametrize("name", ["LD_PRELOAD", "BASH_ENV", "PATH", "PYTHONWARNINGS", "BROWSER"])
+def test_a_file_default_with_a_refused_name_is_a_located_error_in_validate(name, tmp_path):
+    import io
+
+    from django.core.management import call_command
+
+    from bedrock.pipelines import spec
+
+    text = _env_file(parameters=f'{name} = "x"')
+    (error,) = [p for p in spec.check(text) if p.is_error]
+    assert error.path == f"train.parameters.{name}"
+    assert (error.line, error.column) == (9, 1)
+    assert "a parameter cannot set it" in error.message
+
+    path = tmp_path / "bedrock.hcl"
+    path.write_text(text)
+    out = io.StringIO()
+    with pytest.raises(SystemExit) as exited:
+        call_command("validate", str(path), stdout=out)
+    assert exited.value.code == 1
+    assert f"{path}:9:1: train.parameters.{name}: {name} " in out.getvalue()
+
+
+@pytest.mark.django_db
+def test_validate_config_shows_a_refused_parameter_and_secret_with_line_and_reason():
+    from tests import factories
+
+    text = _env_file(parameters='LD_PRELOAD = "/tmp/evil.so"', secrets='"DB", "BASH_ENV"')
+    result = _env_graphql(factories.user(), _ENV_VALIDATE, text=text)["validateConfig"]
+
+    assert result["valid"] is False
+    errors = {p["path"]: p for p in result["problems"] if p["severity"] == "ERROR"}
+    assert set(errors) == {"train.parameters.LD_PRELOAD", "train.secrets[1]"}
+    assert "dynamic loader" in errors["train.parameters.LD_PRELOAD"]["message"]
+    assert errors["train.secrets[1]"]["message"].endswith("a secret cannot set it")
+    assert errors["train.secrets[1]"]["line"] == 11
+
+
+@pytest.mark.django_db
+def test_creating_a_pipeline_shows_a_refused_default_with_its_line_and_creates_nothing(
+    client, tmp_path
+):
+    from bedrock.pipelines.models import Pipeline, Role
+    from tests import factories
+    from tests.repos import make_repo
+
+    repo = make_repo(tmp_path / "evil", {"bedrock.hcl": _env_file(parameters='BASH_ENV = "x"')})
+    project = factories.project()
+    admin = factories.user()
+    factories.member(project, admin, Role.ADMIN)
+    client.force_login(admin)
+    fields = {"project": project.pk, "name": "evil", "kind": "training", "git_url": str(repo)}
+    fields |= {"branch": "main", "config_path": "bedrock.hcl", "max_run_time": "72h"}
+
+    response = client.post("/pipelines/new", {**fields, "model": factories.model(project).pk})
+
+    page = response.content.decode()
+    assert response.status_code == 200
+    assert "line 9, column 1" in page and "BASH_ENV is read by the shell" in page
+    assert not Pipeline.objects.filter(name="evil").exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_run_of_a_file_with_a_refused_default_is_rejected_with_the_reason_and_runs_nothing(
+    tmp_path,
+):
+    from bedrock.runs.models import RunStatus
+    from bedrock.runs.services import run_create
+
+    pipeline = _env_pipeline(tmp_path, _env_file(parameters='PATH = "/tmp/evil"'))
+    run = run_create(actor=None, pipeline=pipeline)
+
+    assert run.status == RunStatus.REJECTED
+    assert "train.parameters.PATH: PATH is read by the shell" in run.failure_reason
+    assert not run.steps.exists() and run.started_at is None
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("name", ["LD_PRELOAD", "BASH_ENV", "PYTHONPATH", "BEDROCK_API_TOKEN"])
+def test_a_run_override_with_a_refused_name_is_refused_and_creates_no_run(name):
+    from django.core.exceptions import ValidationError
+
+    from bedrock.runs.models import Run
+    from bedrock.runs.services import run_create
+    from tests import factories
+
+    pipeline = factories.pipeline(factories.project())
+    with pytest.raises(ValidationError) as refused:
+        run_create(actor=None, pipeline=pipeline, parameters={"EPOCHS": "1", name: "x"})
+
+    (message,) = refused.value.message_dict["parameters"]
+    assert message.startswith(name)
+    assert "a parameter cannot set it" in message
+    assert not Run.objects.exists()
+
+
+@pytest.mark.django_db
+def test_start_run_refuses_a_refused_parameter_naming_the_field_and_the_reason():
+    from bedrock.runs.models import Run
+    from tests import factories
+
+    pipeline = factories.pipeline(factories.project())
+    message = _env_api_refusal(
+        _ENV_START,
+        pipeline,
+        params={"PYTHONWARNINGS": "all:0:antigravity.x:0:0", "BROWSER": "/bin/sh -c id #%s"},
+    )
+
+    assert message["kind"] == "VALIDATION" and message["field"] == "parameters"
+    assert "PYTHONWARNINGS is read by an interpreter" in message["message"]
+    assert not Run.objects.exists()
+
+
+@pytest.mark.django_db
+def test_the_ui_run_form_refuses_a_refused_parameter_and_starts_nothing(client, tmp_path):
+    from bedrock.runs.models import Run
+
+    pipeline = _env_pipeline(tmp_path, _env_file(parameters='EPOCHS = "1"'))
+    client.force_login(_env_developer(pipeline))
+
+    response = client.post(
+        f"/pipelines/{pipeline.pk}/run",
+        {"ref": "main", "param-EPOCHS": "1", "extra_parameters": "LD_PRELOAD=/tmp/evil.so"},
+    )
+
+    assert response.status_code == 200
+    assert "LD_PRELOAD is read by the dynamic loader" in response.content.decode()
+    assert not Run.objects.exists()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("name", ["LD_PRELOAD", "PATH", "BEDROCK_API_TOKEN", "NODE_OPTIONS"])
+def test_set_secret_refuses_a_refused_name_with_the_reason_and_stores_nothing(name):
+    from django.core.exceptions import ValidationError
+
+    from bedrock.secrets.models import Secret
+    from bedrock.secrets.services import secret_set
+    from tests import factories
+
+    pipeline = factories.pipeline(factories.project())
+    with pytest.raises(ValidationError) as refused:
+        secret_set(actor=None, pipeline=pipeline, name=name, value="a-long-value")
+    (message,) = refused.value.message_dict["name"]
+    assert message.startswith(name) and "a secret cannot set it" in message
+    assert not Secret.objects.exists()
+
+    error = _env_api_refusal(_ENV_SET_SECRET, pipeline, name=name, value="a-value")
+    assert error["field"] == "name" and "a secret cannot set it" in error["message"]
+    assert not Secret.objects.exists()
+
+
+@pytest.mark.django_db
+def test_the_git_credential_secrets_may_be_set_but_no_file_may_hand_them_to_a_step():
+    from bedrock.pipelines import spec
+    from bedrock.secrets.services import secret_set
+    from tests import factories
+
+    pipeline = factories.pipeline(factories.project())
+    secret_set(actor=None, pipeline=pipeline, name="BEDROCK_GIT_TOKEN", value="ghp_token")
+
+    (error,) = [p for p in spec.check(_env_file(secrets='"BEDROCK_GIT_TOKEN"')) if p.is_error]
+    assert "Git credential" in error.message and error.path == "train.secrets[0]"
+
+
+@pytest.mark.django_db
+def test_the_ui_secret_form_refuses_a_refused_name_with_the_reason(client):
+    from bedrock.secrets.models import Secret
+    from tests import factories
+
+    pipeline = factories.pipeline(factories.project())
+    client.force_login(_env_developer(pipeline))
+
+    response = client.post(
+        f"/pipelines/{pipeline.pk}/secrets", {"name": "BASH_ENV", "value": "/tmp/evil.sh"}
+    )
+
+    assert response.status_code == 200
+    assert "BASH_ENV is read by the shell" in response.content.decode()
+    assert not Secret.objects.exists()
+
+
+@pytest.mark.django_db
+def test_the_admin_refuses_a_refused_secret_name_and_a_short_value_as_the_service_does(
+    admin_client,
+):
+    from bedrock.secrets.models import Secret
+    from bedrock.secrets.services import secret_set
+    from tests import factories
+
+    pipeline = factories.pipeline(factories.project())
+    response = admin_client.post(
+        "/admin/secrets/secret/add/",
+        {"pipeline": pipeline.pk, "name": "LD_PRELOAD", "new_value": "/tmp/evil.so"},
+    )
+    assert response.status_code == 200
+    assert "LD_PRELOAD is read by the dynamic loader" in response.content.decode()
+    assert not Secret.objects.exists()
+
+    secret = secret_set(actor=None, pipeline=pipeline, name="TOKEN", value="long-enough")
+    response = admin_client.post(f"/admin/secrets/secret/{secret.pk}/change/", {"new_value": "abc"})
+    assert response.status_code == 200
+    assert "at least 4 characters" in response.content.decode()
+    assert Secret.objects.get(pk=secret.pk).value == "long-enough"
+
+
+def test_no_real_file_sets_a_refused_name(shared_dir):
+    from bedrock.pipelines import spec
+    from bedrock.pipelines.environment import refused_environment_name
+
+    files = sorted(shared_dir.glob("bedrock-hcl-corpus*/*.hcl"))
+    assert len(files) == 139
+    names = set()
+    for path in files:
+        problems = spec.check(path.read_text(encoding="utf-8-sig"), filename=str(path))
+        assert not [p for p in problems if "cannot set it" in p.message or "NUL" in p.message]
+        try:
+            loaded = spec.load_file(path)
+        except spec.SpecError:
+            continue  # invalid for reasons of its own; the names were still checked above
+        for stanza in loaded.stanzas.values():
+            names |= set(stanza.parameters)
+            names |= {(name, "secret") for name in stanza.secrets}
+    assert names, "the corpus held no parameter"
+    refused = [
+        name
+        for name in names
+        if (
+            refused_environment_name(name[0], kind="secret")
+            if isinstance(name, tuple)
+            else refused_environment_name(name)
+        )
+    ]
+    assert refused == []
+
+
+# NUL bytes -----------------------------------------------------------------------------------
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("arguments", "field"),
+    [
+        ({"parameters": {"EPOCHS": "1\x002"}}, "parameters"),
+        ({"parameters": {"EPO\x00CHS": "1"}}, "parameters"),
+        ({"ref": "main\x00"}, "ref"),
+        ({"idempotency_key": "nightly\x00-1"}, "idempotency_key"),
+    ],
+)
+def test_a_nul_byte_in_a_run_is_refused_at_creation_naming_the_field(arguments, field):
+    from django.core.exceptions import ValidationError
+
+    from bedrock.runs.models import Run
+    from bedrock.runs.services import run_create
+    from tests import factories
+
+    pipeline = factories.pipeline(factories.project())
+    with pytest.raises(ValidationError) as refused:
+        run_create(actor=None, pipeline=pipeline, **arguments)
+
+    assert list(refused.value.message_dict) == [field]
+    assert not Run.objects.exists()
+
+
+def test_a_nul_byte_in_the_file_is_a_located_error():
+    from bedrock.pipelines import spec
+
+    text = _env_file(parameters='EPOCHS = "1\x002"')
+    errors = [p for p in spec.check(text) if p.is_error]
+
+    assert {(p.path, p.line) for p in errors} == {("", 9), ("train.parameters.EPOCHS", 9)}
+    assert all("NUL byte" in p.message for p in errors)
+    script = _env_file().replace("echo hi", "echo \x00hi")
+    (error,) = [p for p in spec.check(script) if p.is_error]
+    assert (error.line, error.column) == (5, 24) and "NUL byte" in error.message
+
+
+@pytest.mark.django_db
+def test_a_nul_byte_in_a_secret_value_is_refused_and_nothing_stored():
+    from django.core.exceptions import ValidationError
+
+    from bedrock.secrets.models import Secret
+    from bedrock.secrets.services import secret_set
+    from tests import factories
+
+    pipeline = factories.pipeline(factories.project())
+    with pytest.raises(ValidationError) as refused:
+        secret_set(actor=None, pipeline=pipeline, name="TOKEN", value="abc\x00def")
+
+    assert "NUL byte" in refused.value.message_dict["value"][0]
+    assert not Secret.objects.exists()
+
+
+# The environment's size ------------------------------------------------------------------------
+@pytest.mark.django_db
+def test_parameters_over_the_environment_limit_are_refused_before_any_run_exists():
+    from django.core.exceptions import ValidationError
+
+    from bedrock.runs.models import Run
+    from bedrock.runs.services import run_create
+    from tests import factories
+
+    pipeline = factories.pipeline(factories.project())
+    # 200 KiB: over Linux's 128 KiB per string, which failed at execution with
+    # "Argument list too long".
+    with pytest.raises(ValidationError) as refused:
+        run_create(actor=None, pipeline=pipeline, parameters={"BLOB": "x" * 200 * 1024})
+
+    (message,) = refused.value.message_dict["parameters"]
+    assert "over the limit of 65536 bytes (BEDROCK_MAX_ENVIRONMENT_BYTES)" in message
+    assert "the largest is BLOB (204800 bytes)" in message
+    assert not Run.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_defaults_and_secrets_over_the_limit_together_reject_the_run_with_the_reason(
+    tmp_path, settings
+):
+    from bedrock.runs.models import RunStatus
+    from bedrock.runs.services import run_create
+    from bedrock.secrets.services import secret_set
+
+    settings.BEDROCK_MAX_ENVIRONMENT_BYTES = 1000
+    text = _env_file(parameters=f'NOTES = "{"n" * 600}"', secrets='"KEY"')
+    pipeline = _env_pipeline(tmp_path, text)
+    secret_set(actor=None, pipeline=pipeline, name="KEY", value="k" * 500)
+
+    run = run_create(actor=None, pipeline=pipeline, parameters={"EPOCHS": "3"})
+
+    assert run.status == RunStatus.REJECTED
+    assert "over the limit of 1000 bytes" in run.failure_reason
+    assert "the largest is NOTES" in run.failure_reason
+    assert "k" * 20 not in run.failure_reason  # the reason names, never shows, a secret
+    assert not run.steps.exists() and run.started_at is None
+
+
+@pytest.mark.parametrize(
+    ("limit", "ids"), [(65536, []), (0, ["bedrock.E040"]), (200_000, ["bedrock.E040"])]
+)
+def test_an_environment_limit_linux_cannot_honour_fails_the_checks(settings, limit, ids):
+    from bedrock.checks import check_environment_limit
+
+    settings.BEDROCK_MAX_ENVIRONMENT_BYTES = limit
+    assert [error.id for error in check_environment_limit(None)] == ids
+
+
+@pytest.mark.django_db
+def test_set_secret_refuses_a_value_over_the_environment_limit():
+    from bedrock.secrets.models import Secret
+    from tests import factories
+
+    pipeline = factories.pipeline(factories.project())
+    error = _env_api_refusal(_ENV_SET_SECRET, pipeline, name="BIG", value="v" * (64 * 1024))
+
+    assert error["field"] == "value" and "over the limit of 65536 bytes" in error["message"]
+    assert not Secret.objects.exists()
+
+
 # --- 3. Bounded work ---------------------------------------------------------------------------
 
 
@@ -30,6 +524,199 @@ import pytest
 
 
 # --- 5. Masking --------------------------------------------------------------------------------
+
+
+MASK_SECRET = "pa55/w0rd+with spaces&ü"
+PEM = (
+    "-----BEGIN OPENSSH PRIVATE KEY-----\n"
+    "b3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQAAAAAAAAABAAAAMwAAAAtzc2gtZW\n"
+    "QyNTUxOQAAACDXkq7ZaBd3QyZQ2lD4w1k0fN7m0aYcN0mO3Dq5m8JkqgAAAJgAAAAAAAAA\n"
+    "-----END OPENSSH PRIVATE KEY-----"
+)
+
+
+def _mask_log(tmp_path, chunks, secrets=(MASK_SECRET,)) -> str:
+    from bedrock.runs.logmask import LogWriter
+
+    path = tmp_path / "step.log"
+    path.unlink(missing_ok=True)
+    writer = LogWriter(path, list(secrets))
+    for chunk in chunks:
+        writer.write(chunk)
+    writer.close()
+    return path.read_text()
+
+
+def _mask_encodings(value: str) -> dict[str, str]:
+    import base64
+    from urllib.parse import quote, quote_plus
+
+    raw = value.encode()
+    return {
+        "base64": base64.b64encode(raw).decode(),
+        "base64 unpadded": base64.b64encode(raw).decode().rstrip("="),
+        "base64 url-safe": base64.urlsafe_b64encode(raw).decode(),
+        "base64 url-safe unpadded": base64.urlsafe_b64encode(raw).decode().rstrip("="),
+        "quote": quote(value, safe=""),
+        "quote keeping /": quote(value),
+        "quote_plus": quote_plus(value),
+        "hex": raw.hex(),
+        "HEX": raw.hex().upper(),
+    }
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("value", ["a", "ab", "abc"])
+def test_a_secret_shorter_than_4_characters_is_refused_with_the_reason(value):
+    from bedrock.secrets.models import Secret
+    from tests import factories
+
+    pipeline = factories.pipeline(factories.project())
+    error = _env_api_refusal(_ENV_SET_SECRET, pipeline, name="PIN", value=value)
+
+    assert error["field"] == "value"
+    assert error["message"] == (
+        "A secret needs at least 4 characters: a shorter value cannot be masked in logs "
+        "without masking ordinary text."
+    )
+    assert not Secret.objects.exists()
+
+
+@pytest.mark.parametrize("form", list(_mask_encodings(MASK_SECRET)))
+def test_the_log_masks_a_secret_in_its_encoded_forms(tmp_path, form):
+    encoded = _mask_encodings(MASK_SECRET)[form]
+    assert encoded != MASK_SECRET
+
+    log = _mask_log(tmp_path, [f"{form}: {encoded} end\n"])
+
+    assert log == f"{form}: ******** end\n"
+
+
+@pytest.mark.parametrize("prefix", ["", "x", "xy", "xyz"])
+def test_base64_of_a_longer_text_holding_the_secret_hides_the_secret(tmp_path, prefix):
+    import base64
+
+    encoded = base64.b64encode(f"{prefix}{MASK_SECRET}!".encode()).decode()
+    log = _mask_log(tmp_path, [encoded + "\n"])
+
+    assert "********" in log
+    # What is left is the few characters that also encode the text around the value.
+    assert len(log.replace("********", "").strip()) <= 8
+
+
+def test_base64_wrapped_at_76_columns_is_masked_line_by_line(tmp_path):
+    import base64
+    import textwrap
+
+    value = "long-" * 30
+    wrapped = textwrap.fill(base64.b64encode(value.encode()).decode(), 76)
+    log = _mask_log(tmp_path, [wrapped + "\n"], secrets=[value])
+
+    assert set(log.split()) == {"********"}
+
+
+def test_a_secret_split_across_two_chunks_at_any_byte_is_masked(tmp_path):
+    line = f"before {MASK_SECRET} after\n".encode()
+    start = line.index(MASK_SECRET.encode())
+    for cut in range(start, start + len(MASK_SECRET.encode()) + 1):
+        log = _mask_log(tmp_path, [line[:cut], line[cut:]])
+        assert log == "before ******** after\n", cut
+
+
+def test_a_secret_in_one_byte_chunks_and_a_last_line_without_newline_is_masked(tmp_path):
+    data = f"one {MASK_SECRET}\ntwo {MASK_SECRET}".encode()
+
+    log = _mask_log(tmp_path, [data[i : i + 1] for i in range(len(data))])
+
+    assert log == "one ********\ntwo ********"
+
+
+def test_a_long_partial_line_is_written_at_the_bound_and_a_secret_across_it_is_masked(tmp_path):
+    from bedrock.runs.logmask import MAX_PARTIAL_LINE, LogWriter
+
+    path = tmp_path / "step.log"
+    writer = LogWriter(path, [MASK_SECRET])
+    filler = b"." * (MAX_PARTIAL_LINE - 5)
+    secret = MASK_SECRET.encode()
+    writer.write(filler + secret[:9])  # over the bound, the secret's start still held back
+    written = path.read_bytes()
+    writer.write(secret[9:] + b" and more")
+    writer.close()
+
+    assert 0 < len(written) <= len(filler)
+    assert path.read_bytes() == filler + b"******** and more"
+
+
+def test_a_multi_line_secret_is_masked_line_by_line_in_any_chunks(tmp_path):
+    output = f"key:\n{PEM}\ndone\n"
+    by_line = _mask_log(tmp_path, output.splitlines(keepends=True), secrets=[PEM])
+    data = output.encode()
+    in_chunks = _mask_log(tmp_path, [data[i : i + 7] for i in range(0, len(data), 7)], [PEM])
+
+    for log in (by_line, in_chunks):
+        assert "BEGIN OPENSSH" not in log and "b3BlbnNz" not in log and "QyNTUx" not in log
+        assert log.startswith("key:\n") and log.endswith("done\n")
+
+
+def test_a_secret_printed_inside_json_is_masked(tmp_path):
+    import json
+
+    value = 'pa"ss\\wörd'
+    log = _mask_log(
+        tmp_path,
+        [json.dumps({"password": value}) + "\n", json.dumps([value], ensure_ascii=False) + "\n"],
+        secrets=[value],
+    )
+
+    assert log == '{"password": "********"}\n["********"]\n'
+
+
+def test_a_secret_containing_another_is_masked_whole(tmp_path):
+    log = _mask_log(tmp_path, ["1 abcdefgh 2 abcd 3 abcdefg\n"], secrets=["abcd", "abcdefgh"])
+
+    assert log == "1 ******** 2 ******** 3 ********efg\n"
+
+
+def test_supervisor_log_writer_is_the_masking_writer():
+    from bedrock.runs import logmask, supervisor
+
+    assert supervisor.LogWriter is logmask.LogWriter
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_real_step_printing_encoded_and_split_secrets_leaves_none_in_its_log(tmp_path):
+    from bedrock.runs.models import RunStatus
+    from bedrock.runs.services import run_create
+    from bedrock.secrets.services import secret_set
+    from tests.repos import hcl, step
+    from tests.runflow import pipeline_for, repo_with, step_log, wait_until_done
+
+    value = "s3cr3t-v4lue-for/the db"
+    script = (
+        "import base64, binascii, os, sys, time, urllib.parse as u\n"
+        "s = os.environ['DB_PASSWORD']\n"
+        "for line in [s, base64.b64encode(s.encode()).decode(), u.quote(s), u.quote_plus(s),\n"
+        "             binascii.hexlify(s.encode()).decode()]:\n"
+        "    print('got', line, flush=True)\n"
+        "sys.stdout.write('split ' + s[:6]); sys.stdout.flush(); time.sleep(0.3)\n"
+        "print(s[6:] + ' end', flush=True)\n"
+    )
+    text = hcl(
+        "train",
+        step("leak", "python3 leak.py", "echo ok > $BEDROCK_ARTEFACT_DIR/ok"),
+        secrets='"DB_PASSWORD"',
+    )
+    pipeline = pipeline_for(repo_with(tmp_path, text, **{"leak.py": script}))
+    secret_set(actor=None, pipeline=pipeline, name="DB_PASSWORD", value=value)
+
+    run = wait_until_done(run_create(actor=None, pipeline=pipeline))
+
+    assert run.status == RunStatus.SUCCEEDED, run.failure_reason
+    log = step_log(run, "leak")
+    assert log.count("got ********") == 5, log
+    assert "split ******** end" in log
+    for form in [value, *_mask_encodings(value).values()]:
+        assert form not in log
 
 
 # --- 6. Deployment -----------------------------------------------------------------------------

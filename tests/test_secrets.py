@@ -37,10 +37,10 @@ def test_the_database_column_holds_only_ciphertext():
 
 def test_setting_a_secret_twice_replaces_its_value():
     pipeline = factories.pipeline(factories.project())
-    secret_set(actor=None, pipeline=pipeline, name="TOKEN", value="one")
-    secret_set(actor=None, pipeline=pipeline, name="TOKEN", value="two")
+    secret_set(actor=None, pipeline=pipeline, name="TOKEN", value="first")
+    secret_set(actor=None, pipeline=pipeline, name="TOKEN", value="second")
 
-    assert secret_values_for(pipeline=pipeline, names=["TOKEN"]) == {"TOKEN": "two"}
+    assert secret_values_for(pipeline=pipeline, names=["TOKEN"]) == {"TOKEN": "second"}
     assert Secret.objects.filter(pipeline=pipeline).count() == 1
 
 
@@ -49,15 +49,15 @@ def test_a_viewer_may_not_set_or_delete_a_secret():
     pipeline = factories.pipeline(project)
     viewer = factories.user()
     factories.member(project, viewer, Role.VIEWER)
-    secret_set(actor=None, pipeline=pipeline, name="TOKEN", value="one")
+    secret_set(actor=None, pipeline=pipeline, name="TOKEN", value="first")
 
     from django.core.exceptions import PermissionDenied
 
     with pytest.raises(PermissionDenied):
-        secret_set(actor=viewer, pipeline=pipeline, name="TOKEN", value="two")
+        secret_set(actor=viewer, pipeline=pipeline, name="TOKEN", value="second")
     with pytest.raises(PermissionDenied):
         secret_delete(actor=viewer, pipeline=pipeline, name="TOKEN")
-    assert secret_values_for(pipeline=pipeline, names=["TOKEN"]) == {"TOKEN": "one"}
+    assert secret_values_for(pipeline=pipeline, names=["TOKEN"]) == {"TOKEN": "first"}
 
 
 def test_a_secret_name_must_be_an_environment_variable_name():

@@ -43,6 +43,8 @@ from typing import Any
 import hcl  # pyhcl
 import hcl2
 
+from bedrock.pipelines import environment
+
 __all__ = [
     "Problem",
     "Resources",
@@ -866,6 +868,7 @@ class _Normaliser:
             return None
         for path, entries in self.loc.entries.items():
             self._check_repeated_attributes(path, entries)
+        self._check_nul_byte()
         version = self._version(data)
         stanzas: dict[str, Stanza] = {}
         for key, value in data.items():
@@ -1041,6 +1044,7 @@ class _Normaliser:
                     f"parameter {key!r} is not a valid environment variable name; a shell "
                     "cannot read it",
                 )
+            self._check_environment((*where, key), key, result[key], "parameter")
         return result
 
     def _secrets(self, body: dict, path: KeyPath) -> tuple[str, ...]:
@@ -1049,9 +1053,11 @@ class _Normaliser:
         where = (*path, "secrets")
         value = body["secrets"]
         names: list[str] = []
+        is_list = True
         if isinstance(value, dict) or (
             isinstance(value, list) and value and all(isinstance(v, dict) for v in value)
         ):
+            is_list = False
             mapping = self._block(value, where, "") or {}
             self.warn(
                 where,
@@ -1079,7 +1085,28 @@ class _Normaliser:
                     f"secret {name!r} is not a valid environment variable name; a shell "
                     "cannot read it",
                 )
+            # Point at the name itself: the list item, or the block's key.
+            key: str | int = names.index(name) if is_list else name
+            self._check_environment((*where, key), name, "", "secret")
         return tuple(unique)
+
+    def _check_nul_byte(self) -> None:
+        """A NUL byte cannot reach bash (its argv) nor a step's environment: refuse the file
+        now rather than fail the step when it starts."""
+        offset = self.loc.text.find("\0")
+        if offset >= 0:
+            line, column = self.loc.position(offset)
+            message = "the file holds a NUL byte (\\0), which no command or variable can carry"
+            self._problems.append(Problem("", message + "; remove it", line, column, "error"))
+
+    def _check_environment(self, path: KeyPath, name: str, value: str, kind: str) -> None:
+        """Names a loader, shell or interpreter acts on, and NUL bytes, never reach a step
+        (the one list is `bedrock.pipelines.environment`)."""
+        if reason := environment.refused_environment_name(name, kind=kind):
+            self.error(path, reason)
+        for what, text in (("name", name), ("value", value)):
+            if problem := environment.nul_byte_problem(text, f"the {kind}'s {what}"):
+                self.error(path, problem, value=what == "value")
 
     def _merge_step_extras(
         self,

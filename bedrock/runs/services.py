@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import re
 import signal
 import socket
 import subprocess
@@ -25,7 +24,7 @@ from django.db.models import Max, Q
 from django.utils import timezone
 
 from bedrock.envconfig import format_duration
-from bedrock.pipelines import git
+from bedrock.pipelines import environment, git
 from bedrock.pipelines import spec as hcl
 from bedrock.pipelines.models import Pipeline, PipelineKind, Role
 from bedrock.pipelines.selectors import User, has_role
@@ -35,7 +34,7 @@ from bedrock.runs.workspace import Workspace
 
 logger = logging.getLogger(__name__)
 
-PARAMETER_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+PARAMETER_NAME = environment.ENVIRONMENT_NAME
 # A supervisor beats every 2 s; silence this long means it is gone.
 HEARTBEAT_STALE = timedelta(seconds=30)
 QUEUED_STALE = timedelta(seconds=60)
@@ -55,18 +54,13 @@ def _next_number(pipeline: Pipeline) -> int:
 
 
 def merge_parameters(defaults: dict[str, str], overrides: dict[str, Any] | None) -> dict[str, str]:
-    """The file's defaults overridden by the run's; names must be environment variable names."""
+    """The file's defaults overridden by the run's; names must be environment variable names
+    that a step may be given (`bedrock.pipelines.environment`), values free of NUL bytes."""
     merged = dict(defaults)
     for name, value in (overrides or {}).items():
-        if not PARAMETER_NAME.match(name):
-            raise ValidationError(
-                {"parameters": f"{name!r} is not a valid parameter (environment variable) name."}
-            )
-        if name.startswith("BEDROCK_"):
-            raise ValidationError(
-                {"parameters": f"{name!r}: names starting with BEDROCK_ are reserved."}
-            )
         merged[name] = "" if value is None else str(value)
+        if problem := environment.parameter_problem(name, merged[name]):
+            raise ValidationError({"parameters": problem})
     return merged
 
 
@@ -90,6 +84,7 @@ def run_create(
         raise PermissionDenied("Only project developers and admins may start runs.")
     if pipeline.archived:
         raise ValidationError({"pipeline": f"The pipeline {pipeline} is archived."})
+    _refuse_nul_bytes(ref=ref, idempotency_key=idempotency_key)
     if idempotency_key:
         existing = Run.objects.filter(pipeline=pipeline, idempotency_key=idempotency_key).first()
         if existing is not None:
@@ -102,7 +97,11 @@ def run_create(
                 {field: ValidationError(f"At most {limit} characters.", code="max_length")}
             )
     overrides = parameters or {}
-    merge_parameters({}, overrides)  # malformed names fail before any work is done
+    # Malformed or refused names, and too large an environment, fail before any work is done.
+    if problem := environment.environment_size_problem(
+        merge_parameters({}, overrides), "The run's parameters"
+    ):
+        raise ValidationError({"parameters": problem})
 
     fields: dict[str, Any] = {"ref": ref, "parameters": dict(overrides)}
     try:
@@ -139,6 +138,13 @@ def run_create(
                     return existing
             # Another run took the number; take the next one.
     raise RuntimeError(f"could not number a new run of {pipeline}")  # pragma: no cover
+
+
+def _refuse_nul_bytes(**fields: str | None) -> None:
+    """A NUL byte cannot reach Git, PostgreSQL or a process's argv: refuse it, naming the field."""
+    for field, value in fields.items():
+        if value and (problem := environment.nul_byte_problem(value, f"The {field}")):
+            raise ValidationError({field: problem + "."})
 
 
 def _resolve(
@@ -189,6 +195,9 @@ def _resolve(
             f"{pipeline.config_path} {'have' if len(missing) > 1 else 'has'} no value; "
             "set it on the pipeline's secrets page"
         )
+    variables = {**fields["parameters"], **values}
+    if problem := environment.environment_size_problem(variables, "the parameters and secrets"):
+        raise _Rejection(problem)
     if pipeline.kind == PipelineKind.BATCH_SCORING:
         fields["input_model_version"] = _input_model_version(pipeline, model_version_id)
     elif model_version_id is not None:

@@ -19,13 +19,13 @@ import socket
 import threading
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from django.db import close_old_connections, connection
 from django.utils import timezone
 
 from bedrock.pipelines import git
 from bedrock.runs.executors import ExecutorError, StepContext, get_executor
+from bedrock.runs.logmask import MASK, LogWriter  # noqa: F401 - also imported from here
 from bedrock.runs.models import ACTIVE_STATUSES, Run, RunStatus, RunStep
 from bedrock.runs.plan import RunPlan, StepPlan, build
 from bedrock.runs.workspace import Workspace, log_key, log_path
@@ -34,31 +34,6 @@ from bedrock.secrets.models import hash_token
 logger = logging.getLogger(__name__)
 
 HEARTBEAT_SECONDS = 2.0
-MASK = "********"
-
-
-class LogWriter:
-    """Appends a step's output to its log, masking secret values on the way in."""
-
-    def __init__(self, path: Path, masked: list[str]) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.handle = path.open("ab", buffering=0)
-        # Longest first, so a secret containing another is masked whole. Lines of multi-line
-        # secrets (PEM keys, JSON) are masked one by one, as output arrives line by line.
-        pieces = {line for value in masked for line in value.splitlines() if len(line) >= 3}
-        pieces |= {value for value in masked if len(value) >= 3}
-        self.masked = sorted(pieces, key=len, reverse=True)
-        self.lock = threading.Lock()
-
-    def write(self, data: bytes | str) -> None:
-        text = data.decode("utf-8", errors="replace") if isinstance(data, bytes) else data
-        for value in self.masked:
-            text = text.replace(value, MASK)
-        with self.lock:
-            self.handle.write(text.encode())
-
-    def close(self) -> None:
-        self.handle.close()
 
 
 @dataclass

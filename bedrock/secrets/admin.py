@@ -33,6 +33,18 @@ class SecretForm(forms.ModelForm):
             raise forms.ValidationError("A new secret needs a value.")
         return value
 
+    def clean(self) -> dict:
+        # The same checks as every other way of setting a secret (services.secret_problems).
+        cleaned = super().clean()
+        name = cleaned.get("name") or self.instance.name
+        value = cleaned.get("new_value") or None
+        if name:
+            problems = services.secret_problems(name=name, value=value)
+            for field, message in problems.items():
+                target = {"value": "new_value"}.get(field, field)
+                self.add_error(target if target in self.fields else None, message)
+        return cleaned
+
     def save(self, commit: bool = True) -> Secret:
         secret = super().save(commit=False)
         if self.cleaned_data.get("new_value"):

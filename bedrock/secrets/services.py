@@ -9,17 +9,58 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.utils import timezone
 
+from bedrock.pipelines.environment import (
+    ENVIRONMENT_NAME,
+    GIT_CREDENTIAL_NAMES,
+    environment_size_problem,
+    nul_byte_problem,
+    refused_secret_name,
+)
 from bedrock.pipelines.models import Pipeline, Role
 from bedrock.pipelines.selectors import User, has_role
 from bedrock.secrets.models import TOKEN_PREFIX, ApiToken, Secret, hash_token
+
+# A shorter value cannot be masked in logs without masking ordinary text with it.
+SECRET_MIN_LENGTH = 4
+
+
+def secret_problems(*, name: str, value: str | None) -> dict[str, str]:
+    """Why a secret cannot be stored, by field ("name", "value"); empty when it can. ``value``
+    None checks the name alone. The UI, the API and the admin all check secrets here."""
+    problems: dict[str, str] = {}
+    if not ENVIRONMENT_NAME.match(name):
+        problems["name"] = (
+            "A secret name is an environment variable name: letters, digits and '_', "
+            "not starting with a digit."
+        )
+    elif refused := refused_secret_name(name):
+        problems["name"] = refused[0].upper() + refused[1:] + "."
+    if value is None:
+        return problems
+    if value == "":
+        problems["value"] = "A secret needs a value; delete it instead."
+    elif problem := nul_byte_problem(value, "The value"):
+        problems["value"] = problem + "."
+    elif len(value) < SECRET_MIN_LENGTH:
+        problems["value"] = (
+            f"A secret needs at least {SECRET_MIN_LENGTH} characters: a shorter value cannot be "
+            "masked in logs without masking ordinary text."
+        )
+    elif problem := environment_size_problem({name: value}, "The secret"):
+        problems["value"] = problem + "."
+    return problems
+
+
+def secret_validate(*, name: str, value: str) -> None:
+    if problems := secret_problems(name=name, value=value):
+        raise ValidationError(problems)
 
 
 def secret_set(*, actor: User | None, pipeline: Pipeline, name: str, value: str) -> Secret:
     """Create or replace a pipeline's secret."""
     if actor is not None and not has_role(actor, pipeline.project, Role.DEVELOPER):
         raise PermissionDenied("Only project developers and admins may set secrets.")
-    if value == "":
-        raise ValidationError({"value": "A secret needs a value; delete it instead."})
+    secret_validate(name=name, value=value)
     secret = Secret.objects.filter(pipeline=pipeline, name=name).first() or Secret(
         pipeline=pipeline, name=name
     )
@@ -104,7 +145,7 @@ def api_token_authenticate(plaintext: str) -> User | None:
     return token.user
 
 
-GIT_SECRET_NAMES = ("BEDROCK_GIT_TOKEN", "BEDROCK_GIT_SSH_KEY", "BEDROCK_GIT_KNOWN_HOSTS")
+GIT_SECRET_NAMES = GIT_CREDENTIAL_NAMES
 
 
 def git_credentials_for(pipeline: Pipeline):

@@ -12,6 +12,7 @@ from bedrock.models.models import ModelVersion
 from bedrock.pipelines.models import Pipeline, PipelineKind, default_max_run_time
 from bedrock.runs.services import PARAMETER_NAME
 from bedrock.secrets.models import secret_name_validator
+from bedrock.secrets.services import secret_problems
 from bedrock.ui.templatetags.bedrock_ui import run_time_text
 
 
@@ -195,6 +196,11 @@ class SecretForm(forms.Form):
         if not one and not many:
             raise ValidationError("Give the secret a value.")
         cleaned["secret_value"] = many or one
+        if cleaned.get("name"):
+            # The service's checks, shown on the field the value was given in.
+            problems = secret_problems(name=cleaned["name"], value=cleaned["secret_value"])
+            for field, message in problems.items():
+                self.add_error("multiline_value" if field == "value" and many else field, message)
         return cleaned
 
 
