@@ -139,6 +139,203 @@ def test_demo_follows_through_a_dropped_connection(tmp_path, monkeypatch):
     assert lines[-1] == "run 1: Succeeded" or "run 1: Succeeded" in lines
 
 
+# Case: `bedrock up` keeps its worker.
+def _periphery_stop(up) -> None:
+    import signal
+    import subprocess
+
+    up.send_signal(signal.SIGTERM)
+    try:
+        up.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        up.kill()
+        up.wait()
+
+
+def _periphery_group_alive(pgid: int) -> bool:
+    import os
+
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+# A pipeline whose one step prints the API address it was given; run through the worker alone.
+_PERIPHERY_RUN_THROUGH_WORKER = """
+import time
+from bedrock.models.models import Model
+from bedrock.pipelines.models import Project
+from bedrock.pipelines.services import pipeline_create
+from bedrock.runs.models import TERMINAL_STATUSES, Run
+from bedrock.runs.services import run_create
+from bedrock.runs.workspace import read_log
+project = Project.objects.create(name="address")
+model = Model.objects.create(project=project, name="m")
+pipeline = pipeline_create(
+    actor=None, project=project, name="p", git_url=REPO, kind="training", model=model
+)
+run = run_create(actor=None, pipeline=pipeline)
+deadline = time.monotonic() + 180
+while run.status not in TERMINAL_STATUSES and time.monotonic() < deadline:
+    time.sleep(0.5)
+    run.refresh_from_db()
+print("STATUS", run.status, run.failure_reason)
+print("LOG", read_log(run.steps.get(name="env").log_key)[0])
+"""
+
+
+def _periphery_run_through_worker(env: dict, tmp_path) -> str:
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from tests.repos import hcl, make_repo, step
+
+    repo = make_repo(
+        tmp_path / "repo",
+        {
+            "bedrock.hcl": hcl(
+                "train",
+                step("env", "echo API=$BEDROCK_API_DOMAIN", "echo m > $BEDROCK_ARTEFACT_DIR/m"),
+            )
+        },
+    )
+    script = f"REPO = {str(repo)!r}\n" + _PERIPHERY_RUN_THROUGH_WORKER
+    result = subprocess.run(
+        [sys.executable, "-m", "bedrock.cli", "shell", "-c", script],
+        cwd=Path(__file__).resolve().parents[1],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout
+
+
+def test_bedrock_up_starts_its_worker_again_when_it_dies(tmp_path):
+    import os
+    import signal
+    import time
+
+    from tests.test_commands import free_port, processes_of, scratch_env, up_serving
+
+    env = scratch_env(tmp_path)
+    up, lines = up_serving(env, free_port())
+    home = env["BEDROCK_HOME"]
+    try:
+        assert "Serving Bedrock" in "".join(lines), "".join(lines)
+        workers = processes_of(home, "qcluster", parent=up.pid)
+        assert len(workers) == 1, workers
+        first = workers[0]
+
+        os.kill(first, signal.SIGKILL)
+
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            again = [p for p in processes_of(home, "qcluster", parent=up.pid) if p != first]
+            if again:
+                break
+            time.sleep(0.2)
+        output = "".join(lines)
+        assert again, "no new worker: " + output[-3000:]
+        assert f"The worker (pid {first}) exited with code -9; starting it again" in output
+        assert not _periphery_group_alive(first), "the dead worker's processes are gone"
+        # The new worker does the work: a run queued only through it ends.
+        result = _periphery_run_through_worker(env, tmp_path)
+        assert "STATUS Succeeded" in result, result
+    finally:
+        _periphery_stop(up)
+    assert up.returncode is not None
+
+
+def test_a_worker_that_keeps_dying_is_started_again_at_a_bounded_rate(monkeypatch):
+    import subprocess
+    import time
+
+    from bedrock.runs.management.commands import up
+
+    monkeypatch.setattr(up.Worker, "POLL", 0.01)
+    started: list[float] = []
+    real_popen = subprocess.Popen
+
+    def dying(args, **kwargs):
+        started.append(time.monotonic())
+        return real_popen(["false"], **kwargs)
+
+    monkeypatch.setattr(up.subprocess, "Popen", dying)
+    said: list[str] = []
+    worker = up.Worker(said.append)
+    worker.start()
+    time.sleep(3.6)
+    worker.stop()
+
+    # 1 s, then 2 s between starts: three starts in 3.6 s, never one per poll.
+    assert len(started) == 3, started
+    assert started[2] - started[1] >= 1.9
+    assert "starting it again in 1 s" in said[0] and "starting it again in 2 s" in said[1]
+    count = len(started)
+    time.sleep(0.5)
+    assert len(started) == count, "nothing starts after stop()"
+
+
+# Case: the API address steps see follows `bedrock up`'s.
+@pytest.mark.parametrize(
+    ("addrport", "address"),
+    [
+        ("127.0.0.1:8765", "http://127.0.0.1:8765"),
+        ("8765", "http://127.0.0.1:8765"),
+        ("0.0.0.0:9000", "http://127.0.0.1:9000"),
+        ("0:9000", "http://127.0.0.1:9000"),
+        ("10.1.2.3:80", "http://10.1.2.3:80"),
+        ("[::1]:8765", "http://[::1]:8765"),
+        ("[::]:8765", "http://[::1]:8765"),
+    ],
+)
+def test_the_api_address_follows_the_address_up_serves_on(addrport, address):
+    from bedrock.runs.management.commands.up import api_address
+
+    assert api_address(addrport) == address
+
+
+def test_a_set_api_domain_is_kept_whatever_up_serves_on(monkeypatch, settings):
+    from io import StringIO
+
+    from bedrock.runs.management.commands.up import Command
+
+    monkeypatch.setenv("BEDROCK_API_DOMAIN", "https://bedrock.example.com")
+    settings.BEDROCK_API_DOMAIN = "https://bedrock.example.com"
+    Command(stdout=StringIO())._announce_api_address("127.0.0.1:8765")
+    assert settings.BEDROCK_API_DOMAIN == "https://bedrock.example.com"
+
+    import os
+
+    monkeypatch.delenv("BEDROCK_API_DOMAIN")
+    out = StringIO()
+    Command(stdout=out)._announce_api_address("127.0.0.1:8765")
+    assert settings.BEDROCK_API_DOMAIN == "http://127.0.0.1:8765"
+    assert os.environ["BEDROCK_API_DOMAIN"] == "http://127.0.0.1:8765", "what the worker inherits"
+    assert "Steps reach the API at http://127.0.0.1:8765" in out.getvalue()
+
+
+def test_a_step_of_bedrock_up_on_another_port_is_told_that_port(tmp_path):
+    from tests.test_commands import free_port, scratch_env, up_serving
+
+    env = scratch_env(tmp_path)
+    port = free_port()
+    up, lines = up_serving(env, port)
+    try:
+        assert "Serving Bedrock" in "".join(lines), "".join(lines)
+        result = _periphery_run_through_worker(env, tmp_path)
+    finally:
+        _periphery_stop(up)
+    assert "STATUS Succeeded" in result, result
+    assert f"API=http://127.0.0.1:{port}\n" in result
+    assert ":8000" not in result.split("LOG", 1)[1]
+
+
 # --- 5. Masking --------------------------------------------------------------------------------
 
 
