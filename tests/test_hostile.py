@@ -336,6 +336,154 @@ def test_a_step_of_bedrock_up_on_another_port_is_told_that_port(tmp_path):
     assert ":8000" not in result.split("LOG", 1)[1]
 
 
+# Case: archives a killed packer left behind.
+def _periphery_stored(prefix: str) -> list[str]:
+    from django.core.files.storage import default_storage
+
+    try:
+        return default_storage.listdir(prefix)[1]
+    except FileNotFoundError:
+        return []
+
+
+def _periphery_object(key: str, content: bytes = b"PK\x03\x04 partial") -> str:
+    from django.core.files.base import ContentFile
+    from django.core.files.storage import default_storage
+
+    assert default_storage.save(key, ContentFile(content)) == key
+    return key
+
+
+@pytest.mark.django_db
+def test_the_reconciler_deletes_a_killed_packers_partial_archive_and_keeps_versions(tmp_path):
+    from django.core.files.storage import default_storage
+
+    from bedrock.models.models import ArchiveUpload, ModelVersion
+    from bedrock.runs.models import Run, RunStatus, RunStep
+    from bedrock.runs.services import runs_reconcile
+    from tests import factories
+
+    pipeline = factories.pipeline(factories.project())
+    ended = Run.objects.create(pipeline=pipeline, number=1, ref="main", status=RunStatus.FAILED)
+    active = Run.objects.create(pipeline=pipeline, number=2, ref="main", status=RunStatus.QUEUED)
+    published = Run.objects.create(
+        pipeline=pipeline, number=3, ref="main", status=RunStatus.SUCCEEDED
+    )
+    # What a supervisor killed while packing leaves: the record, and part of the object.
+    partial = _periphery_object(f"models/{pipeline.model_id}/run-{ended.pk}-0123456789ab.zip")
+    ArchiveUpload.objects.create(storage_key=partial, run=ended)
+    stage = _periphery_object(f"runs/{ended.pk}/steps/train-0123456789ab.zip")
+    ArchiveUpload.objects.create(storage_key=stage, run=ended)
+    # An upload still under way, of a run still active.
+    going = _periphery_object(f"models/{pipeline.model_id}/run-{active.pk}-0123456789ab.zip")
+    ArchiveUpload.objects.create(storage_key=going, run=active)
+    # A version's archive, with a record left beside it: the version's archive stays.
+    kept = _periphery_object(f"models/{pipeline.model_id}/run-{published.pk}-0123456789ab.zip")
+    ModelVersion.objects.create(
+        model=pipeline.model,
+        number=1,
+        run=published,
+        storage_key=kept,
+        size=18,
+        sha256="0" * 64,
+        file_count=1,
+    )
+    ArchiveUpload.objects.create(storage_key=kept, run=published)
+    named_stage = _periphery_object(f"runs/{published.pk}/steps/s-0123456789ab.zip")
+    RunStep.objects.create(run=published, name="s", position=0, artefact_key=named_stage)
+    ArchiveUpload.objects.create(storage_key=named_stage, run=published)
+
+    repaired = runs_reconcile()
+
+    assert repaired["archives"] == 2
+    assert not default_storage.exists(partial) and not default_storage.exists(stage)
+    assert default_storage.exists(kept) and default_storage.exists(named_stage)
+    assert default_storage.exists(going)
+    assert set(ArchiveUpload.objects.values_list("storage_key", flat=True)) == {going}
+    assert runs_reconcile()["archives"] == 0, "safe to run twice"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_publish_records_its_upload_first_and_leaves_no_record_once_named(tmp_path, monkeypatch):
+    from django.core.files.storage import default_storage
+
+    from bedrock.models import services
+    from bedrock.models.models import ArchiveUpload, ModelVersion
+    from bedrock.runs.models import Run, RunStatus
+    from tests import factories
+
+    pipeline = factories.pipeline(factories.project())
+    run = Run.objects.create(pipeline=pipeline, number=1, ref="main", status=RunStatus.RUNNING)
+    directory = tmp_path / "artefact"
+    directory.mkdir()
+    (directory / "model.json").write_text("{}")
+    seen_while_packing = []
+    store = services.artefact_store
+
+    def watched(source, key, **kwargs):
+        seen_while_packing.append(ArchiveUpload.objects.filter(storage_key=key, run=run).exists())
+        return store(source, key, **kwargs)
+
+    monkeypatch.setattr(services, "artefact_store", watched)
+
+    version = services.model_version_publish(run=run, directory=directory)
+
+    assert seen_while_packing == [True], "recorded before the first byte"
+    assert not ArchiveUpload.objects.exists()
+    assert default_storage.exists(version.storage_key)
+
+    # An upload the reconciler took for abandoned meanwhile is neither recorded nor kept.
+    second = Run.objects.create(pipeline=pipeline, number=2, ref="main", status=RunStatus.RUNNING)
+    stored_keys = []
+
+    def abandoned(source, key, **kwargs):
+        result = store(source, key, **kwargs)
+        stored_keys.append(key)
+        ArchiveUpload.objects.filter(storage_key=key).delete()  # what the reconciler does first
+        return result
+
+    monkeypatch.setattr(services, "artefact_store", abandoned)
+    with pytest.raises(services.ArchiveAbandonedError, match="its run had ended"):
+        services.model_version_publish(run=second, directory=directory)
+    assert not ModelVersion.objects.filter(run=second).exists()
+    assert not default_storage.exists(stored_keys[0])
+    assert not ArchiveUpload.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_failed_or_stale_stage_upload_leaves_neither_object_nor_record(tmp_path):
+    from django.core.files.storage import default_storage
+
+    from bedrock.models.artefacts import EmptyArtefactError
+    from bedrock.models.models import ArchiveUpload
+    from bedrock.runs.models import Run, RunStatus, RunStep
+    from bedrock.runs.stages import StaleAttemptError, stage_store
+    from tests import factories
+
+    pipeline = factories.pipeline(factories.project())
+    run = Run.objects.create(pipeline=pipeline, number=1, ref="main", status=RunStatus.RUNNING)
+    run_step = RunStep.objects.create(
+        run=run, name="train", position=0, status=RunStatus.RUNNING, attempts=2
+    )
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(EmptyArtefactError):
+        stage_store(run_step, empty)
+    assert not ArchiveUpload.objects.exists()
+
+    full = tmp_path / "full"
+    full.mkdir()
+    (full / "a").write_text("a")
+    with pytest.raises(StaleAttemptError):
+        stage_store(run_step, full, attempt=1)
+    assert not ArchiveUpload.objects.exists()
+    assert _periphery_stored(f"runs/{run.pk}/steps/") == []
+
+    stored = stage_store(run_step, full, attempt=2)
+    assert not ArchiveUpload.objects.exists()
+    assert default_storage.exists(stored.key)
+
+
 # --- 5. Masking --------------------------------------------------------------------------------
 
 

@@ -25,6 +25,7 @@ from django.db.models import Max, Q
 from django.utils import timezone
 
 from bedrock.envconfig import format_duration
+from bedrock.models.services import archives_reconcile
 from bedrock.pipelines import git
 from bedrock.pipelines import spec as hcl
 from bedrock.pipelines.models import Pipeline, PipelineKind, Role
@@ -350,6 +351,7 @@ def runs_reconcile() -> dict[str, int]:
         .values_list("pk", flat=True)
     ):
         repaired["cleaned"] += run_cleanup(run_id)
+    repaired["archives"] = archives_reconcile()
     return repaired
 
 
