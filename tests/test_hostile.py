@@ -484,6 +484,96 @@ def test_a_failed_or_stale_stage_upload_leaves_neither_object_nor_record(tmp_pat
     assert default_storage.exists(stored.key)
 
 
+# Case: an idempotency key reused for a different request.
+# validate_ref refuses these refs before any Git work, so every run here is Rejected at once.
+_BAD_REF, _OTHER_BAD_REF = "bad..ref", "other..ref"
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "different",
+    [
+        {"parameters": {"EPOCHS": "20"}},
+        {"parameters": {"EPOCHS": "10", "EXTRA": "1"}},
+        {"ref": _OTHER_BAD_REF},
+        {"model_version_id": 7},
+    ],
+    ids=["another value", "another parameter", "another ref", "a model version"],
+)
+def test_an_idempotency_key_reused_for_a_different_request_is_a_conflict_naming_it(different):
+    from django.core.exceptions import ValidationError
+
+    from bedrock.runs.models import Run
+    from bedrock.runs.services import run_create
+    from tests import factories
+
+    pipeline = factories.pipeline(factories.project())
+    asked = {"ref": _BAD_REF, "parameters": {"EPOCHS": "10"}, "model_version_id": None}
+    first = run_create(actor=None, pipeline=pipeline, idempotency_key="nightly-1", **asked)
+
+    with pytest.raises(ValidationError) as refused:
+        run_create(
+            actor=None, pipeline=pipeline, idempotency_key="nightly-1", **{**asked, **different}
+        )
+
+    error = refused.value.error_dict["idempotency_key"][0]
+    assert error.code == "conflict"
+    assert "'nightly-1'" in error.message and f"run {first.number}" in error.message
+    assert list(Run.objects.filter(pipeline=pipeline)) == [first]
+    # The same request again is still the first run.
+    again = run_create(actor=None, pipeline=pipeline, idempotency_key="nightly-1", **asked)
+    assert again.pk == first.pk
+    assert (
+        run_create(
+            actor=None,
+            pipeline=pipeline,
+            ref=_BAD_REF,
+            parameters={"EPOCHS": 10},
+            idempotency_key="nightly-1",
+        ).pk
+        == first.pk
+    ), "10 and '10' are the same parameter value"
+
+
+@pytest.mark.django_db
+def test_start_run_returns_the_idempotency_conflict_as_its_typed_error():
+    from django.test import Client
+
+    from bedrock.pipelines.models import Role
+    from bedrock.runs.models import Run
+    from tests import factories
+
+    pipeline = factories.pipeline(factories.project())
+    developer = factories.user()
+    factories.member(pipeline.project, developer, Role.DEVELOPER)
+    client = Client()
+    client.force_login(developer)
+    query = """mutation($p: ID!, $ref: String, $params: JSON) { startRun(pipelineId: $p,
+        ref: $ref, parameters: $params, idempotencyKey: "k-1") { ... on Run { id }
+        ... on OperationInfo { messages { kind field code message } } } }"""
+
+    def start(params: dict) -> dict:
+        body = client.post(
+            "/graphql",
+            {
+                "query": query,
+                "variables": {"p": str(pipeline.pk), "ref": _BAD_REF, "params": params},
+            },
+            content_type="application/json",
+        ).json()
+        assert "errors" not in body, body
+        return body["data"]["startRun"]
+
+    first = start({"A": "1"})
+    assert start({"A": "1"}) == first
+    conflict = start({"A": "2"})
+
+    [message] = conflict["messages"]
+    assert message["field"] == "idempotencyKey" and message["code"] == "conflict"
+    assert "'k-1'" in message["message"]
+    assert Run.objects.filter(pipeline=pipeline).count() == 1
+
+
 # --- 5. Masking --------------------------------------------------------------------------------
 
 

@@ -7,6 +7,8 @@ here is safe to run twice and from several processes at once.
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 import logging
 import os
 import re
@@ -91,11 +93,12 @@ def run_create(
         raise PermissionDenied("Only project developers and admins may start runs.")
     if pipeline.archived:
         raise ValidationError({"pipeline": f"The pipeline {pipeline} is archived."})
+    ref = (ref or pipeline.branch).strip()
+    digest = request_digest(ref=ref, parameters=parameters, model_version_id=model_version_id)
     if idempotency_key:
         existing = Run.objects.filter(pipeline=pipeline, idempotency_key=idempotency_key).first()
         if existing is not None:
-            return existing
-    ref = (ref or pipeline.branch).strip()
+            return _same_request(existing, digest)
     for field, value in (("ref", ref), ("idempotency_key", idempotency_key)):
         limit = Run._meta.get_field(field).max_length
         if value and len(value) > limit:
@@ -124,6 +127,7 @@ def run_create(
                     trigger=trigger,
                     triggered_by=actor if actor and actor.is_authenticated else None,
                     idempotency_key=idempotency_key or None,
+                    request_digest=digest,
                     max_run_time=pipeline.max_run_time,
                     finished_at=timezone.now() if status == RunStatus.REJECTED else None,
                     **fields,
@@ -137,9 +141,41 @@ def run_create(
                     pipeline=pipeline, idempotency_key=idempotency_key
                 ).first()
                 if existing is not None:
-                    return existing
+                    return _same_request(existing, digest)
             # Another run took the number; take the next one.
     raise RuntimeError(f"could not number a new run of {pipeline}")  # pragma: no cover
+
+
+def request_digest(
+    *, ref: str, parameters: dict[str, Any] | None, model_version_id: int | None
+) -> str:
+    """A fingerprint of what a start request asked for, to tell a retry from a different request."""
+    asked = {
+        "ref": ref,
+        "parameters": {
+            str(name): "" if value is None else str(value)
+            for name, value in (parameters or {}).items()
+        },
+        "model_version_id": model_version_id,
+    }
+    return hashlib.sha256(json.dumps(asked, sort_keys=True).encode()).hexdigest()
+
+
+def _same_request(existing: Run, digest: str) -> Run:
+    """The run an idempotency key created, if this request asks for the same run again."""
+    # Runs created before digests were kept have none; they are taken as the same request.
+    if existing.request_digest and existing.request_digest != digest:
+        raise ValidationError(
+            {
+                "idempotency_key": ValidationError(
+                    f"The idempotency key {existing.idempotency_key!r} was used for run "
+                    f"{existing.number} of {existing.pipeline}, with a different ref, parameters "
+                    "or model version; use a new key for a different request.",
+                    code="conflict",
+                )
+            }
+        )
+    return existing
 
 
 def _resolve(
