@@ -574,6 +574,144 @@ def test_start_run_returns_the_idempotency_conflict_as_its_typed_error():
     assert Run.objects.filter(pipeline=pipeline).count() == 1
 
 
+# Case: Bedrock's own directories as a pipeline's repository.
+def _periphery_cache_of_another_pipeline(tmp_path):
+    """A real pipeline whose run filled its Git cache; the cache's path."""
+    from pathlib import Path
+
+    from django.conf import settings
+
+    from bedrock.pipelines import git
+    from tests.repos import hcl, make_repo, step
+    from tests.runflow import pipeline_for
+
+    repo = make_repo(tmp_path / "victim", {"bedrock.hcl": hcl("train", step("s", "true"))})
+    victim = pipeline_for(repo, name="victim")
+    git.resolve_ref(str(repo), "main", cache_key=f"pipeline-{victim.pk}")
+    cache = Path(settings.BEDROCK_GIT_CACHE) / f"pipeline-{victim.pk}"
+    assert (cache / "HEAD").is_file()
+    return cache
+
+
+@pytest.mark.django_db
+def test_bedrock_own_directories_are_refused_as_a_pipelines_repository(tmp_path, settings):
+    import os
+
+    from django.core.exceptions import ValidationError
+
+    from bedrock.pipelines.models import Pipeline
+    from bedrock.pipelines.services import pipeline_create
+    from tests import factories
+
+    cache = _periphery_cache_of_another_pipeline(tmp_path)
+    (tmp_path / "link").symlink_to(cache.parent)
+    ups = "/.." * len(tmp_path.parts)
+    attacker = factories.project()
+    candidates = {
+        "the cache": str(cache),
+        "a file:// URL": f"file://{cache}",
+        "a %-escaped file:// URL": "file://" + str(cache).replace("/git/", "/%67it/"),
+        "a symbolic link": str(tmp_path / "link" / cache.name),
+        "a .. path": f"{tmp_path}{ups}{cache}",
+        "BEDROCK_HOME": str(settings.BEDROCK_HOME),
+        "a run's workspace": f"{settings.BEDROCK_HOME}/runs/1",
+        "the artefact store": settings.STORAGES["default"]["OPTIONS"]["location"] + "/models",
+    }
+    for what, url in candidates.items():
+        with pytest.raises(ValidationError) as refused:
+            pipeline_create(actor=None, project=attacker, name="thief", git_url=url)
+        message = refused.value.message_dict["git_url"][0]
+        assert "inside Bedrock's own directory" in message, what
+        assert os.path.realpath(settings.BEDROCK_HOME) in message, what
+    assert not Pipeline.objects.filter(project=attacker).exists()
+
+
+@pytest.mark.django_db
+def test_editing_a_pipeline_to_point_at_bedrocks_git_cache_is_refused(tmp_path):
+    from django.core.exceptions import ValidationError
+    from django.test import Client
+
+    from bedrock.pipelines.models import Pipeline, Role
+    from bedrock.pipelines.services import pipeline_update
+    from tests import factories
+    from tests.repos import hcl, make_repo, step
+
+    cache = _periphery_cache_of_another_pipeline(tmp_path)
+    project = factories.project()
+    own = make_repo(tmp_path / "own", {"bedrock.hcl": hcl("train", step("s", "true"))})
+    pipeline = factories.pipeline(project, git_url=str(own))
+
+    with pytest.raises(ValidationError) as refused:
+        pipeline_update(actor=None, pipeline=pipeline, git_url=str(cache))
+    assert "inside Bedrock's own directory" in refused.value.message_dict["git_url"][0]
+    assert Pipeline.objects.get(pk=pipeline.pk).git_url == str(own)
+
+    admin = factories.user()
+    factories.member(project, admin, Role.ADMIN)
+    client = Client()
+    client.force_login(admin)
+    body = client.post(
+        "/graphql",
+        {
+            "query": """mutation($id: ID!, $url: String) { updatePipeline(id: $id,
+                data: {gitUrl: $url}) { ... on Pipeline { gitUrl }
+                ... on OperationInfo { messages { field message } } } }""",
+            "variables": {
+                "id": str(pipeline.pk),
+                "url": f"{tmp_path}{'/..' * len(tmp_path.parts)}{cache}",
+            },
+        },
+        content_type="application/json",
+    ).json()
+    [message] = body["data"]["updatePipeline"]["messages"]
+    assert message["field"] == "gitUrl" and "inside Bedrock's own directory" in message["message"]
+    assert Pipeline.objects.get(pk=pipeline.pk).git_url == str(own)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_link_repointed_at_the_git_cache_after_creation_is_refused_at_run_and_checkout(tmp_path):
+    from bedrock.pipelines import git
+    from bedrock.runs.models import Run, RunStatus
+    from bedrock.runs.services import run_create
+    from tests.repos import hcl, make_repo, step
+    from tests.runflow import pipeline_for
+
+    cache = _periphery_cache_of_another_pipeline(tmp_path)
+    own = make_repo(tmp_path / "own", {"bedrock.hcl": hcl("train", step("s", "true"))})
+    link = tmp_path / "mine"
+    link.symlink_to(own)
+    pipeline = pipeline_for(
+        link, name="mine"
+    )  # accepted: the link leads to a repository of its own
+    link.unlink()
+    link.symlink_to(cache)
+
+    run = run_create(actor=None, pipeline=pipeline)
+
+    assert run.status == RunStatus.REJECTED
+    assert "inside Bedrock's own directory" in run.failure_reason
+    assert not run.commit_sha and not run.config_text
+    assert Run.objects.filter(pipeline=pipeline).count() == 1
+    dest = tmp_path / "checkout"
+    with pytest.raises(git.GitError, match="inside Bedrock's own directory"):
+        git.checkout(str(link), "0" * 40, dest, cache_key=f"pipeline-{pipeline.pk}")
+    assert not dest.exists()
+
+
+@pytest.mark.django_db
+def test_the_example_repository_bedrock_publishes_itself_is_still_accepted():
+    from pathlib import Path
+
+    from django.conf import settings
+
+    from bedrock.runs.examples import example_load
+
+    example = example_load()
+    assert Path(example.training.git_url).is_relative_to(Path(settings.BEDROCK_HOME) / "examples")
+    example.training.full_clean()
+    example.scoring.full_clean()
+
+
 # --- 5. Masking --------------------------------------------------------------------------------
 
 
