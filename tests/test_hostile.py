@@ -403,6 +403,80 @@ def test_the_reconciler_deletes_a_killed_packers_partial_archive_and_keeps_versi
     assert runs_reconcile()["archives"] == 0, "safe to run twice"
 
 
+_PERIPHERY_KILLED_PACKER_SETUP = """
+from django.core.management import call_command
+call_command("migrate", verbosity=0)
+from bedrock.models.models import Model
+from bedrock.pipelines.models import Pipeline, Project
+from bedrock.runs.models import Run
+project = Project.objects.create(name="packing")
+model = Model.objects.create(project=project, name="m")
+pipeline = Pipeline.objects.create(
+    project=project, name="p", git_url="https://git.example.com/a/b.git", kind="training",
+    model=model,
+)
+run = Run.objects.create(pipeline=pipeline, number=1, ref="main", status="Running")
+print(f"KEY models/{model.pk}/run-{run.pk}-0123456789ab.zip RUN {run.pk}")
+"""
+
+
+def test_a_packer_killed_for_real_leaves_a_partial_archive_that_the_reconciler_deletes(tmp_path):
+    import os
+    import re
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    from tests.test_commands import scratch_env
+
+    env = scratch_env(tmp_path)
+    root = Path(__file__).resolve().parents[1]
+
+    def shell(script: str, **kwargs) -> subprocess.Popen:
+        command = [sys.executable, "-m", "bedrock.cli", "shell", "-c", script]
+        return subprocess.Popen(command, cwd=root, env=env, text=True, **kwargs)
+
+    setup = shell(_PERIPHERY_KILLED_PACKER_SETUP, stdout=subprocess.PIPE)
+    key, run_id = re.search(r"KEY (\S+) RUN (\d+)", setup.communicate(timeout=120)[0]).groups()
+    big = tmp_path / "artefact"
+    big.mkdir()
+    for number in range(32):
+        (big / f"part-{number}.bin").write_bytes(os.urandom(4 << 20))
+    partial = Path(env["BEDROCK_HOME"]) / "artefacts" / key
+    packer = shell(
+        "from pathlib import Path\n"
+        "from bedrock.models.services import archive_store\n"
+        f"archive_store(Path({str(big)!r}), {key!r}, run_id={run_id})\n"
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and packer.poll() is None:
+        if partial.exists() and partial.stat().st_size > 1 << 20:
+            break
+        time.sleep(0.02)
+    packer.send_signal(signal.SIGKILL)
+    packer.wait()
+    left = partial.stat().st_size
+    assert 0 < left < 128 << 20, "killed while packing"
+
+    # The supervisor died with its packer: once the reconciler has ended the run, the partial goes.
+    reconcile = shell(
+        "from bedrock.models.models import ArchiveUpload\n"
+        "from bedrock.runs.models import Run\n"
+        "from bedrock.runs.services import runs_reconcile\n"
+        "print('BEFORE', runs_reconcile()['archives'], ArchiveUpload.objects.count())\n"
+        f"Run.objects.filter(pk={run_id}).update(status='Failed')\n"
+        "print('AFTER', runs_reconcile()['archives'], ArchiveUpload.objects.count())\n",
+        stdout=subprocess.PIPE,
+    )
+    said = reconcile.communicate(timeout=120)[0]
+
+    assert "BEFORE 0 1" in said, "left alone while its run is active"
+    assert "AFTER 1 0" in said, said
+    assert not partial.exists(), f"{left} bytes left behind"
+
+
 @pytest.mark.django_db(transaction=True)
 def test_a_publish_records_its_upload_first_and_leaves_no_record_once_named(tmp_path, monkeypatch):
     from django.core.files.storage import default_storage
