@@ -81,6 +81,47 @@ def test_run_wait_reports_the_real_outcome_when_the_database_is_locked_for_a_mom
     assert not RunStep.objects.filter(run=run, status__in=list(ACTIVE_STATUSES)).exists()
 
 
+@pytest.mark.django_db(transaction=True)
+def test_run_wait_follows_on_when_postgresql_drops_its_connection(tmp_path, monkeypatch):
+    import threading
+    from io import StringIO
+
+    from django.core.management import call_command
+    from django.db import connection, connections
+
+    from bedrock.runs.models import Run, RunStatus
+    from tests.repos import hcl, step
+    from tests.runflow import pipeline_for, repo_with
+
+    if connection.vendor != "postgresql":
+        pytest.skip("a dropped connection is PostgreSQL's; CI runs this on it (DATABASE_URL)")
+    pipeline = pipeline_for(
+        repo_with(tmp_path, hcl("train", step("s", "echo m > $BEDROCK_ARTEFACT_DIR/m")))
+    )
+    follower, original, dropped = threading.current_thread(), Run.refresh_from_db, []
+
+    def refresh(run, *args, **kwargs):
+        if threading.current_thread() is follower and len(dropped) < 2:
+            connection.ensure_connection()
+            pid = connection.connection.info.backend_pid
+            # The server ends the follower's connection, as a restart or failover would.
+            with connections.create_connection("default").cursor() as other:
+                other.execute("SELECT pg_terminate_backend(%s)", [pid])
+            dropped.append(pid)
+        return original(run, *args, **kwargs)
+
+    monkeypatch.setattr(Run, "refresh_from_db", refresh)
+    out, err = StringIO(), StringIO()
+
+    with pytest.raises(SystemExit) as exited:
+        call_command("run", str(pipeline.pk), "--wait", stdout=out, stderr=err)
+
+    assert len(dropped) == 2 and dropped[0] != dropped[1], "two connections were dropped"
+    assert exited.value.code == 0, out.getvalue() + err.getvalue()
+    assert "run 1: Succeeded" in out.getvalue()
+    assert Run.objects.get(pipeline=pipeline).status == RunStatus.SUCCEEDED
+
+
 def test_a_lock_that_outlasts_the_retries_is_raised_and_other_errors_at_once():
     from django.db import OperationalError
 
