@@ -103,6 +103,13 @@ def api_address(addrport: str) -> str:
     return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
+def _ending(returncode: int) -> str:
+    if returncode < 0:
+        with contextlib.suppress(ValueError):
+            return f"was killed by {signal.Signals(-returncode).name}"
+    return f"exited with code {returncode}"
+
+
 def _interrupt(signum, frame) -> None:
     raise KeyboardInterrupt
 
@@ -150,10 +157,12 @@ class Worker:
             # Its forked processes may outlive it and keep taking tasks; end them first.
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(process.pid, signal.SIGKILL)
+            if self._stopping.is_set():
+                return
             if time.monotonic() - self._started_at >= self.STABLE:
                 self._delay = 1.0
             self._write(
-                f"The worker (pid {process.pid}) exited with code {process.returncode}; "
+                f"The worker (pid {process.pid}) {_ending(process.returncode)}; "
                 f"starting it again in {self._delay:g} s."
             )
             if self._stopping.wait(self._delay):
