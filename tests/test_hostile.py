@@ -398,6 +398,8 @@ def _periphery_object(key: str, content: bytes = b"PK\x03\x04 partial") -> str:
 
 @pytest.mark.django_db
 def test_the_reconciler_deletes_a_killed_packers_partial_archive_and_keeps_versions(tmp_path):
+    import uuid
+
     from django.core.files.storage import default_storage
 
     from bedrock.models.models import ArchiveUpload, ModelVersion
@@ -405,6 +407,7 @@ def test_the_reconciler_deletes_a_killed_packers_partial_archive_and_keeps_versi
     from bedrock.runs.services import runs_reconcile
     from tests import factories
 
+    tag = uuid.uuid4().hex[:12]  # storage outlives each test's database
     pipeline = factories.pipeline(factories.project())
     ended = Run.objects.create(pipeline=pipeline, number=1, ref="main", status=RunStatus.FAILED)
     active = Run.objects.create(pipeline=pipeline, number=2, ref="main", status=RunStatus.QUEUED)
@@ -412,15 +415,15 @@ def test_the_reconciler_deletes_a_killed_packers_partial_archive_and_keeps_versi
         pipeline=pipeline, number=3, ref="main", status=RunStatus.SUCCEEDED
     )
     # What a supervisor killed while packing leaves: the record, and part of the object.
-    partial = _periphery_object(f"models/{pipeline.model_id}/run-{ended.pk}-0123456789ab.zip")
+    partial = _periphery_object(f"models/{pipeline.model_id}/run-{ended.pk}-{tag}.zip")
     ArchiveUpload.objects.create(storage_key=partial, run=ended)
-    stage = _periphery_object(f"runs/{ended.pk}/steps/train-0123456789ab.zip")
+    stage = _periphery_object(f"runs/{ended.pk}/steps/train-{tag}.zip")
     ArchiveUpload.objects.create(storage_key=stage, run=ended)
     # An upload still under way, of a run still active.
-    going = _periphery_object(f"models/{pipeline.model_id}/run-{active.pk}-0123456789ab.zip")
+    going = _periphery_object(f"models/{pipeline.model_id}/run-{active.pk}-{tag}.zip")
     ArchiveUpload.objects.create(storage_key=going, run=active)
     # A version's archive, with a record left beside it: the version's archive stays.
-    kept = _periphery_object(f"models/{pipeline.model_id}/run-{published.pk}-0123456789ab.zip")
+    kept = _periphery_object(f"models/{pipeline.model_id}/run-{published.pk}-{tag}.zip")
     ModelVersion.objects.create(
         model=pipeline.model,
         number=1,
@@ -431,7 +434,7 @@ def test_the_reconciler_deletes_a_killed_packers_partial_archive_and_keeps_versi
         file_count=1,
     )
     ArchiveUpload.objects.create(storage_key=kept, run=published)
-    named_stage = _periphery_object(f"runs/{published.pk}/steps/s-0123456789ab.zip")
+    named_stage = _periphery_object(f"runs/{published.pk}/steps/s-{tag}.zip")
     RunStep.objects.create(run=published, name="s", position=0, artefact_key=named_stage)
     ArchiveUpload.objects.create(storage_key=named_stage, run=published)
 
@@ -443,6 +446,8 @@ def test_the_reconciler_deletes_a_killed_packers_partial_archive_and_keeps_versi
     assert default_storage.exists(going)
     assert set(ArchiveUpload.objects.values_list("storage_key", flat=True)) == {going}
     assert runs_reconcile()["archives"] == 0, "safe to run twice"
+    for key in (kept, named_stage, going):  # storage outlives the test's database
+        default_storage.delete(key)
 
 
 _PERIPHERY_KILLED_PACKER_SETUP = """
@@ -593,7 +598,7 @@ def test_a_failed_or_stale_stage_upload_leaves_neither_object_nor_record(tmp_pat
     with pytest.raises(StaleAttemptError):
         stage_store(run_step, full, attempt=1)
     assert not ArchiveUpload.objects.exists()
-    assert _periphery_stored(f"runs/{run.pk}/steps/") == []
+    assert [name for name in _periphery_stored(f"runs/{run.pk}/steps/") if "train-" in name] == []
 
     stored = stage_store(run_step, full, attempt=2)
     assert not ArchiveUpload.objects.exists()

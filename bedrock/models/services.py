@@ -16,7 +16,6 @@ from django.db.models import Max, Q
 
 from bedrock.models.artefacts import (
     ArchiveError,
-    ArtefactExistsError,
     Entry,
     EntryStream,
     StoredArtefact,
@@ -107,10 +106,9 @@ def archive_store(directory: Path, key: str, *, run_id: int | None) -> StoredArt
     ArchiveUpload.objects.create(storage_key=key, run_id=run_id)
     try:
         return artefact_store(directory, key)
-    except ArtefactExistsError:
-        raise  # the object under the key is not this upload's: keep the record out of it
     except BaseException:
-        # artefact_store deleted whatever it wrote; a kill before this line leaves the record.
+        # artefact_store deleted whatever it wrote, and left alone an object it found under the
+        # key (ArtefactExistsError), which this record must not mark. A kill here leaves it.
         archive_upload_forget(key)
         raise
 
@@ -141,9 +139,11 @@ def archives_reconcile() -> int:
     """
     from bedrock.runs.models import ACTIVE_STATUSES, RunStep
 
-    abandoned = ArchiveUpload.objects.filter(
-        Q(run__isnull=True) | ~Q(run__status__in=list(ACTIVE_STATUSES))
-    ).values_list("pk", "storage_key")
+    abandoned = list(
+        ArchiveUpload.objects.filter(
+            Q(run__isnull=True) | ~Q(run__status__in=list(ACTIVE_STATUSES))
+        ).values_list("pk", "storage_key")
+    )
     deleted = 0
     for pk, key in abandoned:
         # Taking the record first keeps a late uploader from naming the archive being deleted.
