@@ -87,7 +87,9 @@ def run_create(
 
     Raises PermissionDenied or ValidationError (and creates nothing) for a request that could not
     be a run at all: no permission, an archived pipeline, malformed parameters. The same
-    idempotency key on the same pipeline returns the run it created the first time.
+    idempotency key on the same pipeline returns the run it created the first time, if asked for
+    the same ref, parameters and model version; otherwise it is a ValidationError on
+    ``idempotency_key`` with the code ``conflict``.
     """
     if actor is not None and not has_role(actor, pipeline.project, Role.DEVELOPER):
         raise PermissionDenied("Only project developers and admins may start runs.")
