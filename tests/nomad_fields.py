@@ -30,6 +30,7 @@ def require() -> None:
     if not FIELDS_PATH.is_file():
         pytest.skip(f"{FIELDS_PATH} is absent: Nomad's field map sits beside the checkout in CI")
 
+
 UNKNOWN = "unknown"  # Nomad drops the key
 CASE = "case"  # Go matches the key case-insensitively; we want the canonical spelling
 TYPE = "type"  # Go's decoder rejects the value: HTTP 400

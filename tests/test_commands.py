@@ -21,14 +21,19 @@ ROOT = Path(__file__).resolve().parents[1]
 BEDROCK = [sys.executable, "-m", "bedrock.cli"]
 
 
-@pytest.fixture
-def env(tmp_path):
+def scratch_env(tmp_path) -> dict[str, str]:
+    """This environment without Bedrock's settings, and a BEDROCK_HOME of its own."""
     clean = {
         key: value
         for key, value in os.environ.items()
         if not key.startswith(("BEDROCK_", "DATABASE_", "DJANGO_"))
     }
     return {**clean, "BEDROCK_HOME": str(tmp_path / "home")}
+
+
+@pytest.fixture
+def env(tmp_path):
+    return scratch_env(tmp_path)
 
 
 def bedrock(env, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
@@ -43,8 +48,9 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def processes_of(home: str, fragment: str) -> list[int]:
-    """Pids whose command line has ``fragment`` and whose environment names ``home``."""
+def processes_of(home: str, fragment: str, *, parent: int | None = None) -> list[int]:
+    """Pids whose command line has ``fragment`` and whose environment names ``home`` (children
+    of ``parent`` only, when given), zombies left out."""
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -52,11 +58,39 @@ def processes_of(home: str, fragment: str) -> list[int]:
         try:
             cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
             environ = (entry / "environ").read_bytes().decode(errors="replace")
-        except OSError:
+            state, ppid = (entry / "stat").read_text().rpartition(")")[2].split()[:2]
+        except (OSError, ValueError):
             continue
-        if fragment in cmdline and f"BEDROCK_HOME={home}" in environ:
+        if parent is not None and int(ppid) != parent:
+            continue
+        if fragment in cmdline and f"BEDROCK_HOME={home}" in environ and state != "Z":
             found.append(int(entry.name))
     return found
+
+
+def up_serving(
+    env: dict[str, str], port: int, *, prefix: tuple[str, ...] = ()
+) -> tuple[subprocess.Popen, list[str]]:
+    """`bedrock up` on ``port``, once it says it serves; its output goes on into the list."""
+    up = subprocess.Popen(
+        [*prefix, *BEDROCK, "up", f"127.0.0.1:{port}"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    lines = []
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        line = up.stdout.readline()
+        lines.append(line)
+        if "Serving Bedrock" in line or not line:
+            break
+    # Keep reading: the server and its worker log to this pipe, and one that fills up would
+    # block them on a write, shutdown included.
+    threading.Thread(target=lambda: lines.extend(up.stdout), daemon=True).start()
+    return up, lines
 
 
 @pytest.mark.parametrize(
@@ -66,27 +100,9 @@ def test_bedrock_up_serves_the_ui_with_the_example_and_stops_its_worker_when_tol
     port = free_port()
     # Started as a shell without job control starts a background command: with SIGINT ignored,
     # an ignore the command inherits. `bedrock up` must stop on Ctrl-C all the same.
-    up = subprocess.Popen(
-        ["sh", "-c", 'trap "" INT; exec "$@"', "sh", *BEDROCK, "up", f"127.0.0.1:{port}"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    up, lines = up_serving(env, port, prefix=("sh", "-c", 'trap "" INT; exec "$@"', "sh"))
     try:
-        lines = []
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            line = up.stdout.readline()
-            lines.append(line)
-            if "Serving Bedrock" in line or not line:
-                break
         output = "".join(lines)
-        # Keep reading: the server and its worker log to this pipe, and one that fills up would
-        # block them on a write, shutdown included.
-        drain = threading.Thread(target=lambda: lines.extend(up.stdout), daemon=True)
-        drain.start()
         password = re.search(r"'admin' with password: (\S+)", output).group(1)
         assert "Loaded the example project 'example'" in output
 

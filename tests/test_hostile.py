@@ -523,6 +523,816 @@ def test_set_secret_refuses_a_value_over_the_environment_limit():
 # --- 4b. Followers, the worker, archives, idempotency, addresses, repositories ------------------
 
 
+# Case: a follower meets a database locked for a moment.
+class _LockedFor:
+    """Run.refresh_from_db, failing as a locked SQLite database does for its first ``n`` calls
+    from the follower's thread (the supervisor's thread reads as usual)."""
+
+    def __init__(self, n: int) -> None:
+        import threading
+
+        from bedrock.runs.models import Run
+
+        self.left, self.failed = n, 0
+        self.original = Run.refresh_from_db
+        self.follower = threading.current_thread()
+
+    def __call__(self, instance, *args, **kwargs):
+        import threading
+
+        from django.db import OperationalError
+
+        if threading.current_thread() is self.follower and self.left:
+            self.left -= 1
+            self.failed += 1
+            raise OperationalError("database is locked")
+        return self.original(instance, *args, **kwargs)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_run_wait_reports_the_real_outcome_when_the_database_is_locked_for_a_moment(
+    tmp_path, monkeypatch
+):
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    from bedrock.runs.models import ACTIVE_STATUSES, Run, RunStatus, RunStep
+    from tests.repos import hcl, step
+    from tests.runflow import pipeline_for, repo_with
+
+    talk = step("talk", "echo hello from the step", "echo m > $BEDROCK_ARTEFACT_DIR/m")
+    pipeline = pipeline_for(repo_with(tmp_path, hcl("train", talk)))
+    locked = _LockedFor(3)
+    monkeypatch.setattr(Run, "refresh_from_db", lambda run, *a, **kw: locked(run, *a, **kw))
+    out, err = StringIO(), StringIO()
+
+    with pytest.raises(SystemExit) as exited:
+        call_command("run", str(pipeline.pk), "--wait", stdout=out, stderr=err)
+
+    assert locked.failed == 3, "the follower's reads did fail"
+    assert exited.value.code == 0, out.getvalue() + err.getvalue()
+    assert "run 1: Succeeded" in out.getvalue()
+    assert "[talk] hello from the step" in out.getvalue()
+    assert out.getvalue().count("[talk] hello from the step") == 1, "a retry prints nothing twice"
+    assert "Traceback" not in err.getvalue()
+    run = Run.objects.get(pipeline=pipeline)
+    assert run.status == RunStatus.SUCCEEDED
+    assert not RunStep.objects.filter(run=run, status__in=list(ACTIVE_STATUSES)).exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_run_wait_follows_on_when_postgresql_drops_its_connection(tmp_path, monkeypatch):
+    import threading
+    from io import StringIO
+
+    from django.core.management import call_command
+    from django.db import connection, connections
+
+    from bedrock.runs.models import Run, RunStatus
+    from tests.repos import hcl, step
+    from tests.runflow import pipeline_for, repo_with
+
+    if connection.vendor != "postgresql":
+        pytest.skip("a dropped connection is PostgreSQL's; CI runs this on it (DATABASE_URL)")
+    pipeline = pipeline_for(
+        repo_with(tmp_path, hcl("train", step("s", "echo m > $BEDROCK_ARTEFACT_DIR/m")))
+    )
+    follower, original, dropped = threading.current_thread(), Run.refresh_from_db, []
+
+    def refresh(run, *args, **kwargs):
+        if threading.current_thread() is follower and len(dropped) < 2:
+            connection.ensure_connection()
+            pid = connection.connection.info.backend_pid
+            # The server ends the follower's connection, as a restart or failover would.
+            with connections.create_connection("default").cursor() as other:
+                other.execute("SELECT pg_terminate_backend(%s)", [pid])
+            dropped.append(pid)
+        return original(run, *args, **kwargs)
+
+    monkeypatch.setattr(Run, "refresh_from_db", refresh)
+    out, err = StringIO(), StringIO()
+
+    with pytest.raises(SystemExit) as exited:
+        call_command("run", str(pipeline.pk), "--wait", stdout=out, stderr=err)
+
+    assert len(dropped) == 2 and dropped[0] != dropped[1], "two connections were dropped"
+    assert exited.value.code == 0, out.getvalue() + err.getvalue()
+    assert "run 1: Succeeded" in out.getvalue()
+    assert Run.objects.get(pipeline=pipeline).status == RunStatus.SUCCEEDED
+
+
+def test_a_lock_that_outlasts_the_retries_is_raised_and_other_errors_at_once():
+    from django.db import OperationalError
+
+    from bedrock.transient import retry_transient
+
+    calls, slept = [], []
+
+    def locked():
+        calls.append(1)
+        raise OperationalError("database is locked")
+
+    with pytest.raises(OperationalError, match="locked"):
+        retry_transient(locked, sleep=slept.append)
+    assert len(calls) == 8 and sum(slept) < 25, "bounded: eight tries, under 25 s of waiting"
+
+    calls.clear()
+
+    def broken():
+        calls.append(1)
+        raise OperationalError("no such table: runs_run")
+
+    with pytest.raises(OperationalError, match="no such table"):
+        retry_transient(broken, sleep=slept.append)
+    assert len(calls) == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_demo_follows_through_a_dropped_connection(tmp_path, monkeypatch):
+    from django.db import InterfaceError
+
+    from bedrock.runs.management.commands.run import follow
+    from bedrock.runs.models import Run, RunStatus
+    from bedrock.runs.services import run_create
+    from tests.repos import hcl, step
+    from tests.runflow import pipeline_for, repo_with
+
+    pipeline = pipeline_for(
+        repo_with(tmp_path, hcl("train", step("s", "echo m > $BEDROCK_ARTEFACT_DIR/m")))
+    )
+    run = run_create(actor=None, pipeline=pipeline)
+    dropped = _LockedFor(2)
+
+    def drop(instance, *args, **kwargs):
+        try:
+            return dropped(instance, *args, **kwargs)
+        except Exception as exc:
+            raise InterfaceError("connection already closed") from exc
+
+    monkeypatch.setattr(Run, "refresh_from_db", drop)
+    lines: list[str] = []
+
+    followed = follow(run, lines.append, poll=0.2)
+
+    assert dropped.failed == 2
+    assert followed.status == RunStatus.SUCCEEDED, followed.failure_reason
+    assert lines[-1] == "run 1: Succeeded" or "run 1: Succeeded" in lines
+
+
+# Case: `bedrock up` keeps its worker.
+def _periphery_stop(up) -> None:
+    import signal
+    import subprocess
+
+    up.send_signal(signal.SIGTERM)
+    try:
+        up.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        up.kill()
+        up.wait()
+
+
+def _periphery_group_alive(pgid: int) -> bool:
+    import os
+
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+# A pipeline whose one step prints the API address it was given; run through the worker alone.
+_PERIPHERY_RUN_THROUGH_WORKER = """
+import time
+from bedrock.models.models import Model
+from bedrock.pipelines.models import Project
+from bedrock.pipelines.services import pipeline_create
+from bedrock.runs.models import TERMINAL_STATUSES, Run
+from bedrock.runs.services import run_create
+from bedrock.runs.workspace import read_log
+project = Project.objects.create(name="address")
+model = Model.objects.create(project=project, name="m")
+pipeline = pipeline_create(
+    actor=None, project=project, name="p", git_url=REPO, kind="training", model=model
+)
+run = run_create(actor=None, pipeline=pipeline)
+deadline = time.monotonic() + 180
+while run.status not in TERMINAL_STATUSES and time.monotonic() < deadline:
+    time.sleep(0.5)
+    run.refresh_from_db()
+print("STATUS", run.status, run.failure_reason)
+print("LOG", read_log(run.steps.get(name="env").log_key)[0])
+"""
+
+
+def _periphery_run_through_worker(env: dict, tmp_path) -> str:
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from tests.repos import hcl, make_repo, step
+
+    repo = make_repo(
+        tmp_path / "repo",
+        {
+            "bedrock.hcl": hcl(
+                "train",
+                step("env", "echo API=$BEDROCK_API_DOMAIN", "echo m > $BEDROCK_ARTEFACT_DIR/m"),
+            )
+        },
+    )
+    script = f"REPO = {str(repo)!r}\n" + _PERIPHERY_RUN_THROUGH_WORKER
+    result = subprocess.run(
+        [sys.executable, "-m", "bedrock.cli", "shell", "-c", script],
+        cwd=Path(__file__).resolve().parents[1],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout
+
+
+def test_bedrock_up_starts_its_worker_again_when_it_dies(tmp_path):
+    import os
+    import signal
+    import time
+
+    from tests.test_commands import free_port, processes_of, scratch_env, up_serving
+
+    env = scratch_env(tmp_path)
+    up, lines = up_serving(env, free_port())
+    home = env["BEDROCK_HOME"]
+    try:
+        assert "Serving Bedrock" in "".join(lines), "".join(lines)
+        workers = processes_of(home, "qcluster", parent=up.pid)
+        assert len(workers) == 1, workers
+        first = workers[0]
+
+        os.kill(first, signal.SIGKILL)
+
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            again = [p for p in processes_of(home, "qcluster", parent=up.pid) if p != first]
+            if again:
+                break
+            time.sleep(0.2)
+        output = "".join(lines)
+        assert again, "no new worker: " + output[-3000:]
+        assert f"The worker (pid {first}) was killed by SIGKILL; starting it again in 1 s" in output
+        assert not _periphery_group_alive(first), "the dead worker's processes are gone"
+        # The new worker does the work: a run queued only through it ends.
+        result = _periphery_run_through_worker(env, tmp_path)
+        assert "STATUS Succeeded" in result, result
+    finally:
+        _periphery_stop(up)
+    assert up.returncode is not None
+
+
+def test_a_worker_that_keeps_dying_is_started_again_at_a_bounded_rate(monkeypatch):
+    import subprocess
+    import time
+
+    from bedrock.runs.management.commands import up
+
+    monkeypatch.setattr(up.Worker, "POLL", 0.01)
+    started: list[float] = []
+    real_popen = subprocess.Popen
+
+    def dying(args, **kwargs):
+        started.append(time.monotonic())
+        return real_popen(["false"], **kwargs)
+
+    monkeypatch.setattr(up.subprocess, "Popen", dying)
+    said: list[str] = []
+    worker = up.Worker(said.append)
+    worker.start()
+    time.sleep(3.6)
+    worker.stop()
+
+    # 1 s, then 2 s between starts: three starts in 3.6 s, never one per poll.
+    assert len(started) == 3, started
+    assert started[2] - started[1] >= 1.9
+    assert said[0].endswith("exited with code 1; starting it again in 1 s.")
+    assert said[1].endswith("starting it again in 2 s.")
+    count = len(started)
+    time.sleep(0.5)
+    assert len(started) == count, "nothing starts after stop()"
+
+
+# Case: the API address steps see follows `bedrock up`'s.
+@pytest.mark.parametrize(
+    ("addrport", "address"),
+    [
+        ("127.0.0.1:8765", "http://127.0.0.1:8765"),
+        ("8765", "http://127.0.0.1:8765"),
+        ("0.0.0.0:9000", "http://127.0.0.1:9000"),
+        ("0:9000", "http://127.0.0.1:9000"),
+        ("10.1.2.3:80", "http://10.1.2.3:80"),
+        ("[::1]:8765", "http://[::1]:8765"),
+        ("[::]:8765", "http://[::1]:8765"),
+    ],
+)
+def test_the_api_address_follows_the_address_up_serves_on(addrport, address):
+    from bedrock.runs.management.commands.up import api_address
+
+    assert api_address(addrport) == address
+
+
+def test_a_set_api_domain_is_kept_whatever_up_serves_on(monkeypatch, settings):
+    from io import StringIO
+
+    from bedrock.runs.management.commands.up import Command
+
+    monkeypatch.setenv("BEDROCK_API_DOMAIN", "https://bedrock.example.com")
+    settings.BEDROCK_API_DOMAIN = "https://bedrock.example.com"
+    Command(stdout=StringIO())._announce_api_address("127.0.0.1:8765")
+    assert settings.BEDROCK_API_DOMAIN == "https://bedrock.example.com"
+
+    import os
+
+    monkeypatch.delenv("BEDROCK_API_DOMAIN")
+    out = StringIO()
+    Command(stdout=out)._announce_api_address("127.0.0.1:8765")
+    assert settings.BEDROCK_API_DOMAIN == "http://127.0.0.1:8765"
+    assert os.environ["BEDROCK_API_DOMAIN"] == "http://127.0.0.1:8765", "what the worker inherits"
+    assert "Steps reach the API at http://127.0.0.1:8765" in out.getvalue()
+
+
+def test_a_step_of_bedrock_up_on_another_port_is_told_that_port(tmp_path):
+    from tests.test_commands import free_port, scratch_env, up_serving
+
+    env = scratch_env(tmp_path)
+    port = free_port()
+    up, lines = up_serving(env, port)
+    try:
+        assert "Serving Bedrock" in "".join(lines), "".join(lines)
+        result = _periphery_run_through_worker(env, tmp_path)
+    finally:
+        _periphery_stop(up)
+    assert "STATUS Succeeded" in result, result
+    assert f"API=http://127.0.0.1:{port}\n" in result
+    assert ":8000" not in result.split("LOG", 1)[1]
+
+
+# Case: archives a killed packer left behind.
+def _periphery_stored(prefix: str) -> list[str]:
+    from django.core.files.storage import default_storage
+
+    try:
+        return default_storage.listdir(prefix)[1]
+    except FileNotFoundError:
+        return []
+
+
+def _periphery_object(key: str, content: bytes = b"PK\x03\x04 partial") -> str:
+    from django.core.files.base import ContentFile
+    from django.core.files.storage import default_storage
+
+    assert default_storage.save(key, ContentFile(content)) == key
+    return key
+
+
+@pytest.mark.django_db
+def test_the_reconciler_deletes_a_killed_packers_partial_archive_and_keeps_versions(tmp_path):
+    import uuid
+
+    from django.core.files.storage import default_storage
+
+    from bedrock.models.models import ArchiveUpload, ModelVersion
+    from bedrock.runs.models import Run, RunStatus, RunStep
+    from bedrock.runs.services import runs_reconcile
+    from tests import factories
+
+    tag = uuid.uuid4().hex[:12]  # storage outlives each test's database
+    pipeline = factories.pipeline(factories.project())
+    ended = Run.objects.create(pipeline=pipeline, number=1, ref="main", status=RunStatus.FAILED)
+    active = Run.objects.create(pipeline=pipeline, number=2, ref="main", status=RunStatus.QUEUED)
+    published = Run.objects.create(
+        pipeline=pipeline, number=3, ref="main", status=RunStatus.SUCCEEDED
+    )
+    # What a supervisor killed while packing leaves: the record, and part of the object.
+    partial = _periphery_object(f"models/{pipeline.model_id}/run-{ended.pk}-{tag}.zip")
+    ArchiveUpload.objects.create(storage_key=partial, run=ended)
+    stage = _periphery_object(f"runs/{ended.pk}/steps/train-{tag}.zip")
+    ArchiveUpload.objects.create(storage_key=stage, run=ended)
+    # An upload still under way, of a run still active.
+    going = _periphery_object(f"models/{pipeline.model_id}/run-{active.pk}-{tag}.zip")
+    ArchiveUpload.objects.create(storage_key=going, run=active)
+    # A version's archive, with a record left beside it: the version's archive stays.
+    kept = _periphery_object(f"models/{pipeline.model_id}/run-{published.pk}-{tag}.zip")
+    ModelVersion.objects.create(
+        model=pipeline.model,
+        number=1,
+        run=published,
+        storage_key=kept,
+        size=18,
+        sha256="0" * 64,
+        file_count=1,
+    )
+    ArchiveUpload.objects.create(storage_key=kept, run=published)
+    named_stage = _periphery_object(f"runs/{published.pk}/steps/s-{tag}.zip")
+    RunStep.objects.create(run=published, name="s", position=0, artefact_key=named_stage)
+    ArchiveUpload.objects.create(storage_key=named_stage, run=published)
+
+    repaired = runs_reconcile()
+
+    assert repaired["archives"] == 2
+    assert not default_storage.exists(partial) and not default_storage.exists(stage)
+    assert default_storage.exists(kept) and default_storage.exists(named_stage)
+    assert default_storage.exists(going)
+    assert set(ArchiveUpload.objects.values_list("storage_key", flat=True)) == {going}
+    assert runs_reconcile()["archives"] == 0, "safe to run twice"
+    for key in (kept, named_stage, going):  # storage outlives the test's database
+        default_storage.delete(key)
+
+
+_PERIPHERY_KILLED_PACKER_SETUP = """
+from django.core.management import call_command
+call_command("migrate", verbosity=0)
+from bedrock.models.models import Model
+from bedrock.pipelines.models import Pipeline, Project
+from bedrock.runs.models import Run
+project = Project.objects.create(name="packing")
+model = Model.objects.create(project=project, name="m")
+pipeline = Pipeline.objects.create(
+    project=project, name="p", git_url="https://git.example.com/a/b.git", kind="training",
+    model=model,
+)
+run = Run.objects.create(pipeline=pipeline, number=1, ref="main", status="Running")
+print(f"KEY models/{model.pk}/run-{run.pk}-0123456789ab.zip RUN {run.pk}")
+"""
+
+
+def test_a_packer_killed_for_real_leaves_a_partial_archive_that_the_reconciler_deletes(tmp_path):
+    import os
+    import re
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    from tests.test_commands import scratch_env
+
+    env = scratch_env(tmp_path)
+    root = Path(__file__).resolve().parents[1]
+
+    def shell(script: str, **kwargs) -> subprocess.Popen:
+        command = [sys.executable, "-m", "bedrock.cli", "shell", "-c", script]
+        return subprocess.Popen(command, cwd=root, env=env, text=True, **kwargs)
+
+    setup = shell(_PERIPHERY_KILLED_PACKER_SETUP, stdout=subprocess.PIPE)
+    key, run_id = re.search(r"KEY (\S+) RUN (\d+)", setup.communicate(timeout=120)[0]).groups()
+    big = tmp_path / "artefact"
+    big.mkdir()
+    for number in range(32):
+        (big / f"part-{number}.bin").write_bytes(os.urandom(4 << 20))
+    partial = Path(env["BEDROCK_HOME"]) / "artefacts" / key
+    packer = shell(
+        "from pathlib import Path\n"
+        "from bedrock.models.services import archive_store\n"
+        f"archive_store(Path({str(big)!r}), {key!r}, run_id={run_id})\n"
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and packer.poll() is None:
+        if partial.exists() and partial.stat().st_size > 1 << 20:
+            break
+        time.sleep(0.02)
+    packer.send_signal(signal.SIGKILL)
+    packer.wait()
+    left = partial.stat().st_size
+    assert 0 < left < 128 << 20, "killed while packing"
+
+    # The supervisor died with its packer: once the reconciler has ended the run, the partial goes.
+    reconcile = shell(
+        "from bedrock.models.models import ArchiveUpload\n"
+        "from bedrock.runs.models import Run\n"
+        "from bedrock.runs.services import runs_reconcile\n"
+        "print('BEFORE', runs_reconcile()['archives'], ArchiveUpload.objects.count())\n"
+        f"Run.objects.filter(pk={run_id}).update(status='Failed')\n"
+        "print('AFTER', runs_reconcile()['archives'], ArchiveUpload.objects.count())\n",
+        stdout=subprocess.PIPE,
+    )
+    said = reconcile.communicate(timeout=120)[0]
+
+    assert "BEFORE 0 1" in said, "left alone while its run is active"
+    assert "AFTER 1 0" in said, said
+    assert not partial.exists(), f"{left} bytes left behind"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_publish_records_its_upload_first_and_leaves_no_record_once_named(tmp_path, monkeypatch):
+    from django.core.files.storage import default_storage
+
+    from bedrock.models import services
+    from bedrock.models.models import ArchiveUpload, ModelVersion
+    from bedrock.runs.models import Run, RunStatus
+    from tests import factories
+
+    pipeline = factories.pipeline(factories.project())
+    run = Run.objects.create(pipeline=pipeline, number=1, ref="main", status=RunStatus.RUNNING)
+    directory = tmp_path / "artefact"
+    directory.mkdir()
+    (directory / "model.json").write_text("{}")
+    seen_while_packing = []
+    store = services.artefact_store
+
+    def watched(source, key, **kwargs):
+        seen_while_packing.append(ArchiveUpload.objects.filter(storage_key=key, run=run).exists())
+        return store(source, key, **kwargs)
+
+    monkeypatch.setattr(services, "artefact_store", watched)
+
+    version = services.model_version_publish(run=run, directory=directory)
+
+    assert seen_while_packing == [True], "recorded before the first byte"
+    assert not ArchiveUpload.objects.exists()
+    assert default_storage.exists(version.storage_key)
+
+    # An upload the reconciler took for abandoned meanwhile is neither recorded nor kept.
+    second = Run.objects.create(pipeline=pipeline, number=2, ref="main", status=RunStatus.RUNNING)
+    stored_keys = []
+
+    def abandoned(source, key, **kwargs):
+        result = store(source, key, **kwargs)
+        stored_keys.append(key)
+        ArchiveUpload.objects.filter(storage_key=key).delete()  # what the reconciler does first
+        return result
+
+    monkeypatch.setattr(services, "artefact_store", abandoned)
+    with pytest.raises(services.ArchiveAbandonedError, match="its run had ended"):
+        services.model_version_publish(run=second, directory=directory)
+    assert not ModelVersion.objects.filter(run=second).exists()
+    assert not default_storage.exists(stored_keys[0])
+    assert not ArchiveUpload.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_failed_or_stale_stage_upload_leaves_neither_object_nor_record(tmp_path):
+    from django.core.files.storage import default_storage
+
+    from bedrock.models.artefacts import EmptyArtefactError
+    from bedrock.models.models import ArchiveUpload
+    from bedrock.runs.models import Run, RunStatus, RunStep
+    from bedrock.runs.stages import StaleAttemptError, stage_store
+    from tests import factories
+
+    pipeline = factories.pipeline(factories.project())
+    run = Run.objects.create(pipeline=pipeline, number=1, ref="main", status=RunStatus.RUNNING)
+    run_step = RunStep.objects.create(
+        run=run, name="train", position=0, status=RunStatus.RUNNING, attempts=2
+    )
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(EmptyArtefactError):
+        stage_store(run_step, empty)
+    assert not ArchiveUpload.objects.exists()
+
+    full = tmp_path / "full"
+    full.mkdir()
+    (full / "a").write_text("a")
+    with pytest.raises(StaleAttemptError):
+        stage_store(run_step, full, attempt=1)
+    assert not ArchiveUpload.objects.exists()
+    assert [name for name in _periphery_stored(f"runs/{run.pk}/steps/") if "train-" in name] == []
+
+    stored = stage_store(run_step, full, attempt=2)
+    assert not ArchiveUpload.objects.exists()
+    assert default_storage.exists(stored.key)
+
+
+# Case: an idempotency key reused for a different request.
+# validate_ref refuses these refs before any Git work, so every run here is Rejected at once.
+_BAD_REF, _OTHER_BAD_REF = "bad..ref", "other..ref"
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "different",
+    [
+        {"parameters": {"EPOCHS": "20"}},
+        {"parameters": {"EPOCHS": "10", "EXTRA": "1"}},
+        {"ref": _OTHER_BAD_REF},
+        {"model_version_id": 7},
+    ],
+    ids=["another value", "another parameter", "another ref", "a model version"],
+)
+def test_an_idempotency_key_reused_for_a_different_request_is_a_conflict_naming_it(different):
+    from django.core.exceptions import ValidationError
+
+    from bedrock.runs.models import Run
+    from bedrock.runs.services import run_create
+    from tests import factories
+
+    pipeline = factories.pipeline(factories.project())
+    asked = {"ref": _BAD_REF, "parameters": {"EPOCHS": "10"}, "model_version_id": None}
+    first = run_create(actor=None, pipeline=pipeline, idempotency_key="nightly-1", **asked)
+
+    with pytest.raises(ValidationError) as refused:
+        run_create(
+            actor=None, pipeline=pipeline, idempotency_key="nightly-1", **{**asked, **different}
+        )
+
+    error = refused.value.error_dict["idempotency_key"][0]
+    assert error.code == "conflict"
+    assert "'nightly-1'" in error.message and f"run {first.number}" in error.message
+    assert list(Run.objects.filter(pipeline=pipeline)) == [first]
+    # The same request again is still the first run.
+    again = run_create(actor=None, pipeline=pipeline, idempotency_key="nightly-1", **asked)
+    assert again.pk == first.pk
+    assert (
+        run_create(
+            actor=None,
+            pipeline=pipeline,
+            ref=_BAD_REF,
+            parameters={"EPOCHS": 10},
+            idempotency_key="nightly-1",
+        ).pk
+        == first.pk
+    ), "10 and '10' are the same parameter value"
+
+
+@pytest.mark.django_db
+def test_start_run_returns_the_idempotency_conflict_as_its_typed_error():
+    from django.test import Client
+
+    from bedrock.pipelines.models import Role
+    from bedrock.runs.models import Run
+    from tests import factories
+
+    pipeline = factories.pipeline(factories.project())
+    developer = factories.user()
+    factories.member(pipeline.project, developer, Role.DEVELOPER)
+    client = Client()
+    client.force_login(developer)
+    query = """mutation($p: ID!, $ref: String, $params: JSON) { startRun(pipelineId: $p,
+        ref: $ref, parameters: $params, idempotencyKey: "k-1") { ... on Run { id }
+        ... on OperationInfo { messages { kind field code message } } } }"""
+
+    def start(params: dict) -> dict:
+        body = client.post(
+            "/graphql",
+            {
+                "query": query,
+                "variables": {"p": str(pipeline.pk), "ref": _BAD_REF, "params": params},
+            },
+            content_type="application/json",
+        ).json()
+        assert "errors" not in body, body
+        return body["data"]["startRun"]
+
+    first = start({"A": "1"})
+    assert start({"A": "1"}) == first
+    conflict = start({"A": "2"})
+
+    [message] = conflict["messages"]
+    assert message["field"] == "idempotencyKey" and message["code"] == "conflict"
+    assert "'k-1'" in message["message"]
+    assert Run.objects.filter(pipeline=pipeline).count() == 1
+
+
+# Case: Bedrock's own directories as a pipeline's repository.
+def _periphery_cache_of_another_pipeline(tmp_path):
+    """A real pipeline whose run filled its Git cache; the cache's path."""
+    from pathlib import Path
+
+    from django.conf import settings
+
+    from bedrock.pipelines import git
+    from tests.repos import hcl, make_repo, step
+    from tests.runflow import pipeline_for
+
+    repo = make_repo(tmp_path / "victim", {"bedrock.hcl": hcl("train", step("s", "true"))})
+    victim = pipeline_for(repo, name="victim")
+    git.resolve_ref(str(repo), "main", cache_key=f"pipeline-{victim.pk}")
+    cache = Path(settings.BEDROCK_GIT_CACHE) / f"pipeline-{victim.pk}"
+    assert (cache / "HEAD").is_file()
+    return cache
+
+
+@pytest.mark.django_db
+def test_bedrock_own_directories_are_refused_as_a_pipelines_repository(tmp_path, settings):
+    import os
+
+    from django.core.exceptions import ValidationError
+
+    from bedrock.pipelines.models import Pipeline
+    from bedrock.pipelines.services import pipeline_create
+    from tests import factories
+
+    cache = _periphery_cache_of_another_pipeline(tmp_path)
+    (tmp_path / "link").symlink_to(cache.parent)
+    ups = "/.." * len(tmp_path.parts)
+    attacker = factories.project()
+    candidates = {
+        "the cache": str(cache),
+        "a file:// URL": f"file://{cache}",
+        "a %-escaped file:// URL": "file://" + str(cache).replace("/git/", "/%67it/"),
+        "a symbolic link": str(tmp_path / "link" / cache.name),
+        "a .. path": f"{tmp_path}{ups}{cache}",
+        "BEDROCK_HOME": str(settings.BEDROCK_HOME),
+        "a run's workspace": f"{settings.BEDROCK_HOME}/runs/1",
+        "the artefact store": settings.STORAGES["default"]["OPTIONS"]["location"] + "/models",
+    }
+    for what, url in candidates.items():
+        with pytest.raises(ValidationError) as refused:
+            pipeline_create(actor=None, project=attacker, name="thief", git_url=url)
+        message = refused.value.message_dict["git_url"][0]
+        assert "inside Bedrock's own directory" in message, what
+        assert os.path.realpath(settings.BEDROCK_HOME) in message, what
+    assert not Pipeline.objects.filter(project=attacker).exists()
+
+
+@pytest.mark.django_db
+def test_editing_a_pipeline_to_point_at_bedrocks_git_cache_is_refused(tmp_path):
+    from django.core.exceptions import ValidationError
+    from django.test import Client
+
+    from bedrock.pipelines.models import Pipeline, Role
+    from bedrock.pipelines.services import pipeline_update
+    from tests import factories
+    from tests.repos import hcl, make_repo, step
+
+    cache = _periphery_cache_of_another_pipeline(tmp_path)
+    project = factories.project()
+    own = make_repo(tmp_path / "own", {"bedrock.hcl": hcl("train", step("s", "true"))})
+    pipeline = factories.pipeline(project, git_url=str(own))
+
+    with pytest.raises(ValidationError) as refused:
+        pipeline_update(actor=None, pipeline=pipeline, git_url=str(cache))
+    assert "inside Bedrock's own directory" in refused.value.message_dict["git_url"][0]
+    assert Pipeline.objects.get(pk=pipeline.pk).git_url == str(own)
+
+    admin = factories.user()
+    factories.member(project, admin, Role.ADMIN)
+    client = Client()
+    client.force_login(admin)
+    body = client.post(
+        "/graphql",
+        {
+            "query": """mutation($id: ID!, $url: String) { updatePipeline(id: $id,
+                data: {gitUrl: $url}) { ... on Pipeline { gitUrl }
+                ... on OperationInfo { messages { field message } } } }""",
+            "variables": {
+                "id": str(pipeline.pk),
+                "url": f"{tmp_path}{'/..' * len(tmp_path.parts)}{cache}",
+            },
+        },
+        content_type="application/json",
+    ).json()
+    [message] = body["data"]["updatePipeline"]["messages"]
+    assert message["field"] == "gitUrl" and "inside Bedrock's own directory" in message["message"]
+    assert Pipeline.objects.get(pk=pipeline.pk).git_url == str(own)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_link_repointed_at_the_git_cache_after_creation_is_refused_at_run_and_checkout(tmp_path):
+    from bedrock.pipelines import git
+    from bedrock.runs.models import Run, RunStatus
+    from bedrock.runs.services import run_create
+    from tests.repos import hcl, make_repo, step
+    from tests.runflow import pipeline_for
+
+    cache = _periphery_cache_of_another_pipeline(tmp_path)
+    own = make_repo(tmp_path / "own", {"bedrock.hcl": hcl("train", step("s", "true"))})
+    link = tmp_path / "mine"
+    link.symlink_to(own)
+    pipeline = pipeline_for(
+        link, name="mine"
+    )  # accepted: the link leads to a repository of its own
+    link.unlink()
+    link.symlink_to(cache)
+
+    run = run_create(actor=None, pipeline=pipeline)
+
+    assert run.status == RunStatus.REJECTED
+    assert "inside Bedrock's own directory" in run.failure_reason
+    assert not run.commit_sha and not run.config_text
+    assert Run.objects.filter(pipeline=pipeline).count() == 1
+    dest = tmp_path / "checkout"
+    with pytest.raises(git.GitError, match="inside Bedrock's own directory"):
+        git.checkout(str(link), "0" * 40, dest, cache_key=f"pipeline-{pipeline.pk}")
+    assert not dest.exists()
+
+
+@pytest.mark.django_db
+def test_the_example_repository_bedrock_publishes_itself_is_still_accepted():
+    from pathlib import Path
+
+    from django.conf import settings
+
+    from bedrock.runs.examples import example_load
+
+    example = example_load()
+    assert Path(example.training.git_url).is_relative_to(Path(settings.BEDROCK_HOME) / "examples")
+    example.training.full_clean()
+    example.scoring.full_clean()
+
+
 # --- 5. Masking --------------------------------------------------------------------------------
 
 

@@ -90,7 +90,13 @@ def test_a_run_with_a_live_supervisor_inside_its_deadline_is_left_alone():
     pipeline = factories.pipeline(factories.project())
     run = running(pipeline, started_ago=timedelta(minutes=5), heartbeat_ago=timedelta(seconds=2))
 
-    assert runs_reconcile() == {"resubmitted": 0, "restarted": 0, "ended": 0, "cleaned": 0}
+    assert runs_reconcile() == {
+        "resubmitted": 0,
+        "restarted": 0,
+        "ended": 0,
+        "cleaned": 0,
+        "archives": 0,
+    }
 
     run.refresh_from_db()
     assert run.status == RunStatus.RUNNING

@@ -55,3 +55,24 @@ class ModelVersion(models.Model):
     def filename(self) -> str:
         """The name a download is saved under, such as ``churn-model-v3.zip``."""
         return f"{self.model.name}-v{self.number}.zip"
+
+
+class ArchiveUpload(models.Model):
+    """An archive being written to storage and not yet named by a model version or a stage.
+
+    Recorded before the first byte is written and removed in the transaction that names the
+    archive (or when the upload fails), so a row that outlives its upload marks an object that a
+    killed process left behind; the reconciler deletes those (``archives_reconcile``).
+    """
+
+    storage_key = models.CharField(max_length=600, unique=True, editable=False)
+    run = models.ForeignKey(
+        "runs.Run", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    started_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        ordering = ["started_at"]
+
+    def __str__(self) -> str:
+        return self.storage_key

@@ -12,18 +12,20 @@ from pathlib import Path
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import Max
+from django.db.models import Max, Q
 
 from bedrock.models.artefacts import (
+    ArchiveError,
     Entry,
     EntryStream,
+    StoredArtefact,
     artefact_delete,
     artefact_download_url,
     artefact_entries,
     artefact_open_entry,
     artefact_store,
 )
-from bedrock.models.models import Model, ModelVersion
+from bedrock.models.models import ArchiveUpload, Model, ModelVersion
 
 logger = logging.getLogger(__name__)
 
@@ -49,9 +51,10 @@ def model_version_publish(*, run, directory: Path) -> ModelVersion:
     existing = ModelVersion.objects.filter(run=run).first()
     if existing is not None:
         return existing
-    stored = artefact_store(directory, storage_key_for(run))
+    stored = archive_store(directory, storage_key_for(run), run_id=run.pk)
     try:
         with transaction.atomic():
+            archive_upload_claim(stored.key)
             # Lock the model row so that concurrent publishes number their versions one by one.
             model = Model.objects.select_for_update().get(pk=run.pipeline.model_id)
             latest = model.versions.aggregate(latest=Max("number"))["latest"] or 0
@@ -81,8 +84,86 @@ def _discard(key: str) -> None:
     try:
         artefact_delete(key)
     except Exception:
-        # The caller's own error matters more; the object is named so that it can be removed.
-        logger.exception("could not delete the unrecorded archive %r; delete it by hand", key)
+        # The caller's own error matters more; the record stays, so the reconciler retries.
+        logger.exception("could not delete the unrecorded archive %r; it is retried later", key)
+        return
+    archive_upload_forget(key)
+
+
+# --- uploads in progress ------------------------------------------------------------------------
+class ArchiveAbandonedError(ArchiveError):
+    """The upload was taken for abandoned (its run had ended) and its archive deleted."""
+
+
+def archive_store(directory: Path, key: str, *, run_id: int | None) -> StoredArtefact:
+    """:func:`artefact_store`, recorded as an :class:`ArchiveUpload` before the first byte.
+
+    A process killed while packing leaves the record behind, and with it the name of the partial
+    object for :func:`archives_reconcile` to delete. The caller names the archive (a version, a
+    stage) in a transaction that calls :func:`archive_upload_claim`, or deletes it and its
+    record.
+    """
+    ArchiveUpload.objects.create(storage_key=key, run_id=run_id)
+    try:
+        return artefact_store(directory, key)
+    except BaseException:
+        # artefact_store deleted whatever it wrote, and left alone an object it found under the
+        # key (ArtefactExistsError), which this record must not mark. A kill here leaves it.
+        archive_upload_forget(key)
+        raise
+
+
+def archive_upload_claim(key: str) -> None:
+    """Inside the transaction that names ``key``: the upload is complete and the archive owned.
+
+    Removing the record is what decides between the uploader and the reconciler, whichever comes
+    first: raises :class:`ArchiveAbandonedError` when the reconciler took the record already.
+    """
+    if not ArchiveUpload.objects.filter(storage_key=key).delete()[0]:
+        raise ArchiveAbandonedError(
+            f"the archive {key!r} was deleted while it was uploaded, because its run had ended"
+        )
+
+
+def archive_upload_forget(key: str) -> None:
+    """The upload of ``key`` failed and its object is gone: drop its record."""
+    ArchiveUpload.objects.filter(storage_key=key).delete()
+
+
+def archives_reconcile() -> int:
+    """Delete the archives that interrupted uploads left in storage; the number deleted.
+
+    An upload is abandoned once its run has ended (a run always does, at the latest when its
+    maximum run time runs out): no version or stage can name its archive any more. An upload of
+    a run still active may still be under way, however long it takes, and is left alone.
+    """
+    from bedrock.runs.models import ACTIVE_STATUSES, RunStep
+
+    abandoned = list(
+        ArchiveUpload.objects.filter(
+            Q(run__isnull=True) | ~Q(run__status__in=list(ACTIVE_STATUSES))
+        ).values_list("pk", "storage_key")
+    )
+    deleted = 0
+    for pk, key in abandoned:
+        # Taking the record first keeps a late uploader from naming the archive being deleted.
+        if not ArchiveUpload.objects.filter(pk=pk).delete()[0]:
+            continue
+        named = (
+            ModelVersion.objects.filter(storage_key=key).exists()
+            or RunStep.objects.filter(artefact_key=key).exists()
+        )
+        if named:
+            continue
+        try:
+            artefact_delete(key)
+        except Exception:
+            logger.exception("could not delete the abandoned archive %r; retrying later", key)
+            ArchiveUpload.objects.get_or_create(storage_key=key, defaults={"run": None})
+            continue
+        logger.info("deleted the archive %r that an interrupted upload left in storage", key)
+        deleted += 1
+    return deleted
 
 
 def model_version_download_url(*, version: ModelVersion) -> str | None:

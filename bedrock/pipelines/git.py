@@ -26,7 +26,7 @@ import unicodedata
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from django.conf import settings
 from git import Git
@@ -163,8 +163,43 @@ def validate_repo_url(url: str, *, allow_local: bool | None = None) -> None:
                 f"Local repository paths are not allowed on this site (BEDROCK_ALLOW_LOCAL_REPOS "
                 f"is off); {_SUPPORTED}."
             )
+        _refuse_own_directories(url)
     else:
         _validate_scp_like(url)
+
+
+def _own_directories() -> list[Path]:
+    """Where Bedrock keeps its state: its home (keys, database, logs, workspaces), the Git cache
+    of every pipeline, and the artefact store when it is a local directory."""
+    roots = [Path(settings.BEDROCK_HOME), Path(settings.BEDROCK_GIT_CACHE)]
+    storage = settings.STORAGES.get("default", {})
+    if storage.get("BACKEND", "").endswith("FileSystemStorage"):
+        location = storage.get("OPTIONS", {}).get("location")
+        if location:
+            roots.append(Path(location))
+    return [Path(os.path.realpath(root)) for root in roots]
+
+
+def _refuse_own_directories(path: str) -> None:
+    """Refuse a local repository inside Bedrock's own directories, once symbolic links and
+    ``..`` are resolved: another pipeline's Git cache, a run's workspace or the keys would become
+    readable through a pipeline of one's own.
+
+    The example repositories Bedrock publishes itself (``BEDROCK_HOME/examples``) are allowed.
+    """
+    home, *others = _own_directories()
+    examples = home / "examples"
+    # git also opens <path>/.git and <path>.git when given <path>.
+    for candidate in (path, f"{path}/.git", f"{path}.git"):
+        resolved = Path(os.path.realpath(candidate))
+        for root in (home, *others):
+            if root == home and resolved.is_relative_to(examples):
+                continue
+            if resolved.is_relative_to(root):
+                raise GitError(
+                    f"{path} is inside Bedrock's own directory {root} (it resolves to "
+                    f"{resolved}); a pipeline's repository must be somewhere else."
+                )
 
 
 def _validate_scheme_url(url: str, *, allow_local: bool) -> None:
@@ -187,6 +222,8 @@ def _validate_scheme_url(url: str, *, allow_local: bool) -> None:
             )
         if not url[len("file://") :].startswith("/"):
             raise GitError("A file:// URL must hold an absolute path, such as file:///srv/repo.")
+        # git decodes %-escapes in a file:// URL, so the check does too.
+        _refuse_own_directories(unquote(url[len("file://") :]))
         return
     if scheme not in ("https", *_SSH_SCHEMES):
         raise GitError(f"The repository URL scheme '{scheme}://' is not supported; {_SUPPORTED}.")

@@ -76,6 +76,9 @@ class Run(models.Model):
     )
     # NULL, not "", for "no key": the unique constraint must ignore runs started without one.
     idempotency_key = models.CharField(max_length=200, null=True, blank=True)  # noqa: DJ001
+    # What the request that created the run asked for, so that a key reused for a different
+    # request is refused rather than answered with this run (see run_create).
+    request_digest = models.CharField(max_length=64, blank=True, editable=False)
     max_run_time = models.DurationField(default=default_max_run_time)
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
     started_at = models.DateTimeField(null=True, blank=True)

@@ -7,6 +7,8 @@ here is safe to run twice and from several processes at once.
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 import logging
 import os
 import signal
@@ -24,6 +26,7 @@ from django.db.models import Max, Q
 from django.utils import timezone
 
 from bedrock.envconfig import format_duration
+from bedrock.models.services import archives_reconcile
 from bedrock.pipelines import environment, git
 from bedrock.pipelines import spec as hcl
 from bedrock.pipelines.models import Pipeline, PipelineKind, Role
@@ -78,18 +81,21 @@ def run_create(
 
     Raises PermissionDenied or ValidationError (and creates nothing) for a request that could not
     be a run at all: no permission, an archived pipeline, malformed parameters. The same
-    idempotency key on the same pipeline returns the run it created the first time.
+    idempotency key on the same pipeline returns the run it created the first time, if asked for
+    the same ref, parameters and model version; otherwise it is a ValidationError on
+    ``idempotency_key`` with the code ``conflict``.
     """
     if actor is not None and not has_role(actor, pipeline.project, Role.DEVELOPER):
         raise PermissionDenied("Only project developers and admins may start runs.")
     if pipeline.archived:
         raise ValidationError({"pipeline": f"The pipeline {pipeline} is archived."})
     _refuse_nul_bytes(ref=ref, idempotency_key=idempotency_key)
+    ref = (ref or pipeline.branch).strip()
+    digest = request_digest(ref=ref, parameters=parameters, model_version_id=model_version_id)
     if idempotency_key:
         existing = Run.objects.filter(pipeline=pipeline, idempotency_key=idempotency_key).first()
         if existing is not None:
-            return existing
-    ref = (ref or pipeline.branch).strip()
+            return _same_request(existing, digest)
     for field, value in (("ref", ref), ("idempotency_key", idempotency_key)):
         limit = Run._meta.get_field(field).max_length
         if value and len(value) > limit:
@@ -122,6 +128,7 @@ def run_create(
                     trigger=trigger,
                     triggered_by=actor if actor and actor.is_authenticated else None,
                     idempotency_key=idempotency_key or None,
+                    request_digest=digest,
                     max_run_time=pipeline.max_run_time,
                     finished_at=timezone.now() if status == RunStatus.REJECTED else None,
                     **fields,
@@ -135,7 +142,7 @@ def run_create(
                     pipeline=pipeline, idempotency_key=idempotency_key
                 ).first()
                 if existing is not None:
-                    return existing
+                    return _same_request(existing, digest)
             # Another run took the number; take the next one.
     raise RuntimeError(f"could not number a new run of {pipeline}")  # pragma: no cover
 
@@ -145,6 +152,38 @@ def _refuse_nul_bytes(**fields: str | None) -> None:
     for field, value in fields.items():
         if value and (problem := environment.nul_byte_problem(value, f"The {field}")):
             raise ValidationError({field: problem + "."})
+
+
+def request_digest(
+    *, ref: str, parameters: dict[str, Any] | None, model_version_id: int | None
+) -> str:
+    """A fingerprint of what a start request asked for, to tell a retry from a different request."""
+    asked = {
+        "ref": ref,
+        "parameters": {
+            str(name): "" if value is None else str(value)
+            for name, value in (parameters or {}).items()
+        },
+        "model_version_id": model_version_id,
+    }
+    return hashlib.sha256(json.dumps(asked, sort_keys=True).encode()).hexdigest()
+
+
+def _same_request(existing: Run, digest: str) -> Run:
+    """The run an idempotency key created, if this request asks for the same run again."""
+    # Runs created before digests were kept have none; they are taken as the same request.
+    if existing.request_digest and existing.request_digest != digest:
+        raise ValidationError(
+            {
+                "idempotency_key": ValidationError(
+                    f"The idempotency key {existing.idempotency_key!r} was used for run "
+                    f"{existing.number} of {existing.pipeline}, with a different ref, parameters "
+                    "or model version; use a new key for a different request.",
+                    code="conflict",
+                )
+            }
+        )
+    return existing
 
 
 def _resolve(
@@ -359,6 +398,7 @@ def runs_reconcile() -> dict[str, int]:
         .values_list("pk", flat=True)
     ):
         repaired["cleaned"] += run_cleanup(run_id)
+    repaired["archives"] = archives_reconcile()
     return repaired
 
 

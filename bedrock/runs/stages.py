@@ -17,7 +17,8 @@ from pathlib import Path
 from django.core.files.storage import default_storage
 from django.db import transaction
 
-from bedrock.models.artefacts import StoredArtefact, artefact_delete, artefact_fetch, artefact_store
+from bedrock.models.artefacts import StoredArtefact, artefact_delete, artefact_fetch
+from bedrock.models.services import archive_store, archive_upload_claim, archive_upload_forget
 from bedrock.pipelines.spec import STEP_NAME_PATTERN
 from bedrock.runs.models import RunStatus, RunStep
 from bedrock.runs.overlay import overlay
@@ -78,18 +79,22 @@ def stage_store(
     :func:`~bedrock.models.artefacts.artefact_store` raises (an empty ``directory`` is an
     :class:`~bedrock.models.artefacts.EmptyArtefactError`).
     """
-    stored = artefact_store(directory, stage_key(run_step.run_id, run_step.name))
+    stored = archive_store(
+        directory, stage_key(run_step.run_id, run_step.name), run_id=run_step.run_id
+    )
     try:
         with transaction.atomic():
             current = RunStep.objects.select_for_update().get(pk=run_step.pk)
             if attempt is not None and (problem := stale_attempt(current, attempt)):
                 raise StaleAttemptError(problem)
+            archive_upload_claim(stored.key)
             old = current.artefact_key
             RunStep.objects.filter(pk=run_step.pk).update(
                 artefact_key=stored.key, artefact_sha256=stored.sha256, artefact_size=stored.size
             )
     except BaseException:
         artefact_delete(stored.key)
+        archive_upload_forget(stored.key)
         raise
     if old:
         artefact_delete(old)

@@ -36,7 +36,8 @@ class RunMutations:
         """Start a run (project developers and admins).
 
         The run comes back ACCEPTED, or REJECTED with its `failureReason` when it cannot start.
-        The same `idempotencyKey` on the same pipeline returns the run the first call created.
+        The same `idempotencyKey` on the same pipeline returns the run the first call created;
+        with another ref, parameters or model version it is a `conflict` on `idempotencyKey`.
         """
         user = acting_user(info)
         pipeline = get_visible(pipelines_for(user, include_archived=True), pipeline_id, "pipeline")

@@ -11,6 +11,7 @@ from bedrock.runs.management.commands.run import follow
 from bedrock.runs.models import Run, RunStatus, Trigger
 from bedrock.runs.services import run_create, run_submit
 from bedrock.runs.workspace import read_log
+from bedrock.transient import retry_transient
 
 
 class Command(BaseCommand):
@@ -30,7 +31,7 @@ class Command(BaseCommand):
         training = self._run(example.training, write)
         if training.status != RunStatus.SUCCEEDED:
             self._fail(training)
-        version = training.output_model_version
+        version = retry_transient(lambda: training.output_model_version)
         try:
             location = default_storage.path(version.storage_key)
         except NotImplementedError:
@@ -44,7 +45,7 @@ class Command(BaseCommand):
         scoring = self._run(example.scoring, write, model_version_id=version.pk)
         if scoring.status != RunStatus.SUCCEEDED:
             self._fail(scoring)
-        step = scoring.steps.order_by("-position").first()
+        step = retry_transient(lambda: scoring.steps.order_by("-position").first())
         text, _ = read_log(step.log_key)
         result = [line for line in text.splitlines() if line.startswith("scored ")]
         self.stdout.write(f"scoring result: {result[-1] if result else text.strip()[-200:]}")
@@ -54,7 +55,7 @@ class Command(BaseCommand):
         self.stdout.write(f"{pipeline}: run {run.number} {run.status} at {run.commit_sha[:10]}")
         if run.status == RunStatus.REJECTED:
             return run
-        run_submit(run_id=run.pk)
+        retry_transient(lambda: run_submit(run_id=run.pk))
         run = follow(run, write)
         self.stdout.write(f"{pipeline}: run {run.number} {run.status}")
         return run

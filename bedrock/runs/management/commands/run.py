@@ -10,6 +10,7 @@ from bedrock.pipelines.models import Pipeline
 from bedrock.runs.models import TERMINAL_STATUSES, Run, RunStatus, Trigger
 from bedrock.runs.services import run_create, run_submit
 from bedrock.runs.workspace import read_log
+from bedrock.transient import retry_transient
 
 
 def find_pipeline(name: str) -> Pipeline:
@@ -41,15 +42,21 @@ def parse_params(items: list[str]) -> dict[str, str]:
 
 
 def follow(run: Run, write, *, poll: float = 1.0) -> Run:
-    """Print step status changes and log lines until the run ends."""
+    """Print step status changes and log lines until the run ends.
+
+    A database that is locked or unreachable for a moment does not end the following: the run
+    goes on without its follower, whose job is to report how it really ended.
+    """
     offsets: dict[str, int] = {}
     seen: dict[str, str] = {}
-    status = None
-    while True:
+    reported: dict[str, str] = {}
+
+    def look() -> None:
+        # Repeatable: what was printed is remembered, so a retry prints nothing twice.
         run.refresh_from_db()
-        if run.status != status:
-            status = run.status
-            write(f"run {run.number}: {status}")
+        if reported.get("status") != run.status:
+            reported["status"] = run.status
+            write(f"run {run.number}: {run.status}")
         for step in run.steps.all():
             if seen.get(step.name) != step.status:
                 seen[step.name] = step.status
@@ -57,6 +64,9 @@ def follow(run: Run, write, *, poll: float = 1.0) -> Run:
             text, offsets[step.name] = read_log(step.log_key, offsets.get(step.name, 0))
             for line in text.splitlines():
                 write(f"[{step.name}] {line}")
+
+    while True:
+        retry_transient(look)
         if run.status in TERMINAL_STATUSES:
             return run
         time.sleep(poll)
@@ -99,7 +109,7 @@ class Command(BaseCommand):
             self.stderr.write(f"rejected: {run.failure_reason}")
             sys.exit(1)
         # Submit now rather than wait for a worker; if a worker gets there first, this is a no-op.
-        run_submit(run_id=run.pk)
+        retry_transient(lambda: run_submit(run_id=run.pk))
         if not options["wait"]:
             return
         run = follow(run, self.stdout.write)

@@ -1,10 +1,15 @@
 from __future__ import annotations
 
+import contextlib
+import os
 import secrets
 import signal
 import subprocess
 import sys
+import threading
+import time
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.core.management.base import BaseCommand
@@ -40,18 +45,30 @@ class Command(BaseCommand):
         # SIGINT ignored, and SIGTERM's default would leave the worker behind.
         for stop_signal in (signal.SIGINT, signal.SIGTERM):
             signal.signal(stop_signal, _interrupt)
-        worker = None
-        if not no_worker:
-            # The worker is a process of its own: django-q2 forks, and runserver must stay in front.
-            worker = subprocess.Popen([sys.executable, "-m", "bedrock.cli", "qcluster"])
+        self._announce_api_address(addrport)
+        worker = None if no_worker else Worker(self.stdout.write)
         try:
+            if worker is not None:
+                worker.start()
             self.stdout.write(f"Serving Bedrock at http://{addrport}/ (Ctrl-C stops it).")
             call_command("runserver", addrport, use_reloader=False, insecure_serving=True)
         except KeyboardInterrupt:
             pass
         finally:
             if worker is not None:
-                _stop(worker)
+                worker.stop()
+
+    def _announce_api_address(self, addrport: str) -> None:
+        """Tell steps the address served here, unless BEDROCK_API_DOMAIN says otherwise.
+
+        The worker and the supervisors it starts are processes of their own and read their
+        settings from the environment they inherit, so the address travels there.
+        """
+        if os.environ.get("BEDROCK_API_DOMAIN", "").strip():
+            return
+        address = api_address(addrport)
+        os.environ["BEDROCK_API_DOMAIN"] = settings.BEDROCK_API_DOMAIN = address
+        self.stdout.write(f"Steps reach the API at {address} (BEDROCK_API_DOMAIN overrides it).")
 
     def _ensure_administrator(self) -> None:
         User = get_user_model()
@@ -69,17 +86,103 @@ class Command(BaseCommand):
         )
 
 
+def api_address(addrport: str) -> str:
+    """The URL at which a step on this machine reaches the server ``runserver addrport`` serves.
+
+    ``addrport`` is runserver's: ``PORT``, ``ADDR:PORT`` or ``[IPv6]:PORT``. A server bound to every
+    address is reached over the loopback address.
+    """
+    host, sep, port = addrport.rpartition(":")
+    if not sep:
+        host, port = "", addrport
+    host = host.removeprefix("[").removesuffix("]")
+    if host in ("", "0", "0.0.0.0"):  # noqa: S104 - read, not bound
+        host = "127.0.0.1"
+    elif host == "::":
+        host = "::1"
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+def _ending(returncode: int) -> str:
+    if returncode < 0:
+        with contextlib.suppress(ValueError):
+            return f"was killed by {signal.Signals(-returncode).name}"
+    return f"exited with code {returncode}"
+
+
 def _interrupt(signum, frame) -> None:
     raise KeyboardInterrupt
 
 
-def _stop(process: subprocess.Popen, timeout: float = 10) -> None:
-    """Stop the worker, killing it if it does not exit: qcluster can hang on SIGTERM."""
-    if process.poll() is not None:
-        return
-    process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
+class Worker:
+    """The qcluster process beside the server, started again when it dies.
+
+    Restarts back off (1 s, doubling up to ``MAX_DELAY``) while the worker keeps dying soon
+    after its start, so a worker that cannot run does not spin; one that ran ``STABLE`` long
+    starts again after a second.
+    """
+
+    MAX_DELAY = 60.0
+    STABLE = 60.0
+    POLL = 0.5
+
+    def __init__(self, write) -> None:
+        self._write = write
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._process: subprocess.Popen | None = None
+        self._started_at = 0.0
+        self._delay = 1.0
+
+    def start(self) -> None:
+        self._spawn()
+        threading.Thread(target=self._watch, name="worker-watch", daemon=True).start()
+
+    def _spawn(self) -> None:
+        with self._lock:
+            if self._stopping.is_set():
+                return
+            # A session of its own: the pool of processes django-q2 forks goes with it as one
+            # group, and Ctrl-C reaches the worker only through stop().
+            self._process = subprocess.Popen(
+                [sys.executable, "-m", "bedrock.cli", "qcluster"], start_new_session=True
+            )
+            self._started_at = time.monotonic()
+
+    def _watch(self) -> None:
+        while not self._stopping.wait(self.POLL):
+            process = self._process
+            if process is None or process.poll() is None:
+                continue
+            # Its forked processes may outlive it and keep taking tasks; end them first.
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(process.pid, signal.SIGKILL)
+            if self._stopping.is_set():
+                return
+            if time.monotonic() - self._started_at >= self.STABLE:
+                self._delay = 1.0
+            self._write(
+                f"The worker (pid {process.pid}) {_ending(process.returncode)}; "
+                f"starting it again in {self._delay:g} s."
+            )
+            if self._stopping.wait(self._delay):
+                return
+            self._delay = min(self._delay * 2, self.MAX_DELAY)
+            self._spawn()
+
+    def stop(self, timeout: float = 10) -> None:
+        """Stop the worker, killing it if it does not exit: qcluster can hang on SIGTERM."""
+        with self._lock:
+            self._stopping.set()
+            process = self._process
+        if process is None:
+            return
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(process.pid, signal.SIGKILL)
