@@ -7,6 +7,7 @@ raise here; it is reported by the system checks in :mod:`bedrock.checks`.
 
 from __future__ import annotations
 
+import os
 import secrets as _secrets
 from pathlib import Path
 
@@ -264,6 +265,14 @@ BEDROCK_MAX_RUN_TIME_CAP = env_duration("BEDROCK_MAX_RUN_TIME_CAP", "7d")
 BEDROCK_API_DOMAIN = env_str("BEDROCK_API_DOMAIN", "http://127.0.0.1:8000")
 # A step being stopped gets SIGTERM, then SIGKILL after this long (as Nomad's KillTimeout).
 BEDROCK_STOP_GRACE = env_duration("BEDROCK_STOP_GRACE", "30s")
+# Steps of one run running at once, and steps of every run on this machine running at once
+# (local and Docker steps; each one a venv or a container competing for the same cores).
+BEDROCK_MAX_PARALLEL_STEPS = max(1, env_int("BEDROCK_MAX_PARALLEL_STEPS", 8))
+BEDROCK_MACHINE_MAX_STEPS = max(1, env_int("BEDROCK_MACHINE_MAX_STEPS", 2 * (os.cpu_count() or 1)))
+# A supervisor that never claims its run (a crash at import, a locked database) is started again
+# after this delay, doubled each time, at most this many times in all; then the run fails.
+BEDROCK_SUPERVISOR_START_ATTEMPTS = max(1, env_int("BEDROCK_SUPERVISOR_START_ATTEMPTS", 3))
+BEDROCK_SUPERVISOR_START_BACKOFF = env_duration("BEDROCK_SUPERVISOR_START_BACKOFF", "30s")
 
 # --- Git --------------------------------------------------------------------------------------
 # Local paths as repository URLs suit a laptop; a shared server should not read its own disk.
