@@ -241,6 +241,10 @@ def run_submit(*, run_id: int) -> bool:
     return True
 
 
+# Begins each start's part of the supervisor log, so a failure is told from its own lines.
+START_MARK = "--- supervisor start "
+
+
 def supervisor_command(run_id: int) -> list[str]:
     return [sys.executable, "-m", "bedrock.cli", "execute", str(run_id)]
 
@@ -251,15 +255,19 @@ def supervisor_start(run_id: int) -> bool:
     Counted on the run, so the reconciler knows how often it was tried; False (and nothing
     started) when the run is no longer waiting for one.
     """
-    if not transitions.run_supervisor_started(run_id):
+    attempt = transitions.run_supervisor_started(run_id)
+    if not attempt:
         return False
     if settings.BEDROCK_SUPERVISOR == "thread":
         threading.Thread(
             target=_supervise_in_thread, args=(run_id,), name=f"run-{run_id}", daemon=True
         ).start()
         return True
-    log = open(supervisor_log(run_id), "ab")  # noqa: SIM115 - handed to the child
+    # The first start begins the log afresh: one left by a run of the same id is not this run's.
+    log = open(supervisor_log(run_id), "ab" if attempt > 1 else "wb")  # noqa: SIM115 - the child's
     try:
+        log.write(f"{START_MARK}{attempt} at {timezone.now().isoformat()} ---\n".encode())
+        log.flush()
         subprocess.Popen(
             supervisor_command(run_id),
             stdin=subprocess.DEVNULL,
@@ -297,8 +305,8 @@ def supervisor_log(run_id: int) -> Path:
 
 
 def supervisor_log_tail(run_id: int, *, lines: int = 5, limit: int = 500) -> str:
-    """The last lines of the supervisor's own output (a traceback's last lines say why),
-    shortened to ``limit`` characters; it holds no secret values."""
+    """The last lines of the latest supervisor's own output (a traceback's last lines say
+    why), shortened to ``limit`` characters; it holds no secret values."""
     try:
         with supervisor_log(run_id).open("rb") as log:
             log.seek(0, os.SEEK_END)
@@ -306,7 +314,10 @@ def supervisor_log_tail(run_id: int, *, lines: int = 5, limit: int = 500) -> str
             text = log.read().decode("utf-8", errors="replace")
     except OSError:
         return ""
-    tail = " | ".join(line.strip() for line in text.splitlines()[-lines:] if line.strip())
+    if START_MARK in text:
+        text = text.rpartition(START_MARK)[2].partition("\n")[2]
+    said = [line.strip() for line in text.splitlines() if line.strip()]
+    tail = " | ".join(said[-lines:])
     return tail if len(tail) <= limit else "…" + tail[-limit:]
 
 

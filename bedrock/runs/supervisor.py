@@ -318,9 +318,11 @@ class Supervisor:
                         stage_forget(step_id)
                     if step.max_attempts > 1:
                         log.write(f"--- attempt {attempt} of {step.max_attempts} ---\n")
-                    exit_code, detail, may_retry = self._attempt(
+                    exit_code, detail, may_retry, killed = self._attempt(
                         run, step, secrets, token, app_dir, attempt, log
                     )
+                if killed:  # whatever its exit code, it did not finish its work
+                    return self._halt_step(step_id, exit_code, began=True)
                 if exit_code == 0:
                     transitions.step_finish(step_id, to=RunStatus.SUCCEEDED, exit_code=0)
                     return Outcome(RunStatus.SUCCEEDED)
@@ -377,9 +379,12 @@ class Supervisor:
             return Outcome(RunStatus.STOPPED, transitions.STOPPED_ON_REQUEST)
         return Outcome(RunStatus.FAILED, "killed at the run's time limit")
 
-    def _attempt(self, run, step, secrets, token, app_dir, attempt, log) -> tuple[int, str, bool]:
-        """The attempt's exit code, the executor's account of a failure when it has one, and
-        whether another attempt may start (not while this one may still be running remotely)."""
+    def _attempt(
+        self, run, step, secrets, token, app_dir, attempt, log
+    ) -> tuple[int, str, bool, bool]:
+        """The attempt's exit code, the executor's account of a failure when it has one,
+        whether another attempt may start (not while this one may still be running remotely),
+        and whether the run's halt killed it."""
         context = StepContext(
             run_id=run.pk,
             app_dir=app_dir,
@@ -412,4 +417,4 @@ class Supervisor:
         if ended_by:
             log.write(f"--- {self._halted_outcome_for_step().reason}: {ended_by} ---\n")
         detail = getattr(handle, "failure_reason", "") if exit_code != 0 else ""
-        return exit_code, detail, getattr(handle, "may_retry", True)
+        return exit_code, detail, getattr(handle, "may_retry", True), bool(ended_by)

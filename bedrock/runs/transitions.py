@@ -27,14 +27,16 @@ def run_queue(run_id: int) -> bool:
     return _move_run(run_id, {RunStatus.ACCEPTED}, status=RunStatus.QUEUED)
 
 
-def run_supervisor_started(run_id: int) -> bool:
-    """Count a supervisor start for a queued run that no supervisor has claimed yet."""
-    return bool(
-        Run.objects.filter(pk=run_id, status=RunStatus.QUEUED, runner="").update(
-            supervisor_attempts=F("supervisor_attempts") + 1,
-            supervisor_started_at=timezone.now(),
-        )
+def run_supervisor_started(run_id: int) -> int:
+    """Count a supervisor start for a queued run that no supervisor has claimed yet: the
+    number of this start, or 0 when the run is not waiting for one."""
+    runs = Run.objects.filter(pk=run_id, status=RunStatus.QUEUED, runner="")
+    counted = runs.update(
+        supervisor_attempts=F("supervisor_attempts") + 1, supervisor_started_at=timezone.now()
     )
+    if not counted:
+        return 0
+    return Run.objects.filter(pk=run_id).values_list("supervisor_attempts", flat=True).get()
 
 
 def run_claim(run_id: int, *, runner: str) -> bool:
