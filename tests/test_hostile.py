@@ -221,6 +221,41 @@ def test_a_step_that_ignores_sigterm_is_killed_after_the_grace_period_and_its_lo
     wait_for(lambda: not lifecycle.processes(marker), timeout=10, what="no step process left")
 
 
+@pytest.mark.django_db(transaction=True)
+def test_a_stop_while_a_step_is_being_prepared_keeps_its_command_from_starting(
+    tmp_path, monkeypatch
+):
+    """Executors that prepare a step apart from starting it (a venv, an image) are asked
+    whether to start once preparing is over."""
+    from bedrock.runs import supervisor
+    from bedrock.runs.executors.local import LocalExecutor
+    from bedrock.runs.models import Run, RunStatus
+    from bedrock.runs.services import run_stop
+    from tests.repos import step
+    from tests.runflow import wait_for, wait_until_done
+
+    class Preparing(LocalExecutor):
+        def prepare(self, plan, context):
+            preparing.append(plan.name)
+            wait_for(lambda: stopping(), what="the stop to arrive while preparing")
+
+    preparing: list[str] = []
+    monkeypatch.setattr(supervisor, "get_executor", Preparing)
+    run = lifecycle.start(_pipeline(tmp_path, step("s", "echo started")))
+
+    def stopping() -> bool:
+        return Run.objects.filter(pk=run.pk, status=RunStatus.STOPPING).exists()
+
+    wait_for(lambda: preparing, what="the step to be prepared")
+    run_stop(actor=None, run=run)
+
+    run = wait_until_done(run, timeout=60)
+    assert run.status == RunStatus.STOPPED
+    assert lifecycle.steps_of(run)["s"] == (RunStatus.STOPPED, "stopped on request")
+    assert lifecycle.log_of(run, "s") == "--- stopped on request: not started ---\n"
+    lifecycle.assert_ended_true(run)
+
+
 def _log_or_empty(run, step: str) -> str:
     from bedrock.runs.models import RunStep
 

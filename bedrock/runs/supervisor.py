@@ -381,7 +381,7 @@ class Supervisor:
 
     def _attempt(
         self, run, step, secrets, token, app_dir, attempt, log
-    ) -> tuple[int, str, bool, bool]:
+    ) -> tuple[int | None, str, bool, bool]:
         """The attempt's exit code, the executor's account of a failure when it has one,
         whether another attempt may start (not while this one may still be running remotely),
         and whether the run's halt killed it."""
@@ -396,6 +396,14 @@ class Supervisor:
             plan=self.plan,
             deadline=run.deadline,
         )
+        prepare = getattr(self.executor, "prepare", None)
+        if prepare is not None:
+            # The slow part (a virtual environment, an image) comes before anything of the
+            # step runs: a stop that arrives meanwhile keeps its command from starting at all.
+            prepare(step, context)
+            if self._check_halted():
+                log.write(f"--- {self._halted_outcome_for_step().reason}: not started ---\n")
+                return None, "", True, True
         handle = self.executor.start(step, context)
         pump = threading.Thread(
             target=lambda: [log.write(line) for line in handle.output()], daemon=True
