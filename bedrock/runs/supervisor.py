@@ -310,7 +310,7 @@ class Supervisor:
             for attempt in range(1, step.max_attempts + 1):
                 with self._place(remote) as placed:
                     if not placed or not self._begin(step_id, attempt):
-                        return self._halt_step(step_id, exit_code)
+                        return self._halt_step(step_id, exit_code, began=attempt > 1)
                     if attempt > 1 and remote:
                         # Uploads of the attempt before are refused from now on; drop what it sent.
                         from bedrock.runs.stages import stage_forget
