@@ -7,6 +7,7 @@ raise here; it is reported by the system checks in :mod:`bedrock.checks`.
 
 from __future__ import annotations
 
+import os
 import secrets as _secrets
 from pathlib import Path
 
@@ -284,6 +285,14 @@ BEDROCK_STOP_GRACE = env_duration("BEDROCK_STOP_GRACE", "30s")
 # Parameters and secrets together, checked when a run is created: Linux refuses to start a program
 # with an environment string over 128 KiB (MAX_ARG_STRLEN), so stay well under it.
 BEDROCK_MAX_ENVIRONMENT_BYTES = env_int("BEDROCK_MAX_ENVIRONMENT_BYTES", 64 * 1024)
+# Steps of one run running at once, and steps of every run on this machine running at once
+# (local and Docker steps; each one a venv or a container competing for the same cores).
+BEDROCK_MAX_PARALLEL_STEPS = max(1, env_int("BEDROCK_MAX_PARALLEL_STEPS", 8))
+BEDROCK_MACHINE_MAX_STEPS = max(1, env_int("BEDROCK_MACHINE_MAX_STEPS", 2 * (os.cpu_count() or 1)))
+# A supervisor that never claims its run (a crash at import, a locked database) is started again
+# after this delay, doubled each time, at most this many times in all; then the run fails.
+BEDROCK_SUPERVISOR_START_ATTEMPTS = max(1, env_int("BEDROCK_SUPERVISOR_START_ATTEMPTS", 3))
+BEDROCK_SUPERVISOR_START_BACKOFF = env_duration("BEDROCK_SUPERVISOR_START_BACKOFF", "30s")
 
 # --- Git --------------------------------------------------------------------------------------
 # Local paths as repository URLs suit a laptop; a shared server should not read its own disk.

@@ -88,6 +88,10 @@ class Run(models.Model):
     # The supervisor process executing the run, and its last sign of life.
     runner = models.CharField(max_length=200, blank=True, help_text="host:pid of the supervisor.")
     heartbeat_at = models.DateTimeField(null=True, blank=True)
+    # Supervisors started for the run before one claimed it, and when the last was started: the
+    # reconciler retries with backoff a bounded number of times, then fails the run.
+    supervisor_attempts = models.PositiveIntegerField(default=0, editable=False)
+    supervisor_started_at = models.DateTimeField(null=True, blank=True, editable=False)
     # The run's own API token (BEDROCK_API_TOKEN); only its hash, and only while the run is active.
     token_hash = models.CharField(max_length=64, blank=True, db_index=True, editable=False)
     # Something the run left outside the database (a Nomad job, a stage archive) could not be

@@ -1,7 +1,7 @@
 """The run lifecycle: create, submit, stop, and the reconciler that repairs what a crash left.
 
-Statuses move by compare-and-swap (``filter(status=OLD).update(status=NEW)``), so every function
-here is safe to run twice and from several processes at once.
+Statuses move only through :mod:`bedrock.runs.transitions`, each a compare-and-swap, so every
+function here is safe to run twice and from several processes at once.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import subprocess
 import sys
 import threading
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 from django.conf import settings
@@ -31,7 +32,9 @@ from bedrock.pipelines import environment, git
 from bedrock.pipelines import spec as hcl
 from bedrock.pipelines.models import Pipeline, PipelineKind, Role
 from bedrock.pipelines.selectors import User, has_role
-from bedrock.runs.models import ACTIVE_STATUSES, Run, RunStatus, RunStep, Trigger
+from bedrock.runs import transitions
+from bedrock.runs.cleanup import run_cleanup
+from bedrock.runs.models import ACTIVE_STATUSES, Run, RunStatus, Trigger
 from bedrock.runs.plan import stanza_for
 from bedrock.runs.workspace import Workspace
 
@@ -280,31 +283,52 @@ def enqueue_submit(run_id: int) -> None:
 
 def run_submit(*, run_id: int) -> bool:
     """Queue an accepted run and start its supervisor. False if it was not Accepted any more."""
-    if not Run.objects.filter(pk=run_id, status=RunStatus.ACCEPTED).update(status=RunStatus.QUEUED):
+    if not transitions.run_queue(run_id):
         return False
     supervisor_start(run_id)
     return True
 
 
-def supervisor_start(run_id: int) -> None:
-    """Start the run's supervisor apart from this process, so it outlives a worker restart."""
+# Begins each start's part of the supervisor log, so a failure is told from its own lines.
+START_MARK = "--- supervisor start "
+
+
+def supervisor_command(run_id: int) -> list[str]:
+    return [sys.executable, "-m", "bedrock.cli", "execute", str(run_id)]
+
+
+def supervisor_start(run_id: int) -> bool:
+    """Start the run's supervisor apart from this process, so it outlives a worker restart.
+
+    Counted on the run, so the reconciler knows how often it was tried; False (and nothing
+    started) when the run is no longer waiting for one.
+    """
+    attempt = transitions.run_supervisor_started(run_id)
+    if not attempt:
+        return False
     if settings.BEDROCK_SUPERVISOR == "thread":
         threading.Thread(
             target=_supervise_in_thread, args=(run_id,), name=f"run-{run_id}", daemon=True
         ).start()
-        return
-    log = open(_supervisor_log(run_id), "ab")  # noqa: SIM115 - handed to the child
+        return True
+    # The first start begins the log afresh: one left by a run of the same id is not this run's.
+    log = open(supervisor_log(run_id), "ab" if attempt > 1 else "wb")  # noqa: SIM115 - the child's
     try:
+        log.write(f"{START_MARK}{attempt} at {timezone.now().isoformat()} ---\n".encode())
+        log.flush()
         subprocess.Popen(
-            [sys.executable, "-m", "bedrock.cli", "execute", str(run_id)],
+            supervisor_command(run_id),
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
             close_fds=True,
         )
+    except OSError as exc:
+        log.write(f"could not start the supervisor: {exc}\n".encode())
     finally:
         log.close()
+    return True
 
 
 def _supervise_in_thread(run_id: int) -> None:
@@ -314,14 +338,35 @@ def _supervise_in_thread(run_id: int) -> None:
 
     try:
         Supervisor(run_id).execute()
+    except Exception as exc:  # as a process would, leave the reason where the reconciler reads it
+        logger.exception("the supervisor of run %s failed", run_id)
+        with supervisor_log(run_id).open("a") as log:
+            log.write(f"{type(exc).__name__}: {exc}\n")
     finally:
         connection.close()
 
 
-def _supervisor_log(run_id: int):
+def supervisor_log(run_id: int) -> Path:
     path = settings.BEDROCK_HOME / "logs" / f"run-{run_id}" / "supervisor.log"
     path.parent.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def supervisor_log_tail(run_id: int, *, lines: int = 5, limit: int = 500) -> str:
+    """The last lines of the latest supervisor's own output (a traceback's last lines say
+    why), shortened to ``limit`` characters; it holds no secret values."""
+    try:
+        with supervisor_log(run_id).open("rb") as log:
+            log.seek(0, os.SEEK_END)
+            log.seek(max(0, log.tell() - 8 * limit))
+            text = log.read().decode("utf-8", errors="replace")
+    except OSError:
+        return ""
+    if START_MARK in text:
+        text = text.rpartition(START_MARK)[2].partition("\n")[2]
+    said = [line.strip() for line in text.splitlines() if line.strip()]
+    tail = " | ".join(said[-lines:])
+    return tail if len(tail) <= limit else "…" + tail[-limit:]
 
 
 # --- stopping -----------------------------------------------------------------------------------
@@ -329,14 +374,9 @@ def run_stop(*, actor: User | None, run: Run) -> Run:
     """Ask a run to stop. Its supervisor kills the steps and ends it as ``Stopped``."""
     if actor is not None and not has_role(actor, run.pipeline.project, Role.DEVELOPER):
         raise PermissionDenied("Only project developers and admins may stop runs.")
-    now = timezone.now()
     # Nothing runs yet for an accepted or queued run without a supervisor: stop it at once.
-    Run.objects.filter(
-        pk=run.pk, status__in=[RunStatus.ACCEPTED, RunStatus.QUEUED], runner=""
-    ).update(status=RunStatus.STOPPED, finished_at=now, failure_reason="stopped on request")
-    Run.objects.filter(pk=run.pk, status__in=[RunStatus.RUNNING, RunStatus.UNKNOWN]).update(
-        status=RunStatus.STOPPING
-    )
+    if not transitions.run_stop_unstarted(run.pk):
+        transitions.run_stopping(run.pk)
     run.refresh_from_db()
     return run
 
@@ -364,15 +404,16 @@ def runs_reconcile() -> dict[str, int]:
     repaired = {"resubmitted": 0, "restarted": 0, "ended": 0, "cleaned": 0}
 
     for run_id in Run.objects.filter(
-        status=RunStatus.ACCEPTED, created_at__lt=now - QUEUED_STALE
+        status__in=[RunStatus.ACCEPTED], created_at__lt=now - QUEUED_STALE
     ).values_list("pk", flat=True):
         repaired["resubmitted"] += run_submit(run_id=run_id)
 
-    for run_id in Run.objects.filter(
-        status=RunStatus.QUEUED, runner="", created_at__lt=now - QUEUED_STALE
-    ).values_list("pk", flat=True):
-        supervisor_start(run_id)
-        repaired["restarted"] += 1
+    for run in Run.objects.filter(
+        status__in=[RunStatus.QUEUED], runner="", created_at__lt=now - QUEUED_STALE
+    ):
+        outcome = _unclaimed(run, now)
+        if outcome:
+            repaired[outcome] += 1
 
     stale = Q(heartbeat_at__lt=now - HEARTBEAT_STALE) | Q(heartbeat_at__isnull=True)
     for run in Run.objects.filter(
@@ -402,26 +443,22 @@ def runs_reconcile() -> dict[str, int]:
     return repaired
 
 
-def run_cleanup(run_id: int, *, executor=None) -> bool:
-    """Remove what the run left outside the database: its executor's jobs, processes or
-    containers, and its stage archives. True when all is gone; otherwise the run is marked
-    ``cleanup_pending`` and the reconciler calls this again."""
-    from bedrock.runs.executors import get_executor
-    from bedrock.runs.stages import stages_delete
-
-    complete = True
-    try:
-        (executor or get_executor()).cleanup_run(run_id)
-    except Exception as exc:
-        logger.warning("cleaning up run %s: %s", run_id, exc)
-        complete = False
-    try:
-        stages_delete(run_id)
-    except Exception as exc:
-        logger.warning("deleting the stage archives of run %s: %s", run_id, exc)
-        complete = False
-    Run.objects.filter(pk=run_id).update(cleanup_pending=not complete)
-    return complete
+def _unclaimed(run: Run, now) -> str | None:
+    """A queued run that no supervisor took: start one again after a backoff that doubles with
+    each start, and fail the run once the last allowed start had its time too."""
+    attempts = run.supervisor_attempts
+    last = run.supervisor_started_at or run.created_at
+    waited = settings.BEDROCK_SUPERVISOR_START_BACKOFF * 2 ** max(0, attempts - 1)
+    if now < last + waited:
+        return None
+    if attempts < settings.BEDROCK_SUPERVISOR_START_ATTEMPTS:
+        return "restarted" if supervisor_start(run.pk) else None
+    said = supervisor_log_tail(run.pk)
+    reason = (
+        f"the run's supervisor could not start ({attempts} attempt"
+        f"{'s' if attempts != 1 else ''}): {said or 'it left no output'}"
+    )
+    return "ended" if transitions.run_fail_unstarted(run.pk, reason=reason) else None
 
 
 def _kill_runner(runner: str) -> None:
@@ -432,7 +469,7 @@ def _kill_runner(runner: str) -> None:
 def _end_orphaned(run: Run, now) -> int:
     """End a run whose supervisor is gone, cleaning up whatever of it still runs."""
     if run.status == RunStatus.STOPPING:
-        status, reason = RunStatus.STOPPED, "stopped on request"
+        status, reason = RunStatus.STOPPED, transitions.STOPPED_ON_REQUEST
     elif run.deadline is not None and now >= run.deadline:
         status = RunStatus.FAILED
         reason = f"exceeded the maximum run time of {format_duration(run.max_run_time)}"
@@ -444,11 +481,4 @@ def _end_orphaned(run: Run, now) -> int:
         Workspace(run.pk).remove()
     except Exception:  # cleanup must not keep the run from ending
         logger.exception("cleaning up run %s", run.pk)
-    ended = Run.objects.filter(pk=run.pk, status=run.status, runner=run.runner).update(
-        status=status, failure_reason=reason, finished_at=now, token_hash=""
-    )
-    if ended:
-        RunStep.objects.filter(run=run, status__in=list(ACTIVE_STATUSES)).update(
-            status=status, failure_reason=reason, finished_at=now
-        )
-    return ended
+    return int(transitions.run_end_orphaned(run, to=status, reason=reason))

@@ -12,6 +12,7 @@ the reconciler fails a run whose heartbeat has stopped. It owns:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import secrets as _random
@@ -20,14 +21,18 @@ import threading
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
+from django.conf import settings
 from django.db import close_old_connections, connection
 from django.utils import timezone
 
 from bedrock.pipelines import git
+from bedrock.runs import transitions
+from bedrock.runs.cleanup import run_cleanup
 from bedrock.runs.executors import ExecutorError, StepContext, get_executor
 from bedrock.runs.logmask import MASK, LogWriter  # noqa: F401 - also imported from here
 from bedrock.runs.models import ACTIVE_STATUSES, Run, RunStatus, RunStep
 from bedrock.runs.plan import RunPlan, StepPlan, build
+from bedrock.runs.slots import machine_slot
 from bedrock.runs.workspace import Workspace, log_key, log_path
 from bedrock.secrets.models import hash_token
 
@@ -53,36 +58,27 @@ class _Control:
         return self.stop.is_set() or self.deadline_passed.is_set()
 
 
-def _set_run(run_id: int, *, statuses=ACTIVE_STATUSES, **fields) -> bool:
-    """Compare-and-swap: change the run only while it is still in one of ``statuses``."""
-    return Run.objects.filter(pk=run_id, status__in=list(statuses)).update(**fields) == 1
-
-
 class Supervisor:
     def __init__(self, run_id: int, executor=None) -> None:
         self.run_id = run_id
         self.executor = executor
         self.control = _Control()
         self.plan: RunPlan | None = None
+        self.deadline = None
+        self.step_ids: dict[str, int] = {}
         self._done = threading.Event()
         self.workspace = Workspace(run_id)
 
     # -- entry point -------------------------------------------------------------------------
     def execute(self) -> str | None:
         """Run the run if it is queued; returns its final status, or None if another took it."""
-        now = timezone.now()
-        claimed = Run.objects.filter(pk=self.run_id, status=RunStatus.QUEUED).update(
-            status=RunStatus.RUNNING,
-            started_at=now,
-            heartbeat_at=now,
-            runner=f"{socket.gethostname()}:{os.getpid()}",
-        )
-        if not claimed:
+        if not transitions.run_claim(self.run_id, runner=f"{socket.gethostname()}:{os.getpid()}"):
             return None
         run = Run.objects.select_related("pipeline__project", "input_model_version").get(
             pk=self.run_id
         )
-        heartbeat = threading.Thread(target=self._beat, args=(run,), daemon=True)
+        self.deadline = run.deadline
+        heartbeat = threading.Thread(target=self._beat, daemon=True)
         heartbeat.start()
         try:
             outcome = self._execute(run)
@@ -92,41 +88,35 @@ class Supervisor:
         finally:
             self._done.set()
         if self.control.stop.is_set() and outcome.status != RunStatus.SUCCEEDED:
-            outcome = Outcome(RunStatus.STOPPED, "stopped on request")
-        _set_run(
-            self.run_id,
-            status=outcome.status,
-            failure_reason=outcome.reason,
-            exit_code=outcome.exit_code,
-            finished_at=timezone.now(),
-            token_hash="",
-        )
-        RunStep.objects.filter(run_id=self.run_id, status=RunStatus.ACCEPTED).update(
-            status=RunStatus.STOPPED, failure_reason="not run: " + (outcome.reason or "run ended")
+            outcome = Outcome(RunStatus.STOPPED, transitions.STOPPED_ON_REQUEST)
+        transitions.run_finish(
+            self.run_id, to=outcome.status, reason=outcome.reason, exit_code=outcome.exit_code
         )
         if self.executor is not None:
-            from bedrock.runs.services import run_cleanup
-
             run_cleanup(self.run_id, executor=self.executor)
         self.workspace.remove()
         return outcome.status
 
-    def _beat(self, run: Run) -> None:
-        deadline = run.deadline
+    def _beat(self) -> None:
         while True:
             close_old_connections()
-            now = timezone.now()
             Run.objects.filter(pk=self.run_id, status__in=list(ACTIVE_STATUSES)).update(
-                heartbeat_at=now
+                heartbeat_at=timezone.now()
             )
-            status = Run.objects.filter(pk=self.run_id).values_list("status", flat=True).first()
-            if status in (RunStatus.STOPPING, RunStatus.STOPPED, None):
-                self.control.stop.set()
-            if deadline is not None and now >= deadline:
-                self.control.deadline_passed.set()
+            self._check_halted()
             if self._done.wait(HEARTBEAT_SECONDS):
                 break
         connection.close()
+
+    def _check_halted(self) -> bool:
+        """Learn from the database whether the run was asked to stop, and from the clock whether
+        its time is up; True when it must not go on."""
+        status = Run.objects.filter(pk=self.run_id).values_list("status", flat=True).first()
+        if status not in (RunStatus.RUNNING, RunStatus.UNKNOWN):
+            self.control.stop.set()
+        if self.deadline is not None and timezone.now() >= self.deadline:
+            self.control.deadline_passed.set()
+        return self.control.halted
 
     # -- the run -----------------------------------------------------------------------------
     def _execute(self, run: Run) -> Outcome:
@@ -203,7 +193,7 @@ class Supervisor:
 
     def _create_steps(self, plan: RunPlan) -> None:
         for position, step in enumerate(plan.steps):
-            _, created = RunStep.objects.get_or_create(
+            row, created = RunStep.objects.get_or_create(
                 run_id=plan.run_id,
                 name=step.name,
                 defaults={
@@ -213,24 +203,30 @@ class Supervisor:
                     "log_key": log_key(plan.run_id, step.name),
                 },
             )
+            self.step_ids[step.name] = row.pk
             if created:
                 # A log left by a run of the same id (a database reset, say) is not this run's.
                 log_path(plan.run_id, step.name).unlink(missing_ok=True)
 
     def _halted_outcome(self, plan: RunPlan) -> Outcome:
         if self.control.stop.is_set():
-            return Outcome(RunStatus.STOPPED, "stopped on request")
+            return Outcome(RunStatus.STOPPED, transitions.STOPPED_ON_REQUEST)
         return Outcome(RunStatus.FAILED, f"exceeded the maximum run time of {plan.time_limit_text}")
 
     def _run_steps(self, run: Run, plan: RunPlan, secrets, token, credentials) -> Outcome:
+        """The DAG loop: start each step once its dependencies succeeded, at most
+        ``BEDROCK_MAX_PARALLEL_STEPS`` at once, none once the run is halted or a step failed."""
         succeeded: set[str] = set()
-        pending = [step for step in plan.steps]
+        pending = list(plan.steps)
         running: dict[Future, StepPlan] = {}
         failure: Outcome | None = None
-        with ThreadPoolExecutor(max_workers=max(1, len(plan.steps))) as pool:
+        limit = max(1, min(len(plan.steps), settings.BEDROCK_MAX_PARALLEL_STEPS))
+        with ThreadPoolExecutor(max_workers=limit) as pool:
             while pending or running:
                 if failure is None and not self.control.halted:
                     for step in list(pending):
+                        if len(running) >= limit:
+                            break
                         if set(step.depends_on) <= succeeded:
                             pending.remove(step)
                             future = pool.submit(
@@ -247,11 +243,7 @@ class Supervisor:
                         succeeded.add(step.name)
                     elif failure is None:
                         failure = result
-        for step in pending:
-            RunStep.objects.filter(run_id=plan.run_id, name=step.name).update(
-                status=RunStatus.STOPPED,
-                failure_reason="not run: an earlier step failed or the run was halted",
-            )
+        # Steps never started stay Accepted: ending the run ends them as "not run".
         if self.control.halted:
             return self._halted_outcome(plan)
         if failure is not None:
@@ -261,20 +253,26 @@ class Supervisor:
     def _run_step(self, run: Run, step: StepPlan, secrets, token, credentials) -> Outcome:
         try:
             return self._attempts(run, step, secrets, token, credentials)
-        except (ExecutorError, git.GitError) as exc:
-            RunStep.objects.filter(run_id=run.pk, name=step.name).update(
-                status=RunStatus.FAILED, failure_reason=str(exc), finished_at=timezone.now()
-            )
-            return Outcome(RunStatus.FAILED, f"step {step.name!r} could not start: {exc}")
+        except Exception as exc:
+            # Whatever kept the step from starting (an executor's refusal, Git, or the OS
+            # refusing the process: an argument list too long, a NUL byte), the step ends with it.
+            if not isinstance(exc, (ExecutorError, git.GitError)):
+                logger.warning(
+                    "step %r of run %s could not start", step.name, run.pk, exc_info=True
+                )
+            reason = str(exc) or type(exc).__name__
+            transitions.step_finish(self.step_ids[step.name], to=RunStatus.FAILED, reason=reason)
+            return Outcome(RunStatus.FAILED, f"step {step.name!r} could not start: {reason}")
         finally:
             connection.close()
 
     def _attempts(self, run: Run, step: StepPlan, secrets, token, credentials) -> Outcome:
-        steps = RunStep.objects.filter(run_id=run.pk, name=step.name)
+        step_id = self.step_ids[step.name]
+        remote = getattr(self.executor, "remote", False)
         log = LogWriter(log_path(run.pk, step.name), [*secrets.values(), token])
         app_dir = self.workspace.step_app(step.name)
         try:
-            if not app_dir.exists() and not getattr(self.executor, "remote", False):
+            if not app_dir.exists() and not remote:
                 git.checkout(
                     run.pipeline.git_url,
                     run.commit_sha,
@@ -283,34 +281,28 @@ class Supervisor:
                     credentials=credentials,
                 )
             exit_code: int | None = None
+            detail = ""
             for attempt in range(1, step.max_attempts + 1):
-                now = timezone.now()
-                steps.update(status=RunStatus.RUNNING, attempts=attempt, finished_at=None)
-                if attempt > 1 and getattr(self.executor, "remote", False):
-                    # Uploads of the attempt before are refused from now on; drop what it sent.
-                    from bedrock.runs.stages import stage_forget
+                with self._place(remote) as placed:
+                    if not placed or not self._begin(step_id, attempt):
+                        return self._halt_step(step_id, exit_code, began=attempt > 1)
+                    if attempt > 1 and remote:
+                        # Uploads of the attempt before are refused from now on; drop what it sent.
+                        from bedrock.runs.stages import stage_forget
 
-                    stage_forget(steps.get().pk)
-                steps.filter(started_at__isnull=True).update(started_at=now)
-                if step.max_attempts > 1:
-                    log.write(f"--- attempt {attempt} of {step.max_attempts} ---\n")
-                exit_code, detail, may_retry = self._attempt(
-                    run, step, secrets, token, app_dir, attempt, log
-                )
-                if exit_code == 0:
-                    steps.update(
-                        status=RunStatus.SUCCEEDED, exit_code=0, finished_at=timezone.now()
+                        stage_forget(step_id)
+                    if step.max_attempts > 1:
+                        log.write(f"--- attempt {attempt} of {step.max_attempts} ---\n")
+                    exit_code, detail, may_retry, killed = self._attempt(
+                        run, step, secrets, token, app_dir, attempt, log
                     )
+                if killed:  # whatever its exit code, it did not finish its work
+                    return self._halt_step(step_id, exit_code, began=True)
+                if exit_code == 0:
+                    transitions.step_finish(step_id, to=RunStatus.SUCCEEDED, exit_code=0)
                     return Outcome(RunStatus.SUCCEEDED)
                 if self.control.halted:
-                    halted = self._halted_outcome_for_step()
-                    steps.update(
-                        status=halted.status,
-                        exit_code=exit_code,
-                        failure_reason=halted.reason,
-                        finished_at=timezone.now(),
-                    )
-                    return halted
+                    return self._halt_step(step_id, exit_code, began=True)
                 if attempt < step.max_attempts and not may_retry:
                     log.write(f"--- {detail}; not retrying ---\n")
                     break
@@ -322,24 +314,52 @@ class Supervisor:
                 reason = f"step {step.name!r} failed with exit code {exit_code}"
             if attempt > 1:
                 reason += f" after {attempt} attempts"
-            steps.update(
-                status=RunStatus.FAILED,
-                exit_code=exit_code,
-                failure_reason=reason,
-                finished_at=timezone.now(),
+            transitions.step_finish(
+                step_id, to=RunStatus.FAILED, exit_code=exit_code, reason=reason
             )
             return Outcome(RunStatus.FAILED, reason, exit_code)
         finally:
             log.close()
 
+    def _place(self, remote: bool):
+        """A place among the machine's steps running at once; remote steps use none here."""
+        if remote:
+            return contextlib.nullcontext(True)
+        return machine_slot(give_up=self._check_halted)
+
+    def _begin(self, step_id: int, attempt: int) -> bool:
+        """Mark the attempt started, unless the run stopped meanwhile (then it does not start)."""
+        if self._check_halted():
+            return False
+        if attempt == 1:
+            began = transitions.step_begin(step_id)
+        else:
+            began = transitions.step_retry(step_id, attempt=attempt)
+        if not began:
+            self.control.stop.set()  # the run is no longer Running: it was asked to stop
+        return began
+
+    def _halt_step(self, step_id: int, exit_code: int | None, *, began: bool) -> Outcome:
+        """End a step the run's halt interrupted; one that never began is left for the run's end
+        to mark "not run"."""
+        halted = self._halted_outcome_for_step()
+        if began:
+            transitions.step_finish(
+                step_id, to=halted.status, exit_code=exit_code, reason=halted.reason
+            )
+        return halted
+
     def _halted_outcome_for_step(self) -> Outcome:
         if self.control.stop.is_set():
-            return Outcome(RunStatus.STOPPED, "stopped on request")
+            return Outcome(RunStatus.STOPPED, transitions.STOPPED_ON_REQUEST)
         return Outcome(RunStatus.FAILED, "killed at the run's time limit")
 
-    def _attempt(self, run, step, secrets, token, app_dir, attempt, log) -> tuple[int, str, bool]:
-        """The attempt's exit code, the executor's account of a failure when it has one, and
-        whether another attempt may start (not while this one may still be running remotely)."""
+    def _attempt(
+        self, run, step, secrets, token, app_dir, attempt, log
+    ) -> tuple[int | None, str, bool, bool]:
+        """The attempt's exit code, the executor's account of a failure when it has one,
+        whether another attempt may start (not while this one may still be running remotely),
+        and whether the run's halt killed it."""
         context = StepContext(
             run_id=run.pk,
             app_dir=app_dir,
@@ -351,19 +371,33 @@ class Supervisor:
             plan=self.plan,
             deadline=run.deadline,
         )
+        prepare = getattr(self.executor, "prepare", None)
+        if prepare is not None:
+            # The slow part (a virtual environment, an image) comes before anything of the
+            # step runs: a stop that arrives meanwhile keeps its command from starting at all.
+            prepare(step, context)
+            if self._check_halted():
+                log.write(f"--- {self._halted_outcome_for_step().reason}: not started ---\n")
+                return None, "", True, True
         handle = self.executor.start(step, context)
         pump = threading.Thread(
             target=lambda: [log.write(line) for line in handle.output()], daemon=True
         )
         pump.start()
+        # Starting may take long (a virtual environment, an image): the run may have been
+        # stopped meanwhile, so look again now rather than at the next heartbeat.
+        self._check_halted()
         exit_code = None
+        ended_by = ""
         while exit_code is None:
             if self.control.halted:
-                handle.kill()
+                ended_by = handle.kill(grace=settings.BEDROCK_STOP_GRACE.total_seconds())
                 exit_code = handle.wait(30)
                 exit_code = -9 if exit_code is None else exit_code
                 break
             exit_code = handle.wait(0.5)
         pump.join(timeout=30)
+        if ended_by:
+            log.write(f"--- {self._halted_outcome_for_step().reason}: {ended_by} ---\n")
         detail = getattr(handle, "failure_reason", "") if exit_code != 0 else ""
-        return exit_code, detail, getattr(handle, "may_retry", True)
+        return exit_code, detail, getattr(handle, "may_retry", True), bool(ended_by)

@@ -1,15 +1,18 @@
 from __future__ import annotations
 
+import contextlib
 import sys
+import threading
 
 from django.core.files.storage import default_storage
 from django.core.management import call_command
 from django.core.management.base import BaseCommand
+from django.db import DatabaseError, connection
 
 from bedrock.runs.examples import example_load
 from bedrock.runs.management.commands.run import follow
 from bedrock.runs.models import Run, RunStatus, Trigger
-from bedrock.runs.services import run_create, run_submit
+from bedrock.runs.services import run_create, run_submit, runs_reconcile
 from bedrock.runs.workspace import read_log
 from bedrock.transient import retry_transient
 
@@ -56,10 +59,26 @@ class Command(BaseCommand):
         if run.status == RunStatus.REJECTED:
             return run
         retry_transient(lambda: run_submit(run_id=run.pk))
-        run = follow(run, write)
+        # No worker may be running: repair as it would (a supervisor that could not start is
+        # started again, then its run fails), so the demo never waits for ever.
+        done = threading.Event()
+        threading.Thread(target=_reconcile_until, args=(done,), daemon=True).start()
+        try:
+            run = follow(run, write)
+        finally:
+            done.set()
         self.stdout.write(f"{pipeline}: run {run.number} {run.status}")
         return run
 
     def _fail(self, run: Run) -> None:
         self.stderr.write(f"{run.pipeline}: run {run.number} {run.status}: {run.failure_reason}")
         sys.exit(1)
+
+
+def _reconcile_until(done: threading.Event, every: float = 15.0) -> None:
+    try:
+        while not done.wait(every):
+            with contextlib.suppress(DatabaseError):  # a locked database: try at the next turn
+                runs_reconcile()
+    finally:
+        connection.close()
