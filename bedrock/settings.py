@@ -19,6 +19,7 @@ from bedrock.envconfig import (
     env_duration,
     env_int,
     env_list,
+    env_size,
     env_str,
 )
 
@@ -264,6 +265,22 @@ BEDROCK_MAX_RUN_TIME_CAP = env_duration("BEDROCK_MAX_RUN_TIME_CAP", "7d")
 BEDROCK_API_DOMAIN = env_str("BEDROCK_API_DOMAIN", "http://127.0.0.1:8000")
 # A step being stopped gets SIGTERM, then SIGKILL after this long (as Nomad's KillTimeout).
 BEDROCK_STOP_GRACE = env_duration("BEDROCK_STOP_GRACE", "30s")
+
+# --- Limits -----------------------------------------------------------------------------------
+# Each bounds work a user can ask of the server; what exceeds one is refused up front, naming the
+# setting. The bedrock.hcl defaults sit far above the 139 real files (at most 9 KB, 6 levels deep,
+# under 1,000 tokens) and keep any document under a second of parser CPU.
+BEDROCK_MAX_CONFIG_BYTES = env_size("BEDROCK_MAX_CONFIG_BYTES", "256Ki")
+BEDROCK_MAX_CONFIG_DEPTH = env_int("BEDROCK_MAX_CONFIG_DEPTH", 32)
+BEDROCK_MAX_CONFIG_TOKENS = env_int("BEDROCK_MAX_CONFIG_TOKENS", 10_000)
+BEDROCK_MAX_STEPS = env_int("BEDROCK_MAX_STEPS", 100)
+BEDROCK_MAX_RETRIES = env_int("BEDROCK_MAX_RETRIES", 10)
+BEDROCK_MAX_STEP_CPUS = env_int("BEDROCK_MAX_STEP_CPUS", 1024)
+BEDROCK_MAX_STEP_MEMORY = env_size("BEDROCK_MAX_STEP_MEMORY", "16Ti")
+BEDROCK_MAX_STEP_GPUS = env_int("BEDROCK_MAX_STEP_GPUS", 64)
+# A GraphQL or form body: room for the largest bedrock.hcl above, even JSON-escaped.
+BEDROCK_MAX_REQUEST_BYTES = env_size("BEDROCK_MAX_REQUEST_BYTES", "1Mi")
+DATA_UPLOAD_MAX_MEMORY_SIZE = BEDROCK_MAX_REQUEST_BYTES
 
 # --- Git --------------------------------------------------------------------------------------
 # Local paths as repository URLs suit a laptop; a shared server should not read its own disk.
