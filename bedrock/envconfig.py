@@ -146,5 +146,24 @@ def format_size(value: int) -> str:
     return str(value)
 
 
+def from_settings(cls: type[T], names: dict[str, str]) -> T:
+    """The dataclass ``cls`` with each field in ``names`` read from the Django setting named
+    there; the field's default where a setting is absent or Django is not configured (in a job's
+    hook, say)."""
+    from django.conf import settings
+
+    if not settings.configured:
+        return cls()
+    return cls(
+        **{f: getattr(settings, name) for f, name in names.items() if hasattr(settings, name)}
+    )
+
+
+def describe_size(count: int) -> str:
+    """``256Ki (262144 bytes)``, or ``1000 bytes`` when no unit divides the count."""
+    short = format_size(count)
+    return f"{count} bytes" if short == str(count) else f"{short} ({count} bytes)"
+
+
 def env_size(name: str, default: str) -> int:
     return _env_parsed(name, default, parse_size, "bedrock.E013")

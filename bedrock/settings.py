@@ -281,6 +281,15 @@ BEDROCK_MAX_STEP_GPUS = env_int("BEDROCK_MAX_STEP_GPUS", 64)
 # A GraphQL or form body: room for the largest bedrock.hcl above, even JSON-escaped.
 BEDROCK_MAX_REQUEST_BYTES = env_size("BEDROCK_MAX_REQUEST_BYTES", "1Mi")
 DATA_UPLOAD_MAX_MEMORY_SIZE = BEDROCK_MAX_REQUEST_BYTES
+# An artefact or stage upload: refused while it streams in, once past this.
+BEDROCK_MAX_UPLOAD_BYTES = env_size("BEDROCK_MAX_UPLOAD_BYTES", "50Gi")
+# What one archive may unpack to: its files' total size, its entries, how far an entry over 4 MiB
+# may be compressed (deflate manages about 1030:1 on zeros; Bedrock's own archives stay near
+# 230:1), and how many levels deep its paths go. Packing /artefact refuses the same.
+BEDROCK_MAX_ARCHIVE_BYTES = env_size("BEDROCK_MAX_ARCHIVE_BYTES", "50Gi")
+BEDROCK_MAX_ARCHIVE_ENTRIES = env_int("BEDROCK_MAX_ARCHIVE_ENTRIES", 50_000)
+BEDROCK_MAX_ARCHIVE_RATIO = env_int("BEDROCK_MAX_ARCHIVE_RATIO", 1000)
+BEDROCK_MAX_ARCHIVE_DEPTH = env_int("BEDROCK_MAX_ARCHIVE_DEPTH", 64)
 
 # --- Git --------------------------------------------------------------------------------------
 # Local paths as repository URLs suit a laptop; a shared server should not read its own disk.

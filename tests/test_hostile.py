@@ -201,6 +201,255 @@ def test_a_document_of_several_operations_needs_an_operation_name():
     assert unknown.json() == {"errors": [{"message": 'Unknown operation named "C".'}]}
 
 
+# Archives. The hostile ZIPs are written here byte by byte: a bomb's deflate stream is one
+# full-flushed segment of zeros repeated, so a 2 GiB entry costs the test a single megabyte of
+# compression.
+
+
+def _deflated_zeros(size: int) -> tuple[bytes, int]:
+    """A raw deflate stream of ``size`` zero bytes (a multiple of 1 MiB), and its CRC-32."""
+    import zlib
+
+    from bedrock.models.zipstream import crc32_combine
+
+    piece = 1 << 20
+    compressor = zlib.compressobj(9, zlib.DEFLATED, -15)
+    segment = compressor.compress(bytes(piece)) + compressor.flush(zlib.Z_FULL_FLUSH)
+    final = compressor.flush()
+    crc, one = 0, zlib.crc32(bytes(piece))
+    for _ in range(size // piece):
+        crc = crc32_combine(crc, one, piece)
+    return segment * (size // piece) + final, crc
+
+
+def _raw_zip(entries: list[tuple[str, bytes, int, int, int]]) -> bytes:
+    """A ZIP of (name, data as stored, method, CRC-32, uncompressed size) entries."""
+    import struct
+
+    body, directory = bytearray(), bytearray()
+    for name, data, method, crc, size in entries:
+        encoded = name.encode()
+        offset = len(body)
+        header = (20, 0x800, method, 0, 0x21, crc, len(data), size, len(encoded))
+        body += struct.pack("<IHHHHHIIIHH", 0x04034B50, *header, 0) + encoded + data
+        directory += struct.pack(
+            "<IHHHHHHIIIHHHHHII", 0x02014B50, 0x031E, *header, 0, 0, 0, 0, 0o100644 << 16, offset
+        )
+        directory += encoded
+    count, zip64 = len(entries), b""
+    if count > 0xFFFF:  # the count needs ZIP64's end records
+        at = len(body) + len(directory)
+        zip64 = struct.pack(
+            "<IQHHIIQQQQ", 0x06064B50, 44, 45, 45, 0, 0, count, count, len(directory), len(body)
+        ) + struct.pack("<IIQI", 0x07064B50, 0, at, 1)
+        count = 0xFFFF
+    end = struct.pack("<IHHHHIIH", 0x06054B50, 0, 0, count, count, len(directory), len(body), 0)
+    return bytes(body + directory + zip64 + end)
+
+
+def _bomb() -> bytes:
+    """2 MB that expand to 2 GiB, in one entry."""
+    import zipfile
+
+    data, crc = _deflated_zeros(2 << 30)
+    return _raw_zip([("zeros.bin", data, zipfile.ZIP_DEFLATED, crc, 2 << 30)])
+
+
+def _many_entries(count: int) -> bytes:
+    import zipfile
+    import zlib
+
+    crc = zlib.crc32(b"x")
+    return _raw_zip([(f"f{i}", b"x", zipfile.ZIP_STORED, crc, 1) for i in range(count)])
+
+
+def _deep_tree(levels: int) -> bytes:
+    import zipfile
+    import zlib
+
+    name = "a/" * levels + "leaf.txt"
+    return _raw_zip([(name, b"x", zipfile.ZIP_STORED, zlib.crc32(b"x"), 1)])
+
+
+_HOSTILE_ARCHIVES = {
+    # name: (archive maker, what the refusal says)
+    "bomb": (_bomb, "more than 1000:1 (BEDROCK_MAX_ARCHIVE_RATIO"),
+    "100000 entries": (
+        lambda: _many_entries(100_000),
+        "more than 50000 entries; at most 50000 are unpacked (BEDROCK_MAX_ARCHIVE_ENTRIES)",
+    ),
+    "2000 levels": (
+        lambda: _deep_tree(2000),
+        "2001 levels deep; at most 64 are unpacked (BEDROCK_MAX_ARCHIVE_DEPTH)",
+    ),
+}
+
+
+@pytest.fixture
+def limits_world(settings, tmp_path, monkeypatch):
+    """A running training run with its token and one running step; storage and the temporary
+    directory of this test's own, so that anything left behind shows."""
+    import secrets
+    import tempfile
+    from types import SimpleNamespace
+
+    from bedrock.runs.models import Run, RunStatus, RunStep
+    from bedrock.secrets.models import hash_token
+    from tests.runflow import pipeline_for
+
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "default": {
+            "BACKEND": "django.core.files.storage.FileSystemStorage",
+            "OPTIONS": {"location": str(tmp_path / "storage")},
+        },
+    }
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    token = "bdrkrun_" + secrets.token_urlsafe(32)
+    run = Run.objects.create(
+        pipeline=pipeline_for(tmp_path, name="train"),
+        number=1,
+        ref="main",
+        status=RunStatus.RUNNING,
+        token_hash=hash_token(token),
+    )
+    step = RunStep.objects.create(
+        run=run, name="train", position=0, status=RunStatus.RUNNING, attempts=1
+    )
+    return SimpleNamespace(
+        run=run, step=step, token=token, storage=tmp_path / "storage", tmp=scratch
+    )
+
+
+def _left_behind(root) -> list[str]:
+    import os
+
+    return sorted(str(p) for p in root.rglob("*")) if os.path.isdir(root) else []
+
+
+def _upload(world, endpoint: str, body: bytes):
+    from django.test import Client
+
+    headers = {"X-Bedrock-Access-Token": world.token}
+    if endpoint == "publish":
+        url = f"/runs/{world.run.pk}/artefact"
+        return Client().post(url, body, content_type="application/zip", headers=headers)
+    url = f"/runs/{world.run.pk}/steps/train/artefact?attempt=1"
+    return Client().put(url, body, content_type="application/zip", headers=headers)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("endpoint", ["publish", "stage"])
+@pytest.mark.parametrize("archive", _HOSTILE_ARCHIVES)
+def test_a_hostile_archive_is_refused_by_the_upload_endpoints_leaving_nothing(
+    limits_world, endpoint, archive
+):
+    import time
+
+    from bedrock.models.models import ModelVersion
+    from bedrock.runs.models import RunStep
+
+    make, wanted = _HOSTILE_ARCHIVES[archive]
+    started = time.monotonic()
+    response = _upload(limits_world, endpoint, make())
+    assert response.status_code == 400, response.content
+    assert wanted in response.json()["error"]
+    assert time.monotonic() - started < 20
+    assert not ModelVersion.objects.exists()
+    assert RunStep.objects.get(pk=limits_world.step.pk).artefact_key == ""
+    assert _left_behind(limits_world.storage) == []
+    assert _left_behind(limits_world.tmp) == []
+
+
+@pytest.mark.parametrize("archive", _HOSTILE_ARCHIVES)
+def test_bedrock_artefact_unpack_refuses_a_hostile_archive_and_leaves_no_directory(
+    tmp_path, archive
+):
+    from django.core.management import CommandError, call_command
+
+    make, wanted = _HOSTILE_ARCHIVES[archive]
+    source = tmp_path / "hostile.zip"
+    source.write_bytes(make())
+    with pytest.raises(CommandError, match=r"\(BEDROCK_MAX_ARCHIVE_") as refused:
+        call_command("artefact", "unpack", str(source), str(tmp_path / "out"))
+    assert wanted in str(refused.value)
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_entry_that_inflates_past_the_size_it_declares_is_stopped_and_removed(tmp_path):
+    import zipfile
+
+    from bedrock.models.zipstream import ArchiveError, unpack
+
+    data, crc = _deflated_zeros(8 << 20)
+    lying = _raw_zip([("small.bin", data, zipfile.ZIP_DEFLATED, crc, 1 << 20)])
+    with pytest.raises(ArchiveError, match="inflates to more than the 1048576 declared"):
+        unpack(__import__("io").BytesIO(lying), tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_bytes_really_written_are_counted_against_the_total():
+    from bedrock.models.zipstream import ArchiveLimitError, ArchiveLimits, _Budget
+
+    budget = _Budget(ArchiveLimits(total_bytes=10))
+    budget.spend(10)
+    with pytest.raises(ArchiveLimitError, match=r"more than 10 bytes .*BEDROCK_MAX_ARCHIVE_BYTES"):
+        budget.spend(1)
+
+
+@pytest.mark.django_db
+def test_an_upload_over_the_size_limit_is_refused_before_its_body_is_read(limits_world, settings):
+    from bedrock.models.models import ModelVersion
+
+    settings.BEDROCK_MAX_UPLOAD_BYTES = 1000
+    response = _upload(limits_world, "publish", _many_entries(100))
+    assert response.status_code == 413
+    assert "larger than 1000 bytes" in response.json()["error"]
+    assert "BEDROCK_MAX_UPLOAD_BYTES" in response.json()["error"]
+    assert not ModelVersion.objects.exists()
+    assert _left_behind(limits_world.storage) == []
+    assert _left_behind(limits_world.tmp) == []
+
+
+def test_a_body_without_a_length_is_cut_off_once_past_the_limit(settings):
+    import io
+    from types import SimpleNamespace
+
+    from bedrock.runs import views
+
+    settings.BEDROCK_MAX_UPLOAD_BYTES = 3 << 20
+    endless = SimpleNamespace(META={}, read=lambda size: b"x" * size)
+    spool = io.BytesIO()
+    with pytest.raises(views._BodyTooLarge):
+        views._spool_body(endless, spool)
+    assert len(spool.getvalue()) <= 3 << 20
+
+
+def test_packing_refuses_a_tree_deeper_or_larger_than_the_limits(tmp_path):
+    import io
+
+    from bedrock.models.zipstream import ArchiveLimitError, ArchiveLimits, pack
+
+    deep = tmp_path / "deep"
+    leaf = deep.joinpath(*["d"] * 70)
+    leaf.mkdir(parents=True)
+    (leaf / "f").write_text("x")
+    with pytest.raises(
+        ArchiveLimitError, match=r"at most 64 are packed \(BEDROCK_MAX_ARCHIVE_DEPTH"
+    ):
+        pack(deep, io.BytesIO())
+    many = tmp_path / "many"
+    many.mkdir()
+    for i in range(11):
+        (many / f"f{i}").write_text("x")
+    with pytest.raises(
+        ArchiveLimitError, match=r"at most 10 are packed \(BEDROCK_MAX_ARCHIVE_ENTRIES"
+    ):
+        pack(many, io.BytesIO(), limits=ArchiveLimits(entries=10))
+
+
 # --- 4. Every run ends in a true state ---------------------------------------------------------
 
 

@@ -342,8 +342,8 @@ def test_a_file_that_shrinks_while_packing_is_reported_by_name(
     victim.write_bytes(text_bytes(BIG_TEXT))
     collect = zipstream._collect
 
-    def collect_then_truncate(root: Path):
-        entries = collect(root)
+    def collect_then_truncate(root: Path, *limits):
+        entries = collect(root, *limits)
         with victim.open("r+b") as f:
             f.truncate(zipstream.CHUNK_SIZE + 10)
         return entries
@@ -578,3 +578,22 @@ def test_the_benchmark_prints_its_table_and_json(tmp_path: Path):
         assert measured["seconds"] > 0 and measured["peak_rss"] > 0
     assert set(report["ratios"]) >= {"pack_vs_zipfile", "unpack_vs_zipfile", "size_vs_zipfile"}
     assert list(tmp_path.iterdir()) == []  # its scratch directory is cleaned up
+
+
+def test_remove_tree_deletes_a_tree_deeper_than_recursion_and_path_max_allow(tmp_path: Path):
+    from bedrock.filetrees import remove_tree
+
+    top = tmp_path / "deep"
+    top.mkdir()
+    fd = os.open(top, os.O_RDONLY | os.O_DIRECTORY)
+    for _ in range(3000):  # 3000 levels of "dd/": 9000 bytes of path, past PATH_MAX
+        os.mkdir("dd", dir_fd=fd)
+        os.close(os.open("f", os.O_CREAT | os.O_WRONLY, dir_fd=fd))
+        child = os.open("dd", os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+        os.close(fd)
+        fd = child
+    os.close(fd)
+    with pytest.raises(RecursionError):
+        shutil.rmtree(top)
+    remove_tree(top)
+    assert not top.exists()

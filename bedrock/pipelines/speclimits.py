@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from bedrock.envconfig import format_size
+from bedrock.envconfig import describe_size, from_settings
 
 
 @dataclass(frozen=True)
@@ -34,23 +34,21 @@ class SpecLimits:
     step_gpus: int = 64
 
 
+_SETTINGS = {
+    "config_bytes": "BEDROCK_MAX_CONFIG_BYTES",
+    "config_depth": "BEDROCK_MAX_CONFIG_DEPTH",
+    "config_tokens": "BEDROCK_MAX_CONFIG_TOKENS",
+    "steps": "BEDROCK_MAX_STEPS",
+    "retries": "BEDROCK_MAX_RETRIES",
+    "step_cpus": "BEDROCK_MAX_STEP_CPUS",
+    "step_memory": "BEDROCK_MAX_STEP_MEMORY",
+    "step_gpus": "BEDROCK_MAX_STEP_GPUS",
+}
+
+
 def current() -> SpecLimits:
     """The limits from Django's settings, or the defaults where Django is not configured."""
-    from django.conf import settings
-
-    defaults = SpecLimits()
-    if not settings.configured:
-        return defaults
-    return SpecLimits(
-        config_bytes=getattr(settings, "BEDROCK_MAX_CONFIG_BYTES", defaults.config_bytes),
-        config_depth=getattr(settings, "BEDROCK_MAX_CONFIG_DEPTH", defaults.config_depth),
-        config_tokens=getattr(settings, "BEDROCK_MAX_CONFIG_TOKENS", defaults.config_tokens),
-        steps=getattr(settings, "BEDROCK_MAX_STEPS", defaults.steps),
-        retries=getattr(settings, "BEDROCK_MAX_RETRIES", defaults.retries),
-        step_cpus=getattr(settings, "BEDROCK_MAX_STEP_CPUS", defaults.step_cpus),
-        step_memory=getattr(settings, "BEDROCK_MAX_STEP_MEMORY", defaults.step_memory),
-        step_gpus=getattr(settings, "BEDROCK_MAX_STEP_GPUS", defaults.step_gpus),
-    )
+    return from_settings(SpecLimits, _SETTINGS)
 
 
 @dataclass(frozen=True)
@@ -87,7 +85,7 @@ def scan(text: str, limits: SpecLimits) -> Overrun | None:
     ):
         size = len(text.encode(errors="surrogatepass"))
         return Overrun(
-            f"the file is {size} bytes; at most {_bytes(limits.config_bytes)} are read "
+            f"the file is {size} bytes; at most {describe_size(limits.config_bytes)} are read "
             "(BEDROCK_MAX_CONFIG_BYTES)"
         )
     depth = tokens = 0
@@ -122,11 +120,6 @@ def scan(text: str, limits: SpecLimits) -> Overrun | None:
         elif kind == "close":
             depth = max(depth - 1, 0)
     return None
-
-
-def _bytes(count: int) -> str:
-    short = format_size(count)
-    return f"{count} bytes" if short == str(count) else f"{short} ({count} bytes)"
 
 
 def _weight(kind: str | None, match: re.Match[str]) -> int:
