@@ -20,6 +20,7 @@
 | bedrock.E024 | BEDROCK_GCS_CREDENTIALS is not a service-account key file |
 | bedrock.E025 | BEDROCK_DOWNLOAD_URL_EXPIRY is not between 1s and 7d      |
 | bedrock.W020 | Nomad jobs would call Bedrock at a loopback address       |
+| bedrock.E030 | a BEDROCK_MAX_* limit is not a positive number            |
 """
 
 from __future__ import annotations
@@ -36,6 +37,22 @@ from django.core.checks import Error, Tags, Warning, register
 from bedrock.envconfig import PROBLEMS, format_duration
 
 EXECUTORS = ("local", "docker", "nomad")
+# Limits of work a user may ask for; 0 or less would refuse every file, archive or request.
+LIMITS = (
+    "BEDROCK_MAX_CONFIG_BYTES",
+    "BEDROCK_MAX_CONFIG_DEPTH",
+    "BEDROCK_MAX_CONFIG_TOKENS",
+    "BEDROCK_MAX_STEPS",
+    "BEDROCK_MAX_STEP_CPUS",
+    "BEDROCK_MAX_STEP_MEMORY",
+    "BEDROCK_MAX_STEP_GPUS",
+    "BEDROCK_MAX_REQUEST_BYTES",
+    "BEDROCK_MAX_UPLOAD_BYTES",
+    "BEDROCK_MAX_ARCHIVE_BYTES",
+    "BEDROCK_MAX_ARCHIVE_ENTRIES",
+    "BEDROCK_MAX_ARCHIVE_RATIO",
+    "BEDROCK_MAX_ARCHIVE_DEPTH",
+)
 STORAGE_BACKENDS = ("local", "s3", "gcs")
 # S3 and GCS both refuse signed URLs valid for longer than seven days.
 MAX_DOWNLOAD_URL_EXPIRY = timedelta(days=7)
@@ -185,3 +202,19 @@ def check_nomad(app_configs, **kwargs) -> list[Error | Warning]:
             )
         )
     return problems
+
+
+@register(Tags.compatibility)
+def check_limits(app_configs, **kwargs) -> list[Error]:
+    # BEDROCK_MAX_RETRIES may be 0: no step is then retried.
+    bad = [name for name in LIMITS if getattr(settings, name) <= 0]
+    if settings.BEDROCK_MAX_RETRIES < 0:
+        bad.append("BEDROCK_MAX_RETRIES")
+    return [
+        Error(
+            f"{name}={getattr(settings, name)} refuses everything it bounds.",
+            hint="Set a positive number, or unset it for the default in the README.",
+            id="bedrock.E030",
+        )
+        for name in bad
+    ]
