@@ -413,6 +413,42 @@ def test_an_upload_over_the_size_limit_is_refused_before_its_body_is_read(limits
     assert _left_behind(limits_world.tmp) == []
 
 
+@pytest.mark.django_db(transaction=True)
+def test_the_upload_hook_fails_with_the_servers_reason_when_the_archive_is_over_the_limit(
+    live_server, limits_world, settings, tmp_path
+):
+    import secrets
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    settings.BEDROCK_MAX_UPLOAD_BYTES = 1 << 20
+    hook = tmp_path / "hook"
+    (hook / "artefact").mkdir(parents=True)
+    (hook / "main.exit").write_text("0\n")
+    (hook / "artefact" / "weights.bin").write_bytes(secrets.token_bytes(8 << 20))
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "BEDROCK_API_DOMAIN": live_server.url,
+        "BEDROCK_API_TOKEN": limits_world.token,
+        "BEDROCK_RUN_ID": str(limits_world.run.pk),
+        "BEDROCK_RUN_STEP_NAME": "train",
+        "BEDROCK_RUN_STEP_ATTEMPT": "1",
+        "BEDROCK_HOOK_DIR": str(hook),
+    }
+    bedrock = Path(sys.executable).with_name("bedrock")
+    result = subprocess.run(
+        [str(bedrock), "hook", "upload"], env=env, capture_output=True, text=True, timeout=180
+    )
+    assert result.returncode == 1
+    assert "failed: HTTP 413: The request body is larger than 1Mi" in result.stderr
+    assert "(BEDROCK_MAX_UPLOAD_BYTES); nothing was stored" in result.stderr
+    limits_world.step.refresh_from_db()
+    assert limits_world.step.artefact_key == ""
+    assert _left_behind(limits_world.storage) == []
+    assert _left_behind(limits_world.tmp) == []
+
+
 def test_a_body_without_a_length_is_cut_off_once_past_the_limit(settings):
     import io
     from types import SimpleNamespace
