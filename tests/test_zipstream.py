@@ -597,3 +597,44 @@ def test_remove_tree_deletes_a_tree_deeper_than_recursion_and_path_max_allow(tmp
         shutil.rmtree(top)
     remove_tree(top)
     assert not top.exists()
+
+
+# --- Limits ---------------------------------------------------------------------------------------
+
+
+def test_bedrocks_own_archive_of_zeros_stays_under_the_ratio_limit(tmp_path: Path):
+    from bedrock.models.archivelimits import RATIO_FLOOR, ArchiveLimits
+
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "zeros.bin").write_bytes(bytes(8 * RATIO_FLOOR))
+    archive = tmp_path / "own.zip"
+    with archive.open("wb") as out:
+        pack(tmp_path / "src", out)
+    [info] = zipfile.ZipFile(archive).infolist()
+    assert info.file_size / info.compress_size < ArchiveLimits().ratio / 2
+    assert unpack(archive, tmp_path / "out") == 1
+
+
+def test_a_tree_at_the_depth_limit_unpacks_and_one_level_more_is_refused(tmp_path: Path):
+    from bedrock.models.zipstream import ArchiveLimitError, ArchiveLimits
+
+    limits = ArchiveLimits(depth=5)
+    at_limit = tmp_path / "at.zip"
+    with zipfile.ZipFile(at_limit, "w") as archive:
+        archive.writestr("a/b/c/d/e.txt", "x")
+    assert unpack(at_limit, tmp_path / "one", limits=limits) == 1
+    deeper = tmp_path / "deeper.zip"
+    with zipfile.ZipFile(deeper, "w") as archive:
+        archive.writestr("a/b/c/d/e/f.txt", "x")
+    with pytest.raises(ArchiveLimitError, match="6 levels deep; at most 5 are unpacked"):
+        unpack(deeper, tmp_path / "two", limits=limits)
+    assert not (tmp_path / "two").exists()
+
+
+def test_packing_more_bytes_than_the_total_limit_is_refused(tmp_path: Path):
+    from bedrock.models.zipstream import ArchiveLimitError, ArchiveLimits
+
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "big.bin").write_bytes(b"x" * 11)
+    with pytest.raises(ArchiveLimitError, match=r"more than 10 bytes of files; .*ARCHIVE_BYTES"):
+        pack(tmp_path / "src", io.BytesIO(), limits=ArchiveLimits(total_bytes=10))
