@@ -83,12 +83,16 @@ def _limits_step(name: str, extra: str = "") -> str:
 _BIG = "1" * 101
 # (what step "a" adds, the key refused under train.step.a, what the message says)
 _OVER_LIMITS = {
-    "retries": ("retry { limit = 100000 }", "retry.limit", "100000 retries are more than the 10"),
+    "retries": (
+        "retry { limit = 100000 }",
+        "retry.limit",
+        "100000 is more than the 10 retries allowed",
+    ),
     "retries-101-digits": (f"retry {{ limit = {_BIG} }}", "retry.limit", "(BEDROCK_MAX_RETRIES)"),
     "retries-5000-digits": (
         f'retry {{ limit = "{"9" * 5000}" }}',
         "retry.limit",
-        "a number of more than 30 digits retries are more than the 10 allowed",
+        "…9999999999 (5000 characters) is more than the 10 retries allowed",
     ),
     "cpu": (f'resources {{ cpu = "{_BIG}" }}', "resources.cpu", "(BEDROCK_MAX_STEP_CPUS)"),
     "memory": (
@@ -99,7 +103,7 @@ _OVER_LIMITS = {
     "gpu": (
         f'resources {{ gpu = "{_BIG}" }}',
         "resources.gpu",
-        "64 allowed (BEDROCK_MAX_STEP_GPUS)",
+        "64 GPUs allowed (BEDROCK_MAX_STEP_GPUS)",
     ),
 }
 

@@ -736,10 +736,8 @@ def _whole_number(value: Any) -> int | None:
 
 
 def _clip(value: Any) -> str:
-    """A number or text for a message, shortened: a 5000-digit number cannot even be printed."""
-    if isinstance(value, int) and abs(value) >= 10**_MAX_DIGITS:
-        return f"a number of more than {_MAX_DIGITS} digits"
-    text = str(value)
+    """A value as written, for a message: a 5000-digit number is shortened to its ends."""
+    text = str(value).strip()
     return text if len(text) <= 40 else f"{text[:20]}…{text[-10:]} ({len(text)} characters)"
 
 
@@ -1455,7 +1453,7 @@ class _Normaliser:
                 value=True,
             )
             return None, 0
-        if not self._within(path, count, self.limits.step_gpus, "GPUs", "BEDROCK_MAX_STEP_GPUS"):
+        if not self._within(path, value, count, (self.limits.step_gpus, "GPUs", "STEP_GPUS")):
             return None, 0
         return str(value), count
 
@@ -1478,18 +1476,24 @@ class _Normaliser:
             )
             return 0
         if not self._within(
-            (*path, "limit"), count, self.limits.retries, "retries", "BEDROCK_MAX_RETRIES"
+            (*path, "limit"), limit, count, (self.limits.retries, "retries", "RETRIES")
         ):
             return 0
         return count
 
     # limits -----------------------------------------------------------------------------
-    def _within(self, path: KeyPath, count: int, limit: int, noun: str, setting: str) -> bool:
-        """True if ``count`` is at most ``limit``; otherwise an error naming the setting."""
+    def _within(self, path: KeyPath, written: Any, count: int, bound: tuple[int, str, str]) -> bool:
+        """True if ``count`` is at most the limit; otherwise an error naming its setting.
+
+        ``bound`` is (limit, what it counts, the setting's name after ``BEDROCK_MAX_``).
+        """
+        limit, noun, setting = bound
         if count <= limit:
             return True
         self.error(
-            path, f"{_clip(count)} {noun} are more than the {limit} allowed ({setting})", value=True
+            path,
+            f"{_clip(written)} is more than the {limit} {noun} allowed (BEDROCK_MAX_{setting})",
+            value=True,
         )
         return False
 
