@@ -1,15 +1,16 @@
 """How much work one bedrock.hcl may ask of the server, and the cheap scan that enforces it.
 
 Both parsers cost far more than the text's length suggests on hostile input (a 200 KB document
-of nested lists took seconds of CPU in python-hcl2's Earley parser, then again in pyhcl), and
+of nested lists or of 100,000 list items took seconds of CPU, python-hcl2's then pyhcl's), and
 `validateConfig` is open to any signed-in user. So before either parser runs, one linear pass
 over the text measures its size, its bracket depth and its token count; text over a limit is
 refused with the limit named. After parsing, the normaliser holds the spec itself to the step,
 retry and resource limits.
 
 The limits are settings (``BEDROCK_MAX_CONFIG_*``, ``BEDROCK_MAX_STEPS``, ...) with defaults far
-above what the 139 real files of the corpus need: the largest is 9 KB, nests 6 deep and has about
-1,300 tokens.
+above what the 139 real files of the corpus need: the largest is 9 KB, the deepest nests 6
+levels and the longest counts 840 tokens. Within the defaults, the worst inputs measured take
+about 0.3 s of parser CPU.
 """
 
 from __future__ import annotations
@@ -102,9 +103,9 @@ def scan(text: str, limits: SpecLimits) -> Overrun | None:
         tokens += _weight(kind, match)
         if tokens > limits.config_tokens:
             return Overrun(
-                f"the file has more than {limits.config_tokens} tokens (names, values and "
-                "punctuation); split the work into fewer, larger commands "
-                "(BEDROCK_MAX_CONFIG_TOKENS)",
+                f"the file has more than {limits.config_tokens} tokens (names, numbers and "
+                "punctuation count 1, a string 3 and each ${…} in it 4 more); the largest real "
+                "bedrock.hcl files have under 1,000 (BEDROCK_MAX_CONFIG_TOKENS)",
                 match.start(),
             )
         if kind == "heredoc":
