@@ -226,8 +226,9 @@ def _deflated_zeros(size: int) -> tuple[bytes, int]:
     return segment * (size // piece) + final, crc
 
 
-def _raw_zip(entries: list[tuple[str, bytes, int, int, int]]) -> bytes:
-    """A ZIP of (name, data as stored, method, CRC-32, uncompressed size) entries."""
+def _raw_zip(entries: list[tuple[str, bytes, int, int, int]], declared: int | None = None) -> bytes:
+    """A ZIP of (name, data as stored, method, CRC-32, uncompressed size) entries; its end record
+    says it holds ``declared`` entries, when given, instead of the truth."""
     import struct
 
     body, directory = bytearray(), bytearray()
@@ -240,7 +241,7 @@ def _raw_zip(entries: list[tuple[str, bytes, int, int, int]]) -> bytes:
             "<IHHHHHHIIIHHHHHII", 0x02014B50, 0x031E, *header, 0, 0, 0, 0, 0o100644 << 16, offset
         )
         directory += encoded
-    count, zip64 = len(entries), b""
+    count, zip64 = len(entries) if declared is None else declared, b""
     if count > 0xFFFF:  # the count needs ZIP64's end records
         at = len(body) + len(directory)
         zip64 = struct.pack(
@@ -259,12 +260,13 @@ def _bomb() -> bytes:
     return _raw_zip([("zeros.bin", data, zipfile.ZIP_DEFLATED, crc, 2 << 30)])
 
 
-def _many_entries(count: int) -> bytes:
+def _many_entries(count: int, declared: int | None = None) -> bytes:
     import zipfile
     import zlib
 
     crc = zlib.crc32(b"x")
-    return _raw_zip([(f"f{i}", b"x", zipfile.ZIP_STORED, crc, 1) for i in range(count)])
+    entries = [(f"f{i:05}", b"x", zipfile.ZIP_STORED, crc, 1) for i in range(count)]
+    return _raw_zip(entries, declared)
 
 
 def _deep_tree(levels: int) -> bytes:
@@ -391,6 +393,26 @@ def test_an_entry_that_inflates_past_the_size_it_declares_is_stopped_and_removed
     lying = _raw_zip([("small.bin", data, zipfile.ZIP_DEFLATED, crc, 1 << 20)])
     with pytest.raises(ArchiveError, match="inflates to more than the 1048576 declared"):
         unpack(__import__("io").BytesIO(lying), tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    ("count", "wanted"),
+    [
+        (25_000, "central directory takes 1300000 bytes, more than 10 entries can need"),
+        (20, "the archive has more than 10 entries; at most 10 are unpacked"),
+    ],
+)
+def test_an_archive_that_understates_its_entry_count_is_refused_all_the_same(
+    tmp_path, count, wanted
+):
+    import io
+
+    from bedrock.models.zipstream import ArchiveLimitError, ArchiveLimits, unpack
+
+    lying = _many_entries(count, declared=5)
+    with pytest.raises(ArchiveLimitError, match=wanted):
+        unpack(io.BytesIO(lying), tmp_path / "out", limits=ArchiveLimits(entries=10))
     assert not (tmp_path / "out").exists()
 
 

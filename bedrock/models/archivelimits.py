@@ -26,6 +26,10 @@ RATIO_FLOOR = 4 << 20
 # must leave room for the directory it is unpacked into.
 MAX_PATH_BYTES = 1024
 MAX_NAME_BYTES = 255
+# A central directory record is 46 bytes, the name and the extra fields; Bedrock's chunk indexes
+# add 4 bytes per 2 MiB of a big file, well under a MiB for the largest archive allowed.
+_RECORD_ALLOWANCE = 46 + MAX_PATH_BYTES + 256
+_INDEX_ALLOWANCE = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -56,6 +60,19 @@ class ArchiveLimits:
         limit = self.entries
         return (
             f"more than {limit} entries; at most {limit} are {verb} (BEDROCK_MAX_ARCHIVE_ENTRIES)"
+        )
+
+    def directory_too_big(self, count: int, size: int) -> str | None:
+        """Judged from the end records alone: zipfile reads the whole central directory into
+        memory, and a directory's records, not the count it declares, say what it holds."""
+        if problem := self.too_many(count, "unpacked"):
+            return f"the archive declares {problem}"
+        bound = self.entries * _RECORD_ALLOWANCE + _INDEX_ALLOWANCE
+        if size <= bound:
+            return None
+        return (
+            f"the archive's central directory takes {size} bytes, more than {self.entries} "
+            "entries can need (BEDROCK_MAX_ARCHIVE_ENTRIES)"
         )
 
     def too_big(self, size: int, verb: str) -> str | None:

@@ -897,6 +897,7 @@ def unpack(
     first_missing = _check_destination(dest)
     n_workers = _default_workers(workers)
     with _Source(source) as (fileobj, fd):
+        _check_end_records(fileobj, limits)
         try:
             archive = zipfile.ZipFile(fileobj)
         except (zipfile.BadZipFile, zipfile.LargeZipFile) as exc:
@@ -915,6 +916,25 @@ def unpack(
                 _restore(dest, first_missing)
                 raise
     return sum(1 for t in targets if not t.is_dir)
+
+
+def _check_end_records(fileobj: BinaryIO, limits: ArchiveLimits) -> None:
+    """Refuse, before zipfile reads the central directory into memory, one too big to read.
+
+    zipfile's own reader of the end records (``_EndRecData``, ZIP64 included) is private but has
+    been stable for decades; when it finds nothing, zipfile.ZipFile reports the archive as bad.
+    """
+    try:
+        end = zipfile._EndRecData(fileobj)  # type: ignore[attr-defined]
+    except (OSError, struct.error):
+        end = None
+    finally:
+        fileobj.seek(0)
+    if not end:
+        return
+    count, size = end[zipfile._ECD_ENTRIES_TOTAL], end[zipfile._ECD_SIZE]  # type: ignore[attr-defined]
+    if problem := limits.directory_too_big(count, size):
+        raise ArchiveLimitError(problem)
 
 
 def _check_destination(dest: Path) -> Path | None:
