@@ -416,6 +416,26 @@ def test_an_archive_that_understates_its_entry_count_is_refused_all_the_same(
     assert not (tmp_path / "out").exists()
 
 
+def test_a_stream_longer_than_any_archive_within_the_limits_is_cut_off_while_it_is_read(
+    tmp_path,
+):
+    from bedrock.models.zipstream import ArchiveLimitError, ArchiveLimits, unpack
+
+    class Endless:  # a pipe: no fileno, no seek
+        read_so_far = 0
+
+        def read(self, size: int) -> bytes:
+            self.read_so_far += size
+            return bytes(size)
+
+    limits = ArchiveLimits(total_bytes=4 << 20, entries=10)
+    source = Endless()
+    with pytest.raises(ArchiveLimitError, match=r"more than \d+ bytes long, .*ARCHIVE_BYTES"):
+        unpack(source, tmp_path / "out", limits=limits)  # type: ignore[arg-type]
+    assert source.read_so_far < 8 << 20
+    assert not (tmp_path / "out").exists()
+
+
 def test_the_bytes_really_written_are_counted_against_the_total():
     from bedrock.models.zipstream import ArchiveLimitError, ArchiveLimits, _Budget
 

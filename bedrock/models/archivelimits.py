@@ -75,6 +75,17 @@ class ArchiveLimits:
             "entries can need (BEDROCK_MAX_ARCHIVE_ENTRIES)"
         )
 
+    def archive_too_big(self, size: int) -> str | None:
+        """For a stream read before its end records can be: its length so far."""
+        # Every entry's data, plus a local header and a central record for each.
+        bound = self.total_bytes + 2 * self.entries * _RECORD_ALLOWANCE + _INDEX_ALLOWANCE
+        if size <= bound:
+            return None
+        return (
+            f"the archive is more than {bound} bytes long, more than one within "
+            "BEDROCK_MAX_ARCHIVE_BYTES and BEDROCK_MAX_ARCHIVE_ENTRIES can be"
+        )
+
     def too_big(self, size: int, verb: str) -> str | None:
         if size <= self.total_bytes:
             return None

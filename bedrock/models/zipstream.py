@@ -37,7 +37,6 @@ import hashlib
 import itertools
 import os
 import re
-import shutil
 import stat
 import struct
 import tempfile
@@ -896,7 +895,7 @@ def unpack(
     limits = limits or ArchiveLimits.current()
     first_missing = _check_destination(dest)
     n_workers = _default_workers(workers)
-    with _Source(source) as (fileobj, fd):
+    with _Source(source, limits) as (fileobj, fd):
         _check_end_records(fileobj, limits)
         try:
             archive = zipfile.ZipFile(fileobj)
@@ -978,8 +977,9 @@ class _Source:
     the directory, and bzip2/LZMA entries) seek before every read, so they do not interfere.
     """
 
-    def __init__(self, source: BinaryIO | Path | str) -> None:
+    def __init__(self, source: BinaryIO | Path | str, limits: ArchiveLimits) -> None:
         self._source = source
+        self._limits = limits
         self._owned: BinaryIO | None = None
 
     def __enter__(self) -> tuple[BinaryIO, int]:
@@ -992,8 +992,17 @@ class _Source:
             return source, fd
         # BytesIO, a pipe, an HTTP body: copy it to disk once, then read it like a file.
         spool = tempfile.TemporaryFile(prefix="bedrock-unpack-")
+        try:
+            copied = 0
+            while data := source.read(_READ_SIZE):
+                copied += len(data)
+                if problem := self._limits.archive_too_big(copied):
+                    raise ArchiveLimitError(problem)
+                spool.write(data)
+        except BaseException:
+            spool.close()
+            raise
         self._owned = spool
-        shutil.copyfileobj(source, spool, _READ_SIZE)
         spool.flush()
         spool.seek(0)
         return spool, spool.fileno()
