@@ -27,7 +27,9 @@ with an error naming it, because following those can loop or pull in the whole m
 destination or be ambiguous: absolute paths, drive letters, ``..``, backslashes, symlink and other
 special entries, duplicate names, and local headers that disagree with the central directory or
 overlap each other. Every byte it writes is checked against the entry's declared size and CRC-32; on
-any failure the destination is left as it was found (empty, or absent).
+any failure the destination is left as it was found (empty, or absent). Both directions hold the
+archive to :class:`~bedrock.models.archivelimits.ArchiveLimits` (total size, entries, compression
+ratio, depth), unpack before it writes where the central directory tells, and while it writes.
 """
 
 from __future__ import annotations

@@ -75,7 +75,8 @@ def run_artefact_upload(request: HttpRequest, pk: int) -> JsonResponse:
     Only the run's own token may call this, and only while the run is active; anyone else gets a
     404. Publishing is idempotent: a repeated upload returns the version the first one made.
     The archive is unpacked with the checks a batch scoring run's fetch makes (no entry may
-    leave the directory) and packed again, so every stored version is Bedrock's own ZIP.
+    leave the directory, the archive limits) and packed again, so every stored version is
+    Bedrock's own ZIP. A body over BEDROCK_MAX_UPLOAD_BYTES is refused with 413, unread.
     """
     run = getattr(request, "bedrock_run", None)
     if run is None or run.pk != pk:
@@ -247,7 +248,8 @@ def run_step_artefact(request: HttpRequest, pk: int, name: str) -> HttpResponse:
     For the run's own token only, while the run is active. A PUT names the attempt it comes from
     (``?attempt=N``) and is refused with 409 unless the step is running that attempt; it replaces
     what the step stored before. The archive is unpacked with zipstream's checks and packed
-    again, so every stored stage is Bedrock's own ZIP. GET sends ``X-Bedrock-Sha256`` for the
+    again, so every stored stage is Bedrock's own ZIP; a body over BEDROCK_MAX_UPLOAD_BYTES is
+    refused with 413, unread. GET sends ``X-Bedrock-Sha256`` for the
     client to verify, or 204 when the step stored no archive.
     """
     run = _own_run(request, pk)
