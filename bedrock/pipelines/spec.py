@@ -735,6 +735,12 @@ def _whole_number(value: Any) -> int | None:
     return None
 
 
+def _decimal(text: str) -> Decimal:
+    """A quantity's number; any with more than 30 whole digits is simply "huge"."""
+    whole = text.split(".", 1)[0].lstrip("0")
+    return Decimal(text) if len(whole) <= _MAX_DIGITS else _HUGE
+
+
 def _clip(value: Any) -> str:
     """A value as written, for a message: a 5000-digit number is shortened to its ends."""
     text = str(value).strip()
@@ -1395,7 +1401,7 @@ class _Normaliser:
                 value=True,
             )
             return None, None
-        amount = Decimal(match.group(1)) if len(match.group(1)) <= _MAX_DIGITS else _HUGE
+        amount = _decimal(match.group(1))
         millicpu = math.ceil(amount if match.group(2) else amount * 1000)
         if millicpu <= 0:
             self.error(path, f"cpu must be more than 0; found {text!r}", value=True)
@@ -1421,7 +1427,7 @@ class _Normaliser:
                 value=True,
             )
             return None, None
-        amount = Decimal(match.group(1)) if len(match.group(1)) <= _MAX_DIGITS else _HUGE
+        amount = _decimal(match.group(1))
         unit = match.group(2) or ""
         size = math.ceil(amount * _MEMORY_UNITS[unit])
         if size <= 0:
