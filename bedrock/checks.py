@@ -12,6 +12,7 @@
 | bedrock.E010 | a boolean variable cannot be read                        |
 | bedrock.E011 | an integer variable cannot be read                       |
 | bedrock.E012 | a duration variable cannot be read                       |
+| bedrock.E013 | a size variable (bytes, 256Ki, 50Gi) cannot be read      |
 | bedrock.E020 | NOMAD_ADDR is not an http:// or https:// URL              |
 | bedrock.E021 | a Nomad TLS file is missing, or a client cert lacks a key |
 | bedrock.E022 | the nomad executor is chosen but no hook image is set     |
@@ -23,6 +24,7 @@
 | bedrock.W031 | DEBUG is on                                               |
 | bedrock.W032 | local repositories are allowed on a shared database       |
 | bedrock.E040 | BEDROCK_MAX_ENVIRONMENT_BYTES is not between 1 and 131072 |
+| bedrock.E030 | a BEDROCK_MAX_* limit is not a positive number            |
 """
 
 from __future__ import annotations
@@ -39,6 +41,22 @@ from django.core.checks import Error, Tags, Warning, register
 from bedrock.envconfig import PROBLEMS, format_duration
 
 EXECUTORS = ("local", "docker", "nomad")
+# Limits of work a user may ask for; 0 or less would refuse every file, archive or request.
+LIMITS = (
+    "BEDROCK_MAX_CONFIG_BYTES",
+    "BEDROCK_MAX_CONFIG_DEPTH",
+    "BEDROCK_MAX_CONFIG_TOKENS",
+    "BEDROCK_MAX_STEPS",
+    "BEDROCK_MAX_STEP_CPUS",
+    "BEDROCK_MAX_STEP_MEMORY",
+    "BEDROCK_MAX_STEP_GPUS",
+    "BEDROCK_MAX_REQUEST_BYTES",
+    "BEDROCK_MAX_UPLOAD_BYTES",
+    "BEDROCK_MAX_ARCHIVE_BYTES",
+    "BEDROCK_MAX_ARCHIVE_ENTRIES",
+    "BEDROCK_MAX_ARCHIVE_RATIO",
+    "BEDROCK_MAX_ARCHIVE_DEPTH",
+)
 STORAGE_BACKENDS = ("local", "s3", "gcs")
 # S3 and GCS both refuse signed URLs valid for longer than seven days.
 MAX_DOWNLOAD_URL_EXPIRY = timedelta(days=7)
@@ -253,4 +271,20 @@ def check_environment_limit(app_configs, **kwargs) -> list[Error]:
             hint="Leave it unset for 65536 (64 KiB).",
             id="bedrock.E040",
         )
+    ]
+
+
+@register(Tags.compatibility)
+def check_limits(app_configs, **kwargs) -> list[Error]:
+    # BEDROCK_MAX_RETRIES may be 0: no step is then retried.
+    bad = [name for name in LIMITS if getattr(settings, name) <= 0]
+    if settings.BEDROCK_MAX_RETRIES < 0:
+        bad.append("BEDROCK_MAX_RETRIES")
+    return [
+        Error(
+            f"{name}={getattr(settings, name)} refuses everything it bounds.",
+            hint="Set a positive number, or unset it for the default in the README.",
+            id="bedrock.E030",
+        )
+        for name in bad
     ]

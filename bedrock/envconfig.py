@@ -9,8 +9,12 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import TypeVar
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -91,12 +95,75 @@ def format_duration(value: timedelta) -> str:
     return f"{seconds}s"
 
 
-def env_duration(name: str, default: str) -> timedelta:
+def _env_parsed(name: str, default: str, parse: Callable[[str], T], check_id: str) -> T:
     raw = os.environ.get(name)
     if raw is None or not raw.strip():
-        return parse_duration(default)
+        return parse(default)
     try:
-        return parse_duration(raw)
+        return parse(raw)
     except ValueError as exc:
-        PROBLEMS.append(ConfigProblem("bedrock.E012", name, f"{name}: {exc}."))
-        return parse_duration(default)
+        PROBLEMS.append(ConfigProblem(check_id, name, f"{name}: {exc}."))
+        return parse(default)
+
+
+def env_duration(name: str, default: str) -> timedelta:
+    return _env_parsed(name, default, parse_duration, "bedrock.E012")
+
+
+# Kubernetes quantity suffixes; bedrock.hcl's memory takes the same.
+SIZE_UNITS = {
+    "": 1,
+    "k": 10**3,
+    "M": 10**6,
+    "G": 10**9,
+    "T": 10**12,
+    "P": 10**15,
+    "E": 10**18,
+    "Ki": 2**10,
+    "Mi": 2**20,
+    "Gi": 2**30,
+    "Ti": 2**40,
+    "Pi": 2**50,
+    "Ei": 2**60,
+}
+_SIZE = re.compile(r"^\s*(\d+)\s*(k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?\s*$")
+
+
+def parse_size(text: str) -> int:
+    """Parse a byte count: ``1048576``, ``256Ki``, ``50Gi``, ``2G`` (Kubernetes' suffixes)."""
+    match = _SIZE.match(text)
+    if not match:
+        raise ValueError(f"{text!r} is not a size such as 256Ki, 512Mi or 50Gi")
+    amount, unit = match.groups()
+    return int(amount) * SIZE_UNITS[unit or ""]
+
+
+def format_size(value: int) -> str:
+    """The inverse of :func:`parse_size`, choosing the largest binary unit that divides."""
+    for unit in ("Ti", "Gi", "Mi", "Ki"):
+        if value and value % SIZE_UNITS[unit] == 0:
+            return f"{value // SIZE_UNITS[unit]}{unit}"
+    return str(value)
+
+
+def from_settings(cls: type[T], names: dict[str, str]) -> T:
+    """The dataclass ``cls`` with each field in ``names`` read from the Django setting named
+    there; the field's default where a setting is absent or Django is not configured (in a job's
+    hook, say)."""
+    from django.conf import settings
+
+    if not settings.configured:
+        return cls()
+    return cls(
+        **{f: getattr(settings, name) for f, name in names.items() if hasattr(settings, name)}
+    )
+
+
+def describe_size(count: int) -> str:
+    """``256Ki (262144 bytes)``, or ``1000 bytes`` when no unit divides the count."""
+    short = format_size(count)
+    return f"{count} bytes" if short == str(count) else f"{short} ({count} bytes)"
+
+
+def env_size(name: str, default: str) -> int:
+    return _env_parsed(name, default, parse_size, "bedrock.E013")

@@ -12,6 +12,7 @@ from strawberry.schema.config import StrawberryConfig
 from strawberry.tools import merge_types
 from strawberry_django.optimizer import DjangoOptimizerExtension
 
+from bedrock.graphqlview import RequestChecks
 from bedrock.models.graphql.queries import ModelQueries
 from bedrock.pipelines.graphql.mutations import PipelineMutations
 from bedrock.pipelines.graphql.queries import PipelineQueries
@@ -37,5 +38,6 @@ schema = strawberry.Schema(
         lambda: QueryDepthLimiter(max_depth=MAX_DEPTH),
         lambda: MaxAliasesLimiter(max_alias_count=MAX_ALIASES),
         lambda: MaxTokensLimiter(max_token_count=MAX_TOKENS),
+        RequestChecks,
     ],
 )

@@ -20,6 +20,7 @@ from bedrock.envconfig import (
     env_duration,
     env_int,
     env_list,
+    env_size,
     env_str,
 )
 
@@ -293,6 +294,31 @@ BEDROCK_MACHINE_MAX_STEPS = max(1, env_int("BEDROCK_MACHINE_MAX_STEPS", 2 * (os.
 # after this delay, doubled each time, at most this many times in all; then the run fails.
 BEDROCK_SUPERVISOR_START_ATTEMPTS = max(1, env_int("BEDROCK_SUPERVISOR_START_ATTEMPTS", 3))
 BEDROCK_SUPERVISOR_START_BACKOFF = env_duration("BEDROCK_SUPERVISOR_START_BACKOFF", "30s")
+
+# --- Limits -----------------------------------------------------------------------------------
+# Each bounds work a user can ask of the server; what exceeds one is refused up front, naming the
+# setting. The bedrock.hcl defaults sit far above the 139 real files (at most 9 KB, 6 levels deep,
+# under 1,000 tokens) and keep any document under a second of parser CPU.
+BEDROCK_MAX_CONFIG_BYTES = env_size("BEDROCK_MAX_CONFIG_BYTES", "256Ki")
+BEDROCK_MAX_CONFIG_DEPTH = env_int("BEDROCK_MAX_CONFIG_DEPTH", 32)
+BEDROCK_MAX_CONFIG_TOKENS = env_int("BEDROCK_MAX_CONFIG_TOKENS", 10_000)
+BEDROCK_MAX_STEPS = env_int("BEDROCK_MAX_STEPS", 100)
+BEDROCK_MAX_RETRIES = env_int("BEDROCK_MAX_RETRIES", 10)
+BEDROCK_MAX_STEP_CPUS = env_int("BEDROCK_MAX_STEP_CPUS", 1024)
+BEDROCK_MAX_STEP_MEMORY = env_size("BEDROCK_MAX_STEP_MEMORY", "16Ti")
+BEDROCK_MAX_STEP_GPUS = env_int("BEDROCK_MAX_STEP_GPUS", 64)
+# A GraphQL or form body: room for the largest bedrock.hcl above, even JSON-escaped.
+BEDROCK_MAX_REQUEST_BYTES = env_size("BEDROCK_MAX_REQUEST_BYTES", "1Mi")
+DATA_UPLOAD_MAX_MEMORY_SIZE = BEDROCK_MAX_REQUEST_BYTES
+# An artefact or stage upload: refused while it streams in, once past this.
+BEDROCK_MAX_UPLOAD_BYTES = env_size("BEDROCK_MAX_UPLOAD_BYTES", "50Gi")
+# What one archive may unpack to: its files' total size, its entries, how far an entry over 4 MiB
+# may be compressed (deflate manages about 1030:1 on zeros; Bedrock's own archives stay near
+# 230:1), and how many levels deep its paths go. Packing /artefact refuses the same.
+BEDROCK_MAX_ARCHIVE_BYTES = env_size("BEDROCK_MAX_ARCHIVE_BYTES", "50Gi")
+BEDROCK_MAX_ARCHIVE_ENTRIES = env_int("BEDROCK_MAX_ARCHIVE_ENTRIES", 50_000)
+BEDROCK_MAX_ARCHIVE_RATIO = env_int("BEDROCK_MAX_ARCHIVE_RATIO", 1000)
+BEDROCK_MAX_ARCHIVE_DEPTH = env_int("BEDROCK_MAX_ARCHIVE_DEPTH", 64)
 
 # --- Git --------------------------------------------------------------------------------------
 # Local paths as repository URLs suit a laptop; a shared server should not read its own disk.

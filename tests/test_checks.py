@@ -69,6 +69,9 @@ def test_the_defaults_pass_every_check(tmp_path):
         ({"BEDROCK_DOWNLOAD_URL_EXPIRY": "8d"}, "bedrock.E025", "is not between 1s and 7d"),
         ({"BEDROCK_ALLOW_LOCAL_REPOS": "maybe"}, "bedrock.E010", "is not a boolean"),
         ({"BEDROCK_MAX_RUN_TIME_CAP": "forever"}, "bedrock.E012", "is not a duration"),
+        ({"BEDROCK_MAX_ARCHIVE_BYTES": "lots"}, "bedrock.E013", "is not a size such as 256Ki"),
+        ({"BEDROCK_MAX_CONFIG_DEPTH": "0"}, "bedrock.E030", "refuses everything it bounds"),
+        ({"BEDROCK_MAX_RETRIES": "-1"}, "bedrock.E030", "BEDROCK_MAX_RETRIES=-1"),
     ],
 )
 def test_misconfiguration_fails_the_check_with_a_stable_id(tmp_path, env, check_id, fragment):

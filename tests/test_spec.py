@@ -1304,3 +1304,40 @@ def test_escapes_reach_bash_as_written_because_pyhcl_reads_such_files() -> None:
 
     assert loaded.parser == "pyhcl"
     assert loaded.stanzas["train"].steps[0].script == ("printf 'a\\tb\\n' | sed 's/\"//'",)
+
+
+# --------------------------------------------------------------------------------------------
+# Limits checked before parsing
+
+
+def test_brackets_inside_strings_comments_and_heredocs_do_not_count_towards_the_depth() -> None:
+    from bedrock.pipelines.speclimits import SpecLimits, scan
+
+    deep = "[" * 40
+    text = f'x = "{deep}"\n# {deep}\n/* {deep} */\ny = <<EOF\n{deep}\nEOF\nz = [[1]]\n'
+    assert scan(text, SpecLimits(config_depth=2)) is None
+    overrun = scan(text, SpecLimits(config_depth=1))
+    assert overrun is not None and text[overrun.offset :].startswith("[1]]")
+
+
+def test_the_size_limit_counts_utf8_bytes_not_characters(settings) -> None:
+    settings.BEDROCK_MAX_CONFIG_BYTES = 1000
+    text = 'version = "1.0"\n# ' + "é" * 600 + "\n"
+    [problem] = errors_of(text)
+    assert problem.message.startswith("the file is 1219 bytes; at most 1000 bytes are read")
+    assert (problem.line, problem.column) == (None, None)
+
+
+def test_a_retry_limit_within_the_setting_is_accepted(settings) -> None:
+    settings.BEDROCK_MAX_RETRIES = 3
+    text = hcl(
+        """
+        version = "1.0"
+        train {
+          step "a" {@STEP@  retry { limit = 3 }
+          }
+        }
+        """
+    )
+    assert spec.load(text).stanza("train").steps[0].retry_limit == 3
+    assert "(BEDROCK_MAX_RETRIES)" in errors_of(text.replace("limit = 3", "limit = 4"))[0].message

@@ -342,8 +342,8 @@ def test_a_file_that_shrinks_while_packing_is_reported_by_name(
     victim.write_bytes(text_bytes(BIG_TEXT))
     collect = zipstream._collect
 
-    def collect_then_truncate(root: Path):
-        entries = collect(root)
+    def collect_then_truncate(root: Path, *limits):
+        entries = collect(root, *limits)
         with victim.open("r+b") as f:
             f.truncate(zipstream.CHUNK_SIZE + 10)
         return entries
@@ -578,3 +578,63 @@ def test_the_benchmark_prints_its_table_and_json(tmp_path: Path):
         assert measured["seconds"] > 0 and measured["peak_rss"] > 0
     assert set(report["ratios"]) >= {"pack_vs_zipfile", "unpack_vs_zipfile", "size_vs_zipfile"}
     assert list(tmp_path.iterdir()) == []  # its scratch directory is cleaned up
+
+
+def test_remove_tree_deletes_a_tree_deeper_than_recursion_and_path_max_allow(tmp_path: Path):
+    from bedrock.filetrees import remove_tree
+
+    top = tmp_path / "deep"
+    top.mkdir()
+    fd = os.open(top, os.O_RDONLY | os.O_DIRECTORY)
+    for _ in range(3000):  # 3000 levels of "dd/": 9000 bytes of path, past PATH_MAX
+        os.mkdir("dd", dir_fd=fd)
+        os.close(os.open("f", os.O_CREAT | os.O_WRONLY, dir_fd=fd))
+        child = os.open("dd", os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+        os.close(fd)
+        fd = child
+    os.close(fd)
+    with pytest.raises(RecursionError):
+        shutil.rmtree(top)
+    remove_tree(top)
+    assert not top.exists()
+
+
+# --- Limits ---------------------------------------------------------------------------------------
+
+
+def test_bedrocks_own_archive_of_zeros_stays_under_the_ratio_limit(tmp_path: Path):
+    from bedrock.models.archivelimits import RATIO_FLOOR, ArchiveLimits
+
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "zeros.bin").write_bytes(bytes(8 * RATIO_FLOOR))
+    archive = tmp_path / "own.zip"
+    with archive.open("wb") as out:
+        pack(tmp_path / "src", out)
+    [info] = zipfile.ZipFile(archive).infolist()
+    assert info.file_size / info.compress_size < ArchiveLimits().ratio / 2
+    assert unpack(archive, tmp_path / "out") == 1
+
+
+def test_a_tree_at_the_depth_limit_unpacks_and_one_level_more_is_refused(tmp_path: Path):
+    from bedrock.models.zipstream import ArchiveLimitError, ArchiveLimits
+
+    limits = ArchiveLimits(depth=5)
+    at_limit = tmp_path / "at.zip"
+    with zipfile.ZipFile(at_limit, "w") as archive:
+        archive.writestr("a/b/c/d/e.txt", "x")
+    assert unpack(at_limit, tmp_path / "one", limits=limits) == 1
+    deeper = tmp_path / "deeper.zip"
+    with zipfile.ZipFile(deeper, "w") as archive:
+        archive.writestr("a/b/c/d/e/f.txt", "x")
+    with pytest.raises(ArchiveLimitError, match="6 levels deep; at most 5 are unpacked"):
+        unpack(deeper, tmp_path / "two", limits=limits)
+    assert not (tmp_path / "two").exists()
+
+
+def test_packing_more_bytes_than_the_total_limit_is_refused(tmp_path: Path):
+    from bedrock.models.zipstream import ArchiveLimitError, ArchiveLimits
+
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "big.bin").write_bytes(b"x" * 11)
+    with pytest.raises(ArchiveLimitError, match=r"more than 10 bytes of files; .*ARCHIVE_BYTES"):
+        pack(tmp_path / "src", io.BytesIO(), limits=ArchiveLimits(total_bytes=10))

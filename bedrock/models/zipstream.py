@@ -27,7 +27,9 @@ with an error naming it, because following those can loop or pull in the whole m
 destination or be ambiguous: absolute paths, drive letters, ``..``, backslashes, symlink and other
 special entries, duplicate names, and local headers that disagree with the central directory or
 overlap each other. Every byte it writes is checked against the entry's declared size and CRC-32; on
-any failure the destination is left as it was found (empty, or absent).
+any failure the destination is left as it was found (empty, or absent). Both directions hold the
+archive to :class:`~bedrock.models.archivelimits.ArchiveLimits` (total size, entries, compression
+ratio, depth), unpack before it writes where the central directory tells, and while it writes.
 """
 
 from __future__ import annotations
@@ -37,7 +39,6 @@ import hashlib
 import itertools
 import os
 import re
-import shutil
 import stat
 import struct
 import tempfile
@@ -53,8 +54,13 @@ from functools import lru_cache
 from pathlib import Path
 from typing import BinaryIO
 
+from bedrock.filetrees import remove_tree
+from bedrock.models.archivelimits import ArchiveLimits
+
 __all__ = [
     "ArchiveError",
+    "ArchiveLimitError",
+    "ArchiveLimits",
     "EmptyArtefactError",
     "PackResult",
     "UnsafeArchiveError",
@@ -73,6 +79,10 @@ class EmptyArtefactError(ArchiveError):
 
 class UnsafeArchiveError(ArchiveError):
     """An entry could write outside the destination, or is ambiguous; nothing was written."""
+
+
+class ArchiveLimitError(ArchiveError):
+    """The archive, or the directory to pack, exceeds an :class:`ArchiveLimits` bound."""
 
 
 @dataclass(frozen=True)
@@ -310,9 +320,10 @@ class _OpenFile:
     zip64: bool = False
 
 
-def _collect(root: Path) -> list[_Entry]:
+def _collect(root: Path, limits: ArchiveLimits) -> list[_Entry]:
     """Regular files and empty directories under ``root``, sorted by archive name."""
     entries: list[_Entry] = []
+    total = 0
     real_root = os.path.realpath(root)
     stack: list[tuple[str, str]] = [("", str(root))]
     while stack:
@@ -330,6 +341,8 @@ def _collect(root: Path) -> list[_Entry]:
                 raise ArchiveError(
                     f"{rel!r}: the file name is not valid UTF-8; rename it before packing"
                 ) from None
+            if problem := limits.too_deep(rel, "packed"):
+                raise ArchiveLimitError(problem)
             if child.is_dir(follow_symlinks=False):
                 stack.append((rel + "/", child.path))
                 continue
@@ -342,6 +355,10 @@ def _collect(root: Path) -> list[_Entry]:
                     "remove it from /artefact"
                 )
             entries.append(_Entry(rel, child.path, st.st_size, st.st_mode, st.st_mtime))
+            total += st.st_size
+            problem = limits.too_many(len(entries), "packed") or limits.too_big(total, "packed")
+            if problem:
+                raise ArchiveLimitError(f"{root} holds {problem}")
     entries.sort(key=lambda e: e.name)
     return entries
 
@@ -600,19 +617,27 @@ def _end_records(count: int, cd_offset: int, cd_size: int, end_offset: int) -> b
     return records
 
 
-def pack(directory: Path, out: BinaryIO, *, workers: int | None = None) -> PackResult:
+def pack(
+    directory: Path,
+    out: BinaryIO,
+    *,
+    workers: int | None = None,
+    limits: ArchiveLimits | None = None,
+) -> PackResult:
     """Write a ZIP of ``directory``'s contents to ``out``, which need not be seekable.
 
     Entries are the regular files and empty directories under ``directory``, named relative to it
     with "/" separators and sorted. Links to files inside ``directory`` are stored as the target's
     content; other links and special files are refused (see the module docstring). Raises
-    :class:`EmptyArtefactError` when there is no file, :class:`ArchiveError` when a file cannot be
-    packed; ``out`` then holds a partial archive that the caller must discard.
+    :class:`EmptyArtefactError` when there is no file, :class:`ArchiveLimitError` when the tree is
+    deeper, or holds more entries or bytes, than ``limits`` (by default the settings') allow, and
+    :class:`ArchiveError` when a file cannot be packed; ``out`` then holds a partial archive that
+    the caller must discard.
     """
     directory = Path(directory)
     if not directory.is_dir():
         raise ArchiveError(f"{directory} is not a directory; nothing to pack")
-    entries = _collect(directory)
+    entries = _collect(directory, limits or ArchiveLimits.current())
     file_count = sum(1 for e in entries if not e.is_dir)
     if file_count == 0:
         raise EmptyArtefactError(
@@ -821,6 +846,24 @@ class _Target:
     chunks: list[tuple[int, int, int, int]] | None = (
         None  # (data offset, length, raw offset, length)
     )
+    budget: _Budget | None = None  # shared by every entry of one archive
+
+
+class _Budget:
+    """The bytes all entries of one archive may really produce together, whatever they declare."""
+
+    def __init__(self, limits: ArchiveLimits) -> None:
+        self._limits = limits
+        self._left = limits.total_bytes
+        self._lock = threading.Lock()
+
+    def spend(self, count: int) -> None:
+        with self._lock:
+            self._left -= count
+            left = self._left
+        if left < 0:
+            problem = self._limits.too_big(self._limits.total_bytes - left, "unpacked")
+            raise ArchiveLimitError(f"the archive expands to {problem}")
 
 
 @dataclass
@@ -833,7 +876,13 @@ class _Unit:
     count: int = 1
 
 
-def unpack(source: BinaryIO | Path | str, dest: Path, *, workers: int | None = None) -> int:
+def unpack(
+    source: BinaryIO | Path | str,
+    dest: Path,
+    *,
+    workers: int | None = None,
+    limits: ArchiveLimits | None = None,
+) -> int:
     """Extract the ZIP ``source`` (a path or a binary file) into ``dest``; return the file count.
 
     ``dest`` must be absent or an empty directory. Every entry is validated before anything is
@@ -841,11 +890,15 @@ def unpack(source: BinaryIO | Path | str, dest: Path, *, workers: int | None = N
     checked as it is written, and on any failure ``dest`` is returned to how it was found. Reads any
     standard ZIP: stored or deflated (bzip2 and LZMA through ``zipfile``), with or without data
     descriptors, ZIP64. A stream that cannot seek is first spooled to a temporary file.
+    :class:`ArchiveLimitError` when the archive exceeds ``limits`` (by default the settings'):
+    refused from its central directory where it can be, else while it is written.
     """
     dest = Path(dest)
+    limits = limits or ArchiveLimits.current()
     first_missing = _check_destination(dest)
     n_workers = _default_workers(workers)
-    with _Source(source) as (fileobj, fd):
+    with _Source(source, limits) as (fileobj, fd):
+        _check_end_records(fileobj, limits)
         try:
             archive = zipfile.ZipFile(fileobj)
         except (zipfile.BadZipFile, zipfile.LargeZipFile) as exc:
@@ -853,14 +906,36 @@ def unpack(source: BinaryIO | Path | str, dest: Path, *, workers: int | None = N
         except EOFError:
             raise ArchiveError("not a readable ZIP archive: it is empty or truncated") from None
         with archive:
-            targets = _plan(archive, fd)
+            targets = _plan(archive, fd, limits)
             dest.mkdir(parents=True, exist_ok=True)
             try:
                 _extract(targets, dest, archive, fd, n_workers)
+            except OSError as exc:  # a full disk, say: the caller gets an ArchiveError too
+                _restore(dest, first_missing)
+                raise ArchiveError(f"cannot write the archive's files: {exc}") from None
             except BaseException:
                 _restore(dest, first_missing)
                 raise
     return sum(1 for t in targets if not t.is_dir)
+
+
+def _check_end_records(fileobj: BinaryIO, limits: ArchiveLimits) -> None:
+    """Refuse, before zipfile reads the central directory into memory, one too big to read.
+
+    zipfile's own reader of the end records (``_EndRecData``, ZIP64 included) is private but has
+    been stable for decades; when it finds nothing, zipfile.ZipFile reports the archive as bad.
+    """
+    try:
+        end = zipfile._EndRecData(fileobj)  # type: ignore[attr-defined]
+    except (OSError, struct.error):
+        end = None
+    finally:
+        fileobj.seek(0)
+    if not end:
+        return
+    count, size = end[zipfile._ECD_ENTRIES_TOTAL], end[zipfile._ECD_SIZE]  # type: ignore[attr-defined]
+    if problem := limits.directory_too_big(count, size):
+        raise ArchiveLimitError(problem)
 
 
 def _check_destination(dest: Path) -> Path | None:
@@ -883,13 +958,15 @@ def _check_destination(dest: Path) -> Path | None:
 
 def _restore(dest: Path, first_missing: Path | None) -> None:
     if first_missing is not None:
-        shutil.rmtree(first_missing, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            remove_tree(first_missing)
         return
     with os.scandir(dest) as scan:
         children = list(scan)
     for child in children:
         if child.is_dir(follow_symlinks=False):
-            shutil.rmtree(child.path, ignore_errors=True)
+            with contextlib.suppress(OSError):
+                remove_tree(child.path)
         else:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(child.path)
@@ -902,8 +979,9 @@ class _Source:
     the directory, and bzip2/LZMA entries) seek before every read, so they do not interfere.
     """
 
-    def __init__(self, source: BinaryIO | Path | str) -> None:
+    def __init__(self, source: BinaryIO | Path | str, limits: ArchiveLimits) -> None:
         self._source = source
+        self._limits = limits
         self._owned: BinaryIO | None = None
 
     def __enter__(self) -> tuple[BinaryIO, int]:
@@ -916,8 +994,17 @@ class _Source:
             return source, fd
         # BytesIO, a pipe, an HTTP body: copy it to disk once, then read it like a file.
         spool = tempfile.TemporaryFile(prefix="bedrock-unpack-")
+        try:
+            copied = 0
+            while data := source.read(_READ_SIZE):
+                copied += len(data)
+                if problem := self._limits.archive_too_big(copied):
+                    raise ArchiveLimitError(problem)
+                spool.write(data)
+        except BaseException:
+            spool.close()
+            raise
         self._owned = spool
-        shutil.copyfileobj(source, spool, _READ_SIZE)
         spool.flush()
         spool.seek(0)
         return spool, spool.fileno()
@@ -943,15 +1030,25 @@ def _usable_fd(source: BinaryIO) -> int | None:
     return fd
 
 
-def _plan(archive: zipfile.ZipFile, fd: int) -> list[_Target]:
+def _plan(archive: zipfile.ZipFile, fd: int, limits: ArchiveLimits) -> list[_Target]:
     """Validate every entry before anything is written."""
     targets: list[_Target] = []
     seen: dict[str, str] = {}
-    for info in archive.infolist():
+    infos = archive.infolist()
+    if problem := limits.too_many(len(infos), "unpacked"):
+        raise ArchiveLimitError(f"the archive has {problem}")
+    budget = _Budget(limits)
+    declared = 0
+    for info in infos:
         raw_name = info.orig_filename
         target = _validate_entry(info, raw_name)
         if target is None:
             continue
+        _check_entry_limits(target, limits)
+        declared += info.file_size
+        if problem := limits.too_big(declared, "unpacked"):
+            raise ArchiveLimitError(f"the archive declares {problem}")
+        target.budget = budget
         if target.relpath in seen:
             raise UnsafeArchiveError(
                 f"entry {raw_name!r}: duplicate name (also entry {seen[target.relpath]!r}); "
@@ -1005,6 +1102,15 @@ def _validate_entry(info: zipfile.ZipInfo, raw_name: str) -> _Target | None:
             "re-create the archive with deflate"
         )
     return _Target(info, "/".join(parts), is_dir, executable=bool(mode & 0o111) and not is_dir)
+
+
+def _check_entry_limits(target: _Target, limits: ArchiveLimits) -> None:
+    """Depth and path length (so no tree too deep to delete is ever made), and the ratio."""
+    if problem := limits.too_deep(target.relpath, "unpacked"):
+        raise ArchiveLimitError(f"entry {problem}")
+    info = target.info
+    if not target.is_dir and (problem := limits.too_compressed(info.file_size, info.compress_size)):
+        raise ArchiveLimitError(f"entry {target.relpath!r}: {problem}")
 
 
 def _data_offset(info: zipfile.ZipInfo, raw_name: str, fd: int) -> int:
@@ -1234,9 +1340,15 @@ def _copy_range(
         data = _read_into(fd, buffer, wanted, offset + position)
         if len(data) != wanted:
             raise _corrupt(target, "the archive ends inside its data")
+        _spend(target, wanted)
         crc = zlib.crc32(data, crc)
         _pwrite_all(out_fd, data, out_offset + position)
     return crc
+
+
+def _spend(target: _Target, count: int) -> None:
+    if target.budget is not None:
+        target.budget.spend(count)
 
 
 def _inflate_range(
@@ -1273,6 +1385,7 @@ def _inflate_range(
                 out = inflater.decompress(pending, _FEED)
                 if produced + len(out) > raw_length:
                     raise _corrupt(target, f"it inflates to more than the {raw_length} declared")
+                _spend(target, len(out))
                 crc = zlib.crc32(out, crc)
                 _pwrite_all(out_fd, out, out_offset + produced)
                 produced += len(out)
@@ -1298,6 +1411,7 @@ def _copy_with_zipfile(target: _Target, archive: zipfile.ZipFile, out_fd: int) -
     try:
         with archive.open(target.info) as member:
             while data := member.read(_READ_SIZE):
+                _spend(target, len(data))
                 crc = zlib.crc32(data, crc)
                 _pwrite_all(out_fd, data, written)
                 written += len(data)

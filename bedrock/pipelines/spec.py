@@ -43,7 +43,9 @@ from typing import Any
 import hcl  # pyhcl
 import hcl2
 
-from bedrock.pipelines import environment
+from bedrock.envconfig import SIZE_UNITS, format_size
+from bedrock.pipelines import environment, speclimits
+from bedrock.pipelines.speclimits import SpecLimits
 
 __all__ = [
     "Problem",
@@ -67,21 +69,7 @@ STEP_NAME_MAX_LENGTH = 512
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _CPU = re.compile(r"^(\d+(?:\.\d*)?|\.\d+)(m?)$")
 # Kubernetes quantity suffixes, which Bedrock passed through to its pods.
-_MEMORY_UNITS = {
-    "": 1,
-    "k": 10**3,
-    "M": 10**6,
-    "G": 10**9,
-    "T": 10**12,
-    "P": 10**15,
-    "E": 10**18,
-    "Ki": 2**10,
-    "Mi": 2**20,
-    "Gi": 2**30,
-    "Ti": 2**40,
-    "Pi": 2**50,
-    "Ei": 2**60,
-}
+_MEMORY_UNITS = SIZE_UNITS
 _MEMORY = re.compile(r"^(\d+(?:\.\d*)?|\.\d+)(k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$")
 _HCL2_OPTIONS = hcl2.SerializationOptions(
     strip_string_quotes=True,
@@ -232,16 +220,31 @@ def _load_with(text: str, *, filename: str = "bedrock.hcl", parser: str | None =
             [_problem("", "the file is empty: expected a train, batch_score or serve stanza")],
             filename=filename,
         )
+    limits = speclimits.current()
+    if overrun := _over_limits(text, limits):
+        raise SpecError([overrun], filename=filename)
     locator = _Locator(text)
     data, used, syntax_error = _parse(text, locator, parser)
     if syntax_error is not None:
         raise SpecError([syntax_error], filename=filename)
-    normaliser = _Normaliser(locator)
+    normaliser = _Normaliser(locator, limits)
     spec = normaliser.run(data, used)
     problems = normaliser.problems()
     if any(problem.is_error for problem in problems) or spec is None:
         raise SpecError(problems, filename=filename)
     return spec
+
+
+def _over_limits(text: str, limits: SpecLimits) -> Problem | None:
+    """The limit the text exceeds, as a problem at the place it did; checked before parsing."""
+    overrun = speclimits.scan(text, limits)
+    if overrun is None:
+        return None
+    if overrun.offset is None:
+        return _problem("", overrun.message)
+    line = text.count("\n", 0, overrun.offset) + 1
+    column = overrun.offset - (text.rfind("\n", 0, overrun.offset) + 1) + 1
+    return _problem("", overrun.message, line, column)
 
 
 def _problem(
@@ -717,6 +720,33 @@ class _Locator:
 # Normalising and validating
 
 
+# Longer numbers are refused unread: Python will not convert more than 4300 digits at all.
+_MAX_DIGITS = 30
+_HUGE = Decimal(10) ** _MAX_DIGITS
+
+
+def _whole_number(value: Any) -> int | None:
+    """An int, or a string of digits, as an int; None for anything else or absurdly long."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str) and re.fullmatch(r"\s*\d+\s*", value):
+        digits = value.strip().lstrip("0") or "0"
+        return int(digits) if len(digits) <= _MAX_DIGITS else 10**_MAX_DIGITS
+    return None
+
+
+def _decimal(text: str) -> Decimal:
+    """A quantity's number; any with more than 30 whole digits is simply "huge"."""
+    whole = text.split(".", 1)[0].lstrip("0")
+    return Decimal(text) if len(whole) <= _MAX_DIGITS else _HUGE
+
+
+def _clip(value: Any) -> str:
+    """A value as written, for a message: a 5000-digit number is shortened to its ends."""
+    text = str(value).strip()
+    return text if len(text) <= 40 else f"{text[:20]}…{text[-10:]} ({len(text)} characters)"
+
+
 def _render(path: KeyPath) -> str:
     text = ""
     for part in path:
@@ -775,8 +805,9 @@ _SERVE_KEYS = (*_SERVE_STEP_KEYS, "parameters", "secrets")
 class _Normaliser:
     """Turns either parser's output into a `Spec`, collecting problems on the way."""
 
-    def __init__(self, locator: _Locator) -> None:
+    def __init__(self, locator: _Locator, limits: SpecLimits | None = None) -> None:
         self.loc = locator
+        self.limits = limits or SpecLimits()
         self._problems: list[Problem] = []
         self._duplicates_reported: set[KeyPath] = set()
 
@@ -997,6 +1028,7 @@ class _Normaliser:
                 (*path, "step"),
                 f'{name} has no steps: add step "name" {{ image = … script = [{{sh = [...]}}] }}',
             )
+        self._check_step_count(name, drafts)
         # Steps with errors of their own still take part, so dependency errors show too.
         steps = self._order(name, drafts)
         if steps is None:
@@ -1394,10 +1426,18 @@ class _Normaliser:
                 value=True,
             )
             return None, None
-        amount = Decimal(match.group(1))
+        amount = _decimal(match.group(1))
         millicpu = math.ceil(amount if match.group(2) else amount * 1000)
         if millicpu <= 0:
             self.error(path, f"cpu must be more than 0; found {text!r}", value=True)
+            return None, None
+        if millicpu > self.limits.step_cpus * 1000:
+            self.error(
+                path,
+                f"cpu {_clip(text)} is more than the {self.limits.step_cpus} CPUs a step may ask "
+                "for (BEDROCK_MAX_STEP_CPUS)",
+                value=True,
+            )
             return None, None
         return text, millicpu
 
@@ -1412,11 +1452,19 @@ class _Normaliser:
                 value=True,
             )
             return None, None
-        amount = Decimal(match.group(1))
+        amount = _decimal(match.group(1))
         unit = match.group(2) or ""
         size = math.ceil(amount * _MEMORY_UNITS[unit])
         if size <= 0:
             self.error(path, f"memory must be more than 0; found {text!r}", value=True)
+            return None, None
+        if size > self.limits.step_memory:
+            self.error(
+                path,
+                f"memory {_clip(text)} is more than the {format_size(self.limits.step_memory)} "
+                "a step may ask for (BEDROCK_MAX_STEP_MEMORY)",
+                value=True,
+            )
             return None, None
         if not unit:
             self.warn(
@@ -1428,17 +1476,15 @@ class _Normaliser:
         return text, size
 
     def _gpu(self, value: Any, path: KeyPath) -> tuple[str | None, int]:
-        count: int | None = None
-        if isinstance(value, int) and not isinstance(value, bool):
-            count = value
-        elif isinstance(value, str) and re.fullmatch(r"\s*\d+\s*", value):
-            count = int(value)
+        count = _whole_number(value)
         if count is None or count < 0:
             self.error(
                 path,
                 f'gpu must be a whole number of GPUs such as "1"; found {_describe(value)}',
                 value=True,
             )
+            return None, 0
+        if not self._within(path, value, count, (self.limits.step_gpus, "GPUs", "STEP_GPUS")):
             return None, 0
         return str(value), count
 
@@ -1452,11 +1498,7 @@ class _Normaliser:
         if "limit" not in body:
             return 0
         limit = body["limit"]
-        count: int | None = None
-        if isinstance(limit, int) and not isinstance(limit, bool):
-            count = limit
-        elif isinstance(limit, str) and re.fullmatch(r"\s*\d+\s*", limit):
-            count = int(limit)
+        count = _whole_number(limit)
         if count is None or count < 0:
             self.error(
                 (*path, "limit"),
@@ -1464,7 +1506,36 @@ class _Normaliser:
                 value=True,
             )
             return 0
+        if not self._within(
+            (*path, "limit"), limit, count, (self.limits.retries, "retries", "RETRIES")
+        ):
+            return 0
         return count
+
+    # limits -----------------------------------------------------------------------------
+    def _within(self, path: KeyPath, written: Any, count: int, bound: tuple[int, str, str]) -> bool:
+        """True if ``count`` is at most the limit; otherwise an error naming its setting.
+
+        ``bound`` is (limit, what it counts, the setting's name after ``BEDROCK_MAX_``).
+        """
+        limit, noun, setting = bound
+        if count <= limit:
+            return True
+        self.error(
+            path,
+            f"{_clip(written)} is more than the {limit} {noun} allowed (BEDROCK_MAX_{setting})",
+            value=True,
+        )
+        return False
+
+    def _check_step_count(self, stanza: str, drafts: list[_StepDraft]) -> None:
+        limit = self.limits.steps
+        if len(drafts) > limit:
+            self.error(
+                drafts[limit].path,
+                f"{stanza} has {len(drafts)} steps; at most {limit} are allowed in a stanza "
+                "(BEDROCK_MAX_STEPS)",
+            )
 
     def _depends_on(self, value: Any, path: KeyPath) -> list[tuple[str, int]]:
         names = self._strings(value, path, 'depends_on = ["preprocess"]')

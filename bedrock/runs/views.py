@@ -9,12 +9,15 @@ import tempfile
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import BinaryIO
 
+from django.conf import settings
 from django.core.files.storage import default_storage
 from django.http import FileResponse, HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from bedrock.envconfig import describe_size
 from bedrock.models.artefacts import ArchiveError
 from bedrock.models.services import model_version_publish
 from bedrock.models.zipstream import pack, unpack
@@ -33,6 +36,38 @@ def _error(status: int, message: str) -> JsonResponse:
     return JsonResponse({"error": message}, status=status)
 
 
+class _BodyTooLarge(Exception):
+    pass
+
+
+def _spool_body(request: HttpRequest, spool: BinaryIO) -> None:
+    """Copy the request body to ``spool``, refusing it once it passes BEDROCK_MAX_UPLOAD_BYTES.
+
+    A declared Content-Length over the limit is refused before a byte is read; a body that
+    turns out longer (a chunked upload, a lying header) is refused at the first chunk past it.
+    """
+    limit = settings.BEDROCK_MAX_UPLOAD_BYTES
+    declared = request.META.get("CONTENT_LENGTH") or "0"
+    if not declared.isdigit() or int(declared) > limit:
+        raise _BodyTooLarge
+    received = 0
+    while chunk := request.read(_CHUNK):
+        received += len(chunk)
+        if received > limit:
+            raise _BodyTooLarge
+        spool.write(chunk)
+    spool.seek(0)
+
+
+def _too_large() -> JsonResponse:
+    limit = settings.BEDROCK_MAX_UPLOAD_BYTES
+    return _error(
+        413,
+        f"The request body is larger than {describe_size(limit)}, the most an upload may be "
+        "(BEDROCK_MAX_UPLOAD_BYTES); nothing was stored.",
+    )
+
+
 @require_POST
 def run_artefact_upload(request: HttpRequest, pk: int) -> JsonResponse:
     """Publish a training run's /artefact, sent as a ZIP body, as its model's next version.
@@ -40,7 +75,8 @@ def run_artefact_upload(request: HttpRequest, pk: int) -> JsonResponse:
     Only the run's own token may call this, and only while the run is active; anyone else gets a
     404. Publishing is idempotent: a repeated upload returns the version the first one made.
     The archive is unpacked with the checks a batch scoring run's fetch makes (no entry may
-    leave the directory) and packed again, so every stored version is Bedrock's own ZIP.
+    leave the directory, the archive limits) and packed again, so every stored version is
+    Bedrock's own ZIP. A body over BEDROCK_MAX_UPLOAD_BYTES is refused with 413, unread.
     """
     run = getattr(request, "bedrock_run", None)
     if run is None or run.pk != pk:
@@ -48,9 +84,10 @@ def run_artefact_upload(request: HttpRequest, pk: int) -> JsonResponse:
     if run.pipeline.kind != PipelineKind.TRAINING:
         return _error(409, "Only a training run publishes a model version.")
     with tempfile.TemporaryFile(prefix="bedrock-upload-") as spool:
-        while chunk := request.read(_CHUNK):
-            spool.write(chunk)
-        spool.seek(0)
+        try:
+            _spool_body(request, spool)
+        except _BodyTooLarge:
+            return _too_large()
         with tempfile.TemporaryDirectory(prefix="bedrock-upload-") as directory:
             try:
                 unpack(spool, Path(directory))
@@ -211,7 +248,8 @@ def run_step_artefact(request: HttpRequest, pk: int, name: str) -> HttpResponse:
     For the run's own token only, while the run is active. A PUT names the attempt it comes from
     (``?attempt=N``) and is refused with 409 unless the step is running that attempt; it replaces
     what the step stored before. The archive is unpacked with zipstream's checks and packed
-    again, so every stored stage is Bedrock's own ZIP. GET sends ``X-Bedrock-Sha256`` for the
+    again, so every stored stage is Bedrock's own ZIP; a body over BEDROCK_MAX_UPLOAD_BYTES is
+    refused with 413, unread. GET sends ``X-Bedrock-Sha256`` for the
     client to verify, or 204 when the step stored no archive.
     """
     run = _own_run(request, pk)
@@ -245,9 +283,10 @@ def _stage_upload(run_step: RunStep, request: HttpRequest, attempt: int) -> Json
     if problem := stale_attempt(run_step, attempt):
         return _error(409, f"{problem}; its upload is refused.")
     with tempfile.TemporaryFile(prefix="bedrock-stage-") as spool:
-        while chunk := request.read(_CHUNK):
-            spool.write(chunk)
-        spool.seek(0)
+        try:
+            _spool_body(request, spool)
+        except _BodyTooLarge:
+            return _too_large()
         with tempfile.TemporaryDirectory(prefix="bedrock-stage-") as directory:
             try:
                 unpack(spool, Path(directory))
