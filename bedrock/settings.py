@@ -321,3 +321,6 @@ STRAWBERRY_DJANGO = {
 # (inside the starting process; for tests that share its database connection settings).
 BEDROCK_SUPERVISOR = env_str("BEDROCK_SUPERVISOR", "process")
 BEDROCK_LOCAL_SANDBOX = env_bool("BEDROCK_LOCAL_SANDBOX", True)
+# Without bubblewrap a local step is the server's own user (keys, database): only site
+# administrators' runs execute then, unless the operator accepts the risk here.
+BEDROCK_ALLOW_UNSANDBOXED = env_bool("BEDROCK_ALLOW_UNSANDBOXED", False)

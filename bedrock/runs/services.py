@@ -29,6 +29,7 @@ from bedrock.pipelines import git
 from bedrock.pipelines import spec as hcl
 from bedrock.pipelines.models import Pipeline, PipelineKind, Role
 from bedrock.pipelines.selectors import User, has_role
+from bedrock.runs.executors.local import unsandboxed_refusal
 from bedrock.runs.models import ACTIVE_STATUSES, Run, RunStatus, RunStep, Trigger
 from bedrock.runs.plan import stanza_for
 from bedrock.runs.workspace import Workspace
@@ -110,6 +111,8 @@ def run_create(
         status, reason = RunStatus.ACCEPTED, ""
     except _Rejection as rejection:
         status, reason = RunStatus.REJECTED, rejection.reason
+    if status == RunStatus.ACCEPTED and (refusal := unsandboxed_refusal(actor)):
+        status, reason = RunStatus.REJECTED, refusal
 
     for _ in range(5):
         try:
