@@ -262,6 +262,10 @@ BEDROCK_EXECUTOR = env_str("BEDROCK_EXECUTOR", "local").lower()
 BEDROCK_DEFAULT_MAX_RUN_TIME = env_duration("BEDROCK_DEFAULT_MAX_RUN_TIME", "72h")
 BEDROCK_MAX_RUN_TIME_CAP = env_duration("BEDROCK_MAX_RUN_TIME_CAP", "7d")
 BEDROCK_API_DOMAIN = env_str("BEDROCK_API_DOMAIN", "http://127.0.0.1:8000")
+# The Docker network of the docker executor's steps. The default bridge reaches the internet and
+# every host service listening on the bridge's gateway; a user-defined network with a firewall
+# rule can keep the host out (see the README).
+BEDROCK_DOCKER_NETWORK = env_str("BEDROCK_DOCKER_NETWORK", "bridge")
 # A step being stopped gets SIGTERM, then SIGKILL after this long (as Nomad's KillTimeout).
 BEDROCK_STOP_GRACE = env_duration("BEDROCK_STOP_GRACE", "30s")
 

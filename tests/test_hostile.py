@@ -243,3 +243,404 @@ def test_a_run_accepted_with_a_sandbox_does_not_execute_once_bubblewrap_is_gone(
 
 
 # --- 7. The Docker executor --------------------------------------------------------------------
+
+
+def _docker_skip():
+    import os
+
+    try:
+        import docker
+
+        engine = docker.from_env(timeout=10)
+        engine.ping()
+        engine.images.get("python:3.11-slim")
+        problem = ""
+    except Exception as exc:
+        problem = f"no Docker Engine with the image python:3.11-slim ({exc})"
+    if problem and os.environ.get("BEDROCK_REQUIRE_DOCKER"):
+        raise RuntimeError(problem)
+    return pytest.mark.skipif(bool(problem), reason=problem)
+
+
+def _containers(run_id: int) -> list:
+    import docker
+
+    from bedrock.runs.executors.docker import LABEL_RUN
+
+    return docker.from_env().containers.list(all=True, filters={"label": f"{LABEL_RUN}={run_id}"})
+
+
+def _step_plan(command: str, name: str = "train", image: str = "python:3.11-slim", **resources):
+    from bedrock.pipelines.spec import Resources
+    from bedrock.runs.plan import StepPlan
+
+    limits = {"cpu": None, "memory": None, "gpu": None, "millicpu": None}
+    limits |= {"memory_bytes": None, "gpu_count": 0} | resources
+    return StepPlan(
+        name=name,
+        image=image,
+        command=command,
+        environment={},
+        secret_names=(),
+        resources=Resources(**limits),
+        depends_on=(),
+        retry_limit=0,
+    )
+
+
+def _context(tmp_path, run_id: int, environment=None, secrets=None):
+    from bedrock.runs.executors.base import StepContext
+
+    for name in ("app", "artefact", "step"):
+        (tmp_path / name).mkdir(exist_ok=True)
+    return StepContext(
+        run_id=run_id,
+        app_dir=tmp_path / "app",
+        artefact_dir=tmp_path / "artefact",
+        step_dir=tmp_path / "step",
+        environment=environment or {},
+        secrets=secrets or {},
+        attempt=1,
+    )
+
+
+@pytest.fixture
+def on_docker(settings):
+    settings.BEDROCK_EXECUTOR = "docker"
+
+
+@_docker_skip()
+@pytest.mark.django_db(transaction=True)
+def test_stopping_a_docker_run_ends_its_step_stopped_and_removes_the_container(tmp_path, on_docker):
+    from bedrock.runs.models import ACTIVE_STATUSES, RunStatus
+    from bedrock.runs.services import run_create, run_stop
+    from tests.repos import hcl, step
+    from tests.runflow import pipeline_for, repo_with, wait_for, wait_until_done
+
+    pipeline = pipeline_for(repo_with(tmp_path, hcl("train", step("s", "sleep 120"))))
+    run = run_create(actor=None, pipeline=pipeline)
+    wait_for(lambda: _containers(run.pk), what="the step's container")
+
+    run_stop(actor=None, run=run)
+
+    run = wait_until_done(run, timeout=90)
+    assert run.status == RunStatus.STOPPED
+    assert run.steps.get().status == RunStatus.STOPPED
+    assert not run.steps.filter(status__in=ACTIVE_STATUSES).exists()
+    assert "No such container" not in run.failure_reason
+    assert _containers(run.pk) == []
+
+
+@_docker_skip()
+@pytest.mark.django_db(transaction=True)
+def test_a_docker_run_past_its_time_limit_fails_with_the_reason_not_a_404(tmp_path, on_docker):
+    from datetime import timedelta
+
+    from bedrock.runs.models import ACTIVE_STATUSES, RunStatus
+    from bedrock.runs.services import run_create
+    from tests.repos import hcl, step
+    from tests.runflow import pipeline_for, repo_with, wait_until_done
+
+    repo = repo_with(tmp_path, hcl("train", step("slow", "sleep 120")))
+    pipeline = pipeline_for(repo, max_run_time=timedelta(seconds=3))
+
+    run = wait_until_done(run_create(actor=None, pipeline=pipeline), timeout=90)
+
+    assert run.status == RunStatus.FAILED
+    assert run.failure_reason == "exceeded the maximum run time of 3s"
+    assert not run.steps.filter(status__in=ACTIVE_STATUSES).exists()
+    assert _containers(run.pk) == []
+
+
+@_docker_skip()
+@pytest.mark.parametrize(
+    ("command", "grace", "sentence", "exit_code"),
+    [
+        ("trap 'echo saved; exit 0' TERM; sleep 60 & wait", 20, "ended on SIGTERM", 0),
+        (
+            "trap '' TERM; sleep 60 & wait; sleep 60",
+            2,
+            "killed with SIGKILL after the 2 s grace period",
+            137,
+        ),
+        ("sleep 60", 0, "killed with SIGKILL", 137),
+    ],
+)
+def test_killing_a_container_gives_sigterm_then_sigkill_after_the_grace_and_says_which(
+    tmp_path, command, grace, sentence, exit_code
+):
+    import time
+
+    from bedrock.runs.executors.docker import DockerExecutor
+
+    run_id = 990_000 + grace
+    handle = DockerExecutor().start(_step_plan(command), _context(tmp_path, run_id))
+    lines = []
+    try:
+        time.sleep(2)  # the trap is set
+        import threading
+
+        pump = threading.Thread(target=lambda: lines.extend(handle.output()), daemon=True)
+        pump.start()
+
+        said = handle.kill(grace=grace)
+
+        pump.join(10)
+        assert said == sentence
+        assert handle.wait(5) == exit_code
+        assert handle.kill(grace=grace) == ""  # twice is harmless
+    finally:
+        DockerExecutor().cleanup_run(run_id)
+    assert _containers(run_id) == []
+    if exit_code == 0:
+        assert b"saved\n" in lines
+
+
+@_docker_skip()
+@pytest.mark.django_db(transaction=True)
+def test_the_run_token_reaches_the_container_in_a_read_only_file_never_its_environment(
+    tmp_path, on_docker
+):
+    import zipfile
+
+    from django.core.files.storage import default_storage
+
+    from bedrock.runs.models import Run, RunStatus
+    from bedrock.runs.services import run_create
+    from tests.repos import hcl, step
+    from tests.runflow import pipeline_for, repo_with, wait_for, wait_until_done
+
+    steps = step(
+        "s",
+        "python3 token_hash.py > /artefact/token-hash",
+        "if (echo forged > /run/bedrock/secrets.env) 2> /dev/null; then echo WROTE-THE-FILE; fi",
+        "sleep 4",
+    )
+    digest = "import hashlib, os\ntoken = os.environ['BEDROCK_API_TOKEN']\n"
+    digest += "print(hashlib.sha256(token.encode()).hexdigest())\n"
+    pipeline = pipeline_for(repo_with(tmp_path, hcl("train", steps), **{"token_hash.py": digest}))
+    run = run_create(actor=None, pipeline=pipeline)
+    token_hash = wait_for(
+        lambda: Run.objects.filter(pk=run.pk).values_list("token_hash", flat=True).first(),
+        what="the run's token",
+    )
+    [container] = wait_for(lambda: _containers(run.pk), what="the step's container")
+    environment = container.attrs["Config"]["Env"]
+    mounts = {m["Destination"]: m for m in container.attrs["Mounts"]}
+
+    run = wait_until_done(run)
+
+    assert run.status == RunStatus.SUCCEEDED, run.failure_reason
+    assert not [v for v in environment if v.startswith("BEDROCK_API_TOKEN=")], environment
+    assert "BEDROCK_PIPELINE_RUN_ID=1" in environment  # what is not secret stays visible
+    assert mounts["/run/bedrock/secrets.env"]["RW"] is False
+    with default_storage.open(run.output_model_version.storage_key) as handle:
+        assert zipfile.ZipFile(handle).read("token-hash").decode().strip() == token_hash
+    assert "WROTE-THE-FILE" not in _log(run, "s")
+
+
+def _log(run, name: str) -> str:
+    from tests.runflow import step_log
+
+    return step_log(run, name)
+
+
+@_docker_skip()
+@pytest.mark.django_db(transaction=True)
+def test_a_container_has_no_capabilities_and_still_installs_packages_and_writes_artefacts(
+    tmp_path, on_docker
+):
+    from bedrock.runs.models import RunStatus
+    from bedrock.runs.services import run_create
+    from tests.repos import hcl, step
+    from tests.runflow import pipeline_for, repo_with, wait_for, wait_until_done
+
+    steps = step(
+        "s",
+        "grep CapEff /proc/self/status",
+        "python3 -m venv /tmp/v && /tmp/v/bin/pip install -q --no-index --no-build-isolation ./pkg",
+        "/tmp/v/bin/python -c 'import tinypkg; print(tinypkg.GREETING)' > /artefact/installed",
+        "if chown 1234 /artefact/installed 2> /dev/null; then echo CHOWNED; fi",
+        "sleep 2",
+    )
+    setup = (
+        'from setuptools import setup\nsetup(name="tinypkg", version="1", py_modules=["tinypkg"])\n'
+    )
+    files = {"pkg/setup.py": setup, "pkg/tinypkg.py": "GREETING = 'installed'\n"}
+    pipeline = pipeline_for(repo_with(tmp_path, hcl("train", steps), **files))
+    run = run_create(actor=None, pipeline=pipeline)
+    [container] = wait_for(lambda: _containers(run.pk), what="the step's container")
+    host_config = container.attrs["HostConfig"]
+
+    run = wait_until_done(run)
+
+    log = _log(run, "s")
+    assert run.status == RunStatus.SUCCEEDED, (run.failure_reason, log)
+    assert host_config["CapDrop"] == ["ALL"] and not host_config["CapAdd"]
+    assert "no-new-privileges" in host_config["SecurityOpt"]
+    assert "CapEff:\t0000000000000000" in log
+    assert "CHOWNED" not in log
+    assert run.output_model_version.file_count == 1
+
+
+@_docker_skip()
+@pytest.mark.django_db(transaction=True)
+def test_a_container_runs_as_its_images_user_and_can_still_write_app_and_artefact(
+    tmp_path, on_docker
+):
+    import io
+    import zipfile
+
+    import docker
+    from django.core.files.storage import default_storage
+
+    from bedrock.runs.models import RunStatus
+    from bedrock.runs.services import run_create
+    from tests.repos import hcl, step
+    from tests.runflow import pipeline_for, repo_with, wait_until_done
+
+    image = "bedrock-test-user:1"
+    dockerfile = io.BytesIO(b"FROM python:3.11-slim\nUSER 1000:1000\n")
+    docker.from_env().images.build(fileobj=dockerfile, tag=image, rm=True)
+    steps = step(
+        "s",
+        "id -u > /artefact/uid",
+        "echo built > /app/build.txt && cp /app/build.txt /artefact/",
+        "test -n $BEDROCK_API_TOKEN && echo $DB_PASSWORD > /artefact/secret-seen",
+    ).replace("python:3.11-slim", image)
+    pipeline = pipeline_for(repo_with(tmp_path, hcl("train", steps, secrets='"DB_PASSWORD"')))
+    from bedrock.secrets.models import Secret
+
+    Secret.objects.create(pipeline=pipeline, name="DB_PASSWORD", value="pa55-for-the-user")
+
+    run = wait_until_done(run_create(actor=None, pipeline=pipeline))
+
+    assert run.status == RunStatus.SUCCEEDED, (run.failure_reason, _log(run, "s"))
+    with default_storage.open(run.output_model_version.storage_key) as handle:
+        archive = zipfile.ZipFile(handle)
+        assert archive.read("uid").decode().strip() == "1000"
+        assert archive.read("build.txt").decode().strip() == "built"
+        assert archive.read("secret-seen").decode().strip() == "pa55-for-the-user"
+
+
+@pytest.fixture
+def host_service():
+    """An HTTP service of the host, on every interface, as Bedrock's API would be."""
+    import http.server
+    import threading
+
+    class Pong(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(b"pong from the host")
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("0.0.0.0", 0), Pong)  # noqa: S104
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield server.server_address[1]
+    server.shutdown()
+
+
+@_docker_skip()
+@pytest.mark.django_db(transaction=True)
+def test_a_container_reaches_an_api_on_the_hosts_loopback_address_through_the_gateway(
+    tmp_path, on_docker, settings, host_service
+):
+    from bedrock.runs.models import RunStatus
+    from bedrock.runs.services import run_create
+    from tests.repos import hcl, step
+    from tests.runflow import pipeline_for, repo_with, wait_until_done
+
+    settings.BEDROCK_API_DOMAIN = f"http://127.0.0.1:{host_service}"
+    call = "import os, urllib.request\nprint(os.environ['BEDROCK_API_DOMAIN'])\n"
+    call += "print(urllib.request.urlopen(os.environ['BEDROCK_API_DOMAIN'], timeout=10).read())\n"
+    steps = step("s", "python3 call.py", "echo done > /artefact/out")
+    pipeline = pipeline_for(repo_with(tmp_path, hcl("train", steps), **{"call.py": call}))
+
+    run = wait_until_done(run_create(actor=None, pipeline=pipeline))
+
+    log = _log(run, "s")
+    assert run.status == RunStatus.SUCCEEDED, (run.failure_reason, log)
+    assert f"http://host.docker.internal:{host_service}\n" in log
+    assert "pong from the host" in log
+
+
+@_docker_skip()
+@pytest.mark.django_db(transaction=True)
+def test_steps_join_the_docker_network_the_operator_names_and_a_missing_one_is_named(
+    tmp_path, on_docker, settings
+):
+    import docker
+
+    from bedrock.runs.models import RunStatus
+    from bedrock.runs.services import run_create
+    from tests.repos import hcl, step
+    from tests.runflow import pipeline_for, repo_with, wait_for, wait_until_done
+
+    engine = docker.from_env()
+    network = engine.networks.create("bedrock-test-steps", driver="bridge")
+    try:
+        settings.BEDROCK_DOCKER_NETWORK = "bedrock-test-steps"
+        steps = step("s", "echo done > /artefact/out; sleep 2")
+        pipeline = pipeline_for(repo_with(tmp_path, hcl("train", steps)))
+        run = run_create(actor=None, pipeline=pipeline)
+        [container] = wait_for(lambda: _containers(run.pk), what="the step's container")
+        networks = set(container.attrs["NetworkSettings"]["Networks"])
+        assert wait_until_done(run).status == RunStatus.SUCCEEDED, run.failure_reason
+        assert networks == {"bedrock-test-steps"}
+    finally:
+        network.remove()
+
+    run = wait_until_done(run_create(actor=None, pipeline=pipeline))
+
+    assert run.status == RunStatus.FAILED
+    assert "the Docker network 'bedrock-test-steps' (BEDROCK_DOCKER_NETWORK) does not exist" in (
+        run.failure_reason
+    )
+    assert _containers(run.pk) == []
+
+
+@_docker_skip()
+@pytest.mark.django_db(transaction=True)
+def test_a_gpu_step_on_an_engine_without_gpus_says_so_and_which_step_asked(tmp_path, on_docker):
+    from bedrock.runs.models import ACTIVE_STATUSES, RunStatus
+    from bedrock.runs.services import run_create
+    from tests.repos import hcl, step
+    from tests.runflow import pipeline_for, repo_with, wait_until_done
+
+    steps = step("train", "nvidia-smi", extra='resources {\ngpu = "1"\n}')
+    pipeline = pipeline_for(repo_with(tmp_path, hcl("train", steps)))
+
+    run = wait_until_done(run_create(actor=None, pipeline=pipeline))
+
+    assert run.status == RunStatus.FAILED
+    reason = "no GPU is available on this Docker Engine; step 'train' asks for 1"
+    assert reason in run.failure_reason and "could not select device driver" not in (
+        run.failure_reason
+    )
+    assert run.steps.get().failure_reason == reason
+    assert not run.steps.filter(status__in=ACTIVE_STATUSES).exists()
+    assert _containers(run.pk) == []
+
+
+@_docker_skip()
+@pytest.mark.django_db(transaction=True)
+def test_a_step_killed_for_memory_says_out_of_memory_and_its_limit(tmp_path, on_docker):
+    from bedrock.runs.models import RunStatus
+    from bedrock.runs.services import run_create
+    from tests.repos import hcl, step
+    from tests.runflow import pipeline_for, repo_with, wait_until_done
+
+    hog = step("hog", "python3 hog.py", extra='resources {\nmemory = "256M"\n}')
+    files = {"hog.py": "chunks = [b'x' * (64 << 20) for _ in range(64)]\n"}
+    pipeline = pipeline_for(repo_with(tmp_path, hcl("train", hog), **files))
+
+    run = wait_until_done(run_create(actor=None, pipeline=pipeline))
+
+    assert run.status == RunStatus.FAILED
+    assert run.failure_reason == "step 'hog' failed: killed: out of memory (limit 256M)"
+    assert run.steps.get().exit_code == 137
+    assert _containers(run.pk) == []
