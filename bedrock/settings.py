@@ -266,6 +266,9 @@ BEDROCK_API_DOMAIN = env_str("BEDROCK_API_DOMAIN", "http://127.0.0.1:8000")
 # every host service listening on the bridge's gateway; a user-defined network with a firewall
 # rule can keep the host out (see the README).
 BEDROCK_DOCKER_NETWORK = env_str("BEDROCK_DOCKER_NETWORK", "bridge")
+if BEDROCK_EXECUTOR == "docker" and "*" not in ALLOWED_HOSTS:
+    # Containers call the API as host.docker.internal (a loopback BEDROCK_API_DOMAIN rewritten).
+    ALLOWED_HOSTS = [*ALLOWED_HOSTS, "host.docker.internal"]
 # A step being stopped gets SIGTERM, then SIGKILL after this long (as Nomad's KillTimeout).
 BEDROCK_STOP_GRACE = env_duration("BEDROCK_STOP_GRACE", "30s")
 

@@ -246,28 +246,15 @@ def test_a_run_accepted_with_a_sandbox_does_not_execute_once_bubblewrap_is_gone(
 
 
 def _docker_skip():
-    import os
+    from tests.test_runs_docker import needs_docker
 
-    try:
-        import docker
-
-        engine = docker.from_env(timeout=10)
-        engine.ping()
-        engine.images.get("python:3.11-slim")
-        problem = ""
-    except Exception as exc:
-        problem = f"no Docker Engine with the image python:3.11-slim ({exc})"
-    if problem and os.environ.get("BEDROCK_REQUIRE_DOCKER"):
-        raise RuntimeError(problem)
-    return pytest.mark.skipif(bool(problem), reason=problem)
+    return needs_docker
 
 
 def _containers(run_id: int) -> list:
-    import docker
+    from tests.test_runs_docker import labelled_containers
 
-    from bedrock.runs.executors.docker import LABEL_RUN
-
-    return docker.from_env().containers.list(all=True, filters={"label": f"{LABEL_RUN}={run_id}"})
+    return labelled_containers(run_id)
 
 
 def _step_plan(command: str, name: str = "train", image: str = "python:3.11-slim", **resources):
@@ -304,6 +291,38 @@ def _context(tmp_path, run_id: int, environment=None, secrets=None):
     )
 
 
+def _pipeline(tmp_path, steps: str, files: dict | None = None, secrets: str = "", **options):
+    """A pipeline whose one stanza is made of ``steps``."""
+    from tests.repos import hcl
+    from tests.runflow import pipeline_for, repo_with
+
+    repo = repo_with(tmp_path, hcl("train", steps, secrets=secrets), **(files or {}))
+    return pipeline_for(repo, **options)
+
+
+def _start(tmp_path, steps: str, files: dict | None = None, **options):
+    """A run of :func:`_pipeline`, started on the command line."""
+    from bedrock.runs.services import run_create
+
+    return run_create(actor=None, pipeline=_pipeline(tmp_path, steps, files, **options))
+
+
+def _container_of(run):
+    from tests.runflow import wait_for
+
+    [container] = wait_for(lambda: _containers(run.pk), what="the step's container")
+    return container
+
+
+def _published(run, name: str) -> str:
+    import zipfile
+
+    from django.core.files.storage import default_storage
+
+    with default_storage.open(run.output_model_version.storage_key) as handle:
+        return zipfile.ZipFile(handle).read(name).decode().strip()
+
+
 @pytest.fixture
 def on_docker(settings):
     settings.BEDROCK_EXECUTOR = "docker"
@@ -313,13 +332,12 @@ def on_docker(settings):
 @pytest.mark.django_db(transaction=True)
 def test_stopping_a_docker_run_ends_its_step_stopped_and_removes_the_container(tmp_path, on_docker):
     from bedrock.runs.models import ACTIVE_STATUSES, RunStatus
-    from bedrock.runs.services import run_create, run_stop
-    from tests.repos import hcl, step
-    from tests.runflow import pipeline_for, repo_with, wait_for, wait_until_done
+    from bedrock.runs.services import run_stop
+    from tests.repos import step
+    from tests.runflow import wait_until_done
 
-    pipeline = pipeline_for(repo_with(tmp_path, hcl("train", step("s", "sleep 120"))))
-    run = run_create(actor=None, pipeline=pipeline)
-    wait_for(lambda: _containers(run.pk), what="the step's container")
+    run = _start(tmp_path, step("s", "sleep 120"))
+    _container_of(run)
 
     run_stop(actor=None, run=run)
 
@@ -337,15 +355,12 @@ def test_a_docker_run_past_its_time_limit_fails_with_the_reason_not_a_404(tmp_pa
     from datetime import timedelta
 
     from bedrock.runs.models import ACTIVE_STATUSES, RunStatus
-    from bedrock.runs.services import run_create
-    from tests.repos import hcl, step
-    from tests.runflow import pipeline_for, repo_with, wait_until_done
+    from tests.repos import step
+    from tests.runflow import wait_until_done
 
-    repo = repo_with(tmp_path, hcl("train", step("slow", "sleep 120")))
-    pipeline = pipeline_for(repo, max_run_time=timedelta(seconds=3))
+    run = _start(tmp_path, step("slow", "sleep 120"), max_run_time=timedelta(seconds=3))
 
-    run = wait_until_done(run_create(actor=None, pipeline=pipeline), timeout=90)
-
+    run = wait_until_done(run, timeout=90)
     assert run.status == RunStatus.FAILED
     assert run.failure_reason == "exceeded the maximum run time of 3s"
     assert not run.steps.filter(status__in=ACTIVE_STATUSES).exists()
@@ -369,6 +384,7 @@ def test_a_docker_run_past_its_time_limit_fails_with_the_reason_not_a_404(tmp_pa
 def test_killing_a_container_gives_sigterm_then_sigkill_after_the_grace_and_says_which(
     tmp_path, command, grace, sentence, exit_code
 ):
+    import threading
     import time
 
     from bedrock.runs.executors.docker import DockerExecutor
@@ -378,8 +394,6 @@ def test_killing_a_container_gives_sigterm_then_sigkill_after_the_grace_and_says
     lines = []
     try:
         time.sleep(2)  # the trap is set
-        import threading
-
         pump = threading.Thread(target=lambda: lines.extend(handle.output()), daemon=True)
         pump.start()
 
@@ -401,14 +415,9 @@ def test_killing_a_container_gives_sigterm_then_sigkill_after_the_grace_and_says
 def test_the_run_token_reaches_the_container_in_a_read_only_file_never_its_environment(
     tmp_path, on_docker
 ):
-    import zipfile
-
-    from django.core.files.storage import default_storage
-
     from bedrock.runs.models import Run, RunStatus
-    from bedrock.runs.services import run_create
-    from tests.repos import hcl, step
-    from tests.runflow import pipeline_for, repo_with, wait_for, wait_until_done
+    from tests.repos import step
+    from tests.runflow import wait_for, wait_until_done
 
     steps = step(
         "s",
@@ -418,13 +427,12 @@ def test_the_run_token_reaches_the_container_in_a_read_only_file_never_its_envir
     )
     digest = "import hashlib, os\ntoken = os.environ['BEDROCK_API_TOKEN']\n"
     digest += "print(hashlib.sha256(token.encode()).hexdigest())\n"
-    pipeline = pipeline_for(repo_with(tmp_path, hcl("train", steps), **{"token_hash.py": digest}))
-    run = run_create(actor=None, pipeline=pipeline)
+    run = _start(tmp_path, steps, {"token_hash.py": digest})
     token_hash = wait_for(
         lambda: Run.objects.filter(pk=run.pk).values_list("token_hash", flat=True).first(),
         what="the run's token",
     )
-    [container] = wait_for(lambda: _containers(run.pk), what="the step's container")
+    container = _container_of(run)
     environment = container.attrs["Config"]["Env"]
     mounts = {m["Destination"]: m for m in container.attrs["Mounts"]}
 
@@ -434,8 +442,7 @@ def test_the_run_token_reaches_the_container_in_a_read_only_file_never_its_envir
     assert not [v for v in environment if v.startswith("BEDROCK_API_TOKEN=")], environment
     assert "BEDROCK_PIPELINE_RUN_ID=1" in environment  # what is not secret stays visible
     assert mounts["/run/bedrock/secrets.env"]["RW"] is False
-    with default_storage.open(run.output_model_version.storage_key) as handle:
-        assert zipfile.ZipFile(handle).read("token-hash").decode().strip() == token_hash
+    assert _published(run, "token-hash") == token_hash
     assert "WROTE-THE-FILE" not in _log(run, "s")
 
 
@@ -451,9 +458,8 @@ def test_a_container_has_no_capabilities_and_still_installs_packages_and_writes_
     tmp_path, on_docker
 ):
     from bedrock.runs.models import RunStatus
-    from bedrock.runs.services import run_create
-    from tests.repos import hcl, step
-    from tests.runflow import pipeline_for, repo_with, wait_for, wait_until_done
+    from tests.repos import step
+    from tests.runflow import wait_until_done
 
     steps = step(
         "s",
@@ -463,14 +469,12 @@ def test_a_container_has_no_capabilities_and_still_installs_packages_and_writes_
         "if chown 1234 /artefact/installed 2> /dev/null; then echo CHOWNED; fi",
         "sleep 2",
     )
-    setup = (
-        'from setuptools import setup\nsetup(name="tinypkg", version="1", py_modules=["tinypkg"])\n'
+    setup = "from setuptools import setup\n"
+    setup += 'setup(name="tinypkg", version="1", py_modules=["tinypkg"])\n'
+    run = _start(
+        tmp_path, steps, {"pkg/setup.py": setup, "pkg/tinypkg.py": "GREETING = 'installed'\n"}
     )
-    files = {"pkg/setup.py": setup, "pkg/tinypkg.py": "GREETING = 'installed'\n"}
-    pipeline = pipeline_for(repo_with(tmp_path, hcl("train", steps), **files))
-    run = run_create(actor=None, pipeline=pipeline)
-    [container] = wait_for(lambda: _containers(run.pk), what="the step's container")
-    host_config = container.attrs["HostConfig"]
+    host_config = _container_of(run).attrs["HostConfig"]
 
     run = wait_until_done(run)
 
@@ -480,7 +484,7 @@ def test_a_container_has_no_capabilities_and_still_installs_packages_and_writes_
     assert "no-new-privileges" in host_config["SecurityOpt"]
     assert "CapEff:\t0000000000000000" in log
     assert "CHOWNED" not in log
-    assert run.output_model_version.file_count == 1
+    assert _published(run, "installed") == "installed"
 
 
 @_docker_skip()
@@ -489,15 +493,14 @@ def test_a_container_runs_as_its_images_user_and_can_still_write_app_and_artefac
     tmp_path, on_docker
 ):
     import io
-    import zipfile
 
     import docker
-    from django.core.files.storage import default_storage
 
     from bedrock.runs.models import RunStatus
     from bedrock.runs.services import run_create
-    from tests.repos import hcl, step
-    from tests.runflow import pipeline_for, repo_with, wait_until_done
+    from bedrock.secrets.models import Secret
+    from tests.repos import step
+    from tests.runflow import wait_until_done
 
     image = "bedrock-test-user:1"
     dockerfile = io.BytesIO(b"FROM python:3.11-slim\nUSER 1000:1000\n")
@@ -508,19 +511,18 @@ def test_a_container_runs_as_its_images_user_and_can_still_write_app_and_artefac
         "echo built > /app/build.txt && cp /app/build.txt /artefact/",
         "test -n $BEDROCK_API_TOKEN && echo $DB_PASSWORD > /artefact/secret-seen",
     ).replace("python:3.11-slim", image)
-    pipeline = pipeline_for(repo_with(tmp_path, hcl("train", steps, secrets='"DB_PASSWORD"')))
-    from bedrock.secrets.models import Secret
 
+    pipeline = _pipeline(tmp_path, steps, secrets='"DB_PASSWORD"')
     Secret.objects.create(pipeline=pipeline, name="DB_PASSWORD", value="pa55-for-the-user")
 
-    run = wait_until_done(run_create(actor=None, pipeline=pipeline))
+    run = run_create(actor=None, pipeline=pipeline)
+
+    run = wait_until_done(run)
 
     assert run.status == RunStatus.SUCCEEDED, (run.failure_reason, _log(run, "s"))
-    with default_storage.open(run.output_model_version.storage_key) as handle:
-        archive = zipfile.ZipFile(handle)
-        assert archive.read("uid").decode().strip() == "1000"
-        assert archive.read("build.txt").decode().strip() == "built"
-        assert archive.read("secret-seen").decode().strip() == "pa55-for-the-user"
+    assert _published(run, "uid") == "1000"
+    assert _published(run, "build.txt") == "built"
+    assert _published(run, "secret-seen") == "pa55-for-the-user"
 
 
 @pytest.fixture
@@ -550,17 +552,15 @@ def test_a_container_reaches_an_api_on_the_hosts_loopback_address_through_the_ga
     tmp_path, on_docker, settings, host_service
 ):
     from bedrock.runs.models import RunStatus
-    from bedrock.runs.services import run_create
-    from tests.repos import hcl, step
-    from tests.runflow import pipeline_for, repo_with, wait_until_done
+    from tests.repos import step
+    from tests.runflow import wait_until_done
 
     settings.BEDROCK_API_DOMAIN = f"http://127.0.0.1:{host_service}"
     call = "import os, urllib.request\nprint(os.environ['BEDROCK_API_DOMAIN'])\n"
     call += "print(urllib.request.urlopen(os.environ['BEDROCK_API_DOMAIN'], timeout=10).read())\n"
     steps = step("s", "python3 call.py", "echo done > /artefact/out")
-    pipeline = pipeline_for(repo_with(tmp_path, hcl("train", steps), **{"call.py": call}))
 
-    run = wait_until_done(run_create(actor=None, pipeline=pipeline))
+    run = wait_until_done(_start(tmp_path, steps, {"call.py": call}))
 
     log = _log(run, "s")
     assert run.status == RunStatus.SUCCEEDED, (run.failure_reason, log)
@@ -577,24 +577,20 @@ def test_steps_join_the_docker_network_the_operator_names_and_a_missing_one_is_n
 
     from bedrock.runs.models import RunStatus
     from bedrock.runs.services import run_create
-    from tests.repos import hcl, step
-    from tests.runflow import pipeline_for, repo_with, wait_for, wait_until_done
+    from tests.repos import step
+    from tests.runflow import wait_until_done
 
-    engine = docker.from_env()
-    network = engine.networks.create("bedrock-test-steps", driver="bridge")
+    network = docker.from_env().networks.create("bedrock-test-steps", driver="bridge")
     try:
         settings.BEDROCK_DOCKER_NETWORK = "bedrock-test-steps"
-        steps = step("s", "echo done > /artefact/out; sleep 2")
-        pipeline = pipeline_for(repo_with(tmp_path, hcl("train", steps)))
-        run = run_create(actor=None, pipeline=pipeline)
-        [container] = wait_for(lambda: _containers(run.pk), what="the step's container")
-        networks = set(container.attrs["NetworkSettings"]["Networks"])
+        run = _start(tmp_path, step("s", "echo done > /artefact/out; sleep 2"))
+        networks = set(_container_of(run).attrs["NetworkSettings"]["Networks"])
         assert wait_until_done(run).status == RunStatus.SUCCEEDED, run.failure_reason
         assert networks == {"bedrock-test-steps"}
     finally:
         network.remove()
 
-    run = wait_until_done(run_create(actor=None, pipeline=pipeline))
+    run = wait_until_done(run_create(actor=None, pipeline=run.pipeline))
 
     assert run.status == RunStatus.FAILED
     assert "the Docker network 'bedrock-test-steps' (BEDROCK_DOCKER_NETWORK) does not exist" in (
@@ -607,14 +603,12 @@ def test_steps_join_the_docker_network_the_operator_names_and_a_missing_one_is_n
 @pytest.mark.django_db(transaction=True)
 def test_a_gpu_step_on_an_engine_without_gpus_says_so_and_which_step_asked(tmp_path, on_docker):
     from bedrock.runs.models import ACTIVE_STATUSES, RunStatus
-    from bedrock.runs.services import run_create
-    from tests.repos import hcl, step
-    from tests.runflow import pipeline_for, repo_with, wait_until_done
+    from tests.repos import step
+    from tests.runflow import wait_until_done
 
-    steps = step("train", "nvidia-smi", extra='resources {\ngpu = "1"\n}')
-    pipeline = pipeline_for(repo_with(tmp_path, hcl("train", steps)))
-
-    run = wait_until_done(run_create(actor=None, pipeline=pipeline))
+    run = wait_until_done(
+        _start(tmp_path, step("train", "nvidia-smi", extra='resources {\ngpu = "1"\n}'))
+    )
 
     assert run.status == RunStatus.FAILED
     reason = "no GPU is available on this Docker Engine; step 'train' asks for 1"
@@ -630,17 +624,100 @@ def test_a_gpu_step_on_an_engine_without_gpus_says_so_and_which_step_asked(tmp_p
 @pytest.mark.django_db(transaction=True)
 def test_a_step_killed_for_memory_says_out_of_memory_and_its_limit(tmp_path, on_docker):
     from bedrock.runs.models import RunStatus
-    from bedrock.runs.services import run_create
-    from tests.repos import hcl, step
-    from tests.runflow import pipeline_for, repo_with, wait_until_done
+    from tests.repos import step
+    from tests.runflow import wait_until_done
 
     hog = step("hog", "python3 hog.py", extra='resources {\nmemory = "256M"\n}')
     files = {"hog.py": "chunks = [b'x' * (64 << 20) for _ in range(64)]\n"}
-    pipeline = pipeline_for(repo_with(tmp_path, hcl("train", hog), **files))
 
-    run = wait_until_done(run_create(actor=None, pipeline=pipeline))
+    run = wait_until_done(_start(tmp_path, hog, files))
 
     assert run.status == RunStatus.FAILED
     assert run.failure_reason == "step 'hog' failed: killed: out of memory (limit 256M)"
     assert run.steps.get().exit_code == 137
     assert _containers(run.pk) == []
+
+
+def _own_variables_seen(executor, tmp_path) -> list[str]:
+    """What a step sees of Bedrock's variables when secrets try to replace them."""
+    import threading
+
+    from bedrock.runs.plan import StepPlan
+
+    environment = {"BEDROCK_API_TOKEN": "bdrkrun_the-real-one", "BEDROCK_PIPELINE_RUN_ID": "7"}
+    forged = {name: "forged-by-a-secret" for name in (*environment, "BEDROCK_APP_DIR")}
+    context = _context(tmp_path, 990_100, {**environment, "ALPHA": "1"}, forged)
+    command = "echo $BEDROCK_API_TOKEN $BEDROCK_PIPELINE_RUN_ID $BEDROCK_APP_DIR $ALPHA"
+    step_plan: StepPlan = _step_plan(command)
+    handle = executor.start(step_plan, context)
+    lines: list[bytes] = []
+    pump = threading.Thread(target=lambda: lines.extend(handle.output()), daemon=True)
+    pump.start()
+    try:
+        assert handle.wait(120) == 0
+    finally:
+        handle.kill()
+        executor.cleanup_run(990_100)
+    pump.join(10)
+    return b"".join(lines).decode().split()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_secret_named_as_bedrocks_own_variables_replaces_none_of_them_on_the_local_executor(
+    tmp_path,
+):
+    from bedrock.runs.executors.local import LocalExecutor, sandbox_available
+
+    seen = _own_variables_seen(LocalExecutor(), tmp_path)
+
+    app = "/app" if sandbox_available() else str(tmp_path / "app")
+    assert seen == ["bdrkrun_the-real-one", "7", app, "1"]
+
+
+@_docker_skip()
+def test_a_secret_named_as_bedrocks_own_variables_replaces_none_of_them_in_a_container(tmp_path):
+    from bedrock.runs.executors.docker import DockerExecutor
+
+    seen = _own_variables_seen(DockerExecutor(), tmp_path)
+
+    assert seen == ["bdrkrun_the-real-one", "7", "/app", "1"]
+    assert _containers(990_100) == []
+
+
+@pytest.mark.parametrize("executor", ["local", pytest.param("docker", marks=_docker_skip())])
+@pytest.mark.django_db(transaction=True)
+def test_a_parameter_named_bedrock_api_token_does_not_replace_the_run_token(
+    tmp_path, settings, executor
+):
+    from django.db import transaction
+
+    from bedrock.runs.models import Run, RunStatus
+    from tests.repos import step
+    from tests.runflow import wait_for, wait_until_done
+
+    settings.BEDROCK_EXECUTOR = executor
+    forged = {"BEDROCK_API_TOKEN": "forged-by-a-parameter", "BEDROCK_PIPELINE_RUN_ID": "666"}
+    steps = step(
+        "s",
+        "python3 token_hash.py > $BEDROCK_ARTEFACT_DIR/token-hash",
+        "echo $BEDROCK_PIPELINE_RUN_ID > $BEDROCK_ARTEFACT_DIR/number",
+        "sleep 2",
+    )
+    digest = "import hashlib, os\ntoken = os.environ['BEDROCK_API_TOKEN']\n"
+    digest += "print(hashlib.sha256(token.encode()).hexdigest())\n"
+    # Stored on the run directly, past the checks a request meets: the plan and the executor
+    # alone must keep the run's own values.
+    with transaction.atomic():
+        run = _start(tmp_path, steps, {"token_hash.py": digest})
+        Run.objects.filter(pk=run.pk).update(parameters={**run.parameters, **forged})
+    token_hash = wait_for(
+        lambda: Run.objects.filter(pk=run.pk).values_list("token_hash", flat=True).first(),
+        what="the run's token",
+    )
+
+    run = wait_until_done(run)
+
+    assert run.status == RunStatus.SUCCEEDED, (run.failure_reason, _log(run, "s"))
+    assert run.parameters["BEDROCK_API_TOKEN"] == "forged-by-a-parameter"
+    assert _published(run, "token-hash") == token_hash
+    assert _published(run, "number") == str(run.number)

@@ -366,3 +366,44 @@ def test_a_rerun_uses_the_same_commit_and_parameters_after_the_branch_moved(tmp_
     assert again.pk != first.pk and again.status == RunStatus.SUCCEEDED, again.failure_reason
     assert again.commit_sha == first.commit_sha
     assert again.parameters == first.parameters == {"ALPHA": "7"}
+
+
+@pytest.mark.parametrize(
+    ("command", "grace", "sentence"),
+    [
+        ("trap 'echo saved; exit 0' TERM; sleep 60 & wait", 20, "ended on SIGTERM"),
+        ("trap '' TERM; sleep 60 & wait; sleep 60", 2, "killed with SIGKILL after the 2 s grace"),
+    ],
+)
+def test_a_local_step_gets_sigterm_before_sigkill_in_its_sandbox_too(
+    tmp_path, command, grace, sentence
+):
+    import threading
+    import time
+
+    from bedrock.pipelines.spec import Resources
+    from bedrock.runs.executors.base import StepContext
+    from bedrock.runs.executors.local import LocalExecutor
+    from bedrock.runs.plan import StepPlan
+
+    for name in ("app", "artefact", "step"):
+        (tmp_path / name).mkdir()
+    context = StepContext(
+        990_200, tmp_path / "app", tmp_path / "artefact", tmp_path / "step", {}, {}, 1
+    )
+    limits = Resources(
+        cpu=None, memory=None, gpu=None, millicpu=None, memory_bytes=None, gpu_count=0
+    )
+    handle = LocalExecutor().start(StepPlan("s", "", command, {}, (), limits, (), 0), context)
+    lines: list[bytes] = []
+    pump = threading.Thread(target=lambda: lines.extend(handle.output()), daemon=True)
+    pump.start()
+    time.sleep(1.5)  # the trap is set
+
+    said = handle.kill(grace=grace)
+
+    pump.join(10)
+    assert said.startswith(sentence)
+    assert (b"saved\n" in lines) == (grace == 20)
+    assert handle.wait(1) is not None
+    assert not _processes("sleep 60")
