@@ -41,6 +41,9 @@ def host_files(settings):
     for path, text in ((other_checkout, "print('theirs')\n"), (other_log, "their log\n")):
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)
+    git_cache = Path(settings.BEDROCK_GIT_CACHE) / "pipeline-999999" / "HEAD"
+    git_cache.parent.mkdir(parents=True, exist_ok=True)
+    git_cache.write_text("ref: refs/heads/main\n")
     keys = Path(settings.BEDROCK_HOME) / "secret-keys"
     keys.write_text("a-key-of-this-server\n")
     host_tmp = Path(tempfile.mkstemp(prefix="bedrock-host-", dir="/tmp")[1])
@@ -54,6 +57,8 @@ def host_files(settings):
         "another run's log": other_log,
         "the server's venv": Path(sys.prefix) / "pyvenv.cfg",
         "the host's /tmp": host_tmp,
+        "another pipeline's Git cache": git_cache,
+        "the Docker socket": Path("/run/docker.sock"),
     }
     root_probe = Path("/root/.bedrock-hostile-probe")
     if Path("/root").is_dir() and os.access("/root", os.W_OK):
@@ -68,6 +73,8 @@ def host_files(settings):
 @pytest.mark.django_db(transaction=True)
 def test_a_sandboxed_step_can_neither_read_nor_write_the_servers_files(tmp_path, host_files):
     import os
+    from pathlib import Path
+    from shlex import quote
 
     from bedrock.runs.models import RunStatus
     from bedrock.runs.services import run_create
@@ -76,13 +83,23 @@ def test_a_sandboxed_step_can_neither_read_nor_write_the_servers_files(tmp_path,
 
     places = host_files
     # The database changes as the run goes: its probe says whether the step could open it.
-    before = {name: path.read_bytes() for name, path in places.items() if name != "database"}
+    before = {n: p.read_bytes() for n, p in places.items() if p.is_file() and n != "database"}
+    # The checkout's own script is the control: the probes do see what is there.
+    checks = {**places, "the checkout": Path("/app/probe.sh")}
     probes = "".join(
-        f"if cat '{path}' > /dev/null 2>&1; then echo 'READ {name}'; fi\n"
-        f"if [ -e '{path}' ]; then echo 'SEEN {name}'; fi\n"
+        f"if cat {quote(str(path))} > /dev/null 2>&1; then echo {quote('READ ' + name)}; fi\n"
+        f"if [ -e {quote(str(path))} ]; then echo {quote('SEEN ' + name)}; fi\n"
         # Opened for writing, nothing written: a failing sandbox must not damage the real files.
-        f"if (: >> '{path}') 2> /dev/null; then echo 'WROTE {name}'; fi\n"
-        for name, path in places.items()
+        f"if [ -e {quote(str(path))} ] && (: >> {quote(str(path))}) 2> /dev/null; "
+        f"then echo {quote('WROTE ' + name)}; fi\n"
+        # A new file beside it (the step's own /tmp is the step's: not probed there).
+        + (
+            f"if touch {quote(str(path.parent / 'bedrock-probe-new'))} 2> /dev/null; "
+            f"then echo {quote('CREATED ' + name)}; fi\n"
+            if path.parent != Path("/tmp")
+            else ""
+        )
+        for name, path in checks.items()
     )
     script = probes + (
         "for d in /app /artefact /tmp $HOME; do echo ok > $d/probe && echo WRITABLE $d; done\n"
@@ -99,7 +116,10 @@ def test_a_sandboxed_step_can_neither_read_nor_write_the_servers_files(tmp_path,
     assert run.status == RunStatus.SUCCEEDED, (run.failure_reason, log)
     for name in places:
         assert f"READ {name}" not in log and f"WROTE {name}" not in log, log
+        assert f"CREATED {name}" not in log, log
+        assert not (places[name].parent / "bedrock-probe-new").exists()
         assert f"SEEN {name}" not in log, log
+    assert "READ the checkout\nSEEN the checkout\nWROTE the checkout\nCREATED the checkout\n" in log
     assert "WROTE the sandbox root" not in log
     for directory in ("/app", "/artefact", "/tmp", "/home/step"):
         assert f"WRITABLE {directory}" in log, log
