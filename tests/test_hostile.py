@@ -224,6 +224,30 @@ def test_without_bubblewrap_the_operator_may_accept_the_risk_for_everyone(
 
 
 @pytest.mark.django_db(transaction=True)
+def test_a_bubblewrap_that_cannot_make_namespaces_counts_as_none(tmp_path, settings, monkeypatch):
+    from bedrock.runs.executors import local
+    from bedrock.runs.models import RunStatus
+    from bedrock.runs.services import run_create
+
+    broken = tmp_path / "bwrap"
+    said = "bwrap: No permissions to create new namespace"
+    broken.write_text(f"#!/bin/sh\necho '{said}' >&2\nexit 1\n")
+    broken.chmod(0o755)
+    monkeypatch.setattr(local.shutil, "which", lambda name: str(broken))
+    settings.BEDROCK_ALLOW_UNSANDBOXED = False
+    developer, pipeline = _member_and_pipeline(tmp_path)
+
+    run = run_create(actor=developer, pipeline=pipeline)
+
+    assert local.sandbox_problem() == f"bubblewrap cannot create its namespaces here: {said}"
+    assert local.bubblewrap() is None
+    assert run.status == RunStatus.REJECTED
+    assert "let bubblewrap create user namespaces or set BEDROCK_ALLOW_UNSANDBOXED=on" in (
+        run.failure_reason
+    )
+
+
+@pytest.mark.django_db(transaction=True)
 def test_a_run_accepted_with_a_sandbox_does_not_execute_once_bubblewrap_is_gone(
     tmp_path, settings, monkeypatch
 ):
@@ -239,7 +263,8 @@ def test_a_run_accepted_with_a_sandbox_does_not_execute_once_bubblewrap_is_gone(
     settings.BEDROCK_ALLOW_UNSANDBOXED = False
     context = StepContext(run.pk, tmp_path / "app", tmp_path / "art", tmp_path / "step", {}, {}, 1)
 
-    with pytest.raises(ExecutorError, match=r"BEDROCK_LOCAL_SANDBOX is off\): only site"):
+    refusal = r"BEDROCK_LOCAL_SANDBOX is off\): only site .*; set BEDROCK_LOCAL_SANDBOX=on or"
+    with pytest.raises(ExecutorError, match=refusal):
         LocalExecutor().start(None, context)
     assert not (tmp_path / "step").exists()
 

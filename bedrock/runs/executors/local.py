@@ -125,10 +125,16 @@ def unsandboxed_refusal(actor: Any) -> str:
     problem = sandbox_problem()
     if not problem:
         return ""
+    if problem == "bubblewrap is not installed":
+        remedy = "install bubblewrap"
+    elif problem == "BEDROCK_LOCAL_SANDBOX is off":
+        remedy = "set BEDROCK_LOCAL_SANDBOX=on"
+    else:
+        remedy = "let bubblewrap create user namespaces"
     return (
         f"the local executor has no sandbox on this server ({problem}): only site "
-        "administrators' runs can execute; install bubblewrap or set "
-        "BEDROCK_ALLOW_UNSANDBOXED=on to accept the risk"
+        f"administrators' runs can execute; {remedy} or set BEDROCK_ALLOW_UNSANDBOXED=on to "
+        "accept the risk"
     )
 
 
