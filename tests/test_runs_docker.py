@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import zipfile
+from dataclasses import replace
 
 import pytest
 from django.core.files.storage import default_storage
@@ -200,3 +201,25 @@ def test_container_options_keep_the_token_out_of_the_environment_and_drop_capabi
     assert options["user"] == "1000:1000" and options["init"] is True
     assert options["extra_hosts"] == {"host.docker.internal": "host-gateway"}
     assert _variables(context)[1]["BEDROCK_API_TOKEN"] == "bdrkrun_x"
+
+
+@needs_docker
+def test_a_container_removed_behind_bedrocks_back_ends_its_attempt_with_the_reason(tmp_path):
+    import docker
+
+    from bedrock.runs.executors.docker import DockerExecutor
+
+    for name in ("app", "artefact", "step"):
+        (tmp_path / name).mkdir()
+    context = StepContext(
+        990_300, tmp_path / "app", tmp_path / "artefact", tmp_path / "step", {}, {}, 1
+    )
+    handle = DockerExecutor().start(replace(plan(), command="sleep 60"), context)
+    assert handle.wait(0.5) is None
+
+    docker.from_env().containers.get(handle.container.id).remove(force=True)
+
+    assert handle.wait(10) == -1
+    assert handle.failure_reason == "its container was removed while it ran"
+    assert handle.kill(grace=5) == ""
+    assert labelled_containers(990_300) == []

@@ -193,15 +193,9 @@ class DockerHandle:
         if self._exit_code is not None:
             return self._exit_code
         try:
-            try:
-                result = self.container.wait(timeout=timeout)
-            except NotFound:
-                raise
-            except Exception:  # the SDK raises requests' ReadTimeout/ConnectionError on timeout
-                self.container.reload()
-                if self.container.status in ("running", "created", "restarting"):
-                    return None
-                result = self.container.wait(timeout=5)
+            result = self._result(timeout)
+            if result is None:
+                return None
             self._ended(int(result.get("StatusCode", -1)))
         except NotFound:
             # Removed behind our back (``docker rm -f``): the attempt is over all the same.
@@ -209,6 +203,17 @@ class DockerHandle:
             self.failure_reason = "its container was removed while it ran"
         self._finish()
         return self._exit_code
+
+    def _result(self, timeout: float | None) -> dict | None:
+        try:
+            return self.container.wait(timeout=timeout)
+        except NotFound:
+            raise
+        except Exception:  # the SDK raises requests' ReadTimeout/ConnectionError on timeout
+            self.container.reload()
+            if self.container.status in ("running", "created", "restarting"):
+                return None
+            return self.container.wait(timeout=5)
 
     def kill(self, grace: float = 0.0) -> str:
         """``docker stop``: SIGTERM, then SIGKILL after ``grace`` seconds (at once when 0)."""
