@@ -213,9 +213,9 @@ def check_isolation(app_configs, **kwargs) -> list[Warning]:
     """What lets a step, or a visitor, see more of the server than it should."""
     problems: list[Warning] = []
     if settings.BEDROCK_EXECUTOR == "local":
-        from bedrock.runs.executors.local import bubblewrap
+        from bedrock.runs.executors.local import sandbox_problem
 
-        if bubblewrap() is None:
+        if problem := sandbox_problem():
             if getattr(settings, "BEDROCK_ALLOW_UNSANDBOXED", False):
                 consequence = (
                     "BEDROCK_ALLOW_UNSANDBOXED is on, so every developer's steps run as the "
@@ -225,8 +225,7 @@ def check_isolation(app_configs, **kwargs) -> list[Warning]:
                 consequence = "Only site administrators' runs will execute; others are rejected."
             problems.append(
                 Warning(
-                    "The local executor has no sandbox: bubblewrap (bwrap) is not installed "
-                    f"or BEDROCK_LOCAL_SANDBOX is off. {consequence}",
+                    f"The local executor has no sandbox: {problem}. {consequence}",
                     hint="Install bubblewrap (apt-get install bubblewrap), or run steps with "
                     "BEDROCK_EXECUTOR=docker or nomad.",
                     id="bedrock.W030",

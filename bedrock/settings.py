@@ -281,6 +281,13 @@ BEDROCK_EXECUTOR = env_str("BEDROCK_EXECUTOR", "local").lower()
 BEDROCK_DEFAULT_MAX_RUN_TIME = env_duration("BEDROCK_DEFAULT_MAX_RUN_TIME", "72h")
 BEDROCK_MAX_RUN_TIME_CAP = env_duration("BEDROCK_MAX_RUN_TIME_CAP", "7d")
 BEDROCK_API_DOMAIN = env_str("BEDROCK_API_DOMAIN", "http://127.0.0.1:8000")
+# The Docker network of the docker executor's steps. The default bridge reaches the internet and
+# every host service listening on the bridge's gateway; a user-defined network with a firewall
+# rule can keep the host out (see the README).
+BEDROCK_DOCKER_NETWORK = env_str("BEDROCK_DOCKER_NETWORK", "bridge")
+if BEDROCK_EXECUTOR == "docker" and "*" not in ALLOWED_HOSTS:
+    # Containers call the API as host.docker.internal (a loopback BEDROCK_API_DOMAIN rewritten).
+    ALLOWED_HOSTS = [*ALLOWED_HOSTS, "host.docker.internal"]
 # A step being stopped gets SIGTERM, then SIGKILL after this long (as Nomad's KillTimeout).
 BEDROCK_STOP_GRACE = env_duration("BEDROCK_STOP_GRACE", "30s")
 # Parameters and secrets together, checked when a run is created: Linux refuses to start a program
@@ -376,3 +383,6 @@ STRAWBERRY_DJANGO = {
 # (inside the starting process; for tests that share its database connection settings).
 BEDROCK_SUPERVISOR = env_str("BEDROCK_SUPERVISOR", "process")
 BEDROCK_LOCAL_SANDBOX = env_bool("BEDROCK_LOCAL_SANDBOX", True)
+# Without bubblewrap a local step is the server's own user (keys, database): only site
+# administrators' runs execute then, unless the operator accepts the risk here.
+BEDROCK_ALLOW_UNSANDBOXED = env_bool("BEDROCK_ALLOW_UNSANDBOXED", False)

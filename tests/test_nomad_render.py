@@ -386,3 +386,32 @@ def test_a_loopback_api_domain_warns_that_jobs_cannot_reach_it(tmp_path):
         BEDROCK_API_DOMAIN="https://bedrock.internal",
     )
     assert result.returncode == 0 and "W020" not in result.stderr + result.stdout
+
+
+def test_a_secret_named_as_bedrocks_own_variables_gets_no_file_to_replace_them():
+    from dataclasses import replace
+
+    plan = build_plan(
+        spec.load(GPU_AND_MULTI_STEP).stanza("train"),
+        run_id=1,
+        run_number=1,
+        pipeline_id=1,
+        project_id=1,
+        parameters={},
+        input_model_version_id=None,
+        time_limit=timedelta(hours=1),
+        publishes_model=True,
+    )
+    step = replace(
+        plan.steps[0], secret_names=("BEDROCK_API_TOKEN", "BEDROCK_PIPELINE_RUN_ID", "DB_PASSWORD")
+    )
+
+    job = render_step(plan, step, attempt=1, time_left=timedelta(hours=1))
+
+    (group,) = job.body["Job"]["TaskGroups"]
+    main = next(task for task in group["Tasks"] if task["Name"] == MAIN_TASK)
+    assert [template["DestPath"] for template in main["Templates"]] == [
+        "secrets/bedrock/BEDROCK_API_TOKEN",
+        "secrets/bedrock/DB_PASSWORD",
+    ]
+    assert main["Env"]["BEDROCK_PIPELINE_RUN_ID"] == "1"

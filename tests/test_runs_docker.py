@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import zipfile
+from dataclasses import replace
 
 import pytest
 from django.core.files.storage import default_storage
@@ -165,3 +166,60 @@ def test_stopping_a_docker_run_removes_its_container(tmp_path, docker_executor):
     run = wait_until_done(run, timeout=60)
     assert run.status == RunStatus.STOPPED
     assert labelled_containers(run.pk) == []
+
+
+@pytest.mark.parametrize(
+    ("configured", "in_containers"),
+    [
+        ("http://127.0.0.1:8000", "http://host.docker.internal:8000"),
+        ("http://localhost:8765/", "http://host.docker.internal:8765/"),
+        ("http://[::1]:8000", "http://host.docker.internal:8000"),
+        ("http://127.0.0.2", "http://host.docker.internal"),
+        ("https://bedrock.example.com", "https://bedrock.example.com"),
+        ("http://10.0.0.5:8000", "http://10.0.0.5:8000"),
+    ],
+)
+def test_a_loopback_api_address_is_given_to_containers_as_the_host_gateway(
+    configured, in_containers
+):
+    from bedrock.runs.executors.docker import container_api_domain
+
+    assert container_api_domain(configured) == in_containers
+
+
+def test_container_options_keep_the_token_out_of_the_environment_and_drop_capabilities(tmp_path):
+    from bedrock.runs.executors.docker import _variables, container_options
+
+    environment = {"BEDROCK_API_TOKEN": "bdrkrun_x", "BEDROCK_API_DOMAIN": "http://127.0.0.1:8000"}
+    context = StepContext(7, tmp_path, tmp_path, tmp_path, environment, {}, 1)
+
+    options = container_options(plan(), context, user="1000:1000")
+
+    assert "BEDROCK_API_TOKEN" not in options["environment"]
+    assert options["environment"]["BEDROCK_API_DOMAIN"] == "http://host.docker.internal:8000"
+    assert options["cap_drop"] == ["ALL"] and options["security_opt"] == ["no-new-privileges"]
+    assert options["user"] == "1000:1000" and options["init"] is True
+    assert options["extra_hosts"] == {"host.docker.internal": "host-gateway"}
+    assert _variables(context)[1]["BEDROCK_API_TOKEN"] == "bdrkrun_x"
+
+
+@needs_docker
+def test_a_container_removed_behind_bedrocks_back_ends_its_attempt_with_the_reason(tmp_path):
+    import docker
+
+    from bedrock.runs.executors.docker import DockerExecutor
+
+    for name in ("app", "artefact", "step"):
+        (tmp_path / name).mkdir()
+    context = StepContext(
+        990_300, tmp_path / "app", tmp_path / "artefact", tmp_path / "step", {}, {}, 1
+    )
+    handle = DockerExecutor().start(replace(plan(), command="sleep 60"), context)
+    assert handle.wait(0.5) is None
+
+    docker.from_env().containers.get(handle.container.id).remove(force=True)
+
+    assert handle.wait(10) == -1
+    assert handle.failure_reason == "its container was removed while it ran"
+    assert handle.kill(grace=5) == ""
+    assert labelled_containers(990_300) == []

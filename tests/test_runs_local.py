@@ -366,3 +366,81 @@ def test_a_rerun_uses_the_same_commit_and_parameters_after_the_branch_moved(tmp_
     assert again.pk != first.pk and again.status == RunStatus.SUCCEEDED, again.failure_reason
     assert again.commit_sha == first.commit_sha
     assert again.parameters == first.parameters == {"ALPHA": "7"}
+
+
+@pytest.mark.parametrize(
+    ("command", "grace", "sentence"),
+    [
+        ("trap 'echo saved; exit 0' TERM; sleep 60 & wait", 20, "ended on SIGTERM"),
+        ("trap '' TERM; sleep 60 & wait; sleep 60", 2, "killed with SIGKILL after the 2 s grace"),
+    ],
+)
+def test_a_local_step_gets_sigterm_before_sigkill_in_its_sandbox_too(
+    tmp_path, command, grace, sentence
+):
+    import threading
+    import time
+
+    from bedrock.pipelines.spec import Resources
+    from bedrock.runs.executors.base import StepContext
+    from bedrock.runs.executors.local import LocalExecutor
+    from bedrock.runs.plan import StepPlan
+
+    for name in ("app", "artefact", "step"):
+        (tmp_path / name).mkdir()
+    context = StepContext(
+        990_200, tmp_path / "app", tmp_path / "artefact", tmp_path / "step", {}, {}, 1
+    )
+    limits = Resources(
+        cpu=None, memory=None, gpu=None, millicpu=None, memory_bytes=None, gpu_count=0
+    )
+    handle = LocalExecutor().start(StepPlan("s", "", command, {}, (), limits, (), 0), context)
+    lines: list[bytes] = []
+    pump = threading.Thread(target=lambda: lines.extend(handle.output()), daemon=True)
+    pump.start()
+    time.sleep(1.5)  # the trap is set
+
+    said = handle.kill(grace=grace)
+
+    pump.join(10)
+    assert said.startswith(sentence)
+    assert (b"saved\n" in lines) == (grace == 20)
+    assert handle.wait(1) is not None
+    assert not _processes("sleep 60")
+
+
+@pytest.mark.skipif(bubblewrap() is None, reason="bubblewrap is not installed")
+def test_a_sandboxed_step_installs_packages_into_its_venv_with_its_projects_pip_cache(tmp_path):
+    from pathlib import Path
+
+    from django.conf import settings
+
+    steps = step(
+        "s",
+        "python make_wheel.py && pip install --no-index /tmp/tinypkg-1-py3-none-any.whl",
+        "python -c 'import tinypkg; print(tinypkg.GREETING)' > /artefact/installed",
+        "echo $PIP_CACHE_DIR $HOME $TMPDIR > /artefact/paths",
+        "touch $PIP_CACHE_DIR/marker",
+    )
+    # A wheel is a zip: made in the step, as no build backend may be at hand offline.
+    make_wheel = """import zipfile
+info = "tinypkg-1.dist-info"
+with zipfile.ZipFile("/tmp/tinypkg-1-py3-none-any.whl", "w") as wheel:
+    wheel.writestr("tinypkg.py", "GREETING = 'installed'")
+    wheel.writestr(info + "/METADATA", "Metadata-Version: 2.1\\nName: tinypkg\\nVersion: 1\\n")
+    tags = "Wheel-Version: 1.0\\nRoot-Is-Purelib: true\\nTag: py3-none-any\\n"
+    wheel.writestr(info + "/WHEEL", tags)
+    wheel.writestr(info + "/RECORD", "")
+"""
+    files = {"make_wheel.py": make_wheel}
+    pipeline = pipeline_for(repo_with(tmp_path, hcl("train", steps), **files))
+
+    run = wait_until_done(start(pipeline))
+
+    assert run.status == RunStatus.SUCCEEDED, (run.failure_reason, step_log(run, "s"))
+    with default_storage.open(run.output_model_version.storage_key) as handle:
+        archive = zipfile.ZipFile(handle)
+        assert archive.read("installed").decode().strip() == "installed"
+        assert archive.read("paths").decode().split() == ["/cache/pip", "/home/step", "/tmp"]
+    cache = Path(settings.BEDROCK_HOME) / "cache" / "pip" / f"project-{pipeline.project_id}"
+    assert (cache / "marker").exists()

@@ -82,9 +82,10 @@ class NomadExecutor:
         existing = self._existing(api, job)
         if existing is not None:
             self._check_ours(job, existing)
+        # The token after the secrets: a secret of its name never replaces it.
         items = {
-            TOKEN_NAME: context.environment[TOKEN_NAME],
             **context.secrets,
+            TOKEN_NAME: context.environment[TOKEN_NAME],
             RUN_KEY_ITEM: context.plan.run_key,
         }
         try:

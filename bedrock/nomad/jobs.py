@@ -37,6 +37,7 @@ from datetime import timedelta
 
 from django.conf import settings
 
+from bedrock.runs.executors.base import OWN_PREFIX
 from bedrock.runs.plan import RunPlan, StepPlan
 
 SECOND = 1_000_000_000
@@ -161,6 +162,13 @@ def _token_env_template(job_id: str) -> dict:
     }
 
 
+def _exported_names(step: StepPlan) -> list[str]:
+    """The names the main task exports from its secret files: the token and the secrets, less
+    any secret named as one of Bedrock's own variables (its file would replace them)."""
+    ours = {TOKEN_NAME, *(name for name in step.environment if name.startswith(OWN_PREFIX))}
+    return [TOKEN_NAME, *(name for name in step.secret_names if name not in ours)]
+
+
 def _hook_task(name: str, hook: str, job_id: str, environment: dict[str, str]) -> dict:
     command = ["timeout", "-s", "TERM", "-k", "30", HOOK_TIMEOUT, "bedrock", "hook", name]
     return {
@@ -230,7 +238,7 @@ def render_step(
             "volumes": [f"../{ALLOC_DATA[1:]}/app:/app", f"../{ALLOC_DATA[1:]}/artefact:/artefact"],
         },
         "Env": {**step.environment, "PYTHONUNBUFFERED": "1"},
-        "Templates": [_secret_template(job_id, name) for name in (TOKEN_NAME, *step.secret_names)],
+        "Templates": [_secret_template(job_id, name) for name in _exported_names(step)],
         "Resources": resources,
         "KillTimeout": KILL_TIMEOUT,
         "KillSignal": "SIGTERM",

@@ -34,6 +34,7 @@ from bedrock.pipelines.models import Pipeline, PipelineKind, Role
 from bedrock.pipelines.selectors import User, has_role
 from bedrock.runs import transitions
 from bedrock.runs.cleanup import run_cleanup
+from bedrock.runs.executors.local import unsandboxed_refusal
 from bedrock.runs.models import ACTIVE_STATUSES, Run, RunStatus, Trigger
 from bedrock.runs.plan import stanza_for
 from bedrock.runs.workspace import Workspace
@@ -118,6 +119,8 @@ def run_create(
         status, reason = RunStatus.ACCEPTED, ""
     except _Rejection as rejection:
         status, reason = RunStatus.REJECTED, rejection.reason
+    if status == RunStatus.ACCEPTED and (refusal := unsandboxed_refusal(actor)):
+        status, reason = RunStatus.REJECTED, refusal
 
     for _ in range(5):
         try:

@@ -62,3 +62,24 @@ class Executor(Protocol):
 
 class ExecutorError(Exception):
     """A step could not be started; the message says why in terms a user can act on."""
+
+
+# Bedrock's own variables: the plan's, the run token and the executor's paths. Set last, so that no
+# parameter or secret of the same name replaces them.
+OWN_PREFIX = "BEDROCK_"
+
+
+def own_variables(context: StepContext) -> dict[str, str]:
+    """The BEDROCK_* variables of the attempt's environment. The plan and the supervisor set
+    theirs after the parameters, so a parameter of the same name has already lost to them."""
+    environment = context.environment
+    return {name: value for name, value in environment.items() if name.startswith(OWN_PREFIX)}
+
+
+def layered_environment(
+    context: StepContext, *, defaults: dict[str, str], own: dict[str, str]
+) -> dict[str, str]:
+    """A step's variables, each layer replacing the one before: the executor's ``defaults``, the
+    run's parameters, the pipeline's secrets, Bedrock's own variables, the executor's ``own``."""
+    user = {k: v for k, v in context.environment.items() if not k.startswith(OWN_PREFIX)}
+    return {**defaults, **user, **context.secrets, **own_variables(context), **own}

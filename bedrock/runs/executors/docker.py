@@ -1,27 +1,50 @@
 """The Docker executor: each step attempt is a container of the step's image.
 
-The only module that imports the Docker SDK. Secret values are not put in the container's
-environment (which ``docker inspect`` shows); they are written to a file readable only by root,
-mounted read-only, and exported by the step's shell before the user's commands run.
+The only module that imports the Docker SDK. Neither the secret values nor the run token are put
+in the container's environment (which ``docker inspect`` shows); they are written to a file,
+mounted read-only, and exported by the step's shell before the user's commands run, followed by
+Bedrock's own variables so that no secret can replace them.
+
+The container holds no capability (``cap_drop=ALL``) and cannot gain one (``no-new-privileges``).
+It runs as the image's user when the image names one; an image without a ``USER`` runs as root
+without capabilities, which can write its /app and /artefact (owned by the server) but neither
+change owners nor bypass file permissions. Docker's init is PID 1, so a stop's SIGTERM reaches
+the step instead of being ignored by ``bash``.
+
+Containers reach the host through the bridge's gateway: an API address on a loopback interface
+(the default, ``http://127.0.0.1:8000``) is given to them as ``host.docker.internal``, which
+Docker maps to that gateway. ``BEDROCK_DOCKER_NETWORK`` names another network for the steps.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ipaddress
+import math
 import shlex
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import docker
+from django.conf import settings
 from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 
-from bedrock.runs.executors.base import ExecutorError, StepContext
+from bedrock.runs.executors.base import (
+    OWN_PREFIX,
+    ExecutorError,
+    StepContext,
+    own_variables,
+)
 from bedrock.runs.plan import StepPlan
 
 SECRETS_MOUNT = "/run/bedrock"
 LABEL_RUN = "io.bedrock.run"
 LABEL_STEP = "io.bedrock.step"
+HOST_ALIAS = "host.docker.internal"
+TOKEN_NAME = "BEDROCK_API_TOKEN"  # noqa: S105 (a variable name, not a value)
+SIGKILL_EXIT = 137  # 128 + 9: what Docker reports for a container killed with SIGKILL
 
 
 def client() -> docker.DockerClient:
@@ -31,36 +54,68 @@ def client() -> docker.DockerClient:
         raise ExecutorError(f"cannot reach the Docker Engine: {exc}") from exc
 
 
-def container_options(step: StepPlan, context: StepContext) -> dict[str, Any]:
-    """The arguments of ``containers.run`` for one attempt, apart so that tests can read them."""
+def container_api_domain(domain: str) -> str:
+    """The API address as a container sees it: a loopback host becomes the host's gateway."""
+    parts = urlsplit(domain)
+    host = parts.hostname or ""
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback:
+        return domain
+    netloc = HOST_ALIAS + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def _variables(context: StepContext) -> tuple[dict[str, str], dict[str, str]]:
+    """The container's environment (parameters and Bedrock's variables, nothing secret) and what
+    the mounted file exports after it: the secrets, then the run token and Bedrock's variables
+    again, so that a secret of the same name never replaces them."""
+    user = {k: v for k, v in context.environment.items() if not k.startswith(OWN_PREFIX)}
+    own = own_variables(context) | {"BEDROCK_APP_DIR": "/app", "BEDROCK_ARTEFACT_DIR": "/artefact"}
+    if "BEDROCK_API_DOMAIN" in own:
+        own["BEDROCK_API_DOMAIN"] = container_api_domain(own["BEDROCK_API_DOMAIN"])
+    token = {TOKEN_NAME: own.pop(TOKEN_NAME)} if TOKEN_NAME in own else {}
+    return {**user, **own}, {**context.secrets, **token, **own}
+
+
+def container_options(step: StepPlan, context: StepContext, user: str = "") -> dict[str, Any]:
+    """The arguments of ``containers.run`` for one attempt, apart so that tests can read them.
+    ``user`` is the image's own user, if any."""
+    environment, exported = _variables(context)
     command = step.command
-    if context.secrets:
-        command = f"set -a; . {SECRETS_MOUNT}/secrets.env; set +a; {command}"
     volumes = {
         str(context.app_dir): {"bind": "/app", "mode": "rw"},
         str(context.artefact_dir): {"bind": "/artefact", "mode": "rw"},
     }
-    if context.secrets:
-        volumes[str(_secrets_dir(context))] = {"bind": SECRETS_MOUNT, "mode": "ro"}
+    if exported:
+        command = f"set -a; . {SECRETS_MOUNT}/secrets.env; set +a; {command}"
+        mount = {"bind": f"{SECRETS_MOUNT}/secrets.env", "mode": "ro"}
+        volumes[str(_secrets_file(context))] = mount
     options: dict[str, Any] = {
         "image": step.image,
         "command": ["bash", "-c", command],
         "working_dir": "/app",
-        "environment": {
-            "BEDROCK_APP_DIR": "/app",
-            "BEDROCK_ARTEFACT_DIR": "/artefact",
-            **context.environment,
-        },
+        "environment": environment,
         "volumes": volumes,
         "labels": {LABEL_RUN: str(context.run_id), LABEL_STEP: step.name},
         "name": f"bedrock-run-{context.run_id}-{step.name}-{context.attempt}".replace(".", "-"),
         "detach": True,
+        "init": True,
+        "cap_drop": ["ALL"],
+        "security_opt": ["no-new-privileges"],
+        "network": settings.BEDROCK_DOCKER_NETWORK,
+        "extra_hosts": {HOST_ALIAS: "host-gateway"},
     }
+    if user:
+        options["user"] = user
     resources = step.resources
     if resources.millicpu:
         options["nano_cpus"] = resources.millicpu * 1_000_000
     if resources.memory_bytes:
         options["mem_limit"] = resources.memory_bytes
+        options["memswap_limit"] = resources.memory_bytes  # no swap: the limit is the limit
     if resources.gpu_count:
         options["device_requests"] = [
             docker.types.DeviceRequest(count=resources.gpu_count, capabilities=[["gpu"]])
@@ -68,33 +123,69 @@ def container_options(step: StepPlan, context: StepContext) -> dict[str, Any]:
     return options
 
 
-def _secrets_dir(context: StepContext) -> Path:
-    return context.step_dir / f"secrets-{context.attempt}"
+def _secrets_file(context: StepContext) -> Path:
+    return context.step_dir / f"secrets-{context.attempt}" / "secrets.env"
 
 
-def _write_secrets(context: StepContext) -> None:
-    directory = _secrets_dir(context)
-    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-    path = directory / "secrets.env"
+def _write_secrets(context: StepContext, exported: dict[str, str], readable: bool) -> None:
+    path = _secrets_file(context)
+    # The directory keeps the host's other users out; the file itself is bound into the
+    # container, where the image's user (not always root) must read it.
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    path.parent.chmod(0o700)
     path.touch(mode=0o600)
-    path.write_text(
-        "".join(f"{name}={shlex.quote(value)}\n" for name, value in context.secrets.items())
-    )
+    path.write_text("".join(f"{name}={shlex.quote(value)}\n" for name, value in exported.items()))
+    path.chmod(0o444 if readable else 0o400)
+
+
+def _image_user(image) -> str:
+    """The image's ``USER``, or "" when it runs as root."""
+    user = (image.attrs.get("Config") or {}).get("User") or ""
+    return "" if user.split(":")[0] in ("", "0", "root") else user
+
+
+def _open_to_the_image_user(context: StepContext) -> None:
+    # An image's own user is not the server's: it needs /app and /artefact writable. The run's
+    # directory is closed to the host's other users, so the open modes below stay the run's.
+    root = context.artefact_dir.parent
+    root.chmod(0o700)
+    for top in (context.app_dir, context.artefact_dir):
+        for path in (top, *top.rglob("*")):
+            if not path.is_symlink():
+                path.chmod(path.stat().st_mode | (0o777 if path.is_dir() else 0o666))
+
+
+def _start_error(step: StepPlan, exc: DockerException) -> str:
+    text = str(exc)
+    if "could not select device driver" in text and "gpu" in text:
+        return (
+            f"no GPU is available on this Docker Engine; step {step.name!r} asks for "
+            f"{step.resources.gpu_count}"
+        )
+    if "network" in text and settings.BEDROCK_DOCKER_NETWORK in text and "not found" in text:
+        return (
+            f"the Docker network {settings.BEDROCK_DOCKER_NETWORK!r} (BEDROCK_DOCKER_NETWORK) "
+            f"does not exist on this Docker Engine"
+        )
+    return f"Docker could not start step {step.name!r}: {exc}"
 
 
 class DockerHandle:
-    def __init__(self, container, context: StepContext) -> None:
+    def __init__(self, container, context: StepContext, step: StepPlan | None = None) -> None:
         self.container = container
         self.context = context
+        self.step = step
+        self.failure_reason = ""
         self._exit_code: int | None = None
 
     def output(self) -> Iterator[bytes]:
         pending = b""
-        for chunk in self.container.logs(stream=True, follow=True, stdout=True, stderr=True):
-            pending += chunk
-            *lines, pending = pending.split(b"\n")
-            for line in lines:
-                yield line + b"\n"
+        with contextlib.suppress(NotFound, APIError):
+            for chunk in self.container.logs(stream=True, follow=True, stdout=True, stderr=True):
+                pending += chunk
+                *lines, pending = pending.split(b"\n")
+                for line in lines:
+                    yield line + b"\n"
         if pending:
             yield pending
 
@@ -102,27 +193,68 @@ class DockerHandle:
         if self._exit_code is not None:
             return self._exit_code
         try:
-            result = self.container.wait(timeout=timeout)
+            result = self._result(timeout)
+            if result is None:
+                return None
+            self._ended(int(result.get("StatusCode", -1)))
+        except NotFound:
+            # Removed behind our back (``docker rm -f``): the attempt is over all the same.
+            self._exit_code = -1
+            self.failure_reason = "its container was removed while it ran"
+        self._finish()
+        return self._exit_code
+
+    def _result(self, timeout: float | None) -> dict | None:
+        try:
+            return self.container.wait(timeout=timeout)
+        except NotFound:
+            raise
         except Exception:  # the SDK raises requests' ReadTimeout/ConnectionError on timeout
             self.container.reload()
             if self.container.status in ("running", "created", "restarting"):
                 return None
-            result = self.container.wait(timeout=5)
-        self._exit_code = int(result.get("StatusCode", -1))
-        self._finish()
-        return self._exit_code
+            return self.container.wait(timeout=5)
 
     def kill(self, grace: float = 0.0) -> str:
-        with contextlib.suppress(NotFound, APIError):
-            self.container.kill()
+        """``docker stop``: SIGTERM, then SIGKILL after ``grace`` seconds (at once when 0)."""
+        if self._exit_code is not None:
+            return ""
+        try:
+            self.container.reload()
+            if self.container.status not in ("running", "created", "restarting", "paused"):
+                self._ended(int(self.container.attrs["State"].get("ExitCode", -1)))
+                self._finish()
+                return ""
+            if grace > 0:
+                self.container.stop(timeout=max(1, math.ceil(grace)))
+            else:
+                self.container.kill()
+            result = self.container.wait(timeout=60)
+            self._ended(int(result.get("StatusCode", -1)))
+        except (NotFound, APIError):
+            self._exit_code = -9
         self._finish()
-        return "killed with SIGKILL"
+        if grace <= 0:
+            return "killed with SIGKILL"
+        if self._exit_code == SIGKILL_EXIT:
+            return f"killed with SIGKILL after the {grace:g} s grace period"
+        return "ended on SIGTERM"
+
+    def _ended(self, exit_code: int) -> None:
+        """Record how the container ended, while it still exists to be asked."""
+        self._exit_code = exit_code
+        with contextlib.suppress(NotFound, APIError):
+            self.container.reload()
+            if self.container.attrs.get("State", {}).get("OOMKilled"):
+                limit = self.step.resources.memory if self.step is not None else None
+                self.failure_reason = "killed: out of memory" + (
+                    f" (limit {limit})" if limit else ""
+                )
 
     def _finish(self) -> None:
         with contextlib.suppress(NotFound, APIError):
             self.container.remove(force=True)
-        secrets = _secrets_dir(self.context) / "secrets.env"
-        secrets.unlink(missing_ok=True)
+        _secrets_file(self.context).unlink(missing_ok=True)
 
 
 class DockerExecutor:
@@ -133,25 +265,38 @@ class DockerExecutor:
         self.client = client()
 
     def start(self, step: StepPlan, context: StepContext) -> DockerHandle:
-        options = container_options(step, context)
+        image = self._image(step)
+        user = _image_user(image)
+        options = container_options(step, context, user)
+        _, exported = _variables(context)
+        if user:
+            _open_to_the_image_user(context)
+        if exported:
+            _write_secrets(context, exported, readable=bool(user))
         try:
-            self.client.images.get(step.image)
+            container = self.client.containers.run(**options)
+        except DockerException as exc:
+            _secrets_file(context).unlink(missing_ok=True)
+            self._remove_created(options["name"])
+            raise ExecutorError(_start_error(step, exc)) from exc
+        return DockerHandle(container, context, step)
+
+    def _image(self, step: StepPlan):
+        try:
+            return self.client.images.get(step.image)
         except ImageNotFound:
             try:
-                self.client.images.pull(step.image)
+                return self.client.images.pull(step.image)
             except DockerException as exc:
                 raise ExecutorError(
                     f"the image {step.image!r} of step {step.name!r} is not on this Docker Engine "
                     f"and could not be pulled: {exc}"
                 ) from exc
-        if context.secrets:
-            _write_secrets(context)
-        try:
-            container = self.client.containers.run(**options)
-        except DockerException as exc:
-            (_secrets_dir(context) / "secrets.env").unlink(missing_ok=True)
-            raise ExecutorError(f"Docker could not start step {step.name!r}: {exc}") from exc
-        return DockerHandle(container, context)
+
+    def _remove_created(self, name: str) -> None:
+        # ``run`` creates the container before starting it: a start that failed leaves it behind.
+        with contextlib.suppress(NotFound, APIError):
+            self.client.containers.get(name).remove(force=True)
 
     def cleanup_run(self, run_id: int) -> None:
         for container in self.client.containers.list(

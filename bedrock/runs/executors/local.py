@@ -1,9 +1,17 @@
 """The embedded executor: each step is a process on this machine.
 
-With bubblewrap, the step sees its checkout at /app and the run's artefact directory at
-/artefact, exactly as in a container, and the host's filesystem is left as it is (the sandbox's
-root is a tmpfs with the host's top-level directories bound into it). Without bubblewrap the step
-runs in its checkout, and ``BEDROCK_APP_DIR`` / ``BEDROCK_ARTEFACT_DIR`` say where things are.
+With bubblewrap (the sandbox), the step sees its checkout at /app and the run's artefact
+directory at /artefact, exactly as in a container, plus its own virtual environment at /venv, its
+own /tmp, HOME, /dev and /proc, and the host's programs and libraries read-only. Nothing else of
+the host is there: not BEDROCK_HOME (keys, database, other runs, logs, Git caches), not the
+server's virtual environment, not /root, /home, /var, /run or /opt. The step runs in new pid, ipc,
+uts and user namespaces, in a session of its own, with no capabilities, as uid 65534 inside.
+The network is the host's: steps install packages and call cloud APIs.
+
+Without bubblewrap the step runs in its checkout as the server's own user, and
+``BEDROCK_APP_DIR`` / ``BEDROCK_ARTEFACT_DIR`` say where things are. That is no boundary, so
+only site administrators' runs execute then, unless ``BEDROCK_ALLOW_UNSANDBOXED`` accepts the risk
+(:func:`unsandboxed_refusal`).
 
 Every step gets a fresh virtual environment, so ``pip install`` in a step never changes the host's
 Python, and a minimal environment, so the server's own variables (database URL, keys) never leak
@@ -13,6 +21,7 @@ into user code.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import shutil
 import signal
@@ -20,20 +29,113 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from django.conf import settings
 
-from bedrock.runs.executors.base import ExecutorError, StepContext
+from bedrock.runs.executors.base import ExecutorError, StepContext, layered_environment
 from bedrock.runs.plan import StepPlan
 from bedrock.runs.workspace import Workspace
 
-_HIDDEN_ROOT_ENTRIES = {"app", "artefact", "proc", "dev"}
+# The host's programs and libraries. /opt, /srv and /usr's siblings hold other software and
+# people's data (often a server's virtual environment or its env file), so they stay out.
+_SYSTEM_DIRS = ("usr", "bin", "sbin", "lib", "lib32", "lib64", "libx32")
+# Of /etc, only what programs need to run, resolve names and verify TLS. The rest is the
+# operator's (env files with database URLs, /etc/shadow, SSH host keys, Git credentials) and a
+# step mapped to the server's uid could read root-owned files among them.
+_ETC_ENTRIES = (
+    "alternatives",
+    "ca-certificates",
+    "ca-certificates.conf",
+    "debian_version",
+    "gai.conf",
+    "group",
+    "host.conf",
+    "hosts",
+    "ld.so.cache",
+    "ld.so.conf",
+    "ld.so.conf.d",
+    "localtime",
+    "mime.types",
+    "nsswitch.conf",
+    "os-release",
+    "passwd",
+    "pip.conf",
+    "protocols",
+    "resolv.conf",
+    "services",
+    "ssl",
+    "timezone",
+)
+# nobody: the step's uid and gid inside the sandbox, never root even when the server is.
+SANDBOX_UID = 65534
+VENV = "/venv"
+HOME = "/home/step"
+PIP_CACHE = "/cache/pip"
+
+
+def sandbox_problem() -> str:
+    """Why steps of the local executor would run without a sandbox here, or "" when they won't."""
+    if not settings.BEDROCK_LOCAL_SANDBOX:
+        return "BEDROCK_LOCAL_SANDBOX is off"
+    path = shutil.which("bwrap")
+    if path is None:
+        return "bubblewrap is not installed"
+    return _probe(path)
+
+
+def sandbox_available() -> bool:
+    """True when the local executor runs each step in a bubblewrap sandbox."""
+    return not sandbox_problem()
 
 
 def bubblewrap() -> str | None:
-    if not getattr(settings, "BEDROCK_LOCAL_SANDBOX", True):
-        return None
-    return shutil.which("bwrap")
+    """The path of a working ``bwrap``, or None when steps run without a sandbox."""
+    return None if sandbox_problem() else shutil.which("bwrap")
+
+
+@functools.lru_cache(maxsize=4)
+def _probe(path: str) -> str:
+    # Containers and hardened kernels may forbid user namespaces: find out once, not per step.
+    try:
+        done = subprocess.run(
+            [path, *_isolation_args(), "--ro-bind", "/", "/", "--", "true"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"bubblewrap does not work here: {exc}"
+    if done.returncode != 0:
+        return f"bubblewrap cannot create its namespaces here: {done.stderr.strip()}"
+    return ""
+
+
+def unsandboxed_refusal(actor: Any) -> str:
+    """Why a run started by ``actor`` may not execute on the local executor, or "".
+
+    Without a sandbox a step is the server's own user: it can read the keys and the database.
+    Then only site administrators' runs execute (and those of the command line, ``actor`` None,
+    which is the operator), unless ``BEDROCK_ALLOW_UNSANDBOXED`` accepts the risk.
+    """
+    if settings.BEDROCK_EXECUTOR != "local" or settings.BEDROCK_ALLOW_UNSANDBOXED:
+        return ""
+    if actor is None or getattr(actor, "is_superuser", False):
+        return ""
+    problem = sandbox_problem()
+    if not problem:
+        return ""
+    if problem == "bubblewrap is not installed":
+        remedy = "install bubblewrap"
+    elif problem == "BEDROCK_LOCAL_SANDBOX is off":
+        remedy = "set BEDROCK_LOCAL_SANDBOX=on"
+    else:
+        remedy = "let bubblewrap create user namespaces"
+    return (
+        f"the local executor has no sandbox on this server ({problem}): only site "
+        f"administrators' runs can execute; {remedy} or set BEDROCK_ALLOW_UNSANDBOXED=on to "
+        "accept the risk"
+    )
 
 
 def _host_python() -> str:
@@ -41,41 +143,116 @@ def _host_python() -> str:
     return getattr(sys, "_base_executable", None) or sys.executable
 
 
-def _sandbox_args(context: StepContext) -> list[str]:
-    args = ["bwrap", "--tmpfs", "/"]
-    for entry in sorted(os.scandir("/"), key=lambda e: e.name):
-        if entry.name in _HIDDEN_ROOT_ENTRIES:
-            continue
-        path = f"/{entry.name}"
-        if entry.is_symlink():
+def _isolation_args() -> list[str]:
+    return [
+        "--unshare-pid",
+        "--unshare-ipc",
+        "--unshare-uts",
+        "--unshare-user",
+        "--uid",
+        str(SANDBOX_UID),
+        "--gid",
+        str(SANDBOX_UID),
+        "--hostname",
+        "bedrock-step",
+        "--new-session",
+        "--cap-drop",
+        "ALL",
+        "--die-with-parent",
+    ]
+
+
+def _system_args() -> list[str]:
+    args: list[str] = []
+    for name in _SYSTEM_DIRS:
+        path = f"/{name}"
+        if os.path.islink(path):
             args += ["--symlink", os.readlink(path), path]
-        elif entry.is_dir():
-            args += ["--dev-bind", path, path]
-        else:
+        elif os.path.isdir(path):
             args += ["--ro-bind", path, path]
-    args += [
+    for name in _ETC_ENTRIES:
+        if os.path.exists(f"/etc/{name}"):
+            args += ["--ro-bind", f"/etc/{name}", f"/etc/{name}"]
+    # A venv links to its base interpreter by path: a pyenv or /opt build must be there too.
+    prefix = os.path.realpath(sys.base_prefix)
+    if not any(prefix == f"/{d}" or prefix.startswith(f"/{d}/") for d in _SYSTEM_DIRS):
+        args += ["--ro-bind", prefix, prefix]
+        real = os.path.dirname(os.path.realpath(_host_python()))
+        if not real.startswith(prefix + "/"):
+            args += ["--ro-bind", real, real]
+    return args
+
+
+def _sandbox_args(context: StepContext) -> list[str]:
+    return [
+        "bwrap",
+        "--tmpfs",
+        "/",
+        *_system_args(),
         "--dev",
         "/dev",
         "--proc",
         "/proc",
+        "--bind",
+        str(context.step_dir / "tmp"),
+        "/tmp",  # noqa: S108 (the step's own, bound from its step directory)
+        "--bind",
+        str(context.step_dir / "home"),
+        HOME,
+        "--bind",
+        str(context.step_dir / "venv"),
+        VENV,
+        "--bind",
+        str(_pip_cache(context)),
+        PIP_CACHE,
         "--bind",
         str(context.app_dir),
         "/app",
         "--bind",
         str(context.artefact_dir),
         "/artefact",
+        # The sandbox's own root is a tmpfs: read-only, so a step writes only where it is meant to.
+        "--remount-ro",
+        "/",
         "--chdir",
         "/app",
-        "--unshare-pid",
-        "--die-with-parent",
+        *_isolation_args(),
         "--",
     ]
-    return args
+
+
+def _pip_cache(context: StepContext) -> Path:
+    # One cache per project: runs of a project share downloads, but a step cannot plant a wheel
+    # that another project's run installs.
+    project = context.environment.get("BEDROCK_PROJECT_ID", "")
+    if not project.isdigit():
+        return context.step_dir / "pip-cache"
+    return Path(settings.BEDROCK_HOME) / "cache" / "pip" / f"project-{project}"
+
+
+def _descendants(pid: int) -> list[int]:
+    """Processes started by ``pid``, at any depth (they may be in other sessions)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            # The command name may hold spaces and parentheses: the fields start after the last ')'.
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            children.setdefault(int(fields[1]), []).append(int(entry.name))
+    found: list[int] = []
+    pending = list(children.get(pid, []))
+    while pending:
+        child = pending.pop()
+        found.append(child)
+        pending += children.get(child, [])
+    return found
 
 
 class LocalHandle:
-    def __init__(self, process: subprocess.Popen) -> None:
+    def __init__(self, process: subprocess.Popen, sandboxed: bool = False) -> None:
         self.process = process
+        self.sandboxed = sandboxed
 
     def output(self) -> Iterator[bytes]:
         assert self.process.stdout is not None
@@ -90,9 +267,8 @@ class LocalHandle:
     def kill(self, grace: float = 0.0) -> str:
         if self.process.poll() is not None:
             return ""
-        # The step runs in its own session: signal the whole group, not just bash.
         if grace > 0:
-            self._signal(signal.SIGTERM)
+            self._terminate()
             try:
                 self.process.wait(timeout=grace)
             except subprocess.TimeoutExpired:
@@ -106,7 +282,19 @@ class LocalHandle:
             return f"killed with SIGKILL after the {grace:g} s grace period"
         return "killed with SIGKILL"
 
+    def _terminate(self) -> None:
+        if not self.sandboxed:
+            self._signal(signal.SIGTERM)
+            return
+        # bwrap itself dies of SIGTERM and takes the sandbox down with SIGKILL: the step's own
+        # processes (in the sandbox's session) get the SIGTERM instead, and bwrap ends with them.
+        for pid in _descendants(self.process.pid):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGTERM)
+
     def _signal(self, number: int) -> None:
+        # The step runs in its own session: signal the whole group, not just bash. Under bwrap,
+        # SIGKILL of bwrap kills the sandbox's pid namespace, and everything in it.
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.process.pid, number)
 
@@ -115,40 +303,48 @@ class LocalExecutor:
     name = "local"
     remote = False
 
-    def start(self, step: StepPlan, context: StepContext) -> LocalHandle:
+    def prepare(self, step: StepPlan, context: StepContext) -> None:
+        """The slow part of a start (the venv), apart, so that a stop meanwhile starts nothing."""
+        self._check_allowed(context)
+        sandbox = bubblewrap() is not None
         venv = context.step_dir / "venv"
-        if not (venv / "bin" / "python").exists():
-            created = subprocess.run(
-                [_host_python(), "-m", "venv", str(venv)],
-                capture_output=True,
-                text=True,
-                timeout=300,
-            )
-            if created.returncode != 0:
-                raise ExecutorError(
-                    f"could not create the step's virtual environment: {created.stderr}"
-                )
+        for directory in (venv, context.step_dir / "home", _pip_cache(context)):
+            directory.mkdir(parents=True, exist_ok=True)
+        self._reset_tmp(context)
+        prefix = _sandbox_args(context) if sandbox else []
+        self._create_venv(prefix, venv, VENV if sandbox else str(venv))
+
+    @staticmethod
+    def _reset_tmp(context: StepContext) -> None:
+        tmp = context.step_dir / "tmp"
+        shutil.rmtree(tmp, ignore_errors=True)  # each attempt gets an empty /tmp
+        tmp.mkdir()
+
+    def start(self, step: StepPlan, context: StepContext) -> LocalHandle:
+        self.prepare(step, context)  # at once when the supervisor has prepared it already
+        sandbox = bubblewrap() is not None
+        venv = context.step_dir / "venv"
         home = context.step_dir / "home"
-        home.mkdir(exist_ok=True)
-        sandbox = bubblewrap()
-        env = {
-            "PATH": f"{venv}/bin:/usr/local/bin:/usr/bin:/bin",
-            "VIRTUAL_ENV": str(venv),
-            "HOME": str(home),
-            "LANG": "C.UTF-8",
-            "PYTHONUNBUFFERED": "1",
-            "PIP_DISABLE_PIP_VERSION_CHECK": "1",
-            "PIP_CACHE_DIR": str(Path(settings.BEDROCK_HOME) / "cache" / "pip"),
-            "BEDROCK_APP_DIR": "/app" if sandbox else str(context.app_dir),
-            "BEDROCK_ARTEFACT_DIR": "/artefact" if sandbox else str(context.artefact_dir),
-            **context.environment,
-            **context.secrets,
-        }
-        command = ["bash", "-c", step.command]
+        tmp = context.step_dir / "tmp"
+        prefix = _sandbox_args(context) if sandbox else []
         if sandbox:
-            command = _sandbox_args(context) + command
+            paths = {"VIRTUAL_ENV": VENV, "HOME": HOME, "TMPDIR": "/tmp"}  # noqa: S108
+            paths |= {"PIP_CACHE_DIR": PIP_CACHE, "BEDROCK_APP_DIR": "/app"}
+            paths["BEDROCK_ARTEFACT_DIR"] = "/artefact"
+        else:
+            paths = {"VIRTUAL_ENV": str(venv), "HOME": str(home), "TMPDIR": str(tmp)}
+            paths |= {"PIP_CACHE_DIR": str(_pip_cache(context))}
+            paths |= {"BEDROCK_APP_DIR": str(context.app_dir)}
+            paths["BEDROCK_ARTEFACT_DIR"] = str(context.artefact_dir)
+        paths["PATH"] = f"{paths['VIRTUAL_ENV']}/bin:/usr/local/bin:/usr/bin:/bin"
+        env = layered_environment(
+            context,
+            defaults={"LANG": "C.UTF-8", "PYTHONUNBUFFERED": "1"}
+            | {"PIP_DISABLE_PIP_VERSION_CHECK": "1"},
+            own=paths,
+        )
         process = subprocess.Popen(
-            command,
+            [*prefix, "bash", "-c", step.command],
             cwd=context.app_dir,
             env=env,
             stdin=subprocess.DEVNULL,
@@ -159,7 +355,35 @@ class LocalExecutor:
         # Recorded so that a reconciler can kill the step if this supervisor dies first.
         with (context.step_dir / "pids").open("a") as pids:
             pids.write(f"{process.pid}\n")
-        return LocalHandle(process)
+        return LocalHandle(process, sandboxed=sandbox)
+
+    @staticmethod
+    def _check_allowed(context: StepContext) -> None:
+        # Checked again here, not only at creation: bubblewrap may have gone since, or the run
+        # may predate the policy.
+        from bedrock.runs.models import Run
+
+        run = Run.objects.select_related("triggered_by").filter(pk=context.run_id).first()
+        refusal = unsandboxed_refusal(run.triggered_by if run is not None else None)
+        if refusal:
+            raise ExecutorError(refusal)
+
+    @staticmethod
+    def _create_venv(prefix: list[str], host_venv: Path, venv: str) -> None:
+        # Made inside the sandbox when there is one, so that its paths are the ones the step sees.
+        if (host_venv / "bin" / "python").exists():
+            return
+        created = subprocess.run(
+            [*prefix, _host_python(), "-m", "venv", venv],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env={"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8"},
+        )
+        if created.returncode != 0:
+            raise ExecutorError(
+                f"could not create the step's virtual environment: {created.stderr.strip()}"
+            )
 
     def cleanup_run(self, run_id: int) -> None:
         """Kill the process groups of the run's steps that are still alive."""
