@@ -1394,12 +1394,11 @@ def test_once_a_run_is_stopping_no_new_step_starts_and_every_step_ends_stopped(t
 
     settings.BEDROCK_MAX_PARALLEL_STEPS = 2
     marker = "sleep 81.25"
-    pipeline = _pipeline(tmp_path, *(step(f"s{i}", marker) for i in range(12)))
+    pipeline = _pipeline(tmp_path, *(step(f"s{i}", f"echo started; {marker}") for i in range(12)))
     run = lifecycle.start(pipeline)
+    # Both commands started, not merely begun: a step still being prepared would not start.
     wait_for(
-        lambda: (
-            run.steps.filter(status=RunStatus.RUNNING).count() == 2 and lifecycle.processes(marker)
-        ),
+        lambda: sum("started" in _log_or_empty(run, f"s{i}") for i in range(12)) == 2,
         what="two steps running",
     )
 
@@ -2883,7 +2882,7 @@ def _context(tmp_path, run_id: int, environment=None, secrets=None):
     )
 
 
-def _pipeline(tmp_path, steps: str, files: dict | None = None, secrets: str = "", **options):
+def _stanza_pipeline(tmp_path, steps: str, files: dict | None = None, secrets: str = "", **options):
     """A pipeline whose one stanza is made of ``steps``."""
     from tests.repos import hcl
     from tests.runflow import pipeline_for, repo_with
@@ -2893,10 +2892,10 @@ def _pipeline(tmp_path, steps: str, files: dict | None = None, secrets: str = ""
 
 
 def _start(tmp_path, steps: str, files: dict | None = None, **options):
-    """A run of :func:`_pipeline`, started on the command line."""
+    """A run of :func:`_stanza_pipeline`, started on the command line."""
     from bedrock.runs.services import run_create
 
-    return run_create(actor=None, pipeline=_pipeline(tmp_path, steps, files, **options))
+    return run_create(actor=None, pipeline=_stanza_pipeline(tmp_path, steps, files, **options))
 
 
 def _container_of(run):
@@ -3104,7 +3103,7 @@ def test_a_container_runs_as_its_images_user_and_can_still_write_app_and_artefac
         "test -n $BEDROCK_API_TOKEN && echo $DB_PASSWORD > /artefact/secret-seen",
     ).replace("python:3.11-slim", image)
 
-    pipeline = _pipeline(tmp_path, steps, secrets='"DB_PASSWORD"')
+    pipeline = _stanza_pipeline(tmp_path, steps, secrets='"DB_PASSWORD"')
     Secret.objects.create(pipeline=pipeline, name="DB_PASSWORD", value="pa55-for-the-user")
 
     run = run_create(actor=None, pipeline=pipeline)
