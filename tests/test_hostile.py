@@ -1730,6 +1730,27 @@ def test_a_place_for_a_step_is_freed_when_the_process_holding_it_dies(settings):
         assert placed is True
 
 
+@pytest.mark.django_db(transaction=True)
+def test_a_tree_thousands_of_levels_deep_left_by_a_step_is_deleted_with_its_run(tmp_path):
+    from bedrock.runs.models import RunStatus
+    from bedrock.runs.workspace import Workspace
+    from tests.repos import step
+    from tests.runflow import wait_for, wait_until_done
+
+    # No double quotes: the command sits in a bedrock.hcl string.
+    deep = "python -c 'import os;[(os.mkdir(chr(100)), os.chdir(chr(100))) for _ in range(3000)]'"
+    deep = f"{deep} && cd $TMPDIR && {deep}"
+    run = lifecycle.start(_pipeline(tmp_path, step("deep", f"{deep} && echo made")))
+    root = Workspace(run.pk).root
+
+    run = wait_until_done(run, timeout=120)
+    assert run.status == RunStatus.FAILED  # a training run that left /artefact empty
+    assert "made" in lifecycle.log_of(run, "deep")
+    # The supervisor removes the workspace right after it has ended the run.
+    wait_for(lambda: not root.exists(), timeout=30, what="the 3000-level workspace to go")
+    lifecycle.assert_ended_true(run)
+
+
 # --- 4b. Followers, the worker, archives, idempotency, addresses, repositories ------------------
 
 

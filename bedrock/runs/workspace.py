@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import re
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 from django.conf import settings
+
+from bedrock.filetrees import remove_tree
+
+logger = logging.getLogger(__name__)
 
 _SAFE = re.compile(r"[^A-Za-z0-9_.-]")
 
@@ -43,7 +48,18 @@ class Workspace:
 
     def remove(self) -> None:
         """Delete everything but the logs, which live elsewhere."""
-        shutil.rmtree(self.root, ignore_errors=True)
+        remove_step_tree(self.root)
+
+
+def remove_step_tree(path: Path) -> None:
+    """Delete a tree that a step wrote into, however deep it made it (``shutil.rmtree`` fails
+    past a thousand levels or so); a failure is logged, never raised, as ending the run matters
+    more."""
+    with contextlib.suppress(FileNotFoundError):
+        try:
+            remove_tree(path)
+        except OSError as exc:
+            logger.warning("could not delete %s: %s", path, exc)
 
 
 def log_path(run_id: int, step: str) -> Path:

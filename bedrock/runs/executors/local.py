@@ -35,7 +35,7 @@ from django.conf import settings
 
 from bedrock.runs.executors.base import ExecutorError, StepContext, layered_environment
 from bedrock.runs.plan import StepPlan
-from bedrock.runs.workspace import Workspace
+from bedrock.runs.workspace import Workspace, remove_step_tree
 
 # The host's programs and libraries. /opt, /srv and /usr's siblings hold other software and
 # people's data (often a server's virtual environment or its env file), so they stay out.
@@ -317,7 +317,7 @@ class LocalExecutor:
     @staticmethod
     def _reset_tmp(context: StepContext) -> None:
         tmp = context.step_dir / "tmp"
-        shutil.rmtree(tmp, ignore_errors=True)  # each attempt gets an empty /tmp
+        remove_step_tree(tmp)  # each attempt gets an empty /tmp
         tmp.mkdir()
 
     def start(self, step: StepPlan, context: StepContext) -> LocalHandle:
