@@ -101,10 +101,18 @@ def scan(text: str, limits: SpecLimits) -> Overrun | None:
         if kind in ("space", "comment"):
             continue
         tokens += _weight(kind, match)
+        if kind == "string" and "${" in match.group():
+            # python-hcl2 parses what a ${…} holds as an expression: its brackets nest and its
+            # lexemes count like any outside a string.
+            inner_tokens, inner_depth = _interpolation_cost(match.group())
+            tokens += inner_tokens
+            if depth + inner_depth > limits.config_depth:
+                return _too_deep(limits, match.start())
         if tokens > limits.config_tokens:
             return Overrun(
                 f"the file has more than {limits.config_tokens} tokens (names, numbers and "
-                "punctuation count 1, a string 3 and each ${…} in it 4 more); the largest real "
+                "punctuation count 1, a string 3 and each ${…} in it 4 more, plus what it holds); "
+                "the largest real "
                 "bedrock.hcl files have under 1,000 (BEDROCK_MAX_CONFIG_TOKENS)",
                 match.start(),
             )
@@ -113,14 +121,46 @@ def scan(text: str, limits: SpecLimits) -> Overrun | None:
         elif kind == "open":
             depth += 1
             if depth > limits.config_depth:
-                return Overrun(
-                    f"brackets and braces nest deeper than {limits.config_depth} levels "
-                    "(BEDROCK_MAX_CONFIG_DEPTH)",
-                    match.start(),
-                )
+                return _too_deep(limits, match.start())
         elif kind == "close":
             depth = max(depth - 1, 0)
     return None
+
+
+def _too_deep(limits: SpecLimits, offset: int) -> Overrun:
+    return Overrun(
+        f"brackets and braces nest deeper than {limits.config_depth} levels "
+        "(BEDROCK_MAX_CONFIG_DEPTH)",
+        offset,
+    )
+
+
+_INNER = re.compile(r"[\w.\-+]+|\s+|.", re.S)
+
+
+def _interpolation_cost(string: str) -> tuple[int, int]:
+    """The lexemes inside a string's ``${…}`` and how deep their brackets nest, in one pass."""
+    tokens = deepest = 0
+    start = string.find("${")
+    while start != -1:
+        position, depth, open_braces = start + 2, 0, 1
+        while position < len(string) and open_braces:
+            lexeme = _INNER.match(string, position)
+            assert lexeme is not None  # "." matches any character
+            position = lexeme.end()
+            text = lexeme.group()
+            if text.isspace():
+                continue
+            tokens += 1
+            if text in "[({":
+                depth += 1
+                deepest = max(deepest, depth)
+                open_braces += text == "{"
+            elif text in "])}":
+                depth = max(depth - 1, 0)
+                open_braces -= text == "}"
+        start = string.find("${", position)
+    return tokens, deepest
 
 
 def _weight(kind: str | None, match: re.Match[str]) -> int:
