@@ -442,6 +442,28 @@ def test_a_file_default_with_a_refused_name_is_a_located_error_in_validate(name,
     assert f"{path}:9:1: train.parameters.{name}: {name} " in out.getvalue()
 
 
+@pytest.mark.parametrize(
+    ("parameters", "secrets", "path"),
+    [
+        ('"PATH=/tmp/evil:/usr/bin" = "1"', "", "train.parameters.PATH=/tmp/evil:/usr/bin"),
+        ("", '"LD_PRELOAD=/tmp/x.so"', "train.secrets"),
+        ('"9LIVES" = "1"', "", "train.parameters.9LIVES"),
+    ],
+    ids=["parameter", "secret", "leading-digit"],
+)
+def test_a_name_that_is_no_environment_variable_name_is_an_error_not_a_warning(
+    parameters, secrets, path
+):
+    from bedrock.pipelines import spec
+    from tests.repos import hcl, step
+
+    source = hcl("train", step("s", "echo hi"), parameters=parameters, secrets=secrets)
+    errors = [problem for problem in spec.check(source) if problem.is_error]
+    # Docker and Nomad would pass "PATH=x" = "1" on as PATH=x=1, which sets PATH.
+    [error] = [e for e in errors if "is not a valid environment variable name" in e.message]
+    assert error.path == path
+
+
 @pytest.mark.django_db
 def test_validate_config_shows_a_refused_parameter_and_secret_with_line_and_reason():
     from tests import factories
@@ -1300,6 +1322,25 @@ def test_packing_refuses_a_tree_deeper_or_larger_than_the_limits(tmp_path):
         ArchiveLimitError, match=r"at most 10 are packed \(BEDROCK_MAX_ARCHIVE_ENTRIES"
     ):
         pack(many, io.BytesIO(), limits=ArchiveLimits(entries=10))
+
+
+@pytest.mark.django_db
+def test_a_step_whose_commands_exceed_one_argument_is_refused_at_validation_naming_it(tmp_path):
+    from bedrock.pipelines import spec
+    from bedrock.runs.models import RunStatus
+    from tests.repos import hcl, step
+    from tests.runflow import pipeline_for, repo_with
+
+    long_script = "echo " + "x" * 140_000  # passes the file limit, but not Linux's per argument
+    text = hcl("train", step("long", long_script))
+    [error] = [problem for problem in spec.check(text) if problem.is_error]
+    assert error.path == "train.step.long.script"
+    assert "step 'long' runs" in error.message and "one argument Linux passes" in error.message
+
+    run = lifecycle.start(pipeline_for(repo_with(tmp_path, text)))
+    assert run.status == RunStatus.REJECTED
+    assert "one argument Linux passes to bash" in run.failure_reason
+    assert not run.steps.exists()
 
 
 # --- 4. Every run ends in a true state ---------------------------------------------------------
@@ -2600,6 +2641,7 @@ def _mask_log(tmp_path, chunks, secrets=(MASK_SECRET,)) -> str:
 
 def _mask_encodings(value: str) -> dict[str, str]:
     import base64
+    import re
     from urllib.parse import quote, quote_plus
 
     raw = value.encode()
@@ -2611,6 +2653,9 @@ def _mask_encodings(value: str) -> dict[str, str]:
         "quote": quote(value, safe=""),
         "quote keeping /": quote(value),
         "quote_plus": quote_plus(value),
+        "quote, lower-case escapes": re.sub(
+            "%[0-9A-F]{2}", lambda escape: escape.group().lower(), quote(value, safe="")
+        ),
         "hex": raw.hex(),
         "HEX": raw.hex().upper(),
     }
@@ -2783,6 +2828,9 @@ def test_django_https_deploy_warnings_are_fixed_by_bedrock_https(tmp_path):
     served_over_https = bedrock_check(tmp_path, "--deploy", BEDROCK_HTTPS="on")
     assert served_over_https.returncode == 0, served_over_https.stderr
     assert not [c for c in DJANGO_HTTPS_WARNINGS if c in served_over_https.stderr]
+    # HSTS on, Django asks about subdomains and preloading: the domain owner's two settings.
+    assert "security.W005" in served_over_https.stderr
+    assert "security.W021" in served_over_https.stderr
 
     every_hsts_choice = bedrock_check(
         tmp_path,
@@ -2792,6 +2840,8 @@ def test_django_https_deploy_warnings_are_fixed_by_bedrock_https(tmp_path):
         BEDROCK_HSTS_PRELOAD="on",
         BEDROCK_LOCAL_SANDBOX="on",
     )
+    assert "security.W005" not in every_hsts_choice.stderr
+    assert "security.W021" not in every_hsts_choice.stderr
     if shutil.which("bwrap"):
         assert "no issues" in every_hsts_choice.stdout, every_hsts_choice.stderr
 

@@ -66,7 +66,10 @@ PIPELINE_STANZAS = ("train", "batch_score")
 STANZAS = (*PIPELINE_STANZAS, "serve")
 STEP_NAME_PATTERN = re.compile(r"^[a-z0-9A-Z]([A-Za-z0-9\-\_\.]*[a-z0-9A-Z])?$")
 STEP_NAME_MAX_LENGTH = 512
-_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# What install and script may hold together: Linux's 128 KiB for one argument, less room for the
+# executors' wrappers around the command.
+MAX_COMMAND_BYTES = 120 * 1024
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")  # fullmatch: "$" would allow a last "\n"
 _CPU = re.compile(r"^(\d+(?:\.\d*)?|\.\d+)(m?)$")
 # Kubernetes quantity suffixes, which Bedrock passed through to its pods.
 _MEMORY_UNITS = SIZE_UNITS
@@ -1029,6 +1032,7 @@ class _Normaliser:
                 f'{name} has no steps: add step "name" {{ image = … script = [{{sh = [...]}}] }}',
             )
         self._check_step_count(name, drafts)
+        self._check_command_lengths(drafts)
         # Steps with errors of their own still take part, so dependency errors show too.
         steps = self._order(name, drafts)
         if steps is None:
@@ -1070,11 +1074,13 @@ class _Normaliser:
         where = (*path, "parameters")
         result = self._string_map(body["parameters"], where, 'parameters { ALPHA = "0.5" }')
         for key in result:
-            if not _ENV_NAME.match(key):
-                self.warn(
+            if not _ENV_NAME.fullmatch(key):
+                # An error, not a warning: Docker and Nomad would pass "PATH=x" = "1" on as
+                # PATH=x=1, which sets PATH.
+                self.error(
                     (*where, key),
-                    f"parameter {key!r} is not a valid environment variable name; a shell "
-                    "cannot read it",
+                    f"parameter {key!r} is not a valid environment variable name (letters, "
+                    "digits and _, not starting with a digit)",
                 )
             self._check_environment((*where, key), key, result[key], "parameter")
         return result
@@ -1111,11 +1117,11 @@ class _Normaliser:
         if len(unique) != len(names):
             self.warn(where, "a secret is listed more than once")
         for name in unique:
-            if not _ENV_NAME.match(name):
-                self.warn(
+            if not _ENV_NAME.fullmatch(name):
+                self.error(
                     where,
-                    f"secret {name!r} is not a valid environment variable name; a shell "
-                    "cannot read it",
+                    f"secret {name!r} is not a valid environment variable name (letters, "
+                    "digits and _, not starting with a digit)",
                 )
             # Point at the name itself: the list item, or the block's key.
             key: str | int = names.index(name) if is_list else name
@@ -1536,6 +1542,19 @@ class _Normaliser:
                 f"{stanza} has {len(drafts)} steps; at most {limit} are allowed in a stanza "
                 "(BEDROCK_MAX_STEPS)",
             )
+
+    def _check_command_lengths(self, drafts: list[_StepDraft]) -> None:
+        # A step's install and script reach bash as one argument, and Linux starts no program
+        # with an argument over 128 KiB (MAX_ARG_STRLEN): say so now, not at execution.
+        for draft in drafts:
+            size = sum(len(entry.encode()) + 8 for entry in (*draft.install, *draft.script))
+            if size > MAX_COMMAND_BYTES:
+                self.error(
+                    (*draft.path, "script"),
+                    f"step {draft.name!r} runs {size} bytes of commands; at most "
+                    f"{MAX_COMMAND_BYTES} fit in the one argument Linux passes to bash: move "
+                    "the long part into a script file in the repository",
+                )
 
     def _depends_on(self, value: Any, path: KeyPath) -> list[tuple[str, int]]:
         names = self._strings(value, path, 'depends_on = ["preprocess"]')

@@ -54,7 +54,9 @@ def masked_forms(value: str) -> set[bytes]:
     """Every byte string the log masks for one secret value."""
     raw = value.encode()
     forms = {raw, raw.hex().encode(), raw.hex().upper().encode()}
-    forms |= {quote(value, safe="").encode(), quote(value).encode(), quote_plus(value).encode()}
+    quoted = {quote(value, safe=""), quote(value), quote_plus(value)}
+    # Percent-escapes are case-insensitive: JavaScript and some clients write %2f for %2F.
+    forms |= {form.encode() for text in quoted for form in (text, _lower_escapes(text))}
     # Inside a JSON document or a printed dict, quotes, backslashes and line breaks are escaped.
     forms |= {
         json.dumps(value)[1:-1].encode(),
@@ -63,6 +65,10 @@ def masked_forms(value: str) -> set[bytes]:
     forms |= _base64_forms(raw)
     forms |= {line.encode() for line in value.splitlines()}
     return {form for form in forms if len(form) >= MIN_MASKED}
+
+
+def _lower_escapes(text: str) -> str:
+    return re.sub(r"%[0-9A-F]{2}", lambda escape: escape.group().lower(), text)
 
 
 def _pattern(forms: set[bytes]) -> re.Pattern[bytes] | None:
