@@ -23,6 +23,7 @@ from bedrock.nomad.executor import NomadExecutor
 from bedrock.runs.models import Run, RunStatus
 from bedrock.runs.plan import run_key_for
 from bedrock.runs.services import run_create, run_stop, runs_reconcile
+from bedrock.runs.workspace import Workspace
 from bedrock.secrets.services import secret_set
 from tests.fakenomad import FakeNomad, Scenario
 from tests.repos import hcl, step
@@ -340,8 +341,11 @@ def test_someone_elses_job_under_the_id_is_refused_and_left_alone(tmp_path, noma
     assert nomad.job(stranger["ID"])["Meta"] == {"bedrock_run_id": "999"}
     assert nomad.variable(f"nomad/jobs/{stranger['ID']}") == {"THEIRS": "their-value"}
     assert not nomad.requests_to("PUT", r"^/v1/var/"), "wrote under someone else's job"
-    assert nomad.requests_to("GET", r"^/v1/jobs$")  # the reconciling cleanup looked, and
-    assert nomad.job(stranger["ID"]) is not None  # left it alone
+    # The run's cleanup follows its end: it looked, and left the stranger's job alone.
+    # The supervisor removes the workspace once the cleanup is over.
+    wait_for(lambda: not Workspace(run.pk).root.exists(), timeout=30, what="the cleanup")
+    assert nomad.requests_to("GET", r"^/v1/jobs$")
+    assert nomad.job(stranger["ID"]) is not None
 
 
 def test_a_variable_left_by_someone_else_is_refused_and_its_values_stay_out_of_the_reason(
