@@ -1761,6 +1761,88 @@ def test_a_tree_thousands_of_levels_deep_left_by_a_step_is_deleted_with_its_run(
     lifecycle.assert_ended_true(run)
 
 
+def _locked_once(monkeypatch, name: str) -> list[int]:
+    """The transition ``name`` fails once as a locked SQLite database does, before it writes."""
+    from django.db import OperationalError
+
+    from bedrock.runs import transitions
+
+    real, failed = getattr(transitions, name), []
+
+    def locked(run_id, **kwargs):
+        if not failed:
+            failed.append(run_id)
+            raise OperationalError("database is locked")
+        return real(run_id, **kwargs)
+
+    monkeypatch.setattr(transitions, name, locked)
+    return failed
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("via", ["service", "bedrock-run"])
+def test_a_submission_retried_after_it_queued_the_run_starts_its_supervisor_once(
+    tmp_path, monkeypatch, via
+):
+    """Queued, then the database locked before the supervisor's start was counted: the retry
+    must start it, or a `bedrock run --wait` without a worker follows a Queued run for ever."""
+    from django.core.management import call_command
+
+    from bedrock.runs import services
+    from bedrock.runs.models import Run, RunStatus
+    from bedrock.transient import retry_transient
+    from tests.repos import step
+    from tests.runflow import wait_until_done
+
+    monkeypatch.setattr(services, "enqueue_submit", lambda run_id: None)  # no worker
+    failed = _locked_once(monkeypatch, "run_supervisor_started")
+    pipeline = _pipeline(tmp_path, step("a", _write("a")))
+
+    if via == "service":
+        run = lifecycle.start(pipeline)
+        assert retry_transient(
+            lambda: services.run_submit(run_id=run.pk), sleep=lambda seconds: None
+        )
+    else:
+        call_command("run", str(pipeline.pk))
+        run = Run.objects.get(pipeline=pipeline)
+
+    assert failed == [run.pk], "the start did fail once, after the run was queued"
+    run = wait_until_done(run, timeout=120)
+    assert run.status == RunStatus.SUCCEEDED, run.failure_reason
+    assert run.supervisor_attempts == 1
+    # A late worker's submission of the same run starts nothing more.
+    assert services.run_submit(run_id=run.pk) is False
+    run.refresh_from_db()
+    assert run.supervisor_attempts == 1
+    lifecycle.assert_ended_true(run)
+
+
+@pytest.mark.django_db
+def test_two_submissions_of_a_queued_run_start_one_supervisor(monkeypatch):
+    from bedrock.runs import services
+    from bedrock.runs.models import Run, RunStatus
+    from tests import factories
+    from tests.runflow import wait_for
+
+    started: list[int] = []
+    monkeypatch.setattr(services, "_supervise_in_thread", started.append)
+    run = Run.objects.create(
+        pipeline=factories.pipeline(factories.project()),
+        number=1,
+        ref="main",
+        status=RunStatus.QUEUED,  # queued by a submission that failed before the start
+    )
+
+    assert services.run_submit(run_id=run.pk) is True
+    assert services.run_submit(run_id=run.pk) is False
+
+    run.refresh_from_db()
+    assert (run.status, run.supervisor_attempts) == (RunStatus.QUEUED, 1)
+    wait_for(lambda: started, what="the supervisor's thread")
+    assert started == [run.pk]
+
+
 # --- 4b. Followers, the worker, archives, idempotency, addresses, repositories ------------------
 
 

@@ -27,16 +27,21 @@ def run_queue(run_id: int) -> bool:
     return _move_run(run_id, {RunStatus.ACCEPTED}, status=RunStatus.QUEUED)
 
 
-def run_supervisor_started(run_id: int) -> int:
+def run_supervisor_started(run_id: int, *, first: bool = False) -> int:
     """Count a supervisor start for a queued run that no supervisor has claimed yet: the
-    number of this start, or 0 when the run is not waiting for one."""
+    number of this start, or 0 when the run is not waiting for one. With ``first``, only if no
+    start was counted before: a submission tried again, or made twice, starts one supervisor."""
     runs = Run.objects.filter(pk=run_id, status=RunStatus.QUEUED, runner="")
-    counted = runs.update(
-        supervisor_attempts=F("supervisor_attempts") + 1, supervisor_started_at=timezone.now()
-    )
-    if not counted:
-        return 0
-    return Run.objects.filter(pk=run_id).values_list("supervisor_attempts", flat=True).get()
+    if first:
+        runs = runs.filter(supervisor_attempts=0)
+    # One transaction: a count that commits with its number unread would be a start never made.
+    with transaction.atomic():
+        counted = runs.update(
+            supervisor_attempts=F("supervisor_attempts") + 1, supervisor_started_at=timezone.now()
+        )
+        if not counted:
+            return 0
+        return Run.objects.filter(pk=run_id).values_list("supervisor_attempts", flat=True).get()
 
 
 def run_claim(run_id: int, *, runner: str) -> bool:
