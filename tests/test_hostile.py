@@ -1595,6 +1595,53 @@ def test_a_run_whose_model_version_cannot_be_published_fails_with_every_step_end
     lifecycle.assert_ended_true(run)
 
 
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize(
+    ("left", "said"),
+    [
+        (
+            "cd $BEDROCK_ARTEFACT_DIR && mkdir -p a/b/c/d/e && echo x > a/b/c/d/e/f",
+            "'a/b/c/d/e/f': 6 levels deep; at most 5 are packed (BEDROCK_MAX_ARCHIVE_DEPTH)",
+        ),
+        (
+            f"{_write('model')} && mkfifo $BEDROCK_ARTEFACT_DIR/pipe",
+            "pipe: is not a regular file or directory (a FIFO, socket or device)",
+        ),
+        (
+            f"{_write('model')} && ln -s /etc/hostname $BEDROCK_ARTEFACT_DIR/host",
+            "host: is a symbolic link to '/etc/hostname', outside the directory being packed",
+        ),
+    ],
+    ids=["too-deep", "fifo", "link-outside"],
+)
+def test_an_artefact_that_cannot_be_packed_fails_the_run_with_the_reason_and_publishes_nothing(
+    tmp_path, settings, caplog, left, said
+):
+    import logging
+
+    from bedrock.models.models import ArchiveUpload, ModelVersion
+    from bedrock.runs.models import RunStatus
+    from tests.repos import step
+    from tests.runflow import wait_until_done
+
+    settings.BEDROCK_MAX_ARCHIVE_DEPTH = 5
+    caplog.set_level(logging.WARNING)
+    pipeline = _pipeline(tmp_path, step("train", left))
+
+    run = wait_until_done(lifecycle.start(pipeline), timeout=120)
+
+    assert run.status == RunStatus.FAILED
+    assert run.failure_reason.startswith("/artefact could not be published: "), run.failure_reason
+    assert said in run.failure_reason
+    assert lifecycle.steps_of(run) == {"train": (RunStatus.SUCCEEDED, "")}
+    assert not ModelVersion.objects.exists()
+    assert not ArchiveUpload.objects.exists()
+    assert _periphery_stored(f"models/{pipeline.model_id}") == []
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert errors == [], "the user's content is no failure of Bedrock's: no traceback logged"
+    lifecycle.assert_ended_true(run)
+
+
 @pytest.mark.django_db
 def test_a_supervisor_that_cannot_start_is_retried_with_backoff_then_its_run_fails_saying_why(
     monkeypatch, settings

@@ -150,7 +150,11 @@ class Supervisor:
             return outcome
         if self.control.halted:
             return self._halted_outcome(plan)
-        from bedrock.models.artefacts import EmptyArtefactError
+        from bedrock.models.artefacts import (
+            ArchiveLimitError,
+            EmptyArtefactError,
+            RefusedEntryError,
+        )
         from bedrock.models.services import model_version_publish
 
         if remote:
@@ -169,6 +173,9 @@ class Supervisor:
                 "the steps succeeded but left /artefact empty; a training run must write its "
                 "model files there",
             )
+        except (ArchiveLimitError, RefusedEntryError) as exc:
+            # What the steps left is at fault, not Bedrock: the reason says what to change.
+            return Outcome(RunStatus.FAILED, f"/artefact could not be published: {exc}")
         logger.info("run %s published %s", run.pk, version)
         return outcome
 
