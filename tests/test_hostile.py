@@ -1762,6 +1762,62 @@ def test_the_steps_of_every_run_on_the_machine_share_its_limit(tmp_path, setting
     assert 2 <= lifecycle.most_at_once(_twenty_step_intervals([first, second])) <= 3
 
 
+@pytest.mark.django_db(transaction=True)
+def test_a_step_is_recorded_ended_before_it_gives_up_its_place_on_the_machine(
+    tmp_path, settings, monkeypatch
+):
+    """Otherwise a step of another run may begin in the gap, and the record shows more steps
+    running at once than the machine allows."""
+    import dataclasses
+
+    from bedrock.runs import transitions
+    from bedrock.runs.executors.local import LocalExecutor
+    from bedrock.runs.models import RunStatus
+    from bedrock.runs.slots import machine_slot
+    from tests.repos import step
+    from tests.runflow import wait_until_done
+
+    settings.BEDROCK_MACHINE_MAX_STEPS = 1
+    real_finish, real_start = transitions.step_finish, LocalExecutor.start
+    ended: list[tuple[str, bool]] = []
+
+    def finish(step_id, **kwargs):
+        with machine_slot(give_up=lambda: True) as free:
+            ended.append((kwargs["to"], free))
+        return real_finish(step_id, **kwargs)
+
+    def start(self, plan, context):
+        if plan.name == "unspawnable":
+            context = dataclasses.replace(context, environment={**context.environment, "X": "\0"})
+        return real_start(self, plan, context)
+
+    monkeypatch.setattr(transitions, "step_finish", finish)
+    monkeypatch.setattr(LocalExecutor, "start", start)
+    pipeline = _pipeline(
+        tmp_path,
+        step("ok", _write("ok")),
+        step("fails", "exit 3", extra="retry { limit = 1 }"),
+        step("unspawnable", "true"),
+    )
+
+    run = wait_until_done(lifecycle.start(pipeline), timeout=120)
+
+    assert run.status == RunStatus.FAILED
+    steps = lifecycle.steps_of(run)
+    assert steps["ok"][0] == RunStatus.SUCCEEDED
+    assert steps["fails"] == (
+        RunStatus.FAILED,
+        "step 'fails' failed with exit code 3 after 2 attempts",
+    )
+    assert steps["unspawnable"][0] == RunStatus.FAILED
+    assert sorted(ended) == [
+        (RunStatus.FAILED, False),
+        (RunStatus.FAILED, False),
+        (RunStatus.SUCCEEDED, False),
+    ], "each step was recorded ended while it still held the machine's one place"
+    lifecycle.assert_ended_true(run)
+
+
 def test_a_place_for_a_step_is_freed_when_the_process_holding_it_dies(settings):
     import subprocess
     import sys
