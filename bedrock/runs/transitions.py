@@ -144,18 +144,31 @@ def step_retry(step_id: int, *, attempt: int) -> bool:
 
 
 def _begin(step_id: int, old, *, attempt: int) -> bool:
-    # One statement, so a stop that lands between a check and a write cannot be missed.
-    return bool(
-        RunStep.objects.filter(
-            pk=step_id, status__in=list(old), run__status=RunStatus.RUNNING
-        ).update(
-            status=RunStatus.RUNNING,
-            attempts=attempt,
-            exit_code=None,
-            finished_at=None,
-            started_at=Coalesce(F("started_at"), Value(timezone.now())),
+    # The run's row is locked first, as every transition touching a run and its steps does (so
+    # none deadlocks another): a run ending meanwhile holds it until its steps are ended, and
+    # this then sees the ended run. A filter on the run inside the step's UPDATE would not do
+    # on PostgreSQL: blocked on the step's row, it rechecks that row only, not the run's.
+    run_id = RunStep.objects.filter(pk=step_id).values_list("run_id", flat=True).first()
+    if run_id is None:
+        return False
+    with transaction.atomic():
+        running = (
+            Run.objects.select_for_update()
+            .filter(pk=run_id, status=RunStatus.RUNNING)
+            .values_list("pk", flat=True)
+            .first()
         )
-    )
+        if running is None:
+            return False
+        return bool(
+            RunStep.objects.filter(pk=step_id, status__in=list(old)).update(
+                status=RunStatus.RUNNING,
+                attempts=attempt,
+                exit_code=None,
+                finished_at=None,
+                started_at=Coalesce(F("started_at"), Value(timezone.now())),
+            )
+        )
 
 
 def step_finish(step_id: int, *, to: str, exit_code: int | None = None, reason: str = "") -> bool:
