@@ -1864,6 +1864,51 @@ def test_a_tree_thousands_of_levels_deep_left_by_a_step_is_deleted_with_its_run(
     lifecycle.assert_ended_true(run)
 
 
+@pytest.mark.django_db(transaction=True)
+def test_a_step_that_begins_while_its_run_is_being_ended_does_not_begin():
+    """The run's end holds its run's row, not yet its steps'; a step beginning then must wait
+    for it and see the run ended, or its command would start in a run already over."""
+    import threading
+
+    from django.db import connection, transaction
+
+    from bedrock.runs import transitions
+    from bedrock.runs.models import Run, RunStatus, RunStep
+    from tests import factories
+
+    run = Run.objects.create(
+        pipeline=factories.pipeline(factories.project()),
+        number=1,
+        ref="main",
+        status=RunStatus.RUNNING,
+    )
+    step = RunStep.objects.create(run=run, name="a", position=0, status=RunStatus.ACCEPTED)
+    ending, begun = threading.Event(), threading.Event()
+
+    def end() -> None:
+        try:
+            with transaction.atomic():
+                Run.objects.filter(pk=run.pk).update(status=RunStatus.FAILED, failure_reason="x")
+                ending.set()
+                begun.wait(1.0)  # the begin below has had its chance to slip in
+                RunStep.objects.filter(pk=step.pk, status=RunStatus.ACCEPTED).update(
+                    status=RunStatus.STOPPED, failure_reason="not run: x"
+                )
+        finally:
+            connection.close()
+
+    ender = threading.Thread(target=end)
+    ender.start()
+    assert ending.wait(30)
+    began = transitions.step_begin(step.pk)
+    begun.set()
+    ender.join(30)
+
+    assert began is False
+    step.refresh_from_db()
+    assert (step.status, step.attempts, step.started_at) == (RunStatus.STOPPED, 0, None)
+
+
 def _locked_once(monkeypatch, name: str) -> list[int]:
     """The transition ``name`` fails once as a locked SQLite database does, before it writes."""
     from django.db import OperationalError
