@@ -1425,7 +1425,7 @@ def test_once_a_run_is_stopping_no_new_step_starts_and_every_step_ends_stopped(t
         else:
             assert (status, reason) == (RunStatus.STOPPED, "not run: stopped on request")
     lifecycle.assert_ended_true(run)
-    wait_for(lambda: not lifecycle.processes(marker), timeout=10, what="no step process left")
+    wait_for(lambda: not lifecycle.processes(marker), timeout=30, what="no step process left")
 
 
 @pytest.mark.django_db(transaction=True)
@@ -1443,7 +1443,7 @@ def test_a_step_that_traps_sigterm_cleans_up_on_stop_and_its_log_says_it_ended_o
 
     run_stop(actor=None, run=run)
 
-    run = wait_until_done(run, timeout=30)
+    run = wait_until_done(run, timeout=90)
     assert run.status == RunStatus.STOPPED
     # It exited 0, but it was stopped: it did not succeed.
     assert lifecycle.steps_of(run)["trap"] == (RunStatus.STOPPED, "stopped on request")
@@ -1482,7 +1482,7 @@ def test_a_step_that_ignores_sigterm_is_killed_after_the_grace_period_and_its_lo
     asked = time.monotonic()
     run_stop(actor=None, run=run)
 
-    run = wait_until_done(run, timeout=30)
+    run = wait_until_done(run, timeout=90)
     assert time.monotonic() - asked >= 1, "the grace period was given"
     assert lifecycle.steps_of(run)["stubborn"] == (RunStatus.STOPPED, "stopped on request")
     assert (
@@ -1490,7 +1490,7 @@ def test_a_step_that_ignores_sigterm_is_killed_after_the_grace_period_and_its_lo
         in lifecycle.log_of(run, "stubborn")
     )
     lifecycle.assert_ended_true(run)
-    wait_for(lambda: not lifecycle.processes(marker), timeout=10, what="no step process left")
+    wait_for(lambda: not lifecycle.processes(marker), timeout=30, what="no step process left")
 
 
 @pytest.mark.django_db(transaction=True)
@@ -1540,24 +1540,41 @@ def _log_or_empty(run, step: str) -> str:
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_run_past_its_time_limit_ends_every_step_with_the_reason(tmp_path):
+def test_a_run_past_its_time_limit_ends_every_step_with_the_reason(tmp_path, monkeypatch):
     from datetime import timedelta
 
-    from bedrock.runs.models import RunStatus
-    from tests.repos import step
-    from tests.runflow import wait_until_done
+    from django.utils import timezone
 
+    from bedrock.runs.models import RunStatus
+    from bedrock.runs.supervisor import Supervisor
+    from tests.repos import step
+    from tests.runflow import wait_for, wait_until_done
+
+    supervisors: list[Supervisor] = []
+    real_init = Supervisor.__init__
+
+    def init(self, *args, **kwargs):
+        real_init(self, *args, **kwargs)
+        supervisors.append(self)
+
+    monkeypatch.setattr(Supervisor, "__init__", init)
     marker = "sleep 82.5"
     pipeline = _pipeline(
         tmp_path,
-        step("slow", marker),
+        step("slow", "echo started", marker),
         step("after", "true", depends_on='"slow"'),
-        max_run_time=timedelta(seconds=3),
+        max_run_time=timedelta(minutes=10),
     )
+    run = lifecycle.start(pipeline)
+    # The time runs out once the step's command runs, however long a loaded machine took to
+    # make its venv: a fixed short limit would sometimes pass before the command started.
+    wait_for(lambda: "started" in _log_or_empty(run, "slow"), what="the step's command")
+    (supervisor,) = supervisors
+    supervisor.deadline = timezone.now()
 
-    run = wait_until_done(lifecycle.start(pipeline), timeout=60)
+    run = wait_until_done(run, timeout=60)
 
-    reason = "exceeded the maximum run time of 3s"
+    reason = "exceeded the maximum run time of 10m"
     assert (run.status, run.failure_reason) == (RunStatus.FAILED, reason)
     assert lifecycle.steps_of(run) == {
         "slow": (RunStatus.FAILED, "killed at the run's time limit"),
@@ -1688,15 +1705,17 @@ def test_a_supervisor_that_cannot_start_is_retried_with_backoff_then_its_run_fai
     assert services.run_submit(run_id=run.pk)
     started(1)
     assert services.runs_reconcile()["restarted"] == 0  # within the first 30 s: no new start
-    waited(31)
+    # Each wait is 5 s to either side of the backoff, so a slow machine between setting the
+    # time and reconciling (a second, say) cannot cross it.
+    waited(35)
     assert services.runs_reconcile()["restarted"] == 1
     started(2)
-    waited(59)  # the backoff doubled
+    waited(55)  # the backoff doubled
     assert services.runs_reconcile()["restarted"] == 0
-    waited(61)
+    waited(65)
     assert services.runs_reconcile()["restarted"] == 1
     started(3)
-    waited(119)
+    waited(115)
     assert services.runs_reconcile() == {
         "resubmitted": 0,
         "restarted": 0,
@@ -1705,7 +1724,7 @@ def test_a_supervisor_that_cannot_start_is_retried_with_backoff_then_its_run_fai
         "archives": 0,
     }
     started(3)
-    waited(121)
+    waited(125)
 
     assert services.runs_reconcile()["ended"] == 1
 
