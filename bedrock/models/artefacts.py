@@ -47,8 +47,10 @@ from bedrock.models.browse import (
 )
 from bedrock.models.zipstream import (
     ArchiveError,
+    ArchiveLimitError,
     EmptyArtefactError,
     PackResult,
+    RefusedEntryError,
     UnsafeArchiveError,
     pack,
     unpack,
@@ -58,6 +60,7 @@ from bedrock.models.zipstream import (
 # zipstream or browse.
 __all__ = [
     "ArchiveError",
+    "ArchiveLimitError",
     "ArtefactExistsError",
     "BrowseError",
     "EmptyArtefactError",
@@ -65,6 +68,7 @@ __all__ = [
     "EntryNotFoundError",
     "EntryStream",
     "RangeReader",
+    "RefusedEntryError",
     "SigningUnavailableError",
     "StoredArtefact",
     "UnsafeArchiveError",

@@ -63,6 +63,7 @@ __all__ = [
     "ArchiveLimits",
     "EmptyArtefactError",
     "PackResult",
+    "RefusedEntryError",
     "UnsafeArchiveError",
     "pack",
     "unpack",
@@ -79,6 +80,12 @@ class EmptyArtefactError(ArchiveError):
 
 class UnsafeArchiveError(ArchiveError):
     """An entry could write outside the destination, or is ambiguous; nothing was written."""
+
+
+class RefusedEntryError(ArchiveError):
+    """The directory to pack holds what cannot be packed as it is: a name that is not UTF-8, a
+    FIFO, socket or device, or a link that is not to a file inside it. Whoever filled the
+    directory can fix it; the message says which entry and how."""
 
 
 class ArchiveLimitError(ArchiveError):
@@ -338,7 +345,7 @@ def _collect(root: Path, limits: ArchiveLimits) -> list[_Entry]:
             try:
                 rel.encode("utf-8")
             except UnicodeEncodeError:
-                raise ArchiveError(
+                raise RefusedEntryError(
                     f"{rel!r}: the file name is not valid UTF-8; rename it before packing"
                 ) from None
             if problem := limits.too_deep(rel, "packed"):
@@ -350,7 +357,7 @@ def _collect(root: Path, limits: ArchiveLimits) -> list[_Entry]:
             if stat.S_ISLNK(st.st_mode):
                 st = _follow_link(rel, child.path, real_root)
             elif not stat.S_ISREG(st.st_mode):
-                raise ArchiveError(
+                raise RefusedEntryError(
                     f"{rel}: is not a regular file or directory (a FIFO, socket or device); "
                     "remove it from /artefact"
                 )
@@ -370,18 +377,18 @@ def _follow_link(rel: str, path: str, real_root: str) -> os.stat_result:
     try:
         st = os.stat(path)
     except OSError as exc:
-        raise ArchiveError(
+        raise RefusedEntryError(
             f"{rel}: is a symbolic link to {target!r}, which does not resolve ({exc.strerror}); "
             "copy the file it should point to into /artefact instead"
         ) from None
     resolved = os.path.realpath(path)
     if os.path.commonpath([resolved, real_root]) != real_root:
-        raise ArchiveError(
+        raise RefusedEntryError(
             f"{rel}: is a symbolic link to {target!r}, outside the directory being packed; "
             "only links to files inside /artefact are followed, so copy the file in instead"
         )
     if not stat.S_ISREG(st.st_mode):
-        raise ArchiveError(
+        raise RefusedEntryError(
             f"{rel}: is a symbolic link to {target!r}, which is not a regular file; only links to "
             "files are followed, so copy the directory into /artefact instead"
         )
@@ -477,7 +484,7 @@ class _Output:
         while view:
             written = self._out.write(view)
             if written is None:
-                raise ArchiveError("the output stream is non-blocking and would block")
+                raise RefusedEntryError("the output stream is non-blocking and would block")
             view = view[written:]
 
     def hexdigest(self) -> str:
@@ -630,9 +637,10 @@ def pack(
     with "/" separators and sorted. Links to files inside ``directory`` are stored as the target's
     content; other links and special files are refused (see the module docstring). Raises
     :class:`EmptyArtefactError` when there is no file, :class:`ArchiveLimitError` when the tree is
-    deeper, or holds more entries or bytes, than ``limits`` (by default the settings') allow, and
-    :class:`ArchiveError` when a file cannot be packed; ``out`` then holds a partial archive that
-    the caller must discard.
+    deeper, or holds more entries or bytes, than ``limits`` (by default the settings') allow,
+    :class:`RefusedEntryError` when an entry cannot be packed as it is (both the content's
+    fault, not the packer's), and :class:`ArchiveError` otherwise; ``out`` then holds a partial
+    archive that the caller must discard.
     """
     directory = Path(directory)
     if not directory.is_dir():

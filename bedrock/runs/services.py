@@ -285,11 +285,14 @@ def enqueue_submit(run_id: int) -> None:
 
 
 def run_submit(*, run_id: int) -> bool:
-    """Queue an accepted run and start its supervisor. False if it was not Accepted any more."""
-    if not transitions.run_queue(run_id):
-        return False
-    supervisor_start(run_id)
-    return True
+    """Queue an accepted run and start its first supervisor; True if this call started it.
+
+    Safe to try again after a failure part-way (queued, but the database locked before the
+    start was counted): the retry finds the run Queued with no start yet and makes it. A run
+    submitted twice, or started by the reconciler meanwhile, gets no second supervisor.
+    """
+    transitions.run_queue(run_id)
+    return supervisor_start(run_id, first=True)
 
 
 # Begins each start's part of the supervisor log, so a failure is told from its own lines.
@@ -300,13 +303,14 @@ def supervisor_command(run_id: int) -> list[str]:
     return [sys.executable, "-m", "bedrock.cli", "execute", str(run_id)]
 
 
-def supervisor_start(run_id: int) -> bool:
+def supervisor_start(run_id: int, *, first: bool = False) -> bool:
     """Start the run's supervisor apart from this process, so it outlives a worker restart.
 
     Counted on the run, so the reconciler knows how often it was tried; False (and nothing
-    started) when the run is no longer waiting for one.
+    started) when the run is no longer waiting for one, or with ``first`` when one was started
+    before.
     """
-    attempt = transitions.run_supervisor_started(run_id)
+    attempt = transitions.run_supervisor_started(run_id, first=first)
     if not attempt:
         return False
     if settings.BEDROCK_SUPERVISOR == "thread":

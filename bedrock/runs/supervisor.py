@@ -150,7 +150,11 @@ class Supervisor:
             return outcome
         if self.control.halted:
             return self._halted_outcome(plan)
-        from bedrock.models.artefacts import EmptyArtefactError
+        from bedrock.models.artefacts import (
+            ArchiveLimitError,
+            EmptyArtefactError,
+            RefusedEntryError,
+        )
         from bedrock.models.services import model_version_publish
 
         if remote:
@@ -169,6 +173,9 @@ class Supervisor:
                 "the steps succeeded but left /artefact empty; a training run must write its "
                 "model files there",
             )
+        except (ArchiveLimitError, RefusedEntryError) as exc:
+            # What the steps left is at fault, not Bedrock: the reason says what to change.
+            return Outcome(RunStatus.FAILED, f"/artefact could not be published: {exc}")
         logger.info("run %s published %s", run.pk, version)
         return outcome
 
@@ -254,17 +261,18 @@ class Supervisor:
         try:
             return self._attempts(run, step, secrets, token, credentials)
         except Exception as exc:
-            # Whatever kept the step from starting (an executor's refusal, Git, or the OS
-            # refusing the process: an argument list too long, a NUL byte), the step ends with it.
-            if not isinstance(exc, (ExecutorError, git.GitError)):
-                logger.warning(
-                    "step %r of run %s could not start", step.name, run.pk, exc_info=True
-                )
-            reason = str(exc) or type(exc).__name__
-            transitions.step_finish(self.step_ids[step.name], to=RunStatus.FAILED, reason=reason)
-            return Outcome(RunStatus.FAILED, f"step {step.name!r} could not start: {reason}")
+            return self._could_not_start(run, step, exc)
         finally:
             connection.close()
+
+    def _could_not_start(self, run: Run, step: StepPlan, exc: Exception) -> Outcome:
+        """Whatever kept the step from starting (an executor's refusal, Git, or the OS refusing
+        the process: an argument list too long, a NUL byte), the step ends with it."""
+        if not isinstance(exc, (ExecutorError, git.GitError)):
+            logger.warning("step %r of run %s could not start", step.name, run.pk, exc_info=True)
+        reason = str(exc) or type(exc).__name__
+        transitions.step_finish(self.step_ids[step.name], to=RunStatus.FAILED, reason=reason)
+        return Outcome(RunStatus.FAILED, f"step {step.name!r} could not start: {reason}")
 
     def _attempts(self, run: Run, step: StepPlan, secrets, token, credentials) -> Outcome:
         step_id = self.step_ids[step.name]
@@ -281,45 +289,60 @@ class Supervisor:
                     credentials=credentials,
                 )
             exit_code: int | None = None
-            detail = ""
             for attempt in range(1, step.max_attempts + 1):
+                # Every end of the attempt is recorded before its place is given up: a step of
+                # another run that takes the place must not overlap this one, even in the record.
                 with self._place(remote) as placed:
                     if not placed or not self._begin(step_id, attempt):
                         return self._halt_step(step_id, exit_code, began=attempt > 1)
-                    if attempt > 1 and remote:
-                        # Uploads of the attempt before are refused from now on; drop what it sent.
-                        from bedrock.runs.stages import stage_forget
-
-                        stage_forget(step_id)
-                    if step.max_attempts > 1:
-                        log.write(f"--- attempt {attempt} of {step.max_attempts} ---\n")
-                    exit_code, detail, may_retry, killed = self._attempt(
+                    ended, exit_code = self._attempt_once(
                         run, step, secrets, token, app_dir, attempt, log
                     )
-                if killed:  # whatever its exit code, it did not finish its work
-                    return self._halt_step(step_id, exit_code, began=True)
-                if exit_code == 0:
-                    transitions.step_finish(step_id, to=RunStatus.SUCCEEDED, exit_code=0)
-                    return Outcome(RunStatus.SUCCEEDED)
-                if self.control.halted:
-                    return self._halt_step(step_id, exit_code, began=True)
-                if attempt < step.max_attempts and not may_retry:
-                    log.write(f"--- {detail}; not retrying ---\n")
-                    break
-                if attempt < step.max_attempts:
-                    log.write(f"--- {detail or f'exit code {exit_code}'}; retrying ---\n")
-            if detail:
-                reason = f"step {step.name!r} failed: {detail}"
-            else:
-                reason = f"step {step.name!r} failed with exit code {exit_code}"
-            if attempt > 1:
-                reason += f" after {attempt} attempts"
-            transitions.step_finish(
-                step_id, to=RunStatus.FAILED, exit_code=exit_code, reason=reason
-            )
-            return Outcome(RunStatus.FAILED, reason, exit_code)
+                if ended is not None:
+                    return ended
+            raise AssertionError("the last attempt always ends the step")  # pragma: no cover
         finally:
             log.close()
+
+    def _attempt_once(
+        self, run, step, secrets, token, app_dir, attempt, log
+    ) -> tuple[Outcome | None, int | None]:
+        """Run one attempt and record how the step ended, if it did (None when another attempt
+        follows), with the attempt's exit code."""
+        step_id = self.step_ids[step.name]
+        if attempt > 1 and getattr(self.executor, "remote", False):
+            # Uploads of the attempt before are refused from now on; drop what it sent.
+            from bedrock.runs.stages import stage_forget
+
+            stage_forget(step_id)
+        if step.max_attempts > 1:
+            log.write(f"--- attempt {attempt} of {step.max_attempts} ---\n")
+        try:
+            exit_code, detail, may_retry, killed = self._attempt(
+                run, step, secrets, token, app_dir, attempt, log
+            )
+        except Exception as exc:
+            return self._could_not_start(run, step, exc), None
+        if killed:  # whatever its exit code, it did not finish its work
+            return self._halt_step(step_id, exit_code, began=True), exit_code
+        if exit_code == 0:
+            transitions.step_finish(step_id, to=RunStatus.SUCCEEDED, exit_code=0)
+            return Outcome(RunStatus.SUCCEEDED), exit_code
+        if self.control.halted:
+            return self._halt_step(step_id, exit_code, began=True), exit_code
+        if attempt < step.max_attempts and may_retry:
+            log.write(f"--- {detail or f'exit code {exit_code}'}; retrying ---\n")
+            return None, exit_code
+        if attempt < step.max_attempts:
+            log.write(f"--- {detail}; not retrying ---\n")
+        if detail:
+            reason = f"step {step.name!r} failed: {detail}"
+        else:
+            reason = f"step {step.name!r} failed with exit code {exit_code}"
+        if attempt > 1:
+            reason += f" after {attempt} attempts"
+        transitions.step_finish(step_id, to=RunStatus.FAILED, exit_code=exit_code, reason=reason)
+        return Outcome(RunStatus.FAILED, reason, exit_code), exit_code
 
     def _place(self, remote: bool):
         """A place among the machine's steps running at once; remote steps use none here."""

@@ -27,16 +27,21 @@ def run_queue(run_id: int) -> bool:
     return _move_run(run_id, {RunStatus.ACCEPTED}, status=RunStatus.QUEUED)
 
 
-def run_supervisor_started(run_id: int) -> int:
+def run_supervisor_started(run_id: int, *, first: bool = False) -> int:
     """Count a supervisor start for a queued run that no supervisor has claimed yet: the
-    number of this start, or 0 when the run is not waiting for one."""
+    number of this start, or 0 when the run is not waiting for one. With ``first``, only if no
+    start was counted before: a submission tried again, or made twice, starts one supervisor."""
     runs = Run.objects.filter(pk=run_id, status=RunStatus.QUEUED, runner="")
-    counted = runs.update(
-        supervisor_attempts=F("supervisor_attempts") + 1, supervisor_started_at=timezone.now()
-    )
-    if not counted:
-        return 0
-    return Run.objects.filter(pk=run_id).values_list("supervisor_attempts", flat=True).get()
+    if first:
+        runs = runs.filter(supervisor_attempts=0)
+    # One transaction: a count that commits with its number unread would be a start never made.
+    with transaction.atomic():
+        counted = runs.update(
+            supervisor_attempts=F("supervisor_attempts") + 1, supervisor_started_at=timezone.now()
+        )
+        if not counted:
+            return 0
+        return Run.objects.filter(pk=run_id).values_list("supervisor_attempts", flat=True).get()
 
 
 def run_claim(run_id: int, *, runner: str) -> bool:
@@ -139,18 +144,31 @@ def step_retry(step_id: int, *, attempt: int) -> bool:
 
 
 def _begin(step_id: int, old, *, attempt: int) -> bool:
-    # One statement, so a stop that lands between a check and a write cannot be missed.
-    return bool(
-        RunStep.objects.filter(
-            pk=step_id, status__in=list(old), run__status=RunStatus.RUNNING
-        ).update(
-            status=RunStatus.RUNNING,
-            attempts=attempt,
-            exit_code=None,
-            finished_at=None,
-            started_at=Coalesce(F("started_at"), Value(timezone.now())),
+    # The run's row is locked first, as every transition touching a run and its steps does (so
+    # none deadlocks another): a run ending meanwhile holds it until its steps are ended, and
+    # this then sees the ended run. A filter on the run inside the step's UPDATE would not do
+    # on PostgreSQL: blocked on the step's row, it rechecks that row only, not the run's.
+    run_id = RunStep.objects.filter(pk=step_id).values_list("run_id", flat=True).first()
+    if run_id is None:
+        return False
+    with transaction.atomic():
+        running = (
+            Run.objects.select_for_update()
+            .filter(pk=run_id, status=RunStatus.RUNNING)
+            .values_list("pk", flat=True)
+            .first()
         )
-    )
+        if running is None:
+            return False
+        return bool(
+            RunStep.objects.filter(pk=step_id, status__in=list(old)).update(
+                status=RunStatus.RUNNING,
+                attempts=attempt,
+                exit_code=None,
+                finished_at=None,
+                started_at=Coalesce(F("started_at"), Value(timezone.now())),
+            )
+        )
 
 
 def step_finish(step_id: int, *, to: str, exit_code: int | None = None, reason: str = "") -> bool:
