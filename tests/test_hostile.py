@@ -1324,6 +1324,32 @@ def test_packing_refuses_a_tree_deeper_or_larger_than_the_limits(tmp_path):
         pack(many, io.BytesIO(), limits=ArchiveLimits(entries=10))
 
 
+def test_sizing_s3_parts_for_an_artefact_thousands_of_levels_deep_does_not_recurse(tmp_path):
+    import os
+    from types import SimpleNamespace
+
+    from bedrock.filetrees import remove_tree
+    from bedrock.models.artefacts import _with_part_size_for
+
+    top = tmp_path / "artefact"
+    top.mkdir()
+    here = os.getcwd()
+    try:
+        os.chdir(top)
+        for _ in range(3000):
+            os.mkdir("d")
+            os.chdir("d")
+        with open("weights", "w") as handle:
+            handle.write("x")
+    finally:
+        os.chdir(here)
+    storage = SimpleNamespace(transfer_config=SimpleNamespace(multipart_chunksize=8 << 20))
+    try:
+        assert _with_part_size_for(top, storage) is storage  # sized, no RecursionError
+    finally:
+        remove_tree(top)
+
+
 @pytest.mark.django_db
 def test_a_step_whose_commands_exceed_one_argument_is_refused_at_validation_naming_it(tmp_path):
     from bedrock.pipelines import spec

@@ -239,6 +239,9 @@ def _store_streamed(directory: Path, key: str, storage: Storage) -> tuple[str, P
     return name, outcome["result"]
 
 
+_WALK_DEPTH = 256  # far above BEDROCK_MAX_ARCHIVE_DEPTH's sensible values, far below recursion
+
+
 def _with_part_size_for(directory: Path, storage: Storage) -> Storage:
     """``storage``, or a copy whose S3 parts are big enough for this archive to fit 10,000 parts.
 
@@ -251,7 +254,12 @@ def _with_part_size_for(directory: Path, storage: Storage) -> Storage:
         return storage
     # An archive is never much bigger than its content: entries that do not compress are stored.
     bound = 1 << 20
-    for folder, _, files in os.walk(directory):
+    top = len(Path(directory).parts)
+    for folder, folders, files in os.walk(directory):
+        if len(Path(folder).parts) - top >= _WALK_DEPTH:
+            # os.walk recurses per level: a tree a step made thousands deep would raise
+            # RecursionError here. pack refuses such a tree anyway, naming the depth limit.
+            folders[:] = []
         for name in files:
             with contextlib.suppress(OSError):
                 bound += os.stat(os.path.join(folder, name)).st_size + 200 + 2 * len(name)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import re
 from dataclasses import dataclass
@@ -55,11 +54,12 @@ def remove_step_tree(path: Path) -> None:
     """Delete a tree that a step wrote into, however deep it made it (``shutil.rmtree`` fails
     past a thousand levels or so); a failure is logged, never raised, as ending the run matters
     more."""
-    with contextlib.suppress(FileNotFoundError):
-        try:
-            remove_tree(path)
-        except OSError as exc:
-            logger.warning("could not delete %s: %s", path, exc)
+    try:
+        remove_tree(path)
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        logger.warning("could not delete %s: %s", path, exc)
 
 
 def log_path(run_id: int, step: str) -> Path:
