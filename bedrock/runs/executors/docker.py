@@ -32,10 +32,11 @@ from django.conf import settings
 from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 
 from bedrock.runs.executors.base import (
-    OWN_PREFIX,
     ExecutorError,
     StepContext,
     own_variables,
+    refusal_notice,
+    step_variables,
 )
 from bedrock.runs.plan import StepPlan
 
@@ -72,12 +73,12 @@ def _variables(context: StepContext) -> tuple[dict[str, str], dict[str, str]]:
     """The container's environment (parameters and Bedrock's variables, nothing secret) and what
     the mounted file exports after it: the secrets, then the run token and Bedrock's variables
     again, so that a secret of the same name never replaces them."""
-    user = {k: v for k, v in context.environment.items() if not k.startswith(OWN_PREFIX)}
+    user, secrets = step_variables(context)
     own = own_variables(context) | {"BEDROCK_APP_DIR": "/app", "BEDROCK_ARTEFACT_DIR": "/artefact"}
     if "BEDROCK_API_DOMAIN" in own:
         own["BEDROCK_API_DOMAIN"] = container_api_domain(own["BEDROCK_API_DOMAIN"])
     token = {TOKEN_NAME: own.pop(TOKEN_NAME)} if TOKEN_NAME in own else {}
-    return {**user, **own}, {**context.secrets, **token, **own}
+    return {**user, **own}, {**secrets, **token, **own}
 
 
 def container_options(step: StepPlan, context: StepContext, user: str = "") -> dict[str, Any]:
@@ -179,6 +180,9 @@ class DockerHandle:
         self._exit_code: int | None = None
 
     def output(self) -> Iterator[bytes]:
+        notice = refusal_notice(self.context)
+        if notice:
+            yield notice
         pending = b""
         with contextlib.suppress(NotFound, APIError):
             for chunk in self.container.logs(stream=True, follow=True, stdout=True, stderr=True):

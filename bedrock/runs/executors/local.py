@@ -39,7 +39,12 @@ from typing import Any
 
 from django.conf import settings
 
-from bedrock.runs.executors.base import ExecutorError, StepContext, layered_environment
+from bedrock.runs.executors.base import (
+    ExecutorError,
+    StepContext,
+    layered_environment,
+    refusal_notice,
+)
 from bedrock.runs.plan import StepPlan
 from bedrock.runs.workspace import Workspace, remove_step_tree
 
@@ -402,12 +407,17 @@ def _descendants(pid: int) -> list[int]:
 
 
 class LocalHandle:
-    def __init__(self, process: subprocess.Popen, sandboxed: bool = False) -> None:
+    def __init__(
+        self, process: subprocess.Popen, sandboxed: bool = False, notice: bytes = b""
+    ) -> None:
         self.process = process
         self.sandboxed = sandboxed
+        self.notice = notice  # Bedrock's own line, first in the step's log
 
     def output(self) -> Iterator[bytes]:
         assert self.process.stdout is not None
+        if self.notice:
+            yield self.notice
         yield from iter(self.process.stdout.readline, b"")
 
     def wait(self, timeout: float | None = None) -> int | None:
@@ -509,7 +519,7 @@ class LocalExecutor:
         # Recorded so that a reconciler can kill the step if this supervisor dies first.
         with (context.step_dir / "pids").open("a") as pids:
             pids.write(f"{process.pid}\n")
-        return LocalHandle(process, sandboxed=sandbox)
+        return LocalHandle(process, sandboxed=sandbox, notice=refusal_notice(context))
 
     @staticmethod
     def _check_allowed(context: StepContext) -> None:
