@@ -7,9 +7,12 @@ Bedrock's own variables so that no secret can replace them.
 
 The container holds no capability (``cap_drop=ALL``) and cannot gain one (``no-new-privileges``).
 It runs as the image's user when the image names one; an image without a ``USER`` runs as root
-without capabilities, which can write its /app and /artefact (owned by the server) but neither
-change owners nor bypass file permissions. Docker's init is PID 1, so a stop's SIGTERM reaches
-the step instead of being ignored by ``bash``.
+without capabilities, which can neither change owners nor bypass file permissions. Whoever the
+container's user is to the host, when it is not the server's own (an image's ``USER``, or root
+while the server is not), /app, /artefact and the secrets file are opened to it. The image's root
+stays root rather than becoming the server's uid, so that ``pip install`` into the image's own
+Python (owned by root) works as in any ``docker run``. Docker's init is PID 1, so a stop's
+SIGTERM reaches the step instead of being ignored by ``bash``.
 
 Containers reach the host through the bridge's gateway: an API address on a loopback interface
 (the default, ``http://127.0.0.1:8000``) is given to them as ``host.docker.internal``, which
@@ -21,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import math
+import os
 import shlex
 from collections.abc import Iterator
 from pathlib import Path
@@ -143,6 +147,17 @@ def _image_user(image) -> str:
     """The image's ``USER``, or "" when it runs as root."""
     user = (image.attrs.get("Config") or {}).get("User") or ""
     return "" if user.split(":")[0] in ("", "0", "root") else user
+
+
+def _opened_to_the_container(context: StepContext, user: str, exported: dict[str, str]) -> None:
+    """Let the container's user write /app and /artefact and read the secrets file, when it is
+    not the server's own: an image's ``USER``, or the image's root (without capabilities, so no
+    more than any other uid to files the server owns) when the server itself is not root."""
+    stranger = bool(user) or os.getuid() != 0
+    if stranger:
+        _open_to_the_image_user(context)
+    if exported:
+        _write_secrets(context, exported, readable=stranger)
 
 
 def _open_to_the_image_user(context: StepContext) -> None:
@@ -273,10 +288,7 @@ class DockerExecutor:
         user = _image_user(image)
         options = container_options(step, context, user)
         _, exported = _variables(context)
-        if user:
-            _open_to_the_image_user(context)
-        if exported:
-            _write_secrets(context, exported, readable=bool(user))
+        _opened_to_the_container(context, user, exported)
         try:
             container = self.client.containers.run(**options)
         except DockerException as exc:
