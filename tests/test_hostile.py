@@ -307,6 +307,46 @@ def test_a_run_accepted_with_a_sandbox_does_not_execute_once_bubblewrap_is_gone(
     assert not (tmp_path / "step").exists()
 
 
+@_sandbox_skip()
+@pytest.mark.django_db(transaction=True)
+def test_handing_a_checkout_to_the_sandbox_uid_follows_no_link_out_of_it(tmp_path):
+    from bedrock.pipelines.spec import Resources
+    from bedrock.runs.executors.base import StepContext
+    from bedrock.runs.executors.local import SANDBOX_UID, LocalExecutor
+    from bedrock.runs.plan import StepPlan
+
+    if os.geteuid() != 0:
+        pytest.skip("the step is the server's own uid: nothing is handed over")
+    # Root's files outside the run, reached from it by a symbolic and a hard link.
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    linked, hard = outside / "linked", outside / "hard"
+    for path in (linked, hard):
+        path.write_text("root's\n")
+    app, artefact, step_dir = tmp_path / "app", tmp_path / "artefact", tmp_path / "step"
+    for directory in (app, artefact, step_dir):
+        directory.mkdir()
+    (app / "train.py").write_text("print('mine')\n")
+    (app / "link").symlink_to(linked)
+    (app / "dir-link").symlink_to(outside, target_is_directory=True)
+    os.link(hard, artefact / "hard")
+    context = StepContext(990_500, app, artefact, step_dir, {}, {}, 1)
+    limits = Resources(
+        cpu=None, memory=None, gpu=None, millicpu=None, memory_bytes=None, gpu_count=0
+    )
+    command = "echo more >> /app/train.py && echo ok; echo x >> /artefact/hard && echo WROTE; true"
+
+    handle = LocalExecutor().start(StepPlan("s", "", command, {}, (), limits, (), 0), context)
+    output = b"".join(handle.output()).decode()
+
+    assert handle.wait(60) == 0, output
+    assert "ok\n" in output and "WROTE" not in output, output
+    assert (app / "train.py").stat().st_uid == SANDBOX_UID  # the control: the checkout is its
+    for path in (outside, linked, hard):
+        assert path.stat().st_uid == 0, path
+    assert hard.read_text() == "root's\n"
+
+
 # --- 2. What a run may set in a step's environment --------------------------------------------
 
 
