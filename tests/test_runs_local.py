@@ -567,3 +567,19 @@ def test_a_parameter_or_secret_name_refused_since_the_run_was_accepted_never_rea
     assert code == 0, output
     assert "preload=none" in output
     assert "parameter LD_PRELOAD" in output.splitlines()[0], output
+
+
+def test_a_root_server_without_setpriv_has_no_sandbox_and_says_what_to_install(
+    monkeypatch, settings
+):
+    from bedrock.runs.executors import local
+
+    settings.BEDROCK_LOCAL_SANDBOX = True
+    settings.BEDROCK_EXECUTOR = "local"
+    settings.BEDROCK_ALLOW_UNSANDBOXED = False
+    monkeypatch.setattr(local.shutil, "which", lambda name: "/usr/bin/bwrap")
+    monkeypatch.setattr(local, "_as_root", lambda: True)
+    monkeypatch.setattr(local, "_setpriv", lambda: None)
+
+    assert local.sandbox_problem().startswith("setpriv (util-linux) is not installed")
+    assert "install util-linux's setpriv or set" in local.unsandboxed_refusal(factories.user())

@@ -166,6 +166,8 @@ def unsandboxed_refusal(actor: Any) -> str:
         remedy = "install bubblewrap"
     elif problem == "BEDROCK_LOCAL_SANDBOX is off":
         remedy = "set BEDROCK_LOCAL_SANDBOX=on"
+    elif problem.startswith("setpriv"):
+        remedy = "install util-linux's setpriv"
     else:
         remedy = "let bubblewrap create user namespaces"
     return (
