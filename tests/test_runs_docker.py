@@ -289,3 +289,18 @@ def test_a_root_image_writes_app_and_artefact_and_reads_secrets_of_a_non_root_se
     assert "all-ok" in output
     assert (context.artefact_dir / "out").read_text() == "w\n"
     assert labelled_containers(990_400) == []
+
+
+def test_a_name_refused_since_the_run_was_accepted_reaches_no_container(tmp_path):
+    from bedrock.runs.executors.docker import _variables, container_options
+
+    environment = {"LD_PRELOAD": "/app/x.so", "ALPHA": "1", "BEDROCK_RUN_ID": "7"}
+    secrets = {"BASH_ENV": "/app/x.sh", "DB_PASSWORD": "pa55"}
+    context = StepContext(1, tmp_path, tmp_path, tmp_path, environment, secrets, 1)
+
+    options = container_options(plan(), context)
+    _, exported = _variables(context)
+
+    assert "LD_PRELOAD" not in options["environment"] and "BASH_ENV" not in exported
+    assert options["environment"]["ALPHA"] == "1" and exported["DB_PASSWORD"] == "pa55"
+    assert options["environment"]["BEDROCK_RUN_ID"] == "7"
