@@ -158,7 +158,10 @@ def _probe_the_servers_files(tmp_path, places, root_only):
         assert f"WRITABLE {directory}" in log, log
     fields = dict(part.split("=", 1) for part in log.split() if "=" in part)
     assert fields["uid"] != "0", log
-    assert fields["outside"] != "0", log
+    if os.geteuid() == 0:
+        # The server's own uid otherwise. (Under a user namespace, a second one that bubblewrap
+        # nests for /dev/pts makes the map's outside column its own, not the host's.)
+        assert fields["outside"] != "0", log
     assert "WRITABLE core_pattern" not in log
     assert "READ root-only" not in log
     if os.geteuid() == 0:
