@@ -81,6 +81,25 @@ def host_files(settings):
 @pytest.mark.django_db(transaction=True)
 def test_a_sandboxed_step_can_neither_read_nor_write_the_servers_files(tmp_path, host_files):
     import os
+    import sys
+    from pathlib import Path
+
+    places = host_files
+    # A root-only file among the host's programs, which the sandbox binds read-only: seen there,
+    # but unreadable to a step that is not root to the host (a user namespace alone would be).
+    prefix = Path(os.path.realpath(sys.base_prefix))
+    root_only = prefix / f"bedrock-hostile-root-only-{os.getpid()}"
+    if os.geteuid() == 0:
+        root_only.write_text("root's only\n")
+        root_only.chmod(0o600)
+    try:
+        _probe_the_servers_files(tmp_path, places, root_only)
+    finally:
+        root_only.unlink(missing_ok=True)
+
+
+def _probe_the_servers_files(tmp_path, places, root_only):
+    import os
     from pathlib import Path
     from shlex import quote
 
@@ -89,7 +108,6 @@ def test_a_sandboxed_step_can_neither_read_nor_write_the_servers_files(tmp_path,
     from tests.repos import hcl, step
     from tests.runflow import pipeline_for, repo_with, step_log, wait_until_done
 
-    places = host_files
     # The database changes as the run goes: its probe says whether the step could open it.
     before = {n: p.read_bytes() for n, p in places.items() if p.is_file() and n != "database"}
     # The checkout's own script is the control: the probes do see what is there.
@@ -113,6 +131,13 @@ def test_a_sandboxed_step_can_neither_read_nor_write_the_servers_files(tmp_path,
         "for d in /app /artefact /tmp $HOME; do echo ok > $d/probe && echo WRITABLE $d; done\n"
         "if (echo x > /escape) 2> /dev/null; then echo 'WROTE the sandbox root'; fi\n"
         "echo uid=$(id -u) pid=$$ processes=$(ps -e --no-headers | wc -l)\n"
+        # Who the step is to the host: its uid through the namespace's map.
+        "awk -v u=$(id -u) '$1 <= u && u < $1 + $3 { print \"outside=\" $2 + u - $1 }' "
+        "/proc/self/uid_map\n"
+        # Asked, never written: a failing sandbox must not change the host's kernel.
+        "if [ -w /proc/sys/kernel/core_pattern ]; then echo WRITABLE core_pattern; fi\n"
+        f"if [ -e {quote(str(root_only))} ]; then echo SEEN root-only; fi\n"
+        f"if cat {quote(str(root_only))} > /dev/null 2>&1; then echo READ root-only; fi\n"
         "python -c 'import sys; print(\"prefix=\" + sys.prefix)'\n"
     )
     repo = repo_with(tmp_path, hcl("train", step("probe", "bash probe.sh")), **{"probe.sh": script})
@@ -133,6 +158,14 @@ def test_a_sandboxed_step_can_neither_read_nor_write_the_servers_files(tmp_path,
         assert f"WRITABLE {directory}" in log, log
     fields = dict(part.split("=", 1) for part in log.split() if "=" in part)
     assert fields["uid"] != "0", log
+    if os.geteuid() == 0:
+        # The server's own uid otherwise. (Under a user namespace, a second one that bubblewrap
+        # nests for /dev/pts makes the map's outside column its own, not the host's.)
+        assert fields["outside"] != "0", log
+    assert "WRITABLE core_pattern" not in log
+    assert "READ root-only" not in log
+    if os.geteuid() == 0:
+        assert "SEEN root-only" in log, log  # the control: the probe does reach the file
     # The step's own pid namespace: bwrap's init, the shells, ps and wc, none of the host's.
     assert int(fields["pid"]) < 10 and int(fields["processes"]) < 10, log
     assert fields["prefix"] == "/venv"
@@ -275,6 +308,46 @@ def test_a_run_accepted_with_a_sandbox_does_not_execute_once_bubblewrap_is_gone(
     with pytest.raises(ExecutorError, match=refusal):
         LocalExecutor().start(None, context)
     assert not (tmp_path / "step").exists()
+
+
+@_sandbox_skip()
+@pytest.mark.django_db(transaction=True)
+def test_handing_a_checkout_to_the_sandbox_uid_follows_no_link_out_of_it(tmp_path):
+    from bedrock.pipelines.spec import Resources
+    from bedrock.runs.executors.base import StepContext
+    from bedrock.runs.executors.local import SANDBOX_UID, LocalExecutor
+    from bedrock.runs.plan import StepPlan
+
+    if os.geteuid() != 0:
+        pytest.skip("the step is the server's own uid: nothing is handed over")
+    # Root's files outside the run, reached from it by a symbolic and a hard link.
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    linked, hard = outside / "linked", outside / "hard"
+    for path in (linked, hard):
+        path.write_text("root's\n")
+    app, artefact, step_dir = tmp_path / "app", tmp_path / "artefact", tmp_path / "step"
+    for directory in (app, artefact, step_dir):
+        directory.mkdir()
+    (app / "train.py").write_text("print('mine')\n")
+    (app / "link").symlink_to(linked)
+    (app / "dir-link").symlink_to(outside, target_is_directory=True)
+    os.link(hard, artefact / "hard")
+    context = StepContext(990_500, app, artefact, step_dir, {}, {}, 1)
+    limits = Resources(
+        cpu=None, memory=None, gpu=None, millicpu=None, memory_bytes=None, gpu_count=0
+    )
+    command = "echo more >> /app/train.py && echo ok; echo x >> /artefact/hard && echo WROTE; true"
+
+    handle = LocalExecutor().start(StepPlan("s", "", command, {}, (), limits, (), 0), context)
+    output = b"".join(handle.output()).decode()
+
+    assert handle.wait(60) == 0, output
+    assert "ok\n" in output and "WROTE" not in output, output
+    assert (app / "train.py").stat().st_uid == SANDBOX_UID  # the control: the checkout is its
+    for path in (outside, linked, hard):
+        assert path.stat().st_uid == 0, path
+    assert hard.read_text() == "root's\n"
 
 
 # --- 2. What a run may set in a step's environment --------------------------------------------
@@ -3613,7 +3686,11 @@ def _own_variables_seen(executor, tmp_path) -> list[str]:
         handle.kill()
         executor.cleanup_run(990_100)
     pump.join(10)
-    return b"".join(lines).decode().split()
+    output = b"".join(lines).decode().splitlines()
+    # Bedrock's own first line: the secrets were left out, as their names are Bedrock's.
+    assert output[0].startswith("bedrock: left out of the step's environment (secret "), output
+    assert all(f"secret {name}:" in output[0] for name in forged), output
+    return " ".join(output[1:]).split()
 
 
 @pytest.mark.django_db(transaction=True)

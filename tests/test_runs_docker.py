@@ -223,3 +223,84 @@ def test_a_container_removed_behind_bedrocks_back_ends_its_attempt_with_the_reas
     assert handle.failure_reason == "its container was removed while it ran"
     assert handle.kill(grace=5) == ""
     assert labelled_containers(990_300) == []
+
+
+def _server_owned_context(tmp_path, uid: int) -> StepContext:
+    # A run's layout, as a server running as ``uid`` makes it.
+    root = tmp_path / "run"
+    app, artefact, step_dir = root / "steps" / "s" / "app", root / "artefact", root / "steps" / "s"
+    for directory in (app, artefact):
+        directory.mkdir(parents=True)
+    (app / "train.py").write_text("print('trained')\n")
+    for path in (root, *root.rglob("*")):
+        os.chown(path, uid, uid)
+    return StepContext(990_400, app, artefact, step_dir, {}, {"DB_PASSWORD": "pa55"}, 1)
+
+
+@pytest.mark.parametrize(
+    ("server_uid", "image_user", "opened"),
+    [(1000, "", True), (1000, "app", True), (0, "app", True), (0, "", False)],
+    ids=["root-image-non-root-server", "user-image", "user-image-root-server", "root-on-root"],
+)
+def test_a_container_user_that_is_not_the_servers_gets_app_artefact_and_secrets_opened(
+    tmp_path, monkeypatch, server_uid, image_user, opened
+):
+    from bedrock.runs.executors import docker as executor
+
+    context = _server_owned_context(tmp_path, 0)
+    monkeypatch.setattr(executor.os, "getuid", lambda: server_uid)
+    _, exported = executor._variables(context)
+
+    executor._opened_to_the_container(context, image_user, exported)
+
+    secrets = executor._secrets_file(context)
+    assert secrets.stat().st_mode & 0o777 == (0o444 if opened else 0o400)
+    for path in (context.app_dir, context.artefact_dir, context.app_dir / "train.py"):
+        assert bool(path.stat().st_mode & 0o002) is opened, path
+    assert context.artefact_dir.parent.stat().st_mode & 0o777 == (0o700 if opened else 0o755)
+
+
+@needs_docker
+def test_a_root_image_writes_app_and_artefact_and_reads_secrets_of_a_non_root_server(
+    tmp_path, monkeypatch
+):
+    from bedrock.runs.executors import docker as executor
+
+    server = 1000  # what the files of a server running as uid 1000 look like to the container
+    context = _server_owned_context(tmp_path, server)
+    monkeypatch.setattr(executor.os, "getuid", lambda: server)
+    write_secrets = executor._write_secrets
+
+    def written_by_the_server(context, exported, readable):
+        write_secrets(context, exported, readable)
+        os.chown(executor._secrets_file(context), server, server)
+
+    monkeypatch.setattr(executor, "_write_secrets", written_by_the_server)
+    site = "$(python3 -c 'import sysconfig; print(sysconfig.get_paths()[\"purelib\"])')"
+    command = (
+        "echo w > /app/new && echo w > /artefact/out && test $DB_PASSWORD = pa55 && "
+        # What pip install into the image's own Python needs: root's site-packages writable.
+        f"touch {site}/bedrock-probe && echo all-ok"
+    )
+    handle = executor.DockerExecutor().start(replace(plan(), command=command), context)
+    output = b"".join(handle.output()).decode()
+
+    assert handle.wait(60) == 0, output
+    assert "all-ok" in output
+    assert (context.artefact_dir / "out").read_text() == "w\n"
+    assert labelled_containers(990_400) == []
+
+
+def test_a_name_refused_since_the_run_was_accepted_reaches_no_container(tmp_path):
+    from bedrock.runs.executors.docker import _variables, container_options
+
+    environment = {"LD_PRELOAD": "/app/x.so", "ALPHA": "1", "BEDROCK_RUN_ID": "7"}
+    secrets = {"BASH_ENV": "/app/x.sh", "DB_PASSWORD": "pa55"}
+    context = StepContext(1, tmp_path, tmp_path, tmp_path, environment, secrets, 1)
+
+    options = container_options(plan(), context)
+    _, exported = _variables(context)
+
+    assert "LD_PRELOAD" not in options["environment"] and "BASH_ENV" not in exported
+    assert options["environment"]["ALPHA"] == "1" and exported["DB_PASSWORD"] == "pa55"
+    assert options["environment"]["BEDROCK_RUN_ID"] == "7"

@@ -444,3 +444,142 @@ with zipfile.ZipFile("/tmp/tinypkg-1-py3-none-any.whl", "w") as wheel:
         assert archive.read("paths").decode().split() == ["/cache/pip", "/home/step", "/tmp"]
     cache = Path(settings.BEDROCK_HOME) / "cache" / "pip" / f"project-{pipeline.project_id}"
     assert (cache / "marker").exists()
+
+
+def _sandboxed(tmp_path, command: str, environment=None, secrets=None) -> tuple[int, str]:
+    """Run ``command`` as a step of the local executor (no run), and its exit code and output."""
+    from bedrock.pipelines.spec import Resources
+    from bedrock.runs.executors.base import StepContext
+    from bedrock.runs.executors.local import LocalExecutor
+    from bedrock.runs.plan import StepPlan
+
+    for name in ("app", "artefact", "step"):
+        (tmp_path / name).mkdir(parents=True, exist_ok=True)
+    context = StepContext(
+        990_300,
+        tmp_path / "app",
+        tmp_path / "artefact",
+        tmp_path / "step",
+        dict(environment or {}),
+        dict(secrets or {}),
+        1,
+    )
+    limits = Resources(
+        cpu=None, memory=None, gpu=None, millicpu=None, memory_bytes=None, gpu_count=0
+    )
+    handle = LocalExecutor().start(StepPlan("s", "", command, {}, (), limits, (), 0), context)
+    output = b"".join(handle.output()).decode()
+    return handle.wait(60), output
+
+
+@pytest.mark.skipif(bubblewrap() is None, reason="bubblewrap is not installed")
+def test_bedrocks_own_directories_under_a_bound_path_are_an_empty_tmpfs_after_the_binds(
+    tmp_path, settings
+):
+    import os
+    from pathlib import Path
+
+    from bedrock.runs.executors.base import StepContext
+    from bedrock.runs.executors.local import _sandbox_args
+
+    prefix = os.path.realpath(sys.base_prefix)
+    settings.BEDROCK_HOME = Path(prefix) / "lib"  # as a non-editable install's var would be
+    context = StepContext(1, tmp_path / "a", tmp_path / "b", tmp_path / "c", {}, {}, 1)
+
+    args = _sandbox_args(context)
+
+    home = os.path.realpath(settings.BEDROCK_HOME)
+    at = args.index(home)
+    assert args[at - 1 : at + 3] == ["--tmpfs", home, "--remount-ro", home]
+    # After the bind that holds it: bubblewrap mounts in order, a tmpfs first would be covered.
+    bound = next(
+        i for i, arg in enumerate(args) if arg == "--ro-bind" and home.startswith(args[i + 2])
+    )
+    assert bound < at - 1
+
+
+@pytest.mark.skipif(bubblewrap() is None, reason="bubblewrap is not installed")
+def test_a_bedrock_home_under_the_interpreters_prefix_is_empty_in_the_sandbox(tmp_path, settings):
+    import os
+    from pathlib import Path
+
+    prefix = Path(os.path.realpath(sys.base_prefix))
+    if not os.access(prefix, os.W_OK):
+        pytest.skip(f"{prefix} is not writable here")
+    home = prefix / f"bedrock-test-home-{os.getpid()}"
+    home.mkdir()
+    try:
+        (home / "secret-keys").write_text("a-key-of-this-server\n")
+        settings.BEDROCK_HOME = home
+
+        code, output = _sandboxed(
+            tmp_path,
+            f"echo entries=$(ls -A {home} | wc -l); ls {prefix}/bin > /dev/null && echo ok",
+        )
+    finally:
+        (home / "secret-keys").unlink(missing_ok=True)
+        home.rmdir()
+    assert code == 0, output
+    assert "entries=0\nok\n" in output, output
+
+
+@pytest.mark.skipif(bubblewrap() is None, reason="bubblewrap is not installed")
+def test_a_sandboxed_java_step_finds_its_configuration_in_etc(tmp_path):
+    import shutil
+
+    if shutil.which("java") is None:
+        pytest.skip("java is not installed here")
+
+    # Reading the security properties loads java.security, which Debian links into /etc.
+    code, output = _sandboxed(tmp_path, "java -XshowSettings:security:properties -version")
+
+    assert code == 0, output
+    assert "Error loading java.security" not in output
+    assert "jdk.tls.disabledAlgorithms=" in output, output
+
+
+@pytest.mark.skipif(bubblewrap() is None, reason="bubblewrap is not installed")
+def test_the_sandbox_binds_the_hosts_certificates_but_not_its_tls_keys(tmp_path):
+    probe = "[ -d /etc/ssl/certs ] && echo certs; [ -e /etc/ssl/private ] && echo private; true"
+    code, output = _sandboxed(tmp_path, probe)
+
+    assert code == 0, output
+    assert "certs\n" in output and "private" not in output, output
+
+
+def test_a_parameter_or_secret_name_refused_since_the_run_was_accepted_never_reaches_a_step(
+    tmp_path,
+):
+    from bedrock.runs.executors.base import StepContext, layered_environment, refused_names
+
+    environment = {"LD_PRELOAD": "/app/evil.so", "EPOCHS": "3", "BEDROCK_RUN_ID": "7"}
+    secrets = {"PYTHONPATH": "/app/evil", "TOKEN": "s3cret"}
+    context = StepContext(1, tmp_path, tmp_path, tmp_path, environment, secrets, 1)
+
+    layered = layered_environment(context, defaults={"LANG": "C.UTF-8"}, own={"HOME": "/h"})
+
+    assert "LD_PRELOAD" not in layered and "PYTHONPATH" not in layered
+    assert layered["EPOCHS"] == "3" and layered["TOKEN"] == "s3cret"
+    assert layered["BEDROCK_RUN_ID"] == "7" and layered["HOME"] == "/h"
+    assert refused_names(context) == ["LD_PRELOAD", "PYTHONPATH"]
+
+    code, output = _sandboxed(tmp_path / "run", "echo preload=${LD_PRELOAD:-none}", environment)
+    assert code == 0, output
+    assert "preload=none" in output
+    assert "parameter LD_PRELOAD" in output.splitlines()[0], output
+
+
+def test_a_root_server_without_setpriv_has_no_sandbox_and_says_what_to_install(
+    monkeypatch, settings
+):
+    from bedrock.runs.executors import local
+
+    settings.BEDROCK_LOCAL_SANDBOX = True
+    settings.BEDROCK_EXECUTOR = "local"
+    settings.BEDROCK_ALLOW_UNSANDBOXED = False
+    monkeypatch.setattr(local.shutil, "which", lambda name: "/usr/bin/bwrap")
+    monkeypatch.setattr(local, "_as_root", lambda: True)
+    monkeypatch.setattr(local, "_setpriv", lambda: None)
+
+    assert local.sandbox_problem().startswith("setpriv (util-linux) is not installed")
+    assert "install util-linux's setpriv or set" in local.unsandboxed_refusal(factories.user())

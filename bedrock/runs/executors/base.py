@@ -76,10 +76,51 @@ def own_variables(context: StepContext) -> dict[str, str]:
     return {name: value for name, value in environment.items() if name.startswith(OWN_PREFIX)}
 
 
+def _refusals(context: StepContext) -> list[tuple[str, str, str]]:
+    # Checked again as the step starts, not only when the run was accepted: a run queued before
+    # a name was refused (LD_PRELOAD) must not carry it into a process started on the host.
+    from bedrock.pipelines.environment import refused_environment_name
+
+    found = []
+    for kind, names in (("parameter", user_parameters(context)), ("secret", context.secrets)):
+        for name in names:
+            reason = refused_environment_name(name, kind=kind)
+            if reason:
+                found.append((kind, name, reason))
+    return found
+
+
+def refused_names(context: StepContext) -> list[str]:
+    """The parameters and secrets of the attempt that no step may be given, which it is not."""
+    return [name for _, name, _ in _refusals(context)]
+
+
+def refusal_notice(context: StepContext) -> bytes:
+    """A line for the step's log naming what was left out of its environment and why, or b""."""
+    found = _refusals(context)
+    if not found:
+        return b""
+    said = "; ".join(f"{kind} {name}: {reason}" for kind, name, reason in found)
+    return f"bedrock: left out of the step's environment ({said})\n".encode()
+
+
+def user_parameters(context: StepContext) -> dict[str, str]:
+    """The run's parameters: the attempt's environment but Bedrock's own variables."""
+    return {k: v for k, v in context.environment.items() if not k.startswith(OWN_PREFIX)}
+
+
+def step_variables(context: StepContext) -> tuple[dict[str, str], dict[str, str]]:
+    """The parameters and the secrets a step may be given: without the refused names."""
+    refused = set(refused_names(context))
+    user = {k: v for k, v in user_parameters(context).items() if k not in refused}
+    return user, {k: v for k, v in context.secrets.items() if k not in refused}
+
+
 def layered_environment(
     context: StepContext, *, defaults: dict[str, str], own: dict[str, str]
 ) -> dict[str, str]:
     """A step's variables, each layer replacing the one before: the executor's ``defaults``, the
-    run's parameters, the pipeline's secrets, Bedrock's own variables, the executor's ``own``."""
-    user = {k: v for k, v in context.environment.items() if not k.startswith(OWN_PREFIX)}
-    return {**defaults, **user, **context.secrets, **own_variables(context), **own}
+    run's parameters, the pipeline's secrets, Bedrock's own variables, the executor's ``own``.
+    Refused names (:func:`refused_names`) are left out."""
+    user, secrets = step_variables(context)
+    return {**defaults, **user, **secrets, **own_variables(context), **own}

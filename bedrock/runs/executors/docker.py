@@ -7,9 +7,12 @@ Bedrock's own variables so that no secret can replace them.
 
 The container holds no capability (``cap_drop=ALL``) and cannot gain one (``no-new-privileges``).
 It runs as the image's user when the image names one; an image without a ``USER`` runs as root
-without capabilities, which can write its /app and /artefact (owned by the server) but neither
-change owners nor bypass file permissions. Docker's init is PID 1, so a stop's SIGTERM reaches
-the step instead of being ignored by ``bash``.
+without capabilities, which can neither change owners nor bypass file permissions. Whoever the
+container's user is to the host, when it is not the server's own (an image's ``USER``, or root
+while the server is not), /app, /artefact and the secrets file are opened to it. The image's root
+stays root rather than becoming the server's uid, so that ``pip install`` into the image's own
+Python (owned by root) works as in any ``docker run``. Docker's init is PID 1, so a stop's
+SIGTERM reaches the step instead of being ignored by ``bash``.
 
 Containers reach the host through the bridge's gateway: an API address on a loopback interface
 (the default, ``http://127.0.0.1:8000``) is given to them as ``host.docker.internal``, which
@@ -21,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import math
+import os
 import shlex
 from collections.abc import Iterator
 from pathlib import Path
@@ -32,10 +36,11 @@ from django.conf import settings
 from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 
 from bedrock.runs.executors.base import (
-    OWN_PREFIX,
     ExecutorError,
     StepContext,
     own_variables,
+    refusal_notice,
+    step_variables,
 )
 from bedrock.runs.plan import StepPlan
 
@@ -72,12 +77,12 @@ def _variables(context: StepContext) -> tuple[dict[str, str], dict[str, str]]:
     """The container's environment (parameters and Bedrock's variables, nothing secret) and what
     the mounted file exports after it: the secrets, then the run token and Bedrock's variables
     again, so that a secret of the same name never replaces them."""
-    user = {k: v for k, v in context.environment.items() if not k.startswith(OWN_PREFIX)}
+    user, secrets = step_variables(context)
     own = own_variables(context) | {"BEDROCK_APP_DIR": "/app", "BEDROCK_ARTEFACT_DIR": "/artefact"}
     if "BEDROCK_API_DOMAIN" in own:
         own["BEDROCK_API_DOMAIN"] = container_api_domain(own["BEDROCK_API_DOMAIN"])
     token = {TOKEN_NAME: own.pop(TOKEN_NAME)} if TOKEN_NAME in own else {}
-    return {**user, **own}, {**context.secrets, **token, **own}
+    return {**user, **own}, {**secrets, **token, **own}
 
 
 def container_options(step: StepPlan, context: StepContext, user: str = "") -> dict[str, Any]:
@@ -144,6 +149,17 @@ def _image_user(image) -> str:
     return "" if user.split(":")[0] in ("", "0", "root") else user
 
 
+def _opened_to_the_container(context: StepContext, user: str, exported: dict[str, str]) -> None:
+    """Let the container's user write /app and /artefact and read the secrets file, when it is
+    not the server's own: an image's ``USER``, or the image's root (without capabilities, so no
+    more than any other uid to files the server owns) when the server itself is not root."""
+    stranger = bool(user) or os.getuid() != 0
+    if stranger:
+        _open_to_the_image_user(context)
+    if exported:
+        _write_secrets(context, exported, readable=stranger)
+
+
 def _open_to_the_image_user(context: StepContext) -> None:
     # An image's own user is not the server's: it needs /app and /artefact writable. The run's
     # directory is closed to the host's other users, so the open modes below stay the run's.
@@ -179,6 +195,9 @@ class DockerHandle:
         self._exit_code: int | None = None
 
     def output(self) -> Iterator[bytes]:
+        notice = refusal_notice(self.context)
+        if notice:
+            yield notice
         pending = b""
         with contextlib.suppress(NotFound, APIError):
             for chunk in self.container.logs(stream=True, follow=True, stdout=True, stderr=True):
@@ -269,10 +288,7 @@ class DockerExecutor:
         user = _image_user(image)
         options = container_options(step, context, user)
         _, exported = _variables(context)
-        if user:
-            _open_to_the_image_user(context)
-        if exported:
-            _write_secrets(context, exported, readable=bool(user))
+        _opened_to_the_container(context, user, exported)
         try:
             container = self.client.containers.run(**options)
         except DockerException as exc:

@@ -6,6 +6,10 @@ own /tmp, HOME, /dev and /proc, and the host's programs and libraries read-only.
 the host is there: not BEDROCK_HOME (keys, database, other runs, logs, Git caches), not the
 server's virtual environment, not /root, /home, /var, /run or /opt. The step runs in new pid, ipc,
 uts and user namespaces, in a session of its own, with no capabilities, as uid 65534 inside.
+When the server runs as root, a user namespace would only rename root: the step would still be
+uid 0 to the host's files and /proc/sys. Then bubblewrap mounts without one and the step drops to
+the host's uid 65534 (``setpriv``) before anything of the user's runs; what the step writes (its
+/app, /artefact, /tmp, HOME, /venv and pip cache) is handed to that uid first.
 The network is the host's: steps install packages and call cloud APIs.
 
 Without bubblewrap the step runs in its checkout as the server's own user, and
@@ -25,15 +29,22 @@ import functools
 import os
 import shutil
 import signal
+import stat
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from django.conf import settings
 
-from bedrock.runs.executors.base import ExecutorError, StepContext, layered_environment
+from bedrock.runs.executors.base import (
+    ExecutorError,
+    StepContext,
+    layered_environment,
+    refusal_notice,
+)
 from bedrock.runs.plan import StepPlan
 from bedrock.runs.workspace import Workspace, remove_step_tree
 
@@ -64,9 +75,17 @@ _ETC_ENTRIES = (
     "protocols",
     "resolv.conf",
     "services",
-    "ssl",
+    # Certificates and OpenSSL's configuration, not ssl/private (the host's TLS keys).
+    "ssl/certs",
+    "ssl/openssl.cnf",
     "timezone",
+    # RHEL's certificate store and the crypto policy its OpenSSL, GnuTLS and Java read.
+    "pki",
+    "crypto-policies",
+    "java",
 )
+# Debian's OpenJDK links conf/security/java.security and friends into /etc/java-<version>.
+_ETC_GLOBS = ("java-*",)
 # nobody: the step's uid and gid inside the sandbox, never root even when the server is.
 SANDBOX_UID = 65534
 VENV = "/venv"
@@ -81,7 +100,24 @@ def sandbox_problem() -> str:
     path = shutil.which("bwrap")
     if path is None:
         return "bubblewrap is not installed"
-    return _probe(path)
+    if _as_root() and _setpriv() is None:
+        return (
+            "setpriv (util-linux) is not installed, which a server running as root needs to run "
+            "steps as an unprivileged user"
+        )
+    return _probe(path, _as_root())
+
+
+def _as_root() -> bool:
+    return os.geteuid() == 0
+
+
+def _setpriv() -> str | None:
+    # Looked up where the sandbox has it too: the system directories are bound at their paths.
+    for directory in ("/usr/bin", "/bin", "/usr/sbin", "/sbin"):
+        if os.access(f"{directory}/setpriv", os.X_OK):
+            return f"{directory}/setpriv"
+    return None
 
 
 def sandbox_available() -> bool:
@@ -95,11 +131,12 @@ def bubblewrap() -> str | None:
 
 
 @functools.lru_cache(maxsize=4)
-def _probe(path: str) -> str:
+def _probe(path: str, as_root: bool) -> str:
     # Containers and hardened kernels may forbid user namespaces: find out once, not per step.
+    # As root, this also finds out whether the drop to the sandbox's uid works.
     try:
         done = subprocess.run(
-            [path, *_isolation_args(), "--ro-bind", "/", "/", "--", "true"],
+            [path, *_isolation_args(), "--ro-bind", "/", "/", "--", *_drop_args(), "true"],
             capture_output=True,
             text=True,
             timeout=30,
@@ -129,6 +166,8 @@ def unsandboxed_refusal(actor: Any) -> str:
         remedy = "install bubblewrap"
     elif problem == "BEDROCK_LOCAL_SANDBOX is off":
         remedy = "set BEDROCK_LOCAL_SANDBOX=on"
+    elif problem.startswith("setpriv"):
+        remedy = "install util-linux's setpriv"
     else:
         remedy = "let bubblewrap create user namespaces"
     return (
@@ -144,22 +183,24 @@ def _host_python() -> str:
 
 
 def _isolation_args() -> list[str]:
-    return [
-        "--unshare-pid",
-        "--unshare-ipc",
-        "--unshare-uts",
-        "--unshare-user",
-        "--uid",
-        str(SANDBOX_UID),
-        "--gid",
-        str(SANDBOX_UID),
-        "--hostname",
-        "bedrock-step",
-        "--new-session",
-        "--cap-drop",
-        "ALL",
-        "--die-with-parent",
-    ]
+    common = ["--unshare-pid", "--unshare-ipc", "--unshare-uts", "--hostname", "bedrock-step"]
+    common += ["--new-session", "--die-with-parent", "--cap-drop", "ALL"]
+    if _as_root():
+        # No user namespace: bubblewrap's would map the step's uid to the host's 0. setpriv
+        # needs these three to become uid 65534 with an empty bounding set; it drops them all.
+        caps = ("SETUID", "SETGID", "SETPCAP")
+        return [*common, *(arg for cap in caps for arg in ("--cap-add", f"CAP_{cap}"))]
+    ids = ["--uid", str(SANDBOX_UID), "--gid", str(SANDBOX_UID)]
+    return [*common, "--unshare-user", *ids]
+
+
+def _drop_args() -> list[str]:
+    """The command that runs the step's own as the host's uid 65534, when the server is root."""
+    if not _as_root():
+        return []
+    ids = [f"--reuid={SANDBOX_UID}", f"--regid={SANDBOX_UID}", "--clear-groups"]
+    caps = ["--inh-caps=-all", "--bounding-set=-all", "--no-new-privs"]
+    return [_setpriv() or "setpriv", *ids, *caps, "--"]
 
 
 def _system_args() -> list[str]:
@@ -170,29 +211,98 @@ def _system_args() -> list[str]:
             args += ["--symlink", os.readlink(path), path]
         elif os.path.isdir(path):
             args += ["--ro-bind", path, path]
-    for name in _ETC_ENTRIES:
-        if os.path.exists(f"/etc/{name}"):
-            args += ["--ro-bind", f"/etc/{name}", f"/etc/{name}"]
+    for path in _etc_paths():
+        args += ["--ro-bind", path, path]
+    for path in _interpreter_paths():
+        args += ["--ro-bind", path, path]
+    return args
+
+
+_ONE_PATH = ("--tmpfs", "--dev", "--proc", "--dir")
+_TWO_PATHS = ("--bind", "--ro-bind", "--symlink")
+
+
+def _with_parents(args: list[str]) -> list[str]:
+    """``args`` with each mount point's missing parents made first, readable by everyone.
+
+    bubblewrap makes them itself otherwise, 0700 when it runs as root or with the host's modes
+    (a pyenv under /root): out of reach of a step that is not root to the host."""
+    made = {Path("/")}
+    mounted: set[Path] = set()  # the host's own directories: what they hold is there already
+    done: list[str] = []
+    index = 0
+    while index < len(args):
+        arg = args[index]
+        width = 1 if arg in _ONE_PATH else 2 if arg in _TWO_PATHS else 0
+        if width:
+            destination = Path(args[index + width])
+            for parent in reversed(destination.parents):
+                if parent not in made and not mounted.intersection((parent, *parent.parents)):
+                    made.add(parent)
+                    done += ["--perms", "0755", "--dir", str(parent)]
+            (made if arg == "--dir" else mounted).add(destination)
+        done += args[index : index + width + 1]
+        index += width + 1
+    return done
+
+
+def _etc_paths() -> list[str]:
+    names = list(_ETC_ENTRIES)
+    for pattern in _ETC_GLOBS:
+        names += sorted(p.name for p in Path("/etc").glob(pattern) if p.is_dir())
+    return [f"/etc/{name}" for name in names if os.path.exists(f"/etc/{name}")]
+
+
+def _interpreter_paths() -> list[str]:
     # A venv links to its base interpreter by path: a pyenv or /opt build must be there too.
     prefix = os.path.realpath(sys.base_prefix)
-    if not any(prefix == f"/{d}" or prefix.startswith(f"/{d}/") for d in _SYSTEM_DIRS):
-        args += ["--ro-bind", prefix, prefix]
-        real = os.path.dirname(os.path.realpath(_host_python()))
-        if not real.startswith(prefix + "/"):
-            args += ["--ro-bind", real, real]
+    if _under_system_dirs(prefix):
+        return []
+    real = os.path.dirname(os.path.realpath(_host_python()))
+    return [prefix] if real.startswith(prefix + "/") else [prefix, real]
+
+
+def _under_system_dirs(path: str) -> bool:
+    return any(path == f"/{d}" or path.startswith(f"/{d}/") for d in _SYSTEM_DIRS)
+
+
+def _bound_paths() -> list[str]:
+    """The host paths bound read-only into every sandbox, resolved."""
+    paths = [os.path.realpath(f"/{d}") for d in _SYSTEM_DIRS if os.path.isdir(f"/{d}")]
+    return paths + [os.path.realpath(p) for p in (*_etc_paths(), *_interpreter_paths())]
+
+
+def _hidden_args() -> list[str]:
+    """An empty, read-only tmpfs over each of Bedrock's own directories that lies under a bound
+    path: BEDROCK_HOME defaults to the installation's ``var``, which a non-editable install into
+    a base interpreter (the python image's /usr/local, a pyenv) puts inside the sandbox."""
+    own = [settings.BEDROCK_HOME, settings.BEDROCK_GIT_CACHE]
+    storage = settings.STORAGES.get("default", {})
+    if storage.get("BACKEND") == "django.core.files.storage.FileSystemStorage":
+        own.append(storage.get("OPTIONS", {}).get("location") or settings.MEDIA_ROOT)
+    if sys.prefix != sys.base_prefix:
+        own.append(sys.prefix)  # the server's virtual environment
+    bound = _bound_paths()
+    args: list[str] = []
+    for path in dict.fromkeys(os.path.realpath(p) for p in own if p):
+        inside = any(path == b or path.startswith(b.rstrip("/") + "/") for b in bound)
+        if inside and os.path.isdir(path):
+            args += ["--tmpfs", path, "--remount-ro", path]
     return args
 
 
 def _sandbox_args(context: StepContext) -> list[str]:
-    return [
-        "bwrap",
-        "--tmpfs",
-        "/",
+    mounts = [
         *_system_args(),
+        *_hidden_args(),
         "--dev",
         "/dev",
         "--proc",
         "/proc",
+        # The kernel's settings stay read-only, whoever the step is to the host.
+        "--ro-bind",
+        "/proc/sys",
+        "/proc/sys",
         "--bind",
         str(context.step_dir / "tmp"),
         "/tmp",  # noqa: S108 (the step's own, bound from its step directory)
@@ -211,6 +321,12 @@ def _sandbox_args(context: StepContext) -> list[str]:
         "--bind",
         str(context.artefact_dir),
         "/artefact",
+    ]
+    return [
+        "bwrap",
+        "--tmpfs",
+        "/",
+        *_with_parents(mounts),
         # The sandbox's own root is a tmpfs: read-only, so a step writes only where it is meant to.
         "--remount-ro",
         "/",
@@ -218,6 +334,7 @@ def _sandbox_args(context: StepContext) -> list[str]:
         "/app",
         *_isolation_args(),
         "--",
+        *_drop_args(),
     ]
 
 
@@ -228,6 +345,48 @@ def _pip_cache(context: StepContext) -> Path:
     if not project.isdigit():
         return context.step_dir / "pip-cache"
     return Path(settings.BEDROCK_HOME) / "cache" / "pip" / f"project-{project}"
+
+
+# Held while a run's /artefact is handed to the sandbox's uid, so that no step of the run starts
+# (and could swap a directory for a symbolic link) while the walk is under way.
+_HANDOVER = threading.Lock()
+_HANDED_OVER = ".artefact-handed-over"
+
+
+def _hand_over(context: StepContext) -> None:
+    """Make what the step writes the sandbox uid's, when the server is root and the step is not.
+
+    The pip cache, /tmp, HOME and /venv are made here: their tops are enough. The checkout is
+    the supervisor's, written before the step; the run's /artefact gets the input model versions
+    before its first step, so it is walked once, before any step of the run has started."""
+    for top in (context.step_dir / "tmp", context.step_dir / "home", context.step_dir / "venv"):
+        _give(top, recursive=False)
+    _give(_pip_cache(context), recursive=False)
+    _give(context.app_dir, recursive=True)
+    marker = context.artefact_dir.parent / _HANDED_OVER
+    with _HANDOVER:
+        if not marker.exists():
+            _give(context.artefact_dir, recursive=True)
+            marker.touch()
+
+
+def _give(top: Path, *, recursive: bool) -> None:
+    # Never through a symbolic link (a checkout may hold one to /etc/shadow), and never a file
+    # of several links: one may be another tree's too (a hard link to a root-owned file).
+    pending = [str(top)]
+    while pending:  # a loop, not recursion: the tree may be thousands of levels deep
+        path = pending.pop()
+        try:
+            info = os.lstat(path)
+        except FileNotFoundError:
+            continue
+        if stat.S_ISLNK(info.st_mode) or (not stat.S_ISDIR(info.st_mode) and info.st_nlink > 1):
+            continue
+        if stat.S_ISDIR(info.st_mode) and recursive:
+            with os.scandir(path) as entries:
+                pending += [entry.path for entry in entries]
+        if (info.st_uid, info.st_gid) != (SANDBOX_UID, SANDBOX_UID):
+            os.chown(path, SANDBOX_UID, SANDBOX_UID, follow_symlinks=False)
 
 
 def _descendants(pid: int) -> list[int]:
@@ -250,12 +409,17 @@ def _descendants(pid: int) -> list[int]:
 
 
 class LocalHandle:
-    def __init__(self, process: subprocess.Popen, sandboxed: bool = False) -> None:
+    def __init__(
+        self, process: subprocess.Popen, sandboxed: bool = False, notice: bytes = b""
+    ) -> None:
         self.process = process
         self.sandboxed = sandboxed
+        self.notice = notice  # Bedrock's own line, first in the step's log
 
     def output(self) -> Iterator[bytes]:
         assert self.process.stdout is not None
+        if self.notice:
+            yield self.notice
         yield from iter(self.process.stdout.readline, b"")
 
     def wait(self, timeout: float | None = None) -> int | None:
@@ -311,6 +475,8 @@ class LocalExecutor:
         for directory in (venv, context.step_dir / "home", _pip_cache(context)):
             directory.mkdir(parents=True, exist_ok=True)
         self._reset_tmp(context)
+        if sandbox and _as_root():
+            _hand_over(context)
         prefix = _sandbox_args(context) if sandbox else []
         self._create_venv(prefix, venv, VENV if sandbox else str(venv))
 
@@ -355,7 +521,7 @@ class LocalExecutor:
         # Recorded so that a reconciler can kill the step if this supervisor dies first.
         with (context.step_dir / "pids").open("a") as pids:
             pids.write(f"{process.pid}\n")
-        return LocalHandle(process, sandboxed=sandbox)
+        return LocalHandle(process, sandboxed=sandbox, notice=refusal_notice(context))
 
     @staticmethod
     def _check_allowed(context: StepContext) -> None:
