@@ -1793,7 +1793,7 @@ def test_an_artefact_that_cannot_be_packed_fails_the_run_with_the_reason_and_pub
     assert lifecycle.steps_of(run) == {"train": (RunStatus.SUCCEEDED, "")}
     assert not ModelVersion.objects.exists()
     assert not ArchiveUpload.objects.exists()
-    assert _periphery_stored(f"models/{pipeline.model_id}") == []
+    assert _stored_keys(f"models/{pipeline.model_id}") == []
     errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
     assert errors == [], "the user's content is no failure of Bedrock's: no traceback logged"
     lifecycle.assert_ended_true(run)
@@ -2311,7 +2311,7 @@ def test_demo_follows_through_a_dropped_connection(tmp_path, monkeypatch):
 
 
 # Case: `bedrock up` keeps its worker.
-def _periphery_stop(up) -> None:
+def _stop_up(up) -> None:
     import signal
     import subprocess
 
@@ -2323,7 +2323,7 @@ def _periphery_stop(up) -> None:
         up.wait()
 
 
-def _periphery_group_alive(pgid: int) -> bool:
+def _group_alive(pgid: int) -> bool:
     import os
 
     try:
@@ -2334,7 +2334,7 @@ def _periphery_group_alive(pgid: int) -> bool:
 
 
 # A pipeline whose one step prints the API address it was given; run through the worker alone.
-_PERIPHERY_RUN_THROUGH_WORKER = """
+_RUN_THROUGH_WORKER = """
 import time
 from bedrock.models.models import Model
 from bedrock.pipelines.models import Project
@@ -2357,7 +2357,7 @@ print("LOG", read_log(run.steps.get(name="env").log_key)[0])
 """
 
 
-def _periphery_run_through_worker(env: dict, tmp_path) -> str:
+def _run_through_worker(env: dict, tmp_path) -> str:
     import subprocess
     import sys
     from pathlib import Path
@@ -2373,7 +2373,7 @@ def _periphery_run_through_worker(env: dict, tmp_path) -> str:
             )
         },
     )
-    script = f"REPO = {str(repo)!r}\n" + _PERIPHERY_RUN_THROUGH_WORKER
+    script = f"REPO = {str(repo)!r}\n" + _RUN_THROUGH_WORKER
     result = subprocess.run(
         [sys.executable, "-m", "bedrock.cli", "shell", "-c", script],
         cwd=Path(__file__).resolve().parents[1],
@@ -2413,12 +2413,12 @@ def test_bedrock_up_starts_its_worker_again_when_it_dies(tmp_path):
         output = "".join(lines)
         assert again, "no new worker: " + output[-3000:]
         assert f"The worker (pid {first}) was killed by SIGKILL; starting it again in 1 s" in output
-        assert not _periphery_group_alive(first), "the dead worker's processes are gone"
+        assert not _group_alive(first), "the dead worker's processes are gone"
         # The new worker does the work: a run queued only through it ends.
-        result = _periphery_run_through_worker(env, tmp_path)
+        result = _run_through_worker(env, tmp_path)
         assert "STATUS Succeeded" in result, result
     finally:
-        _periphery_stop(up)
+        _stop_up(up)
     assert up.returncode is not None
 
 
@@ -2507,16 +2507,16 @@ def test_a_step_of_bedrock_up_on_another_port_is_told_that_port(tmp_path):
     up, lines = up_serving(env, port)
     try:
         assert "Serving Bedrock" in "".join(lines), "".join(lines)
-        result = _periphery_run_through_worker(env, tmp_path)
+        result = _run_through_worker(env, tmp_path)
     finally:
-        _periphery_stop(up)
+        _stop_up(up)
     assert "STATUS Succeeded" in result, result
     assert f"API=http://127.0.0.1:{port}\n" in result
     assert ":8000" not in result.split("LOG", 1)[1]
 
 
 # Case: archives a killed packer left behind.
-def _periphery_stored(prefix: str) -> list[str]:
+def _stored_keys(prefix: str) -> list[str]:
     from django.core.files.storage import default_storage
 
     try:
@@ -2525,7 +2525,7 @@ def _periphery_stored(prefix: str) -> list[str]:
         return []
 
 
-def _periphery_object(key: str, content: bytes = b"PK\x03\x04 partial") -> str:
+def _storage_object(key: str, content: bytes = b"PK\x03\x04 partial") -> str:
     from django.core.files.base import ContentFile
     from django.core.files.storage import default_storage
 
@@ -2552,15 +2552,15 @@ def test_the_reconciler_deletes_a_killed_packers_partial_archive_and_keeps_versi
         pipeline=pipeline, number=3, ref="main", status=RunStatus.SUCCEEDED
     )
     # What a supervisor killed while packing leaves: the record, and part of the object.
-    partial = _periphery_object(f"models/{pipeline.model_id}/run-{ended.pk}-{tag}.zip")
+    partial = _storage_object(f"models/{pipeline.model_id}/run-{ended.pk}-{tag}.zip")
     ArchiveUpload.objects.create(storage_key=partial, run=ended)
-    stage = _periphery_object(f"runs/{ended.pk}/steps/train-{tag}.zip")
+    stage = _storage_object(f"runs/{ended.pk}/steps/train-{tag}.zip")
     ArchiveUpload.objects.create(storage_key=stage, run=ended)
     # An upload still under way, of a run still active.
-    going = _periphery_object(f"models/{pipeline.model_id}/run-{active.pk}-{tag}.zip")
+    going = _storage_object(f"models/{pipeline.model_id}/run-{active.pk}-{tag}.zip")
     ArchiveUpload.objects.create(storage_key=going, run=active)
     # A version's archive, with a record left beside it: the version's archive stays.
-    kept = _periphery_object(f"models/{pipeline.model_id}/run-{published.pk}-{tag}.zip")
+    kept = _storage_object(f"models/{pipeline.model_id}/run-{published.pk}-{tag}.zip")
     ModelVersion.objects.create(
         model=pipeline.model,
         number=1,
@@ -2571,7 +2571,7 @@ def test_the_reconciler_deletes_a_killed_packers_partial_archive_and_keeps_versi
         file_count=1,
     )
     ArchiveUpload.objects.create(storage_key=kept, run=published)
-    named_stage = _periphery_object(f"runs/{published.pk}/steps/s-{tag}.zip")
+    named_stage = _storage_object(f"runs/{published.pk}/steps/s-{tag}.zip")
     RunStep.objects.create(run=published, name="s", position=0, artefact_key=named_stage)
     ArchiveUpload.objects.create(storage_key=named_stage, run=published)
 
@@ -2587,7 +2587,7 @@ def test_the_reconciler_deletes_a_killed_packers_partial_archive_and_keeps_versi
         default_storage.delete(key)
 
 
-_PERIPHERY_KILLED_PACKER_SETUP = """
+_KILLED_PACKER_SETUP = """
 from django.core.management import call_command
 call_command("migrate", verbosity=0)
 from bedrock.models.models import Model
@@ -2622,7 +2622,7 @@ def test_a_packer_killed_for_real_leaves_a_partial_archive_that_the_reconciler_d
         command = [sys.executable, "-m", "bedrock.cli", "shell", "-c", script]
         return subprocess.Popen(command, cwd=root, env=env, text=True, **kwargs)
 
-    setup = shell(_PERIPHERY_KILLED_PACKER_SETUP, stdout=subprocess.PIPE)
+    setup = shell(_KILLED_PACKER_SETUP, stdout=subprocess.PIPE)
     key, run_id = re.search(r"KEY (\S+) RUN (\d+)", setup.communicate(timeout=120)[0]).groups()
     big = tmp_path / "artefact"
     big.mkdir()
@@ -2735,7 +2735,7 @@ def test_a_failed_or_stale_stage_upload_leaves_neither_object_nor_record(tmp_pat
     with pytest.raises(StaleAttemptError):
         stage_store(run_step, full, attempt=1)
     assert not ArchiveUpload.objects.exists()
-    assert [name for name in _periphery_stored(f"runs/{run.pk}/steps/") if "train-" in name] == []
+    assert [name for name in _stored_keys(f"runs/{run.pk}/steps/") if "train-" in name] == []
 
     stored = stage_store(run_step, full, attempt=2)
     assert not ArchiveUpload.objects.exists()
@@ -2833,7 +2833,7 @@ def test_start_run_returns_the_idempotency_conflict_as_its_typed_error():
 
 
 # Case: Bedrock's own directories as a pipeline's repository.
-def _periphery_cache_of_another_pipeline(tmp_path):
+def _cache_of_another_pipeline(tmp_path):
     """A real pipeline whose run filled its Git cache; the cache's path."""
     from pathlib import Path
 
@@ -2861,7 +2861,7 @@ def test_bedrock_own_directories_are_refused_as_a_pipelines_repository(tmp_path,
     from bedrock.pipelines.services import pipeline_create
     from tests import factories
 
-    cache = _periphery_cache_of_another_pipeline(tmp_path)
+    cache = _cache_of_another_pipeline(tmp_path)
     (tmp_path / "link").symlink_to(cache.parent)
     ups = "/.." * len(tmp_path.parts)
     attacker = factories.project()
@@ -2894,7 +2894,7 @@ def test_editing_a_pipeline_to_point_at_bedrocks_git_cache_is_refused(tmp_path):
     from tests import factories
     from tests.repos import hcl, make_repo, step
 
-    cache = _periphery_cache_of_another_pipeline(tmp_path)
+    cache = _cache_of_another_pipeline(tmp_path)
     project = factories.project()
     own = make_repo(tmp_path / "own", {"bedrock.hcl": hcl("train", step("s", "true"))})
     pipeline = factories.pipeline(project, git_url=str(own))
@@ -2934,7 +2934,7 @@ def test_a_link_repointed_at_the_git_cache_after_creation_is_refused_at_run_and_
     from tests.repos import hcl, make_repo, step
     from tests.runflow import pipeline_for
 
-    cache = _periphery_cache_of_another_pipeline(tmp_path)
+    cache = _cache_of_another_pipeline(tmp_path)
     own = make_repo(tmp_path / "own", {"bedrock.hcl": hcl("train", step("s", "true"))})
     link = tmp_path / "mine"
     link.symlink_to(own)
