@@ -3398,7 +3398,12 @@ def test_a_docker_run_past_its_time_limit_fails_with_the_reason_not_a_404(tmp_pa
 @pytest.mark.parametrize(
     ("command", "grace", "sentence", "exit_code"),
     [
-        ("trap 'echo saved; exit 0' TERM; sleep 60 & wait", 20, "ended on SIGTERM", 0),
+        (
+            "trap 'echo saved; exit 0' TERM; while :; do sleep 60 & wait; done",
+            20,
+            "ended on SIGTERM",
+            0,
+        ),
         (
             "trap '' TERM; sleep 60 & wait; sleep 60",
             2,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -217,7 +218,18 @@ def wrapper_for_here(tmp_path: Path, limit_seconds: int) -> str:
 def test_a_stop_signal_reaches_the_steps_command_through_the_wrapper(tmp_path):
     """bash is PID 1 in the container and would ignore Nomad's SIGTERM: the trap passes it on."""
     program = wrapper_for_here(tmp_path, 3600)
-    command = f"trap 'echo saved > {tmp_path}/saved; exit 143' TERM; echo started; sleep 60 & wait"
+    # One process, as a training script is: a bash command's own children would get the group's
+    # TERM too, and bash may end on a child's 143 before it runs its trap.
+    saver = (
+        "import signal, sys, time\n"
+        "def save(*_):\n"
+        f"    open({str(tmp_path / 'saved')!r}, 'w').write('saved\\n')\n"
+        "    sys.exit(143)\n"
+        "signal.signal(signal.SIGTERM, save)\n"
+        "print('started', flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    command = f"{shlex.quote(sys.executable)} -c {shlex.quote(saver)}"
     wrapper = subprocess.Popen(
         ["bash", "-c", program, "bedrock-step", command], stdout=subprocess.PIPE, text=True
     )
@@ -226,6 +238,44 @@ def test_a_stop_signal_reaches_the_steps_command_through_the_wrapper(tmp_path):
     assert wrapper.wait(timeout=20) == 143
     assert (tmp_path / "saved").read_text() == "saved\n"  # the command's own handler ran
     assert (tmp_path / "main.exit").read_text().strip() == "143"
+
+
+def test_a_stop_signal_that_comes_before_the_command_has_started_is_passed_on_to_it(tmp_path):
+    """Nomad may stop the task while the wrapper still reads its secrets: the command then gets
+    the signal as soon as it starts, instead of running until the kill timeout."""
+    program = wrapper_for_here(tmp_path, 3600)
+    secrets = tmp_path / "secrets" / "bedrock"
+    secrets.mkdir(parents=True)
+    (secrets / "DB_PASSWORD").write_text("value")
+    # A cat that holds the wrapper in its secrets loop until told to go on.
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    go = tmp_path / "go"
+    (bin_dir / "cat").write_text(
+        f'#!/bin/sh\nwhile [ ! -e {go} ]; do sleep 0.05; done\nexec /bin/cat "$@"\n'
+    )
+    (bin_dir / "cat").chmod(0o755)
+    environment = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"}
+    wrapper = subprocess.Popen(["bash", "-c", program, "bedrock-step", "sleep 60"], env=environment)
+    try:
+        _wait_for_child(wrapper.pid, "cat")
+        wrapper.send_signal(signal.SIGTERM)
+        go.touch()
+        assert wrapper.wait(timeout=20) == 143
+    finally:
+        wrapper.kill()
+    assert (tmp_path / "main.exit").read_text().strip() == "143"
+
+
+def _wait_for_child(pid: int, name: str) -> None:
+    import time
+
+    for _ in range(200):
+        children = subprocess.run(["pgrep", "-P", str(pid), "-x", name], capture_output=True)
+        if children.returncode == 0:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"process {pid} never started {name}")
 
 
 @pytest.mark.parametrize(

@@ -371,7 +371,11 @@ def test_a_rerun_uses_the_same_commit_and_parameters_after_the_branch_moved(tmp_
 @pytest.mark.parametrize(
     ("command", "grace", "sentence"),
     [
-        ("trap 'echo saved; exit 0' TERM; sleep 60 & wait", 20, "ended on SIGTERM"),
+        (
+            "trap 'echo saved; exit 0' TERM; while :; do sleep 60 & wait; done",
+            20,
+            "ended on SIGTERM",
+        ),
         ("trap '' TERM; sleep 60 & wait; sleep 60", 2, "killed with SIGKILL after the 2 s grace"),
     ],
 )
@@ -406,7 +410,7 @@ def test_a_local_step_gets_sigterm_before_sigkill_in_its_sandbox_too(
     assert said.startswith(sentence)
     assert (b"saved\n" in lines) == (grace == 20)
     assert handle.wait(1) is not None
-    assert not _processes("sleep 60")
+    assert not _processes("sleep 60") and not _processes("do sleep 60 & wait; done")
 
 
 @pytest.mark.skipif(bubblewrap() is None, reason="bubblewrap is not installed")

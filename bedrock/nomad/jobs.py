@@ -124,14 +124,16 @@ def main_wrapper(limit_seconds: int) -> str:
 
     ``bash`` is the container's PID 1, which ignores a SIGTERM it has no handler for; so the
     command runs in the background and a trap passes Nomad's stop signal on to it, giving the
-    training its ``KillTimeout`` to save what it can. ``wait`` returns early when the trap runs,
-    so it is called until the command has really ended.
+    training its ``KillTimeout`` to save what it can. The trap is set before the command starts,
+    and a signal that came before ``$child`` was known is passed on once it is. ``wait`` returns
+    early when the trap runs, so it is called until the command has really ended.
     """
     return (
+        """child=; trap 'stop=1; [ -n "$child" ] && kill -TERM "$child" 2>/dev/null' TERM INT; """
         f'for f in /secrets/{SECRETS_SUBDIR}/*; do [ -f "$f" ] && export "${{f##*/}}=$(cat "$f")"; '
         "done; "
         f'timeout -s TERM -k {KILL_AFTER_SECONDS} {limit_seconds} bash -c "$1" & child=$!; '
-        """trap 'kill -TERM "$child" 2>/dev/null' TERM INT; """
+        '[ -n "$stop" ] && kill -TERM "$child" 2>/dev/null; '
         'while kill -0 "$child" 2>/dev/null; do wait "$child"; done; wait "$child"; code=$?; '
         f'if [ "$SECONDS" -ge {limit_seconds} ] && [ "$code" -ne 0 ]; then code=124; fi; '
         f'echo "$code" > {ALLOC_DATA}/main.exit; exit "$code"'
