@@ -171,3 +171,36 @@ class Pipeline(models.Model):
             errors["config_path"] = "Give a path inside the repository, such as bedrock.hcl."
         if errors:
             raise ValidationError(errors)
+
+
+class PipelineConfigSnapshot(models.Model):
+    """A pipeline's config file as last read at one commit of a ref, kept so that pages render
+    from it instead of waiting on Git.
+
+    One row per pipeline, ref, path and commit. ``commit_sha`` is empty for a read that failed
+    before any commit was known; ``read_at`` is empty for a row that only marks a queued read.
+    ``refresh_queued_at`` says a read of the ref is waiting in the task queue.
+    """
+
+    pipeline = models.ForeignKey(
+        Pipeline, on_delete=models.CASCADE, related_name="config_snapshots"
+    )
+    ref = models.CharField(max_length=255)
+    config_path = models.CharField(max_length=500)
+    commit_sha = models.CharField(max_length=40, blank=True)
+    text = models.TextField(blank=True)
+    error = models.TextField(blank=True)
+    read_at = models.DateTimeField(null=True, blank=True)
+    refresh_queued_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["pipeline", "ref", "config_path", "commit_sha"],
+                name="config_snapshot_unique_per_commit",
+            )
+        ]
+        indexes = [models.Index(fields=["pipeline", "ref", "config_path", "-read_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.config_path} at {self.ref} ({self.commit_sha[:7] or 'no commit'})"

@@ -1,16 +1,17 @@
 """A pipeline's bedrock.hcl as the UI shows it: read at a ref, checked, laid out as a DAG.
 
-Reading goes through the Git module and the spec parser only; every failure a user can cause
-(an unreachable repository, a missing file, an invalid config) becomes a message on the page,
-never an exception.
+Pages show the read kept by ``bedrock.pipelines.snapshots`` and how old it is; only the form that
+saves a pipeline reads from Git while the user waits. Every failure a user can cause (an
+unreachable repository, a missing file, an invalid config) becomes a message on the page, never an
+exception.
 """
 
 from __future__ import annotations
 
-import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from datetime import datetime
 
-from bedrock.pipelines import git
+from bedrock.pipelines import git, snapshots
 from bedrock.pipelines import spec as hcl
 from bedrock.pipelines.models import Pipeline, PipelineKind
 from bedrock.runs.plan import stanza_for
@@ -44,6 +45,13 @@ class ConfigAtRef:
     git_error: str = ""
     problems: tuple[ShownProblem, ...] = ()
     levels: tuple[tuple[hcl.Step, ...], ...] = field(default=())
+    # How old what is shown is: when it was read, whether a newer read is queued, whether nothing
+    # is kept yet, and the last read's error when it failed after the one shown.
+    read_at: datetime | None = None
+    refreshing: bool = False
+    reading: bool = False
+    failed_error: str = ""
+    failed_at: datetime | None = None
 
     @property
     def errors(self) -> list[ShownProblem]:
@@ -56,21 +64,6 @@ class ConfigAtRef:
     @property
     def ok(self) -> bool:
         return not self.git_error and not self.errors and self.stanza is not None
-
-
-def _cache_key(pipeline: Pipeline) -> str:
-    if pipeline.pk:
-        return f"pipeline-{pipeline.pk}"
-    # A pipeline being created has no id yet: key its cache by its URL.
-    return "check-" + hashlib.sha256(pipeline.git_url.encode()).hexdigest()[:24]
-
-
-def _credentials(pipeline: Pipeline):
-    if not pipeline.pk:
-        return None
-    from bedrock.secrets.services import git_credentials_for
-
-    return git_credentials_for(pipeline)
 
 
 def _excerpt(text: str, line: int | None, around: int = 1) -> tuple[SourceLine, ...]:
@@ -94,21 +87,56 @@ def dag_levels(steps: tuple[hcl.Step, ...]) -> tuple[tuple[hcl.Step, ...], ...]:
 
 
 def read_config(pipeline: Pipeline, ref: str | None = None) -> ConfigAtRef:
-    """The pipeline's config at ``ref`` (default: its branch head), resolved and checked."""
+    """The pipeline's config at ``ref`` (default: its branch head), read from Git now and checked.
+
+    For the form that saves a pipeline, which must check what it saves; pages use
+    ``kept_config``.
+    """
     ref = (ref or pipeline.branch or "").strip()
-    path = pipeline.config_path or "bedrock.hcl"
+    return _checked(pipeline, ref, snapshots.config_read(pipeline, ref))
+
+
+def _checked(pipeline: Pipeline, ref: str, read: snapshots.ConfigRead) -> ConfigAtRef:
+    path = snapshots.config_path(pipeline)
+    if read.error:
+        return ConfigAtRef(ref=ref, path=path, sha=read.sha, git_error=read.error)
+    return check_text(read.text, kind=pipeline.kind, path=path, ref=ref, sha=read.sha)
+
+
+def kept_config(pipeline: Pipeline, ref: str | None = None) -> ConfigAtRef:
+    """The pipeline's config at ``ref`` as last read, without waiting on Git: a fresh read is
+    queued when the kept one is not of the ref's head."""
+    ref = (ref or pipeline.branch or "").strip()
+    path = snapshots.config_path(pipeline)
     try:
         git.validate_ref(ref)
-        cache_key, credentials = _cache_key(pipeline), _credentials(pipeline)
-        sha = git.resolve_ref(pipeline.git_url, ref, cache_key=cache_key, credentials=credentials)
-        text = git.read_file(
-            pipeline.git_url, sha, path, cache_key=cache_key, credentials=credentials
-        )
     except git.GitError as exc:
         return ConfigAtRef(ref=ref, path=path, git_error=str(exc))
-    except ValueError as exc:  # a cache key or path git refuses before any network access
-        return ConfigAtRef(ref=ref, path=path, git_error=str(exc))
-    return check_text(text, kind=pipeline.kind, path=path, ref=ref, sha=sha)
+    kept = snapshots.kept_config(pipeline, ref)
+    failed = kept.failed
+    if kept.shown is None and failed is None:
+        return ConfigAtRef(ref=ref, path=path, reading=True, refreshing=kept.refreshing)
+    if kept.shown is None:
+        assert failed is not None
+        read = snapshots.ConfigRead(sha=failed.commit_sha, error=failed.error)
+        config = _checked(pipeline, ref, read)
+        return replace(config, read_at=failed.read_at, refreshing=kept.refreshing)
+    shown = kept.shown
+    read = snapshots.ConfigRead(sha=shown.commit_sha, text=shown.text)
+    return replace(
+        _checked(pipeline, ref, read),
+        read_at=shown.read_at,
+        refreshing=kept.refreshing,
+        failed_error=failed.error if failed else "",
+        failed_at=failed.read_at if failed else None,
+    )
+
+
+def config_keep(pipeline: Pipeline, config: ConfigAtRef) -> None:
+    """Keep a config just read from Git (by the save form), so the pipeline's page shows it at
+    once."""
+    read = snapshots.ConfigRead(sha=config.sha, text=config.text, error=config.git_error)
+    snapshots.config_snapshot_store(pipeline=pipeline, ref=config.ref, read=read)
 
 
 def check_text(text: str, *, kind: str, path: str, ref: str = "", sha: str = "") -> ConfigAtRef:

@@ -35,7 +35,7 @@ from bedrock.runs.plan import stanza_for
 from bedrock.runs.workspace import read_log
 from bedrock.secrets import services as secret_services
 from bedrock.secrets.models import ApiToken, Secret
-from bedrock.ui.config import read_config
+from bedrock.ui.config import config_keep, kept_config, read_config
 from bedrock.ui.forms import PipelineForm, RunForm, SecretForm, TokenForm
 from bedrock.ui.templatetags.bedrock_ui import elapsed
 
@@ -144,6 +144,7 @@ def _save_pipeline(request: HttpRequest, form: PipelineForm, existing: Pipeline 
     except ValidationError as exc:
         _add_errors(form, exc)
         return None, check
+    config_keep(pipeline, check)
     return pipeline, check
 
 
@@ -207,7 +208,7 @@ def pipeline_archive(request: HttpRequest, pk: int) -> HttpResponse:
 @login_required
 def pipeline_detail(request: HttpRequest, pk: int) -> HttpResponse:
     pipeline = _pipeline(request, pk)
-    config = read_config(pipeline)
+    config = kept_config(pipeline)
     runs = pipeline.runs.select_related(
         "triggered_by", "input_model_version__model", "output_model_version__model"
     )
@@ -242,7 +243,13 @@ def run_new(request: HttpRequest, pk: int) -> HttpResponse:
         return redirect("ui:pipeline", pk=pipeline.pk)
     checking = request.method == "POST" and request.POST.get("action") == "check"
     ref = (request.POST.get("ref") or request.GET.get("ref") or pipeline.branch).strip()
-    config = read_config(pipeline, ref)
+    starting = request.method == "POST" and not checking
+    # Starting a run reads the exact commit anyway; only showing the form renders what is kept.
+    if starting:
+        config = read_config(pipeline, ref)
+        config_keep(pipeline, config)
+    else:
+        config = kept_config(pipeline, ref)
     versions = (
         model_versions_for(request.user)
         .filter(model__project=pipeline.project)
@@ -255,7 +262,7 @@ def run_new(request: HttpRequest, pk: int) -> HttpResponse:
     elif pipeline.kind == PipelineKind.BATCH_SCORING:
         initial["model_version"] = versions.values_list("pk", flat=True).first()
     form = RunForm(
-        request.POST if request.method == "POST" and not checking else None,
+        request.POST if starting else None,
         pipeline=pipeline,
         parameters=config.stanza.parameters if config.stanza else {},
         versions=versions,
@@ -569,7 +576,7 @@ def secrets(request: HttpRequest, pk: int) -> HttpResponse:
             else:
                 messages.success(request, f"Saved the secret {name}.")
                 return redirect("ui:secrets", pk=pipeline.pk)
-    config = read_config(pipeline)
+    config = kept_config(pipeline)
     declared = list(config.stanza.secrets) if config.stanza else []
     rows = list(
         Secret.objects.filter(pipeline=pipeline).values(
