@@ -137,11 +137,16 @@ class Supervisor:
         self.executor = self.executor or get_executor()
         remote = getattr(self.executor, "remote", False)
 
-        if run.input_model_version_id and not remote:
+        # A remote executor's steps fetch the input version themselves.
+        input_version = (
+            run.input_model_version if run.input_model_version_id and not remote else None
+        )
+        if input_version is not None:
             from bedrock.models.artefacts import artefact_fetch
 
-            version = run.input_model_version
-            artefact_fetch(version.storage_key, self.workspace.artefact, sha256=version.sha256)
+            artefact_fetch(
+                input_version.storage_key, self.workspace.artefact, sha256=input_version.sha256
+            )
 
         token = "bdrkrun_" + _random.token_urlsafe(32)
         Run.objects.filter(pk=run.pk).update(token_hash=hash_token(token))
@@ -158,11 +163,11 @@ class Supervisor:
         from bedrock.models.services import model_version_publish
 
         if remote:
-            missing = self._collect_stages(plan)
-            if missing:
+            unsent = self._collect_stages(plan)
+            if unsent:
                 return Outcome(
                     RunStatus.FAILED,
-                    f"step {missing!r} succeeded but uploaded no /artefact: a training run "
+                    f"step {unsent!r} succeeded but uploaded no /artefact: a training run "
                     "must write its model files there (or the upload never reached Bedrock)",
                 )
         try:

@@ -3,6 +3,7 @@ from __future__ import annotations
 import contextlib
 import sys
 import threading
+from typing import NoReturn
 
 from django.core.files.storage import default_storage
 from django.core.management import call_command
@@ -49,6 +50,7 @@ class Command(BaseCommand):
         if scoring.status != RunStatus.SUCCEEDED:
             self._fail(scoring)
         step = retry_transient(lambda: scoring.steps.order_by("-position").first())
+        assert step is not None  # a run that succeeded ran at least one step
         text, _ = read_log(step.log_key)
         result = [line for line in text.splitlines() if line.startswith("scored ")]
         self.stdout.write(f"scoring result: {result[-1] if result else text.strip()[-200:]}")
@@ -70,7 +72,7 @@ class Command(BaseCommand):
         self.stdout.write(f"{pipeline}: run {run.number} {run.status}")
         return run
 
-    def _fail(self, run: Run) -> None:
+    def _fail(self, run: Run) -> NoReturn:
         self.stderr.write(f"{run.pipeline}: run {run.number} {run.status}: {run.failure_reason}")
         sys.exit(1)
 
