@@ -112,14 +112,14 @@ TEMPLATES = [
 ]
 
 # --- Database ---------------------------------------------------------------------------------
-_SQLITE = {
+_SQLITE: dict[str, Any] = {
     "ENGINE": "django.db.backends.sqlite3",
     "NAME": str(BEDROCK_HOME / "bedrock.sqlite3"),
     # The web process and the worker write at once: wait for the lock rather than fail.
     "OPTIONS": {"timeout": 20, "transaction_mode": "IMMEDIATE"},
 }
 DATABASE_URL = env_str("DATABASE_URL")
-_database: Mapping[str, object]
+_database: Mapping[str, Any]
 if DATABASE_URL:
     try:
         _database = dj_database_url.parse(DATABASE_URL, conn_max_age=60, conn_health_checks=True)
@@ -138,7 +138,7 @@ if DATABASE_URL:
         _database = {"ENGINE": "django.db.backends.dummy"}
 else:
     _database = _SQLITE
-DATABASES = {"default": _database}
+DATABASES: dict[str, Mapping[str, Any]] = {"default": _database}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
