@@ -20,6 +20,7 @@ import socket
 import threading
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from django.conf import settings
 from django.db import close_old_connections, connection
@@ -28,7 +29,7 @@ from django.utils import timezone
 from bedrock.pipelines import git
 from bedrock.runs import transitions
 from bedrock.runs.cleanup import run_cleanup
-from bedrock.runs.executors import ExecutorError, StepContext, get_executor
+from bedrock.runs.executors import Executor, ExecutorError, StepContext, get_executor
 from bedrock.runs.logmask import MASK, LogWriter  # noqa: F401 - also imported from here
 from bedrock.runs.models import ACTIVE_STATUSES, Run, RunStatus, RunStep
 from bedrock.runs.plan import RunPlan, StepPlan, build
@@ -59,7 +60,7 @@ class _Control:
 
 
 class Supervisor:
-    def __init__(self, run_id: int, executor=None) -> None:
+    def __init__(self, run_id: int, executor: Executor | None = None) -> None:
         self.run_id = run_id
         self.executor = executor
         self.control = _Control()
@@ -225,7 +226,14 @@ class Supervisor:
             return Outcome(RunStatus.STOPPED, transitions.STOPPED_ON_REQUEST)
         return Outcome(RunStatus.FAILED, f"exceeded the maximum run time of {plan.time_limit_text}")
 
-    def _run_steps(self, run: Run, plan: RunPlan, secrets, token, credentials) -> Outcome:
+    def _run_steps(
+        self,
+        run: Run,
+        plan: RunPlan,
+        secrets: dict[str, str],
+        token: str,
+        credentials: git.GitCredentials | None,
+    ) -> Outcome:
         """The DAG loop: start each step once its dependencies succeeded, at most
         ``BEDROCK_MAX_PARALLEL_STEPS`` at once, none once the run is halted or a step failed."""
         succeeded: set[str] = set()
@@ -262,7 +270,14 @@ class Supervisor:
             return failure
         return Outcome(RunStatus.SUCCEEDED)
 
-    def _run_step(self, run: Run, step: StepPlan, secrets, token, credentials) -> Outcome:
+    def _run_step(
+        self,
+        run: Run,
+        step: StepPlan,
+        secrets: dict[str, str],
+        token: str,
+        credentials: git.GitCredentials | None,
+    ) -> Outcome:
         try:
             return self._attempts(run, step, secrets, token, credentials)
         except Exception as exc:
@@ -279,7 +294,14 @@ class Supervisor:
         transitions.step_finish(self.step_ids[step.name], to=RunStatus.FAILED, reason=reason)
         return Outcome(RunStatus.FAILED, f"step {step.name!r} could not start: {reason}")
 
-    def _attempts(self, run: Run, step: StepPlan, secrets, token, credentials) -> Outcome:
+    def _attempts(
+        self,
+        run: Run,
+        step: StepPlan,
+        secrets: dict[str, str],
+        token: str,
+        credentials: git.GitCredentials | None,
+    ) -> Outcome:
         step_id = self.step_ids[step.name]
         remote = getattr(self.executor, "remote", False)
         log = LogWriter(log_path(run.pk, step.name), [*secrets.values(), token])
@@ -310,7 +332,14 @@ class Supervisor:
             log.close()
 
     def _attempt_once(
-        self, run, step, secrets, token, app_dir, attempt, log
+        self,
+        run: Run,
+        step: StepPlan,
+        secrets: dict[str, str],
+        token: str,
+        app_dir: Path,
+        attempt: int,
+        log: LogWriter,
     ) -> tuple[Outcome | None, int | None]:
         """Run one attempt and record how the step ended, if it did (None when another attempt
         follows), with the attempt's exit code."""
@@ -349,7 +378,7 @@ class Supervisor:
         transitions.step_finish(step_id, to=RunStatus.FAILED, exit_code=exit_code, reason=reason)
         return Outcome(RunStatus.FAILED, reason, exit_code), exit_code
 
-    def _place(self, remote: bool):
+    def _place(self, remote: bool) -> contextlib.AbstractContextManager[bool]:
         """A place among the machine's steps running at once; remote steps use none here."""
         if remote:
             return contextlib.nullcontext(True)
@@ -383,7 +412,14 @@ class Supervisor:
         return Outcome(RunStatus.FAILED, "killed at the run's time limit")
 
     def _attempt(
-        self, run, step, secrets, token, app_dir, attempt, log
+        self,
+        run: Run,
+        step: StepPlan,
+        secrets: dict[str, str],
+        token: str,
+        app_dir: Path,
+        attempt: int,
+        log: LogWriter,
     ) -> tuple[int | None, str, bool, bool]:
         """The attempt's exit code, the executor's account of a failure when it has one,
         whether another attempt may start (not while this one may still be running remotely),
@@ -407,10 +443,14 @@ class Supervisor:
             if self._check_halted():
                 log.write(f"--- {self._halted_outcome_for_step().reason}: not started ---\n")
                 return None, "", True, True
+        assert self.executor is not None  # chosen by run() before the first step
         handle = self.executor.start(step, context)
-        pump = threading.Thread(
-            target=lambda: [log.write(line) for line in handle.output()], daemon=True
-        )
+
+        def pump_output() -> None:
+            for line in handle.output():
+                log.write(line)
+
+        pump = threading.Thread(target=pump_output, daemon=True)
         pump.start()
         # Starting may take long (a virtual environment, an image): the run may have been
         # stopped meanwhile, so look again now rather than at the next heartbeat.

@@ -3,11 +3,11 @@ from __future__ import annotations
 import contextlib
 import sys
 import threading
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from django.core.files.storage import default_storage
 from django.core.management import call_command
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandParser
 from django.db import DatabaseError, connection
 
 from bedrock.runs.examples import example_load
@@ -24,10 +24,10 @@ class Command(BaseCommand):
         "version, the scoring result and where the archive is. Exit 0 when all succeeded."
     )
 
-    def add_arguments(self, parser) -> None:
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--quiet", action="store_true", help="do not print step logs")
 
-    def handle(self, *args, quiet: bool, **options) -> None:
+    def handle(self, *args: Any, quiet: bool, **options: Any) -> None:
         call_command("migrate", interactive=False, verbosity=0)
         example = example_load()
         write = (lambda line: None) if quiet else self.stdout.write

@@ -2,9 +2,10 @@ from __future__ import annotations
 
 import sys
 import time
+from typing import Any
 
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from bedrock.pipelines.models import Pipeline
 from bedrock.runs.models import TERMINAL_STATUSES, Run, RunStatus, Trigger
@@ -77,7 +78,7 @@ class Command(BaseCommand):
         "Start a run of PIPELINE; with --wait, follow its steps and logs and exit with its outcome."
     )
 
-    def add_arguments(self, parser) -> None:
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("pipeline", help="PROJECT/PIPELINE, PIPELINE or an id")
         parser.add_argument(
             "--ref", help="branch, tag or commit SHA (default: the pipeline's branch)"
@@ -88,7 +89,7 @@ class Command(BaseCommand):
         parser.add_argument("--model-version", type=int, help="model version id (batch scoring)")
         parser.add_argument("--wait", action="store_true", help="follow the run until it ends")
 
-    def handle(self, *args, **options) -> None:
+    def handle(self, *args: Any, **options: Any) -> None:
         pipeline = find_pipeline(options["pipeline"])
         try:
             run = run_create(

@@ -8,11 +8,12 @@ import subprocess
 import sys
 import threading
 import time
+from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandParser
 from django.db import transaction
 
 from bedrock.runs.examples import example_load
@@ -25,11 +26,11 @@ class Command(BaseCommand):
         "worker until Ctrl-C."
     )
 
-    def add_arguments(self, parser) -> None:
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("addrport", nargs="?", default="127.0.0.1:8000")
         parser.add_argument("--no-worker", action="store_true", help="Serve without the worker.")
 
-    def handle(self, *args, addrport: str, no_worker: bool, **options) -> None:
+    def handle(self, *args: Any, addrport: str, no_worker: bool, **options: Any) -> None:
         call_command("migrate", interactive=False, verbosity=0)
         self.stdout.write("Database is up to date.")
         self._ensure_administrator()
