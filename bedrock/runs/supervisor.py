@@ -20,7 +20,7 @@ import socket
 import threading
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from pathlib import Path
+from datetime import datetime
 
 from django.conf import settings
 from django.db import close_old_connections, connection
@@ -65,7 +65,7 @@ class Supervisor:
         self.executor = executor
         self.control = _Control()
         self.plan: RunPlan | None = None
-        self.deadline = None
+        self.deadline: datetime | None = None
         self.step_ids: dict[str, int] = {}
         self._done = threading.Event()
         self.workspace = Workspace(run_id)
@@ -226,14 +226,7 @@ class Supervisor:
             return Outcome(RunStatus.STOPPED, transitions.STOPPED_ON_REQUEST)
         return Outcome(RunStatus.FAILED, f"exceeded the maximum run time of {plan.time_limit_text}")
 
-    def _run_steps(
-        self,
-        run: Run,
-        plan: RunPlan,
-        secrets: dict[str, str],
-        token: str,
-        credentials: git.GitCredentials | None,
-    ) -> Outcome:
+    def _run_steps(self, run: Run, plan: RunPlan, secrets, token, credentials) -> Outcome:
         """The DAG loop: start each step once its dependencies succeeded, at most
         ``BEDROCK_MAX_PARALLEL_STEPS`` at once, none once the run is halted or a step failed."""
         succeeded: set[str] = set()
@@ -270,14 +263,7 @@ class Supervisor:
             return failure
         return Outcome(RunStatus.SUCCEEDED)
 
-    def _run_step(
-        self,
-        run: Run,
-        step: StepPlan,
-        secrets: dict[str, str],
-        token: str,
-        credentials: git.GitCredentials | None,
-    ) -> Outcome:
+    def _run_step(self, run: Run, step: StepPlan, secrets, token, credentials) -> Outcome:
         try:
             return self._attempts(run, step, secrets, token, credentials)
         except Exception as exc:
@@ -294,14 +280,7 @@ class Supervisor:
         transitions.step_finish(self.step_ids[step.name], to=RunStatus.FAILED, reason=reason)
         return Outcome(RunStatus.FAILED, f"step {step.name!r} could not start: {reason}")
 
-    def _attempts(
-        self,
-        run: Run,
-        step: StepPlan,
-        secrets: dict[str, str],
-        token: str,
-        credentials: git.GitCredentials | None,
-    ) -> Outcome:
+    def _attempts(self, run: Run, step: StepPlan, secrets, token, credentials) -> Outcome:
         step_id = self.step_ids[step.name]
         remote = getattr(self.executor, "remote", False)
         log = LogWriter(log_path(run.pk, step.name), [*secrets.values(), token])
@@ -332,14 +311,7 @@ class Supervisor:
             log.close()
 
     def _attempt_once(
-        self,
-        run: Run,
-        step: StepPlan,
-        secrets: dict[str, str],
-        token: str,
-        app_dir: Path,
-        attempt: int,
-        log: LogWriter,
+        self, run, step, secrets, token, app_dir, attempt, log
     ) -> tuple[Outcome | None, int | None]:
         """Run one attempt and record how the step ended, if it did (None when another attempt
         follows), with the attempt's exit code."""
@@ -412,14 +384,7 @@ class Supervisor:
         return Outcome(RunStatus.FAILED, "killed at the run's time limit")
 
     def _attempt(
-        self,
-        run: Run,
-        step: StepPlan,
-        secrets: dict[str, str],
-        token: str,
-        app_dir: Path,
-        attempt: int,
-        log: LogWriter,
+        self, run, step, secrets, token, app_dir, attempt, log
     ) -> tuple[int | None, str, bool, bool]:
         """The attempt's exit code, the executor's account of a failure when it has one,
         whether another attempt may start (not while this one may still be running remotely),

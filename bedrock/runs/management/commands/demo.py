@@ -3,6 +3,7 @@ from __future__ import annotations
 import contextlib
 import sys
 import threading
+from collections.abc import Callable
 from typing import Any, NoReturn
 
 from django.core.files.storage import default_storage
@@ -10,6 +11,7 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandParser
 from django.db import DatabaseError, connection
 
+from bedrock.pipelines.models import Pipeline
 from bedrock.runs.examples import example_load
 from bedrock.runs.management.commands.run import follow
 from bedrock.runs.models import Run, RunStatus, Trigger
@@ -55,7 +57,7 @@ class Command(BaseCommand):
         result = [line for line in text.splitlines() if line.startswith("scored ")]
         self.stdout.write(f"scoring result: {result[-1] if result else text.strip()[-200:]}")
 
-    def _run(self, pipeline, write, **kwargs) -> Run:
+    def _run(self, pipeline: Pipeline, write: Callable[[str], None], **kwargs: Any) -> Run:
         run = run_create(actor=None, pipeline=pipeline, trigger=Trigger.CLI, **kwargs)
         self.stdout.write(f"{pipeline}: run {run.number} {run.status} at {run.commit_sha[:10]}")
         if run.status == RunStatus.REJECTED:

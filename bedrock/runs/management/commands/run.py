@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -42,7 +43,7 @@ def parse_params(items: list[str]) -> dict[str, str]:
     return params
 
 
-def follow(run: Run, write, *, poll: float = 1.0) -> Run:
+def follow(run: Run, write: Callable[[str], None], *, poll: float = 1.0) -> Run:
     """Print step status changes and log lines until the run ends.
 
     A database that is locked or unreachable for a moment does not end the following: the run

@@ -8,6 +8,8 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
+from types import FrameType
 from typing import Any
 
 from django.conf import settings
@@ -111,7 +113,7 @@ def _ending(returncode: int) -> str:
     return f"exited with code {returncode}"
 
 
-def _interrupt(signum, frame) -> None:
+def _interrupt(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt
 
 
@@ -127,7 +129,7 @@ class Worker:
     STABLE = 60.0
     POLL = 0.5
 
-    def __init__(self, write) -> None:
+    def __init__(self, write: Callable[[str], None]) -> None:
         self._write = write
         self._lock = threading.Lock()
         self._stopping = threading.Event()
