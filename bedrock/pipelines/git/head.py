@@ -30,9 +30,9 @@ def _pick(listing: bytes, ref: str) -> str | None:
         if name.endswith("^{}"):
             continue
         # An annotated tag names a tag object; the commit is on its peeled line.
-        sha = found.get(f"{name}^{{}}") or found.get(name)
-        if sha:
-            shas.add(sha)
+        commit = found.get(f"{name}^{{}}") or found.get(name)
+        if commit:
+            shas.add(commit)
     # A name that is both a branch and a tag is left to the full resolution, which explains it.
     return shas.pop() if len(shas) == 1 else None
 
