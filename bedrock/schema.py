@@ -12,11 +12,11 @@ from strawberry.schema.config import StrawberryConfig
 from strawberry.tools import merge_types
 from strawberry_django.optimizer import DjangoOptimizerExtension
 
+from bedrock.graphql.scalars import SCALAR_MAP
 from bedrock.graphqlview import RequestChecks
 from bedrock.models.graphql.queries import ModelQueries
 from bedrock.pipelines.graphql.mutations import PipelineMutations
 from bedrock.pipelines.graphql.queries import PipelineQueries
-from bedrock.pipelines.graphql.scalars import SCALAR_MAP
 from bedrock.runs.graphql.mutations import RunMutations
 from bedrock.runs.graphql.queries import RunQueries
 from bedrock.secrets.graphql.mutations import SecretMutations

@@ -8,13 +8,14 @@ from django.core.exceptions import ValidationError
 from strawberry import Info
 from strawberry.scalars import JSON
 
-from bedrock.pipelines.graphql.errors import argument_names, get_visible
-from bedrock.pipelines.graphql.scalars import parse_id
+from bedrock.graphql.errors import argument_names, get_visible
+from bedrock.graphql.scalars import parse_id
+from bedrock.graphql.viewer import acting_user
 from bedrock.pipelines.selectors import pipelines_for
 from bedrock.runs.graphql.types import RunType
-from bedrock.runs.models import Run, Trigger
+from bedrock.runs.models import Trigger
+from bedrock.runs.selectors import runs_for
 from bedrock.runs.services import run_create, run_stop
-from bedrock.secrets.graphql.viewer import acting_user
 
 
 def _invalid(argument: str, message: str) -> ValidationError:
@@ -68,5 +69,4 @@ class RunMutations:
     def stop_run(self, info: Info, id: strawberry.ID) -> RunType:
         """Ask a run to stop (project developers and admins); it ends as STOPPED."""
         user = acting_user(info)
-        runs = RunType.get_queryset(Run.objects.select_related("pipeline__project"), info)
-        return run_stop(actor=user, run=get_visible(runs, id, "run"))
+        return run_stop(actor=user, run=get_visible(runs_for(user), id, "run"))

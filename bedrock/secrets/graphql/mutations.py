@@ -7,10 +7,10 @@ import strawberry_django
 from django.core.exceptions import ValidationError
 from strawberry import Info
 
-from bedrock.pipelines.graphql.errors import get_visible
+from bedrock.graphql.errors import get_visible
+from bedrock.graphql.viewer import acting_user
 from bedrock.pipelines.selectors import pipelines_for
 from bedrock.secrets.graphql.types import ApiTokenType, CreatedApiToken, SecretType
-from bedrock.secrets.graphql.viewer import acting_user
 from bedrock.secrets.models import ApiToken
 from bedrock.secrets.services import (
     api_token_create,

@@ -8,8 +8,8 @@ from django.db.models import QuerySet
 from strawberry import Info
 from strawberry_django.relay import DjangoListConnection
 
+from bedrock.graphql.viewer import viewer_of
 from bedrock.secrets.graphql.types import ApiTokenType
-from bedrock.secrets.graphql.viewer import viewer_of
 from bedrock.secrets.models import ApiToken
 
 

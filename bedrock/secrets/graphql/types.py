@@ -6,33 +6,25 @@ from datetime import datetime
 
 import strawberry
 import strawberry_django
-from django.db.models import QuerySet
-from strawberry import Info, auto
+from strawberry import auto
 
-from bedrock.pipelines.selectors import projects_for
-from bedrock.secrets.graphql.viewer import viewer_of
+from bedrock.graphql.types import ScopedType
 from bedrock.secrets.models import ApiToken, Secret
+from bedrock.secrets.selectors import api_tokens_for, secrets_for
 
 
 @strawberry_django.type(
     Secret, name="Secret", description="A pipeline's secret: its name and when it was last set."
 )
-class SecretType:
+class SecretType(ScopedType, selector=secrets_for):
     name: auto
     updated_at: auto
-
-    @classmethod
-    def get_queryset(cls, queryset: QuerySet[Secret], info: Info, **kwargs) -> QuerySet[Secret]:
-        viewer = viewer_of(info)
-        if viewer.run is not None:
-            return queryset.none()
-        return queryset.filter(pipeline__project__in=projects_for(viewer.user))
 
 
 @strawberry_django.type(
     ApiToken, name="ApiToken", description="One of your API tokens; the token itself is not kept."
 )
-class ApiTokenType:
+class ApiTokenType(ScopedType, selector=api_tokens_for):
     id: auto
     name: auto
     prefix: str = strawberry_django.field(description="The token's first characters.")

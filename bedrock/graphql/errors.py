@@ -14,7 +14,7 @@ from typing import TypeVar
 from django.core.exceptions import ObjectDoesNotExist, ValidationError
 from django.db.models import Model, QuerySet
 
-from bedrock.pipelines.graphql.scalars import parse_id
+from bedrock.graphql.scalars import parse_id
 
 M = TypeVar("M", bound=Model)
 
