@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.db.models import QuerySet
 
-from bedrock.pipelines.selectors import User, projects_for
+from bedrock.pipelines.selectors import User, projects_for, remember_role, role_of
 from bedrock.runs.models import Run, RunStep
 
 
@@ -21,3 +21,13 @@ def runs_for(user: User) -> QuerySet[Run]:
 
 def run_steps_for(user: User) -> QuerySet[RunStep]:
     return RunStep.objects.filter(run__pipeline__project__in=projects_for(user))
+
+
+def run_with_role(user: User, pk: int) -> tuple[Run, str] | None:
+    """A run the user may see and their role in its project, in one read."""
+    run = runs_for(user).annotate(caller_role=role_of(user, "pipeline__project")).filter(pk=pk)
+    found = run.first()
+    if found is None:
+        return None
+    remember_role(found.pipeline.project, user, found.caller_role)
+    return found, found.caller_role

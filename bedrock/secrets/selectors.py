@@ -8,7 +8,7 @@ from django.db.models import QuerySet
 
 from bedrock.pipelines.models import Pipeline
 from bedrock.pipelines.selectors import User, projects_for
-from bedrock.secrets.models import ApiToken, Secret
+from bedrock.secrets.models import Secret
 
 
 def secrets_for(user: User) -> QuerySet[Secret]:
@@ -25,10 +25,3 @@ def secret_rows_for(pipeline: Pipeline) -> list[dict[str, Any]]:
             "name", "updated_at", "updated_by__username"
         )
     )
-
-
-def api_tokens_for(user: User) -> QuerySet[ApiToken]:
-    """The user's own API tokens; a site administrator revokes others' but lists only their own."""
-    if not user.is_authenticated:
-        return ApiToken.objects.none()
-    return ApiToken.objects.filter(user=user)

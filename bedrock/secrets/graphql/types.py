@@ -1,16 +1,13 @@
-"""GraphQL types of secrets and API tokens: names and times, never a value or a token's hash."""
+"""The GraphQL type of secrets: names and times, never a value."""
 
 from __future__ import annotations
 
-from datetime import datetime
-
-import strawberry
 import strawberry_django
 from strawberry import auto
 
 from bedrock.graphql.types import ScopedType
-from bedrock.secrets.models import ApiToken, Secret
-from bedrock.secrets.selectors import api_tokens_for, secrets_for
+from bedrock.secrets.models import Secret
+from bedrock.secrets.selectors import secrets_for
 
 
 @strawberry_django.type(
@@ -19,22 +16,3 @@ from bedrock.secrets.selectors import api_tokens_for, secrets_for
 class SecretType(ScopedType, selector=secrets_for):
     name: auto
     updated_at: auto
-
-
-@strawberry_django.type(
-    ApiToken, name="ApiToken", description="One of your API tokens; the token itself is not kept."
-)
-class ApiTokenType(ScopedType, selector=api_tokens_for):
-    id: auto
-    name: auto
-    prefix: str = strawberry_django.field(description="The token's first characters.")
-    created_at: auto
-    last_used_at: datetime | None
-    expires_at: datetime | None
-    revoked_at: datetime | None
-
-
-@strawberry.type(description="A new API token. `token` is shown this once and never again.")
-class CreatedApiToken:
-    token: str
-    api_token: ApiTokenType
