@@ -101,3 +101,15 @@ def test_a_type_declared_without_a_selector_is_refused():
 
         class UnscopedType(ScopedType):
             pass
+
+
+def test_a_run_token_reads_its_own_run_its_pipeline_project_model_and_steps(owner):
+    run = Run.objects.get()
+    token_info = info_for(AnonymousUser(), run=run)
+    readable = {
+        cls.__name__
+        for cls in model_types()
+        if cls.get_queryset(get_django_definition(cls).model.objects.all(), token_info).exists()
+    }
+
+    assert readable == {"RunType", "RunStepType", "PipelineType", "ProjectType", "ModelType"}
