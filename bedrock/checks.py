@@ -30,11 +30,14 @@
 from __future__ import annotations
 
 import binascii
+from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 from cryptography.fernet import Fernet
+from django.apps import AppConfig
 from django.conf import settings
 from django.core.checks import Error, Tags, Warning, register
 
@@ -63,7 +66,7 @@ MAX_DOWNLOAD_URL_EXPIRY = timedelta(days=7)
 
 
 @register(Tags.compatibility, deploy=False)
-def check_environment(app_configs, **kwargs) -> list[Error]:
+def check_environment(app_configs: Sequence[AppConfig] | None, **kwargs: Any) -> list[Error]:
     return [
         Error(problem.message, hint=problem.hint or None, id=problem.check_id)
         for problem in PROBLEMS
@@ -71,7 +74,7 @@ def check_environment(app_configs, **kwargs) -> list[Error]:
 
 
 @register(Tags.security)
-def check_secret_keys(app_configs, **kwargs) -> list[Error]:
+def check_secret_keys(app_configs: Sequence[AppConfig] | None, **kwargs: Any) -> list[Error]:
     keys = list(getattr(settings, "BEDROCK_SECRET_KEYS", []) or [])
     hint = (
         "Generate one with: python -c 'from cryptography.fernet import Fernet; "
@@ -96,7 +99,7 @@ def check_secret_keys(app_configs, **kwargs) -> list[Error]:
 
 
 @register(Tags.compatibility)
-def check_runs(app_configs, **kwargs) -> list[Error]:
+def check_runs(app_configs: Sequence[AppConfig] | None, **kwargs: Any) -> list[Error]:
     errors = []
     if settings.BEDROCK_EXECUTOR not in EXECUTORS:
         errors.append(
@@ -135,7 +138,7 @@ def check_runs(app_configs, **kwargs) -> list[Error]:
 
 
 @register(Tags.compatibility)
-def check_storage(app_configs, **kwargs) -> list[Error]:
+def check_storage(app_configs: Sequence[AppConfig] | None, **kwargs: Any) -> list[Error]:
     errors = []
     if settings.BEDROCK_STORAGE in ("s3", "gcs") and not settings.BEDROCK_STORAGE_BUCKET:
         errors.append(
@@ -161,7 +164,7 @@ def check_storage(app_configs, **kwargs) -> list[Error]:
 
 
 @register(Tags.compatibility)
-def check_nomad(app_configs, **kwargs) -> list[Error | Warning]:
+def check_nomad(app_configs: Sequence[AppConfig] | None, **kwargs: Any) -> list[Error | Warning]:
     """Only when runs go to Nomad: a mistake here would surface as every run failing."""
     if settings.BEDROCK_EXECUTOR != "nomad" or not settings.NOMAD_ADDR:
         return []  # E006 covers a missing address
@@ -209,7 +212,7 @@ def check_nomad(app_configs, **kwargs) -> list[Error | Warning]:
 
 
 @register(Tags.security)
-def check_isolation(app_configs, **kwargs) -> list[Warning]:
+def check_isolation(app_configs: Sequence[AppConfig] | None, **kwargs: Any) -> list[Warning]:
     """What lets a step, or a visitor, see more of the server than it should."""
     problems: list[Warning] = []
     if settings.BEDROCK_EXECUTOR == "local":
@@ -258,7 +261,7 @@ MAX_ARG_STRLEN = 128 * 1024
 
 
 @register(Tags.compatibility)
-def check_environment_limit(app_configs, **kwargs) -> list[Error]:
+def check_environment_limit(app_configs: Sequence[AppConfig] | None, **kwargs: Any) -> list[Error]:
     limit = settings.BEDROCK_MAX_ENVIRONMENT_BYTES
     if 0 < limit <= MAX_ARG_STRLEN:
         return []
@@ -274,7 +277,7 @@ def check_environment_limit(app_configs, **kwargs) -> list[Error]:
 
 
 @register(Tags.compatibility)
-def check_limits(app_configs, **kwargs) -> list[Error]:
+def check_limits(app_configs: Sequence[AppConfig] | None, **kwargs: Any) -> list[Error]:
     # BEDROCK_MAX_RETRIES may be 0: no step is then retried.
     bad = [name for name in LIMITS if getattr(settings, name) <= 0]
     if settings.BEDROCK_MAX_RETRIES < 0:

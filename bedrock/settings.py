@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import os
 import secrets as _secrets
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 import dj_database_url
 
@@ -28,7 +30,7 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 BEDROCK_HOME = Path(env_str("BEDROCK_HOME") or BASE_DIR / "var").resolve()
 
 
-def _home_file(name: str, make: callable) -> str:
+def _home_file(name: str, make: Callable[[], str]) -> str:
     """A value generated once and kept in BEDROCK_HOME: the embedded setup's own keys."""
     path = BEDROCK_HOME / name
     if not path.exists():
@@ -111,13 +113,14 @@ TEMPLATES = [
 ]
 
 # --- Database ---------------------------------------------------------------------------------
-_SQLITE = {
+_SQLITE: dict[str, Any] = {
     "ENGINE": "django.db.backends.sqlite3",
     "NAME": str(BEDROCK_HOME / "bedrock.sqlite3"),
     # The web process and the worker write at once: wait for the lock rather than fail.
     "OPTIONS": {"timeout": 20, "transaction_mode": "IMMEDIATE"},
 }
 DATABASE_URL = env_str("DATABASE_URL")
+_database: Mapping[str, Any]
 if DATABASE_URL:
     try:
         _database = dj_database_url.parse(DATABASE_URL, conn_max_age=60, conn_health_checks=True)
@@ -136,7 +139,7 @@ if DATABASE_URL:
         _database = {"ENGINE": "django.db.backends.dummy"}
 else:
     _database = _SQLITE
-DATABASES = {"default": _database}
+DATABASES: dict[str, Mapping[str, Any]] = {"default": _database}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
@@ -180,7 +183,7 @@ BEDROCK_GCS_SIGNING_EMAIL = env_str("BEDROCK_GCS_SIGNING_EMAIL")
 BEDROCK_DOWNLOAD_URL_EXPIRY = env_duration("BEDROCK_DOWNLOAD_URL_EXPIRY", "5m")
 
 
-def _s3_options() -> dict:
+def _s3_options() -> dict[str, Any]:
     from boto3.s3.transfer import TransferConfig
 
     # Uploads are multipart, 8 MiB parts, four in flight. boto3 buffers up to
@@ -196,7 +199,13 @@ def _s3_options() -> dict:
         "location": BEDROCK_STORAGE_PREFIX,
         "endpoint_url": BEDROCK_S3_ENDPOINT_URL or None,
         "region_name": BEDROCK_S3_REGION or None,
-        "addressing_style": {True: "path", False: "virtual"}.get(BEDROCK_S3_PATH_STYLE),
+        "addressing_style": (
+            None
+            if BEDROCK_S3_PATH_STYLE is None
+            else "path"
+            if BEDROCK_S3_PATH_STYLE
+            else "virtual"
+        ),
         # Without it, boto3 signs URLs for a custom endpoint with SigV2.
         "signature_version": "s3v4",
         # django-storages overwrites by default; artefacts never are.
@@ -207,7 +216,7 @@ def _s3_options() -> dict:
     }
 
 
-def _gcs_options() -> dict:
+def _gcs_options() -> dict[str, Any]:
     credentials = None
     if BEDROCK_GCS_CREDENTIALS:
         from google.oauth2 import service_account
@@ -244,6 +253,7 @@ def _gcs_options() -> dict:
     }
 
 
+_default_storage: dict[str, Any]
 if BEDROCK_STORAGE == "s3":
     _default_storage = {"BACKEND": "storages.backends.s3.S3Storage", "OPTIONS": _s3_options()}
 elif BEDROCK_STORAGE == "gcs":
@@ -256,7 +266,7 @@ else:  # local, and the fallback while bedrock.E007 reports an unknown name
         "BACKEND": "django.core.files.storage.FileSystemStorage",
         "OPTIONS": {"location": str(BEDROCK_HOME / "artefacts")},
     }
-STORAGES = {
+STORAGES: dict[str, dict[str, Any]] = {
     "default": _default_storage,
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
 }

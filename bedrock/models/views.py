@@ -23,6 +23,7 @@ from django.http import (
     HttpRequest,
     HttpResponse,
     HttpResponseBadRequest,
+    HttpResponseBase,
     HttpResponseRedirect,
     StreamingHttpResponse,
 )
@@ -55,7 +56,7 @@ def _version(request: HttpRequest, pk: int) -> ModelVersion | HttpResponse:
 
 
 @require_GET
-def model_version_download(request: HttpRequest, pk: int) -> HttpResponse:
+def model_version_download(request: HttpRequest, pk: int) -> HttpResponseBase:
     """The version's ZIP as an attachment named like ``churn-model-v3.zip``."""
     version = _version(request, pk)
     if isinstance(version, HttpResponse):
@@ -66,6 +67,14 @@ def model_version_download(request: HttpRequest, pk: int) -> HttpResponse:
         add_never_cache_headers(response)  # a cached redirect would outlive its signature
         return response
     return _stream_archive(request, version)
+
+
+def _attachment(filename: str) -> str:
+    header = content_disposition_header(True, filename)
+    # Django returns None only for an inline response without a filename; its stubs say so for
+    # every call.
+    assert header is not None
+    return header
 
 
 class _RangeBody:
@@ -83,10 +92,11 @@ class _RangeBody:
         self._reader.close()
 
 
-def _stream_archive(request: HttpRequest, version: ModelVersion) -> HttpResponse:
+def _stream_archive(request: HttpRequest, version: ModelVersion) -> HttpResponseBase:
     size = version.size
     etag = f'"{version.sha256}"'
     byte_range = _requested_range(request, size, etag)
+    response: HttpResponseBase
     if byte_range == _UNSATISFIABLE:
         response = HttpResponse(status=416)
         response["Content-Range"] = f"bytes */{size}"
@@ -105,7 +115,7 @@ def _stream_archive(request: HttpRequest, version: ModelVersion) -> HttpResponse
     response["Content-Length"] = str(end - start + 1)
     response["Accept-Ranges"] = "bytes"
     response["ETag"] = etag
-    response["Content-Disposition"] = content_disposition_header(True, version.filename)
+    response["Content-Disposition"] = _attachment(version.filename)
     if byte_range:
         response["Content-Range"] = f"bytes {start}-{end}/{size}"
     else:
@@ -144,7 +154,7 @@ def _requested_range(request: HttpRequest, size: int, etag: str) -> tuple[int, i
 
 
 @require_GET
-def model_version_file(request: HttpRequest, pk: int) -> HttpResponse:
+def model_version_file(request: HttpRequest, pk: int) -> HttpResponseBase:
     """The file ``?name=`` inside the version's archive, as an attachment under its base name.
 
     Streamed from ranged reads of the archive, 1 MiB at a time, whatever the file's size.
@@ -173,8 +183,6 @@ def model_version_file(request: HttpRequest, pk: int) -> HttpResponse:
         )
     response = StreamingHttpResponse(stream, content_type="application/octet-stream")
     response["Content-Length"] = str(stream.entry.size)
-    response["Content-Disposition"] = content_disposition_header(
-        True, PurePosixPath(name).name or "file"
-    )
+    response["Content-Disposition"] = _attachment(PurePosixPath(name).name or "file")
     response["X-Content-Type-Options"] = "nosniff"
     return response

@@ -19,7 +19,7 @@ def client() -> nomad.Nomad:
     verify: bool | str = not settings.NOMAD_SKIP_VERIFY
     if verify and settings.NOMAD_CACERT:
         verify = settings.NOMAD_CACERT
-    cert = ()
+    cert: tuple[str, str] | tuple[()] = ()
     if settings.NOMAD_CLIENT_CERT and settings.NOMAD_CLIENT_KEY:
         cert = (settings.NOMAD_CLIENT_CERT, settings.NOMAD_CLIENT_KEY)
     return nomad.Nomad(

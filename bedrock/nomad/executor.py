@@ -342,76 +342,10 @@ class NomadStepHandle:
             self._lines.put(f"--- {text} ---\n".encode())
 
     def _track(self) -> None:
-        submitted = time.monotonic()
-        unreachable_since: float | None = None
         state = nomad_status.StepState(nomad_status.QUEUED)
         try:
             self._say(f"submitted the Nomad job {self.job.job_id}")
-            while True:
-                try:
-                    allocations = self.api.job.get_allocations(self.job.job_id)
-                    unreachable_since = None
-                except nomad_errors.URLNotFoundNomadException:
-                    state = nomad_status.StepState(
-                        nomad_status.DONE,
-                        exit_code=-1,
-                        reason=f"the Nomad job {self.job.job_id} disappeared before it ended",
-                        stopped=self._stop.is_set(),
-                    )
-                    break
-                except Exception as exc:
-                    unreachable_since = unreachable_since or time.monotonic()
-                    if time.monotonic() - unreachable_since > UNREACHABLE_LIMIT_SECONDS:
-                        state = nomad_status.StepState(
-                            nomad_status.DONE,
-                            exit_code=-1,
-                            reason=f"lost contact with Nomad for over "
-                            f"{UNREACHABLE_LIMIT_SECONDS // 60} minutes: {error_text(exc)}",
-                        )
-                        break
-                    time.sleep(self._poll_seconds())
-                    continue
-                state = nomad_status.classify(allocations, stop_requested=self._stop.is_set())
-                if state.allocation_id:
-                    self._pump_logs(state.allocation_id)
-                if state.done:
-                    break
-                if state.phase == nomad_status.QUEUED:
-                    if not self._job_exists():  # Nomad lists no allocations for a missing job
-                        state = nomad_status.StepState(
-                            nomad_status.DONE,
-                            exit_code=-9 if self._stop.is_set() else -1,
-                            reason="stopped"
-                            if self._stop.is_set()
-                            else f"the Nomad job {self.job.job_id} disappeared before it ran",
-                            stopped=self._stop.is_set(),
-                        )
-                        break
-                    if self._stop.is_set():
-                        state = nomad_status.StepState(
-                            nomad_status.DONE, exit_code=-9, reason="stopped", stopped=True
-                        )
-                        break
-                    waited = time.monotonic() - submitted
-                    problems = self._placement_problems()
-                    if problems:
-                        self._say(f"waiting for Nomad to place the step: {problems}")
-                    limit = settings.BEDROCK_NOMAD_QUEUE_TIMEOUT.total_seconds()
-                    if waited > limit:
-                        self.kill()
-                        state = nomad_status.StepState(
-                            nomad_status.DONE,
-                            exit_code=-1,
-                            reason="Nomad could not place the step within "
-                            f"{format_duration(settings.BEDROCK_NOMAD_QUEUE_TIMEOUT)}"
-                            + (f": {problems}" if problems else ""),
-                        )
-                        break
-                elif state.phase == nomad_status.RUNNING:
-                    self._say("the step is running on Nomad")
-                elif state.phase == nomad_status.FINISHING:
-                    self._say("the step ended; uploading /artefact")
-                time.sleep(self._poll_seconds())
+            state = self._follow()
             if state.allocation_id:
                 self._pump_logs(state.allocation_id, final=True)
         except Exception as exc:  # the step must end with a reason, whatever broke
@@ -420,20 +354,94 @@ class NomadStepHandle:
                 nomad_status.DONE, exit_code=-1, reason=f"tracking the Nomad job failed: {exc}"
             )
         finally:
-            self.exit_code = state.exit_code if state.exit_code is not None else -1
-            self.failure_reason = state.reason
-            if _purge(self.api, self.job.job_id):
-                _delete_variable(self.api, self.job.variable_path)
-            elif self.exit_code != 0:
-                # The job may still be running: another attempt would train beside it.
-                self.may_retry = False
-                self.failure_reason = (
-                    f"{state.reason or f'exit code {self.exit_code}'}; the Nomad job "
-                    f"{self.job.job_id} could not be purged, so the step is not retried while "
-                    "it may still run (it is removed once Nomad answers again)"
+            self._finish(state)
+
+    def _follow(self) -> nomad_status.StepState:
+        """Poll the job's allocations until the step has ended, saying what it is doing."""
+        submitted = time.monotonic()
+        unreachable_since: float | None = None
+        while True:
+            try:
+                allocations = self.api.job.get_allocations(self.job.job_id)
+                unreachable_since = None
+            except nomad_errors.URLNotFoundNomadException:
+                return nomad_status.StepState(
+                    nomad_status.DONE,
+                    exit_code=-1,
+                    reason=f"the Nomad job {self.job.job_id} disappeared before it ended",
+                    stopped=self._stop.is_set(),
                 )
-            self._lines.put(_END)
-            self._done.set()
+            except Exception as exc:
+                unreachable_since = unreachable_since or time.monotonic()
+                if time.monotonic() - unreachable_since > UNREACHABLE_LIMIT_SECONDS:
+                    return nomad_status.StepState(
+                        nomad_status.DONE,
+                        exit_code=-1,
+                        reason=f"lost contact with Nomad for over "
+                        f"{UNREACHABLE_LIMIT_SECONDS // 60} minutes: {error_text(exc)}",
+                    )
+                time.sleep(self._poll_seconds())
+                continue
+            state = nomad_status.classify(allocations, stop_requested=self._stop.is_set())
+            if state.allocation_id:
+                self._pump_logs(state.allocation_id)
+            if state.done:
+                return state
+            if state.phase == nomad_status.QUEUED:
+                ended = self._still_queued(time.monotonic() - submitted)
+                if ended is not None:
+                    return ended
+            elif state.phase == nomad_status.RUNNING:
+                self._say("the step is running on Nomad")
+            elif state.phase == nomad_status.FINISHING:
+                self._say("the step ended; uploading /artefact")
+            time.sleep(self._poll_seconds())
+
+    def _still_queued(self, waited: float) -> nomad_status.StepState | None:
+        """How a step that Nomad has not placed yet ends, or None while it may still wait."""
+        stopped = self._stop.is_set()
+        if not self._job_exists():  # Nomad lists no allocations for a missing job
+            return nomad_status.StepState(
+                nomad_status.DONE,
+                exit_code=-9 if stopped else -1,
+                reason="stopped"
+                if stopped
+                else f"the Nomad job {self.job.job_id} disappeared before it ran",
+                stopped=stopped,
+            )
+        if stopped:
+            return nomad_status.StepState(
+                nomad_status.DONE, exit_code=-9, reason="stopped", stopped=True
+            )
+        problems = self._placement_problems()
+        if problems:
+            self._say(f"waiting for Nomad to place the step: {problems}")
+        if waited <= settings.BEDROCK_NOMAD_QUEUE_TIMEOUT.total_seconds():
+            return None
+        self.kill()
+        return nomad_status.StepState(
+            nomad_status.DONE,
+            exit_code=-1,
+            reason="Nomad could not place the step within "
+            f"{format_duration(settings.BEDROCK_NOMAD_QUEUE_TIMEOUT)}"
+            + (f": {problems}" if problems else ""),
+        )
+
+    def _finish(self, state: nomad_status.StepState) -> None:
+        self.exit_code = state.exit_code if state.exit_code is not None else -1
+        self.failure_reason = state.reason
+        if _purge(self.api, self.job.job_id):
+            _delete_variable(self.api, self.job.variable_path)
+        elif self.exit_code != 0:
+            # The job may still be running: another attempt would train beside it.
+            self.may_retry = False
+            self.failure_reason = (
+                f"{state.reason or f'exit code {self.exit_code}'}; the Nomad job "
+                f"{self.job.job_id} could not be purged, so the step is not retried while "
+                "it may still run (it is removed once Nomad answers again)"
+            )
+        self._lines.put(_END)
+        self._done.set()
 
     @staticmethod
     def _poll_seconds() -> float:

@@ -201,7 +201,25 @@ def render_step(
     """The register body of one attempt of ``step``, with ``time_left`` until the run's deadline."""
     job_id = job_id_for(plan.run_id, step.name, attempt)
     limit_seconds = max(1, math.ceil(time_left.total_seconds()))
-    job_meta = {
+    job_meta = {**_job_meta(plan, step, attempt), **(meta or {})}
+    job = {
+        "ID": job_id,
+        "Name": job_id,
+        "Type": "batch",
+        "Namespace": settings.NOMAD_NAMESPACE,
+        "Datacenters": list(settings.NOMAD_DATACENTERS),
+        "Priority": 50,
+        "Meta": job_meta,
+        "TaskGroups": [_task_group(plan, step, job_id, attempt, limit_seconds, job_meta)],
+    }
+    if settings.NOMAD_REGION:
+        job["Region"] = settings.NOMAD_REGION
+    body = {"Job": job, "EnforceIndex": True, "JobModifyIndex": 0}
+    return StepJob(job_id=job_id, variable_path=variable_path_for(job_id), body=body)
+
+
+def _job_meta(plan: RunPlan, step: StepPlan, attempt: int) -> dict[str, str]:
+    return {
         "bedrock_run_id": str(plan.run_id),
         "bedrock_step": step.name,
         "bedrock_attempt": str(attempt),
@@ -209,44 +227,18 @@ def render_step(
         "bedrock_pipeline_id": step.environment.get("BEDROCK_PIPELINE_ID", ""),
         "bedrock_run_number": step.environment.get("BEDROCK_PIPELINE_RUN_ID", ""),
         "bedrock_run_key": plan.run_key,
-        **(meta or {}),
     }
-    hook_env = {
-        "BEDROCK_API_DOMAIN": step.environment["BEDROCK_API_DOMAIN"],
-        "BEDROCK_RUN_ID": str(plan.run_id),
-        "BEDROCK_RUN_STEP_NAME": step.name,
-        "BEDROCK_RUN_STEP_ATTEMPT": str(attempt),
-        "BEDROCK_HOOK_DIR": ALLOC_DATA,
-        "BEDROCK_HOOK_DEPENDENCIES": ",".join(step.depends_on),
-    }
-    if plan.input_model_version_id and not step.depends_on:
-        # Steps after the first see the version through their dependencies' /artefact.
-        hook_env["BEDROCK_MODEL_VERSION_ID"] = str(plan.input_model_version_id)
 
-    resources: dict = {"CPU": cpu_mhz(step), "MemoryMB": memory_mb(step)}
-    if step.resources.gpu_count:
-        resources["Devices"] = [{"Name": "nvidia/gpu", "Count": step.resources.gpu_count}]
-    main = {
-        "Name": MAIN_TASK,
-        "Driver": "docker",
-        "Config": {
-            "image": step.image,
-            # entrypoint, not command: an image's ENTRYPOINT would otherwise swallow bash -c.
-            "entrypoint": ["bash"],
-            "args": ["-c", main_wrapper(limit_seconds), "bedrock-step", step.command],
-            "work_dir": "/app",
-            # Relative sources stay inside the allocation directory, which Nomad allows without
-            # enabling host volumes on the client.
-            "volumes": [f"../{ALLOC_DATA[1:]}/app:/app", f"../{ALLOC_DATA[1:]}/artefact:/artefact"],
-        },
-        "Env": {**step.environment, "PYTHONUNBUFFERED": "1"},
-        "Templates": [_secret_template(job_id, name) for name in _exported_names(step)],
-        "Resources": resources,
-        "KillTimeout": KILL_TIMEOUT,
-        "KillSignal": "SIGTERM",
-        "LogConfig": {"MaxFiles": 10, "MaxFileSizeMB": 20},
-        "Meta": {"bedrock_role": "main"},
-    }
+
+def _task_group(
+    plan: RunPlan,
+    step: StepPlan,
+    job_id: str,
+    attempt: int,
+    limit_seconds: int,
+    job_meta: dict[str, str],
+) -> dict:
+    hook_env = _hook_environment(plan, step, attempt)
     group = {
         "Name": GROUP,
         "Count": 1,
@@ -275,7 +267,7 @@ def render_step(
         "Meta": dict(job_meta),
         "Tasks": [
             _hook_task(FETCH_TASK, "prestart", job_id, hook_env),
-            main,
+            _main_task(step, job_id, limit_seconds),
             _hook_task(UPLOAD_TASK, "poststop", job_id, hook_env),
         ],
     }
@@ -284,20 +276,49 @@ def render_step(
             int((timedelta(seconds=limit_seconds) + MAX_RUN_DURATION_GRACE).total_seconds())
             * SECOND
         )
-    job = {
-        "ID": job_id,
-        "Name": job_id,
-        "Type": "batch",
-        "Namespace": settings.NOMAD_NAMESPACE,
-        "Datacenters": list(settings.NOMAD_DATACENTERS),
-        "Priority": 50,
-        "Meta": job_meta,
-        "TaskGroups": [group],
+    return group
+
+
+def _hook_environment(plan: RunPlan, step: StepPlan, attempt: int) -> dict[str, str]:
+    hook_env = {
+        "BEDROCK_API_DOMAIN": step.environment["BEDROCK_API_DOMAIN"],
+        "BEDROCK_RUN_ID": str(plan.run_id),
+        "BEDROCK_RUN_STEP_NAME": step.name,
+        "BEDROCK_RUN_STEP_ATTEMPT": str(attempt),
+        "BEDROCK_HOOK_DIR": ALLOC_DATA,
+        "BEDROCK_HOOK_DEPENDENCIES": ",".join(step.depends_on),
     }
-    if settings.NOMAD_REGION:
-        job["Region"] = settings.NOMAD_REGION
-    body = {"Job": job, "EnforceIndex": True, "JobModifyIndex": 0}
-    return StepJob(job_id=job_id, variable_path=variable_path_for(job_id), body=body)
+    if plan.input_model_version_id and not step.depends_on:
+        # Steps after the first see the version through their dependencies' /artefact.
+        hook_env["BEDROCK_MODEL_VERSION_ID"] = str(plan.input_model_version_id)
+    return hook_env
+
+
+def _main_task(step: StepPlan, job_id: str, limit_seconds: int) -> dict:
+    resources: dict = {"CPU": cpu_mhz(step), "MemoryMB": memory_mb(step)}
+    if step.resources.gpu_count:
+        resources["Devices"] = [{"Name": "nvidia/gpu", "Count": step.resources.gpu_count}]
+    return {
+        "Name": MAIN_TASK,
+        "Driver": "docker",
+        "Config": {
+            "image": step.image,
+            # entrypoint, not command: an image's ENTRYPOINT would otherwise swallow bash -c.
+            "entrypoint": ["bash"],
+            "args": ["-c", main_wrapper(limit_seconds), "bedrock-step", step.command],
+            "work_dir": "/app",
+            # Relative sources stay inside the allocation directory, which Nomad allows without
+            # enabling host volumes on the client.
+            "volumes": [f"../{ALLOC_DATA[1:]}/app:/app", f"../{ALLOC_DATA[1:]}/artefact:/artefact"],
+        },
+        "Env": {**step.environment, "PYTHONUNBUFFERED": "1"},
+        "Templates": [_secret_template(job_id, name) for name in _exported_names(step)],
+        "Resources": resources,
+        "KillTimeout": KILL_TIMEOUT,
+        "KillSignal": "SIGTERM",
+        "LogConfig": {"MaxFiles": 10, "MaxFileSizeMB": 20},
+        "Meta": {"bedrock_role": "main"},
+    }
 
 
 def render_plan(plan: RunPlan) -> list[StepJob]:

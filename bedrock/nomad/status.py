@@ -106,6 +106,29 @@ def classify(allocations: list[dict], *, stop_requested: bool = False) -> StepSt
     if alloc is None:
         return StepState(QUEUED)
     alloc_id = alloc.get("ID", "")
+    cut_short = _allocation_cut_short(allocations, alloc)
+    if cut_short is not None:
+        return cut_short
+    fetch, main, upload = (_task(alloc, name) for name in (FETCH_TASK, MAIN_TASK, UPLOAD_TASK))
+    main_state = main.get("State", "pending")
+    if fetch.get("State") == "dead" and fetch.get("Failed"):
+        # main never ran; the upload, if it starts, finds nothing to send.
+        return _hook_failed(
+            fetch, "fetching the step's source and /artefact failed (prestart task fetch)", alloc_id
+        )
+    if main_state == "pending":
+        return StepState(STARTING, allocation_id=alloc_id)
+    if main_state == "running":
+        return StepState(RUNNING, allocation_id=alloc_id)
+    if upload and upload.get("State") != "dead":
+        # Poststop runs after success, failure and a stop alike; finish only once it is done.
+        return StepState(FINISHING, allocation_id=alloc_id)
+    return _main_ended(main, upload, alloc_id, stop_requested=stop_requested)
+
+
+def _allocation_cut_short(allocations: list[dict], alloc: dict) -> StepState | None:
+    """The state of an allocation Nomad lost, cannot see or stopped at the time limit."""
+    alloc_id = alloc.get("ID", "")
     client_status = alloc.get("ClientStatus")
     replaced = len(allocations) > 1 or any(a.get("NextAllocation") for a in allocations)
     if client_status == "lost" or replaced:
@@ -126,26 +149,11 @@ def classify(allocations: list[dict], *, stop_requested: bool = False) -> StepSt
             reason="Nomad stopped the step at the run's maximum run time (max_run_duration)",
             allocation_id=alloc_id,
         )
-    fetch, main, upload = (_task(alloc, name) for name in (FETCH_TASK, MAIN_TASK, UPLOAD_TASK))
-    main_state = main.get("State", "pending")
-    if fetch.get("State") == "dead" and fetch.get("Failed"):
-        # main never ran; the upload, if it starts, finds nothing to send.
-        message = _last_message(fetch)
-        return StepState(
-            DONE,
-            exit_code=-1,
-            reason="fetching the step's source and /artefact failed (prestart task fetch)"
-            + (f": {message}" if message else ""),
-            allocation_id=alloc_id,
-        )
-    if main_state == "pending":
-        return StepState(STARTING, allocation_id=alloc_id)
-    if main_state == "running":
-        return StepState(RUNNING, allocation_id=alloc_id)
-    if upload and upload.get("State") != "dead":
-        # Poststop runs after success, failure and a stop alike; finish only once it is done.
-        return StepState(FINISHING, allocation_id=alloc_id)
+    return None
 
+
+def _main_ended(main: dict, upload: dict, alloc_id: str, *, stop_requested: bool) -> StepState:
+    """Why the main task ended, once the upload after it is done."""
     details = _terminated(main)
     exit_code = _exit_code(main)
     killed = any(event.get("Type") == "Killed" for event in main.get("Events") or [])
@@ -172,16 +180,7 @@ def classify(allocations: list[dict], *, stop_requested: bool = False) -> StepSt
             allocation_id=alloc_id,
         )
     if exit_code == 0:
-        if upload.get("Failed"):
-            message = _last_message(upload)
-            return StepState(
-                DONE,
-                exit_code=-1,
-                reason="uploading /artefact failed (poststop task upload)"
-                + (f": {message}" if message else ""),
-                allocation_id=alloc_id,
-            )
-        return StepState(DONE, exit_code=0, allocation_id=alloc_id)
+        return _succeeded_unless_upload_failed(upload, alloc_id)
     if exit_code is None:
         message = _last_message(main)
         return StepState(
@@ -191,3 +190,19 @@ def classify(allocations: list[dict], *, stop_requested: bool = False) -> StepSt
             allocation_id=alloc_id,
         )
     return StepState(DONE, exit_code=exit_code, allocation_id=alloc_id)
+
+
+def _succeeded_unless_upload_failed(upload: dict, alloc_id: str) -> StepState:
+    if upload.get("Failed"):
+        return _hook_failed(upload, "uploading /artefact failed (poststop task upload)", alloc_id)
+    return StepState(DONE, exit_code=0, allocation_id=alloc_id)
+
+
+def _hook_failed(task: dict, what: str, alloc_id: str) -> StepState:
+    message = _last_message(task)
+    return StepState(
+        DONE,
+        exit_code=-1,
+        reason=what + (f": {message}" if message else ""),
+        allocation_id=alloc_id,
+    )

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -9,6 +10,9 @@ from django.db import models
 from django.utils import timezone
 
 from bedrock.envconfig import format_duration
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import User
 
 name_validator = RegexValidator(
     r"^[A-Za-z0-9]([A-Za-z0-9_.-]*[A-Za-z0-9])?$",
@@ -29,7 +33,8 @@ class Role(models.TextChoices):
 
     @classmethod
     def rank(cls, role: str) -> int:
-        return [cls.VIEWER, cls.DEVELOPER, cls.ADMIN].index(role)
+        order: list[str] = [cls.VIEWER, cls.DEVELOPER, cls.ADMIN]
+        return order.index(role)
 
 
 class Project(models.Model):
@@ -38,7 +43,7 @@ class Project(models.Model):
     name = models.CharField(max_length=100, unique=True, validators=[name_validator])
     description = models.TextField(blank=True)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
-    members = models.ManyToManyField(
+    members: models.ManyToManyField[User, Membership] = models.ManyToManyField(
         settings.AUTH_USER_MODEL, through="Membership", related_name="projects"
     )
 
@@ -140,7 +145,12 @@ class Pipeline(models.Model):
             errors["model"] = (
                 "A batch scoring pipeline publishes no model; choose the model version per run."
             )
-        if self.model_id and self.project_id and self.model.project_id != self.project_id:
+        if (
+            self.model_id
+            and self.model is not None
+            and self.project_id
+            and self.model.project_id != self.project_id
+        ):
             errors["model"] = f"The model must belong to the project {self.project}."
         cap = settings.BEDROCK_MAX_RUN_TIME_CAP
         if self.max_run_time is not None:

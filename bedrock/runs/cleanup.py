@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from bedrock.runs.executors import Executor
+
 import logging
 
 from bedrock.runs.models import Run
@@ -9,7 +14,7 @@ from bedrock.runs.models import Run
 logger = logging.getLogger(__name__)
 
 
-def run_cleanup(run_id: int, *, executor=None) -> bool:
+def run_cleanup(run_id: int, *, executor: Executor | None = None) -> bool:
     """Remove what the run left outside the database: its executor's jobs, processes or
     containers, and its stage archives. True when all is gone; otherwise the run is marked
     ``cleanup_pending`` and the reconciler calls this again."""

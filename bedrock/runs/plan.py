@@ -6,6 +6,11 @@ step, so nothing that is queued, logged or serialised carries them.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from bedrock.runs.models import Run
+
 import hashlib
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -74,7 +79,7 @@ def stanza_for(config_text: str, kind: str, *, filename: str) -> hcl.Stanza:
     return stanza
 
 
-def build(run) -> RunPlan:
+def build(run: Run) -> RunPlan:
     """The plan for a run whose config text, commit and parameters are already stored."""
     pipeline = run.pipeline
     stanza = stanza_for(run.config_text, pipeline.kind, filename=pipeline.config_path)
@@ -92,7 +97,7 @@ def build(run) -> RunPlan:
     )
 
 
-def run_key_for(run) -> str:
+def run_key_for(run: Run) -> str:
     """A short, stable tag of one run: its id and creation time, hashed (nothing secret)."""
     return hashlib.sha256(f"{run.pk}:{run.created_at.isoformat()}".encode()).hexdigest()[:16]
 

@@ -20,6 +20,7 @@ import socket
 import threading
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from django.conf import settings
 from django.db import close_old_connections, connection
@@ -29,7 +30,7 @@ from bedrock.accounts.models import hash_token
 from bedrock.pipelines import git
 from bedrock.runs import transitions
 from bedrock.runs.cleanup import run_cleanup
-from bedrock.runs.executors import ExecutorError, StepContext, get_executor
+from bedrock.runs.executors import Executor, ExecutorError, StepContext, get_executor
 from bedrock.runs.logmask import MASK, LogWriter  # noqa: F401 - also imported from here
 from bedrock.runs.models import ACTIVE_STATUSES, Run, RunStatus, RunStep
 from bedrock.runs.plan import RunPlan, StepPlan, build
@@ -59,12 +60,12 @@ class _Control:
 
 
 class Supervisor:
-    def __init__(self, run_id: int, executor=None) -> None:
+    def __init__(self, run_id: int, executor: Executor | None = None) -> None:
         self.run_id = run_id
         self.executor = executor
         self.control = _Control()
         self.plan: RunPlan | None = None
-        self.deadline = None
+        self.deadline: datetime | None = None
         self.step_ids: dict[str, int] = {}
         self._done = threading.Event()
         self.workspace = Workspace(run_id)
@@ -137,11 +138,16 @@ class Supervisor:
         self.executor = self.executor or get_executor()
         remote = getattr(self.executor, "remote", False)
 
-        if run.input_model_version_id and not remote:
+        # A remote executor's steps fetch the input version themselves.
+        input_version = (
+            run.input_model_version if run.input_model_version_id and not remote else None
+        )
+        if input_version is not None:
             from bedrock.models.artefacts import artefact_fetch
 
-            version = run.input_model_version
-            artefact_fetch(version.storage_key, self.workspace.artefact, sha256=version.sha256)
+            artefact_fetch(
+                input_version.storage_key, self.workspace.artefact, sha256=input_version.sha256
+            )
 
         token = "bdrkrun_" + _random.token_urlsafe(32)
         Run.objects.filter(pk=run.pk).update(token_hash=hash_token(token))
@@ -158,11 +164,11 @@ class Supervisor:
         from bedrock.models.services import model_version_publish
 
         if remote:
-            missing = self._collect_stages(plan)
-            if missing:
+            unsent = self._collect_stages(plan)
+            if unsent:
                 return Outcome(
                     RunStatus.FAILED,
-                    f"step {missing!r} succeeded but uploaded no /artefact: a training run "
+                    f"step {unsent!r} succeeded but uploaded no /artefact: a training run "
                     "must write its model files there (or the upload never reached Bedrock)",
                 )
         try:
@@ -344,7 +350,7 @@ class Supervisor:
         transitions.step_finish(step_id, to=RunStatus.FAILED, exit_code=exit_code, reason=reason)
         return Outcome(RunStatus.FAILED, reason, exit_code), exit_code
 
-    def _place(self, remote: bool):
+    def _place(self, remote: bool) -> contextlib.AbstractContextManager[bool]:
         """A place among the machine's steps running at once; remote steps use none here."""
         if remote:
             return contextlib.nullcontext(True)
@@ -402,10 +408,14 @@ class Supervisor:
             if self._check_halted():
                 log.write(f"--- {self._halted_outcome_for_step().reason}: not started ---\n")
                 return None, "", True, True
+        assert self.executor is not None  # chosen by run() before the first step
         handle = self.executor.start(step, context)
-        pump = threading.Thread(
-            target=lambda: [log.write(line) for line in handle.output()], daemon=True
-        )
+
+        def pump_output() -> None:
+            for line in handle.output():
+                log.write(line)
+
+        pump = threading.Thread(target=pump_output, daemon=True)
         pump.start()
         # Starting may take long (a virtual environment, an image): the run may have been
         # stopped meanwhile, so look again now rather than at the next heartbeat.

@@ -8,6 +8,9 @@ same transaction: no step of an ended run is ever left active.
 
 from __future__ import annotations
 
+from collections.abc import Collection
+from typing import Any
+
 from django.db import transaction
 from django.db.models import F, Q, Value
 from django.db.models.functions import Coalesce
@@ -104,7 +107,7 @@ def run_end_orphaned(run: Run, *, to: str, reason: str) -> bool:
     )
 
 
-def _move_run(run_id: int, old: set[str], **fields) -> bool:
+def _move_run(run_id: int, old: set[str], **fields: Any) -> bool:
     return bool(Run.objects.filter(pk=run_id, status__in=list(old)).update(**fields))
 
 
@@ -143,7 +146,7 @@ def step_retry(step_id: int, *, attempt: int) -> bool:
     return _begin(step_id, {RunStatus.RUNNING}, attempt=attempt)
 
 
-def _begin(step_id: int, old, *, attempt: int) -> bool:
+def _begin(step_id: int, old: Collection[str], *, attempt: int) -> bool:
     # The run's row is locked first, as every transition touching a run and its steps does (so
     # none deadlocks another): a run ending meanwhile holds it until its steps are ended, and
     # this then sees the ended run. A filter on the run inside the step's UPDATE would not do

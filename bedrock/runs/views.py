@@ -13,7 +13,14 @@ from typing import BinaryIO
 
 from django.conf import settings
 from django.core.files.storage import default_storage
-from django.http import FileResponse, HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
+from django.http import (
+    FileResponse,
+    HttpRequest,
+    HttpResponse,
+    HttpResponseBase,
+    JsonResponse,
+    StreamingHttpResponse,
+)
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
@@ -133,7 +140,7 @@ class _PackedStream:
     def __init__(self, directory: Path, on_close: Callable[[], None]) -> None:
         self._directory = directory
         self._on_close = on_close
-        self._reader = None
+        self._reader: BinaryIO | None = None
         self._thread: threading.Thread | None = None
         self._closed = False
 
@@ -193,7 +200,7 @@ def _drop_unsafe_links(root: Path) -> list[str]:
 
 
 @require_GET
-def run_source(request: HttpRequest, pk: int) -> HttpResponse:
+def run_source(request: HttpRequest, pk: int) -> HttpResponseBase:
     """The files of the run's commit as a ZIP (no ``.git``), for the run's own token only.
 
     The checkout comes from the pipeline's Git cache, with the pipeline's credentials, which
@@ -242,7 +249,7 @@ def run_source(request: HttpRequest, pk: int) -> HttpResponse:
 
 @csrf_exempt  # the run's token authenticates; a browser session never does here
 @require_http_methods(["GET", "PUT"])
-def run_step_artefact(request: HttpRequest, pk: int, name: str) -> HttpResponse:
+def run_step_artefact(request: HttpRequest, pk: int, name: str) -> HttpResponseBase:
     """A step's stage archive: PUT stores the step's /artefact (a ZIP body), GET returns it.
 
     For the run's own token only, while the run is active. A PUT names the attempt it comes from
@@ -263,6 +270,7 @@ def run_step_artefact(request: HttpRequest, pk: int, name: str) -> HttpResponse:
         if not attempt.isdigit():
             return _error(400, "Name the step's attempt the archive comes from: ?attempt=N.")
         return _stage_upload(run_step, request, int(attempt))
+    response: HttpResponseBase
     if not run_step.artefact_key:
         # Not an error: a step may leave /artefact empty. 404 stays for what is really missing.
         response = HttpResponse(status=204)

@@ -49,13 +49,15 @@ def rotate(token: str) -> str:
 class EncryptedTextField(models.TextField):
     """A text column that holds only Fernet ciphertext in the database."""
 
-    def get_prep_value(self, value):
+    def get_prep_value(self, value: object) -> str | None:
         value = super().get_prep_value(value)
         if value is None:
             return None
         return encrypt(str(value))
 
-    def from_db_value(self, value, expression, connection):
+    def from_db_value(
+        self, value: str | None, expression: object, connection: object
+    ) -> str | None:
         if value is None:
             return None
         return decrypt(value)

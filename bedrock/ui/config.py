@@ -65,7 +65,7 @@ def _cache_key(pipeline: Pipeline) -> str:
     return "check-" + hashlib.sha256(pipeline.git_url.encode()).hexdigest()[:24]
 
 
-def _credentials(pipeline: Pipeline):
+def _credentials(pipeline: Pipeline) -> git.GitCredentials | None:
     if not pipeline.pk:
         return None
     from bedrock.secrets.services import git_credentials_for

@@ -28,12 +28,14 @@ import os
 import shlex
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
 import docker
 from django.conf import settings
 from docker.errors import APIError, DockerException, ImageNotFound, NotFound
+from docker.models.containers import Container
+from docker.models.images import Image
 
 from bedrock.runs.executors.base import (
     ExecutorError,
@@ -43,6 +45,9 @@ from bedrock.runs.executors.base import (
     step_variables,
 )
 from bedrock.runs.plan import StepPlan
+
+if TYPE_CHECKING:
+    from docker._types import WaitContainerResponse  # the stubs' name; not in the SDK
 
 SECRETS_MOUNT = "/run/bedrock"
 LABEL_RUN = "io.bedrock.run"
@@ -143,7 +148,7 @@ def _write_secrets(context: StepContext, exported: dict[str, str], readable: boo
     path.chmod(0o444 if readable else 0o400)
 
 
-def _image_user(image) -> str:
+def _image_user(image: Image) -> str:
     """The image's ``USER``, or "" when it runs as root."""
     user = (image.attrs.get("Config") or {}).get("User") or ""
     return "" if user.split(":")[0] in ("", "0", "root") else user
@@ -187,7 +192,9 @@ def _start_error(step: StepPlan, exc: DockerException) -> str:
 
 
 class DockerHandle:
-    def __init__(self, container, context: StepContext, step: StepPlan | None = None) -> None:
+    def __init__(
+        self, container: Container, context: StepContext, step: StepPlan | None = None
+    ) -> None:
         self.container = container
         self.context = context
         self.step = step
@@ -223,7 +230,7 @@ class DockerHandle:
         self._finish()
         return self._exit_code
 
-    def _result(self, timeout: float | None) -> dict | None:
+    def _result(self, timeout: float | None) -> WaitContainerResponse | None:
         try:
             return self.container.wait(timeout=timeout)
         except NotFound:
@@ -297,7 +304,7 @@ class DockerExecutor:
             raise ExecutorError(_start_error(step, exc)) from exc
         return DockerHandle(container, context, step)
 
-    def _image(self, step: StepPlan):
+    def _image(self, step: StepPlan) -> Image:
         try:
             return self.client.images.get(step.image)
         except ImageNotFound:

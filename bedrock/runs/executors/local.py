@@ -276,7 +276,7 @@ def _hidden_args() -> list[str]:
     """An empty, read-only tmpfs over each of Bedrock's own directories that lies under a bound
     path: BEDROCK_HOME defaults to the installation's ``var``, which a non-editable install into
     a base interpreter (the python image's /usr/local, a pyenv) puts inside the sandbox."""
-    own = [settings.BEDROCK_HOME, settings.BEDROCK_GIT_CACHE]
+    own: list[str | Path] = [settings.BEDROCK_HOME, settings.BEDROCK_GIT_CACHE]
     storage = settings.STORAGES.get("default", {})
     if storage.get("BACKEND") == "django.core.files.storage.FileSystemStorage":
         own.append(storage.get("OPTIONS", {}).get("location") or settings.MEDIA_ROOT)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Any
 
 from django import template
 from django.utils import timezone
@@ -76,7 +77,7 @@ def short_sha(sha: str | None) -> str:
 
 
 @register.inclusion_tag("ui/_project_switcher.html", takes_context=True)
-def project_switcher(context) -> dict:
+def project_switcher(context: template.Context) -> dict[str, Any]:
     request = context.get("request")
     user = getattr(request, "user", None)
     projects = list(projects_for(user).values_list("name", flat=True)) if user else []

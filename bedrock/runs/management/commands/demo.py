@@ -3,12 +3,15 @@ from __future__ import annotations
 import contextlib
 import sys
 import threading
+from collections.abc import Callable
+from typing import Any, NoReturn
 
 from django.core.files.storage import default_storage
 from django.core.management import call_command
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandParser
 from django.db import DatabaseError, connection
 
+from bedrock.pipelines.models import Pipeline
 from bedrock.runs.examples import example_load
 from bedrock.runs.management.commands.run import follow
 from bedrock.runs.models import Run, RunStatus, Trigger
@@ -23,10 +26,10 @@ class Command(BaseCommand):
         "version, the scoring result and where the archive is. Exit 0 when all succeeded."
     )
 
-    def add_arguments(self, parser) -> None:
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--quiet", action="store_true", help="do not print step logs")
 
-    def handle(self, *args, quiet: bool, **options) -> None:
+    def handle(self, *args: Any, quiet: bool, **options: Any) -> None:
         call_command("migrate", interactive=False, verbosity=0)
         example = example_load()
         write = (lambda line: None) if quiet else self.stdout.write
@@ -49,11 +52,12 @@ class Command(BaseCommand):
         if scoring.status != RunStatus.SUCCEEDED:
             self._fail(scoring)
         step = retry_transient(lambda: scoring.steps.order_by("-position").first())
+        assert step is not None  # a run that succeeded ran at least one step
         text, _ = read_log(step.log_key)
         result = [line for line in text.splitlines() if line.startswith("scored ")]
         self.stdout.write(f"scoring result: {result[-1] if result else text.strip()[-200:]}")
 
-    def _run(self, pipeline, write, **kwargs) -> Run:
+    def _run(self, pipeline: Pipeline, write: Callable[[str], None], **kwargs: Any) -> Run:
         run = run_create(actor=None, pipeline=pipeline, trigger=Trigger.CLI, **kwargs)
         self.stdout.write(f"{pipeline}: run {run.number} {run.status} at {run.commit_sha[:10]}")
         if run.status == RunStatus.REJECTED:
@@ -70,7 +74,7 @@ class Command(BaseCommand):
         self.stdout.write(f"{pipeline}: run {run.number} {run.status}")
         return run
 
-    def _fail(self, run: Run) -> None:
+    def _fail(self, run: Run) -> NoReturn:
         self.stderr.write(f"{run.pipeline}: run {run.number} {run.status}: {run.failure_reason}")
         sys.exit(1)
 

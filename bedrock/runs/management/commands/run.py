@@ -2,9 +2,11 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable
+from typing import Any
 
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from bedrock.pipelines.models import Pipeline
 from bedrock.runs.models import TERMINAL_STATUSES, Run, RunStatus, Trigger
@@ -41,7 +43,7 @@ def parse_params(items: list[str]) -> dict[str, str]:
     return params
 
 
-def follow(run: Run, write, *, poll: float = 1.0) -> Run:
+def follow(run: Run, write: Callable[[str], None], *, poll: float = 1.0) -> Run:
     """Print step status changes and log lines until the run ends.
 
     A database that is locked or unreachable for a moment does not end the following: the run
@@ -77,7 +79,7 @@ class Command(BaseCommand):
         "Start a run of PIPELINE; with --wait, follow its steps and logs and exit with its outcome."
     )
 
-    def add_arguments(self, parser) -> None:
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("pipeline", help="PROJECT/PIPELINE, PIPELINE or an id")
         parser.add_argument(
             "--ref", help="branch, tag or commit SHA (default: the pipeline's branch)"
@@ -88,7 +90,7 @@ class Command(BaseCommand):
         parser.add_argument("--model-version", type=int, help="model version id (batch scoring)")
         parser.add_argument("--wait", action="store_true", help="follow the run until it ends")
 
-    def handle(self, *args, **options) -> None:
+    def handle(self, *args: Any, **options: Any) -> None:
         pipeline = find_pipeline(options["pipeline"])
         try:
             run = run_create(

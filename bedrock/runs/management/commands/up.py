@@ -8,11 +8,14 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
+from types import FrameType
+from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandParser
 from django.db import transaction
 
 from bedrock.runs.examples import example_load
@@ -25,11 +28,11 @@ class Command(BaseCommand):
         "worker until Ctrl-C."
     )
 
-    def add_arguments(self, parser) -> None:
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("addrport", nargs="?", default="127.0.0.1:8000")
         parser.add_argument("--no-worker", action="store_true", help="Serve without the worker.")
 
-    def handle(self, *args, addrport: str, no_worker: bool, **options) -> None:
+    def handle(self, *args: Any, addrport: str, no_worker: bool, **options: Any) -> None:
         call_command("migrate", interactive=False, verbosity=0)
         self.stdout.write("Database is up to date.")
         self._ensure_administrator()
@@ -110,7 +113,7 @@ def _ending(returncode: int) -> str:
     return f"exited with code {returncode}"
 
 
-def _interrupt(signum, frame) -> None:
+def _interrupt(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt
 
 
@@ -126,7 +129,7 @@ class Worker:
     STABLE = 60.0
     POLL = 0.5
 
-    def __init__(self, write) -> None:
+    def __init__(self, write: Callable[[str], None]) -> None:
         self._write = write
         self._lock = threading.Lock()
         self._stopping = threading.Event()

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import Any
+
 from django.core.management.base import BaseCommand
 
 from bedrock.secrets.services import secrets_rotate
@@ -11,6 +13,6 @@ class Command(BaseCommand):
         "Run it after prepending a new key, before removing an old one."
     )
 
-    def handle(self, *args, **options) -> None:
+    def handle(self, *args: Any, **options: Any) -> None:
         count = secrets_rotate()
         self.stdout.write(f"Re-encrypted {count} secret(s) with the newest key.")
