@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TypeVar
 
+import strawberry
 from django.core.exceptions import ObjectDoesNotExist, ValidationError
 from django.db.models import Model, QuerySet
 
@@ -39,7 +40,7 @@ def get_visible(queryset: QuerySet[M], value: object, what: str) -> M:
     return found
 
 
-def get_visible_pipeline(user: User, value: object) -> Pipeline:
+def get_visible_pipeline(user: User, value: strawberry.ID | str | int | None) -> Pipeline:
     """The pipeline with id ``value`` the user may see, archived or not, or NotFound.
 
     The user's role in its project is read in the same query and kept with it, so the service's
@@ -52,7 +53,7 @@ def get_visible_pipeline(user: User, value: object) -> Pipeline:
     return found[0]
 
 
-def get_visible_run(user: User, value: object) -> Run:
+def get_visible_run(user: User, value: strawberry.ID | str | int | None) -> Run:
     """The run with id ``value`` the user may see, or NotFound; its project's role read with it."""
     pk = parse_id(value)
     found = run_with_role(user, pk) if pk is not None else None

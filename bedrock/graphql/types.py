@@ -36,7 +36,7 @@ class ScopedType:
     def __init_subclass__(cls, *, selector: Selector | None = None, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         if selector is not None:
-            cls.selector = staticmethod(selector)  # type: ignore[assignment]
+            cls.selector = staticmethod(selector)
         elif not hasattr(cls, "selector"):
             raise TypeError(
                 f"{cls.__name__} has no selector: declare it as "

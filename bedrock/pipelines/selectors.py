@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db.models import OuterRef, QuerySet, Subquery, Value
-from django.db.models.expressions import Expression
 
 from bedrock.pipelines.models import Membership, Pipeline, Project, Role
 
@@ -39,7 +38,7 @@ def has_role(user: User, project: Project, role: str) -> bool:
     return role_allows(role_in(user, project), role)
 
 
-def role_of(user: User, project_path: str) -> Expression:
+def role_of(user: User, project_path: str) -> Value | Subquery:
     """The user's role in the project at ``project_path``, as an annotation of the same query."""
     if not user.is_authenticated or not user.is_active:
         return Value(None)

@@ -20,8 +20,7 @@ def secret_rows_for(pipeline: Pipeline) -> list[dict[str, Any]]:
 
     The caller has already checked the pipeline is visible; a value is never loaded for a page.
     """
-    return list(
-        Secret.objects.filter(pipeline=pipeline).values(
-            "name", "updated_at", "updated_by__username"
-        )
+    rows = Secret.objects.filter(pipeline=pipeline).values(
+        "name", "updated_at", "updated_by__username"
     )
+    return [dict(row) for row in rows]

@@ -54,8 +54,8 @@ class ModelType(ScopedType, selector=models_for):
     def scope_for_run(cls, queryset: QuerySet[Model], run: Run) -> QuerySet[Model]:
         # The pipeline's model, and the model of the version the run scores with.
         pipeline_model = Pipeline.objects.filter(pk=run.pipeline_id).values("model_id")
-        input_model = ModelVersion.objects.filter(pk=run.input_model_version_id).values("model_id")
-        return queryset.filter(Q(pk__in=pipeline_model) | Q(pk__in=input_model))
+        scoring = ModelVersion.objects.filter(scoring_runs=run.pk).values("model_id")
+        return queryset.filter(Q(pk__in=pipeline_model) | Q(pk__in=scoring))
 
 
 # Files per page at most: a page is built from the central directory in one pass, and a client
