@@ -12,22 +12,25 @@ from strawberry.schema.config import StrawberryConfig
 from strawberry.tools import merge_types
 from strawberry_django.optimizer import DjangoOptimizerExtension
 
+from bedrock.accounts.graphql.mutations import AccountMutations
+from bedrock.accounts.graphql.queries import AccountQueries
+from bedrock.graphql.scalars import SCALAR_MAP
 from bedrock.graphqlview import RequestChecks
 from bedrock.models.graphql.queries import ModelQueries
 from bedrock.pipelines.graphql.mutations import PipelineMutations
 from bedrock.pipelines.graphql.queries import PipelineQueries
-from bedrock.pipelines.graphql.scalars import SCALAR_MAP
 from bedrock.runs.graphql.mutations import RunMutations
 from bedrock.runs.graphql.queries import RunQueries
 from bedrock.secrets.graphql.mutations import SecretMutations
-from bedrock.secrets.graphql.queries import SecretQueries
 
 MAX_DEPTH = 12
 MAX_ALIASES = 20
 MAX_TOKENS = 5000
 
-Query = merge_types("Query", (PipelineQueries, RunQueries, ModelQueries, SecretQueries))
-Mutation = merge_types("Mutation", (PipelineMutations, RunMutations, SecretMutations))
+Query = merge_types("Query", (PipelineQueries, RunQueries, ModelQueries, AccountQueries))
+Mutation = merge_types(
+    "Mutation", (PipelineMutations, RunMutations, SecretMutations, AccountMutations)
+)
 
 schema = strawberry.Schema(
     query=Query,

@@ -77,6 +77,7 @@ INSTALLED_APPS = [
     "bedrock.runs",
     "bedrock.models",
     "bedrock.secrets",
+    "bedrock.accounts",
     "bedrock.nomad",
     "bedrock.ui",
 ]
@@ -87,7 +88,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
-    "bedrock.secrets.middleware.TokenAuthenticationMiddleware",
+    "bedrock.accounts.middleware.TokenAuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]

@@ -6,9 +6,10 @@ import re
 
 import pytest
 
+from bedrock.accounts.models import ApiToken
 from bedrock.models.models import Model
 from bedrock.pipelines.models import Pipeline, Project
-from bedrock.secrets.models import ApiToken, Secret
+from bedrock.secrets.models import Secret
 from tests import factories
 
 pytestmark = pytest.mark.django_db
@@ -155,7 +156,7 @@ def test_runs_and_model_versions_cannot_be_added_or_edited_in_the_admin(admin_cl
 
 def test_creating_a_token_in_the_admin_shows_it_once(admin_client, admin_user):
     response = csrf_free_post(
-        admin_client, "/admin/secrets/apitoken/add/", {"user": admin_user.pk, "name": "ci"}
+        admin_client, "/admin/accounts/apitoken/add/", {"user": admin_user.pk, "name": "ci"}
     )
     body = response.content.decode()
     match = re.search(r"(bdrk_[A-Za-z0-9_-]{40,})", body)
@@ -163,6 +164,6 @@ def test_creating_a_token_in_the_admin_shows_it_once(admin_client, admin_user):
     token = ApiToken.objects.get(name="ci")
     assert (
         match.group(1)
-        not in admin_client.get(f"/admin/secrets/apitoken/{token.pk}/change/").content.decode()
+        not in admin_client.get(f"/admin/accounts/apitoken/{token.pk}/change/").content.decode()
     )
-    assert match.group(1) not in admin_client.get("/admin/secrets/apitoken/").content.decode()
+    assert match.group(1) not in admin_client.get("/admin/accounts/apitoken/").content.decode()

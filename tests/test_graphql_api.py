@@ -15,12 +15,14 @@ from django.core.management import call_command
 from django.test import Client
 from graphql import get_introspection_query
 
+from bedrock.accounts.models import ApiToken
+from bedrock.accounts.services import api_token_create
 from bedrock.models.models import ModelVersion
 from bedrock.pipelines.models import Pipeline, PipelineKind, Role
 from bedrock.runs.models import Run, RunStatus, RunStep, Trigger
 from bedrock.runs.workspace import log_key, log_path
-from bedrock.secrets.models import ApiToken, Secret
-from bedrock.secrets.services import api_token_create, secret_set
+from bedrock.secrets.models import Secret
+from bedrock.secrets.services import secret_set
 from tests import factories
 
 pytestmark = pytest.mark.django_db

@@ -12,11 +12,11 @@ import pytest
 from django.db import connection
 from django.test import Client
 
+from bedrock.accounts.services import api_token_create
 from bedrock.models.models import ModelVersion
 from bedrock.models.services import model_version_publish
 from bedrock.pipelines.models import PipelineKind, Role
 from bedrock.runs.models import Run, RunStatus, Trigger
-from bedrock.secrets.services import api_token_create
 from tests import factories
 from tests.repos import hcl, make_repo, step
 from tests.runflow import pipeline_for, step_log, wait_for, wait_until_done

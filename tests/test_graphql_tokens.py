@@ -12,11 +12,12 @@ from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.test import Client
 
+from bedrock.accounts.models import hash_token
+from bedrock.accounts.services import api_token_create, api_token_revoke
 from bedrock.models.models import ModelVersion
 from bedrock.pipelines.models import PipelineKind, Role
 from bedrock.runs.models import Run, RunStatus, RunStep
-from bedrock.secrets.models import hash_token
-from bedrock.secrets.services import api_token_create, api_token_revoke, secret_set
+from bedrock.secrets.services import secret_set
 from tests import factories
 
 pytestmark = pytest.mark.django_db

@@ -28,6 +28,8 @@ from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.test import Client
 
+from bedrock.accounts.models import hash_token
+from bedrock.accounts.services import api_token_create
 from bedrock.models.artefacts import ArchiveError
 from bedrock.models.models import ModelVersion
 from bedrock.models.services import model_version_publish
@@ -40,8 +42,6 @@ from bedrock.runs.stages import (
     stages_delete,
     stages_fetch,
 )
-from bedrock.secrets.models import hash_token
-from bedrock.secrets.services import api_token_create
 from tests import factories
 from tests.repos import commit, git, make_repo
 from tests.runflow import pipeline_for

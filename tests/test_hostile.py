@@ -1164,8 +1164,8 @@ def limits_world(settings, tmp_path, monkeypatch):
     import tempfile
     from types import SimpleNamespace
 
+    from bedrock.accounts.models import hash_token
     from bedrock.runs.models import Run, RunStatus, RunStep
-    from bedrock.secrets.models import hash_token
     from tests.runflow import pipeline_for
 
     settings.STORAGES = {

@@ -33,6 +33,7 @@ from django.core.files.storage import storages
 from django.test import Client
 
 from bedrock import settings as bedrock_settings
+from bedrock.accounts.models import hash_token
 from bedrock.models import zipstream
 from bedrock.models.artefacts import (
     SigningUnavailableError,
@@ -44,7 +45,6 @@ from bedrock.models.services import model_version_publish
 from bedrock.pipelines.models import PipelineKind, Role
 from bedrock.runs.models import Run, RunStatus
 from bedrock.runs.services import run_create
-from bedrock.secrets.models import hash_token
 from tests import factories
 from tests.repos import EXAMPLE, make_repo
 from tests.runflow import pipeline_for, step_log, wait_until_done

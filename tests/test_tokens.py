@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from django.core.management import CommandError, call_command
 
-from bedrock.secrets.models import ApiToken, hash_token
-from bedrock.secrets.services import api_token_authenticate, api_token_create, api_token_revoke
+from bedrock.accounts.models import ApiToken, hash_token
+from bedrock.accounts.services import api_token_authenticate, api_token_create, api_token_revoke
 from tests import factories
 
 pytestmark = pytest.mark.django_db

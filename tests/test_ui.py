@@ -13,12 +13,14 @@ import pytest
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 
+from bedrock.accounts.models import ApiToken
+from bedrock.accounts.services import api_token_authenticate, api_token_create
 from bedrock.models.models import ModelVersion
 from bedrock.pipelines.models import Pipeline, PipelineKind, Role
 from bedrock.runs.models import Run, RunStatus, RunStep
 from bedrock.runs.workspace import log_key, log_path
-from bedrock.secrets.models import ApiToken, Secret
-from bedrock.secrets.services import api_token_authenticate, api_token_create, secret_set
+from bedrock.secrets.models import Secret
+from bedrock.secrets.services import secret_set
 from tests import factories
 from tests.repos import EXAMPLE, commit, git, make_repo
 

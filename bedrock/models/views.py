@@ -7,7 +7,7 @@ when nothing of it lies in the file), so interrupted downloads resume. A file in
 is always streamed by Bedrock, read from the archive by ranged reads: no storage serves that alone.
 
 An outsider gets a 404, never a hint that the version exists; an anonymous visitor is sent to log
-in. A run's own token (see ``bedrock.secrets.middleware``) may fetch the version its run scores
+in. A run's own token (see ``bedrock.accounts.middleware``) may fetch the version its run scores
 with, and no other.
 """
 

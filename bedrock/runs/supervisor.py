@@ -26,6 +26,7 @@ from django.conf import settings
 from django.db import close_old_connections, connection
 from django.utils import timezone
 
+from bedrock.accounts.models import hash_token
 from bedrock.pipelines import git
 from bedrock.runs import transitions
 from bedrock.runs.cleanup import run_cleanup
@@ -35,7 +36,6 @@ from bedrock.runs.models import ACTIVE_STATUSES, Run, RunStatus, RunStep
 from bedrock.runs.plan import RunPlan, StepPlan, build
 from bedrock.runs.slots import machine_slot
 from bedrock.runs.workspace import Workspace, log_key, log_path
-from bedrock.secrets.models import hash_token
 
 logger = logging.getLogger(__name__)
 

@@ -1,11 +1,11 @@
 from __future__ import annotations
 
 from django import forms
-from django.contrib import admin, messages
+from django.contrib import admin
 from django.utils import timezone
 
 from bedrock.secrets import services
-from bedrock.secrets.models import ApiToken, Secret
+from bedrock.secrets.models import Secret
 
 
 class SecretForm(forms.ModelForm):
@@ -85,49 +85,3 @@ class SecretAdmin(admin.ModelAdmin):
         if form.cleaned_data.get("new_value"):
             obj.updated_by = request.user
         super().save_model(request, obj, form, change)
-
-
-@admin.register(ApiToken)
-class ApiTokenAdmin(admin.ModelAdmin):
-    list_display = ["prefix", "name", "user", "created_at", "last_used_at", "expires_at", "state"]
-    list_filter = [("revoked_at", admin.EmptyFieldListFilter)]
-    list_select_related = ["user"]
-    search_fields = ["name", "prefix", "user__username"]
-    readonly_fields = ["prefix", "created_at", "last_used_at", "revoked_at"]
-    autocomplete_fields = ["user"]
-    actions = ["revoke"]
-
-    def get_fields(self, request, obj=None):
-        if obj is None:
-            return ["user", "name", "expires_at"]
-        return ["user", "name", "prefix", "created_at", "last_used_at", "expires_at", "revoked_at"]
-
-    def get_readonly_fields(self, request, obj=None):
-        if obj is None:
-            return []
-        return ["user", "name", "prefix", "created_at", "last_used_at", "expires_at", "revoked_at"]
-
-    @admin.display(description="state")
-    def state(self, obj: ApiToken) -> str:
-        if obj.revoked_at:
-            return "revoked"
-        return "active" if obj.is_usable else "expired"
-
-    def save_model(self, request, obj: ApiToken, form, change: bool) -> None:
-        if change:
-            return
-        created = services.api_token_create(user=obj.user, name=obj.name)
-        if obj.expires_at:
-            ApiToken.objects.filter(pk=created.token.pk).update(expires_at=obj.expires_at)
-        obj.pk = created.token.pk
-        self.message_user(
-            request,
-            f"Token created. Copy it now; it will not be shown again: {created.plaintext}",
-            messages.WARNING,
-        )
-
-    @admin.action(description="Revoke the selected tokens")
-    def revoke(self, request, queryset) -> None:
-        for token in queryset.filter(revoked_at__isnull=True):
-            services.api_token_revoke(actor=request.user, token=token)
-        self.message_user(request, "Revoked.", messages.SUCCESS)

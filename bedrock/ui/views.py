@@ -15,12 +15,14 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Page, Paginator
 from django.db.models import Count, Max, OuterRef, Prefetch, QuerySet, Subquery
-from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils.cache import add_never_cache_headers
 from django.views.decorators.http import require_GET, require_POST
 
+from bedrock.accounts import services as account_services
+from bedrock.accounts.selectors import api_tokens_for
 from bedrock.models.artefacts import BrowseError
 from bedrock.models.models import ModelVersion
 from bedrock.models.selectors import model_versions_for, models_for
@@ -28,13 +30,20 @@ from bedrock.models.services import model_version_files
 from bedrock.pipelines import services as pipeline_services
 from bedrock.pipelines import spec as hcl
 from bedrock.pipelines.models import Pipeline, PipelineKind, Project, Role
-from bedrock.pipelines.selectors import has_role, pipelines_for, projects_for, role_in
+from bedrock.pipelines.selectors import (
+    has_role,
+    pipeline_with_role,
+    pipelines_for,
+    projects_for,
+    role_allows,
+)
 from bedrock.runs import services as run_services
 from bedrock.runs.models import Run, RunStatus, RunStep, Trigger
 from bedrock.runs.plan import stanza_for
+from bedrock.runs.selectors import run_with_role
 from bedrock.runs.workspace import read_log
 from bedrock.secrets import services as secret_services
-from bedrock.secrets.models import ApiToken, Secret
+from bedrock.secrets.selectors import secret_rows_for
 from bedrock.ui.config import config_keep, kept_config, read_config
 from bedrock.ui.forms import PipelineForm, RunForm, SecretForm, TokenForm
 from bedrock.ui.templatetags.bedrock_ui import elapsed
@@ -50,28 +59,36 @@ def _page(request: HttpRequest, items, per_page: int = PER_PAGE) -> Page:
     return Paginator(items, per_page).get_page(request.GET.get("page"))
 
 
-def _pipeline(request: HttpRequest, pk: int, role: str = Role.VIEWER) -> Pipeline:
-    pipeline = get_object_or_404(pipelines_for(request.user, include_archived=True), pk=pk)
-    if role != Role.VIEWER and not has_role(request.user, pipeline.project, role):
+def _pipeline_and_role(
+    request: HttpRequest, pk: int, role: str = Role.VIEWER
+) -> tuple[Pipeline, str]:
+    """The pipeline and the caller's role in its project, read once for the whole request."""
+    found = pipeline_with_role(request.user, pk)
+    if found is None:
+        raise Http404("No Pipeline matches the given query.")
+    pipeline, held = found
+    if not role_allows(held, role):
         raise PermissionDenied(f"This needs the {role} role in the project {pipeline.project}.")
-    return pipeline
+    return found
 
 
-def _runs_for(user) -> QuerySet[Run]:
-    return Run.objects.select_related(
-        "pipeline__project",
-        "pipeline__model",
-        "triggered_by",
-        "input_model_version__model",
-        "output_model_version__model",
-    ).filter(pipeline__project__in=projects_for(user))
+def _pipeline(request: HttpRequest, pk: int, role: str = Role.VIEWER) -> Pipeline:
+    return _pipeline_and_role(request, pk, role)[0]
+
+
+def _run_and_role(request: HttpRequest, pk: int, role: str = Role.VIEWER) -> tuple[Run, str]:
+    """The run and the caller's role in its project, read once for the whole request."""
+    found = run_with_role(request.user, pk)
+    if found is None:
+        raise Http404("No Run matches the given query.")
+    run, held = found
+    if not role_allows(held, role):
+        raise PermissionDenied(f"This needs the {role} role in the project {run.pipeline.project}.")
+    return found
 
 
 def _run(request: HttpRequest, pk: int, role: str = Role.VIEWER) -> Run:
-    run = get_object_or_404(_runs_for(request.user), pk=pk)
-    if role != Role.VIEWER and not has_role(request.user, run.pipeline.project, role):
-        raise PermissionDenied(f"This needs the {role} role in the project {run.pipeline.project}.")
-    return run
+    return _run_and_role(request, pk, role)[0]
 
 
 def _admin_projects(user) -> QuerySet[Project]:
@@ -207,15 +224,13 @@ def pipeline_archive(request: HttpRequest, pk: int) -> HttpResponse:
 @require_GET
 @login_required
 def pipeline_detail(request: HttpRequest, pk: int) -> HttpResponse:
-    pipeline = _pipeline(request, pk)
+    pipeline, role = _pipeline_and_role(request, pk)
     config = kept_config(pipeline)
     runs = pipeline.runs.select_related(
         "triggered_by", "input_model_version__model", "output_model_version__model"
     )
     # Names and dates only: a secret's value is never loaded for a page.
-    secrets_set = {
-        row["name"]: row for row in Secret.objects.filter(pipeline=pipeline).values("name")
-    }
+    secrets_set = {row["name"]: row for row in secret_rows_for(pipeline)}
     declared = list(config.stanza.secrets) if config.stanza else []
     return render(
         request,
@@ -223,9 +238,9 @@ def pipeline_detail(request: HttpRequest, pk: int) -> HttpResponse:
         {
             "pipeline": pipeline,
             "current_project": pipeline.project,
-            "role": role_in(request.user, pipeline.project),
-            "can_run": has_role(request.user, pipeline.project, Role.DEVELOPER),
-            "can_admin": has_role(request.user, pipeline.project, Role.ADMIN),
+            "role": role,
+            "can_run": role_allows(role, Role.DEVELOPER),
+            "can_admin": role_allows(role, Role.ADMIN),
             "config": config,
             "page": _page(request, runs),
             "declared_secrets": [(name, name in secrets_set) for name in declared],
@@ -369,7 +384,7 @@ def _step_rows(run: Run) -> list[StepRow]:
 @require_GET
 @login_required
 def run_detail(request: HttpRequest, pk: int) -> HttpResponse:
-    run = _run(request, pk)
+    run, role = _run_and_role(request, pk)
     steps = _step_rows(run)
     return render(
         request,
@@ -380,7 +395,7 @@ def run_detail(request: HttpRequest, pk: int) -> HttpResponse:
             "current_project": run.pipeline.project,
             "steps": steps,
             "open_step": _step_to_open(run, steps),
-            "can_run": has_role(request.user, run.pipeline.project, Role.DEVELOPER),
+            "can_run": role_allows(role, Role.DEVELOPER),
         },
     )
 
@@ -556,8 +571,8 @@ def model_version_files_page(request: HttpRequest, pk: int) -> HttpResponse:
 # --- secrets -------------------------------------------------------------------------------------
 @login_required
 def secrets(request: HttpRequest, pk: int) -> HttpResponse:
-    pipeline = _pipeline(request, pk)
-    can_edit = has_role(request.user, pipeline.project, Role.DEVELOPER)
+    pipeline, role = _pipeline_and_role(request, pk)
+    can_edit = role_allows(role, Role.DEVELOPER)
     form = SecretForm(request.POST or None, initial={"name": request.GET.get("name", "")})
     if request.method == "POST":
         if not can_edit:
@@ -578,11 +593,7 @@ def secrets(request: HttpRequest, pk: int) -> HttpResponse:
                 return redirect("ui:secrets", pk=pipeline.pk)
     config = kept_config(pipeline)
     declared = list(config.stanza.secrets) if config.stanza else []
-    rows = list(
-        Secret.objects.filter(pipeline=pipeline).values(
-            "name", "updated_at", "updated_by__username"
-        )
-    )
+    rows = secret_rows_for(pipeline)
     set_names = {row["name"] for row in rows}
     return render(
         request,
@@ -618,7 +629,7 @@ def tokens(request: HttpRequest) -> HttpResponse:
     form = TokenForm(request.POST or None)
     created = None
     if request.method == "POST" and form.is_valid():
-        created = secret_services.api_token_create(
+        created = account_services.api_token_create(
             user=request.user, name=form.cleaned_data["name"]
         )
         form = TokenForm()
@@ -628,7 +639,7 @@ def tokens(request: HttpRequest) -> HttpResponse:
         {
             "form": form,
             "created": created,
-            "page": _page(request, ApiToken.objects.filter(user=request.user)),
+            "page": _page(request, api_tokens_for(request.user)),
         },
     )
     add_never_cache_headers(response)
@@ -638,7 +649,7 @@ def tokens(request: HttpRequest) -> HttpResponse:
 @require_POST
 @login_required
 def token_revoke(request: HttpRequest, pk: int) -> HttpResponse:
-    token = get_object_or_404(ApiToken, pk=pk, user=request.user)
-    secret_services.api_token_revoke(actor=request.user, token=token)
+    token = get_object_or_404(api_tokens_for(request.user), pk=pk)
+    account_services.api_token_revoke(actor=request.user, token=token)
     messages.success(request, f"Revoked the token {token.prefix}… ({token.name or 'unnamed'}).")
     return redirect("ui:tokens")

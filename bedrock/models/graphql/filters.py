@@ -5,8 +5,8 @@ from __future__ import annotations
 import strawberry_django
 from strawberry import auto
 
+from bedrock.graphql.filters import DateTimeFilter, IDFilter, TextFilter
 from bedrock.models.models import Model, ModelVersion
-from bedrock.pipelines.graphql.filters import DateTimeFilter, IDFilter, TextFilter
 
 
 @strawberry_django.filter_type(Model)

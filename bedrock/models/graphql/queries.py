@@ -8,11 +8,11 @@ from django.db.models import QuerySet
 from strawberry import Info
 from strawberry_django.relay import DjangoListConnection
 
+from bedrock.graphql.scalars import parse_id
+from bedrock.graphql.viewer import viewer_of
 from bedrock.models.graphql.types import ModelType, ModelVersionType
 from bedrock.models.models import Model, ModelVersion
 from bedrock.models.selectors import models_for
-from bedrock.pipelines.graphql.scalars import parse_id
-from bedrock.secrets.graphql.viewer import viewer_of
 
 
 @strawberry.type

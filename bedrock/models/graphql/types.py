@@ -8,11 +8,13 @@ from urllib.parse import urlencode
 
 import strawberry
 import strawberry_django
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 from django.urls import reverse
 from strawberry import Info, auto
 from strawberry_django.relay import DjangoListConnection
 
+from bedrock.graphql.scalars import BigInt
+from bedrock.graphql.types import ScopedType
 from bedrock.models.artefacts import BrowseError
 from bedrock.models.graphql.filters import (
     ModelFilter,
@@ -21,14 +23,14 @@ from bedrock.models.graphql.filters import (
     ModelVersionOrder,
 )
 from bedrock.models.models import Model, ModelVersion
+from bedrock.models.selectors import model_versions_for, models_for
 from bedrock.models.services import model_version_files
-from bedrock.pipelines.graphql.scalars import BigInt
-from bedrock.pipelines.selectors import projects_for
-from bedrock.secrets.graphql.viewer import viewer_of
+from bedrock.pipelines.models import Pipeline
 
 if TYPE_CHECKING:
     from bedrock.pipelines.graphql.types import ProjectType
     from bedrock.runs.graphql.types import RunType
+    from bedrock.runs.models import Run
 
 
 @strawberry_django.type(
@@ -38,7 +40,7 @@ if TYPE_CHECKING:
     filters=ModelFilter,
     ordering=ModelOrder,
 )
-class ModelType:
+class ModelType(ScopedType, selector=models_for):
     id: auto
     project: Annotated[ProjectType, strawberry.lazy("bedrock.pipelines.graphql.types")]
     name: auto
@@ -47,6 +49,13 @@ class ModelType:
     versions: DjangoListConnection[
         Annotated[ModelVersionType, strawberry.lazy("bedrock.models.graphql.types")]
     ] = strawberry_django.connection(description="Newest first.")
+
+    @classmethod
+    def scope_for_run(cls, queryset: QuerySet[Model], run: Run) -> QuerySet[Model]:
+        # The pipeline's model, and the model of the version the run scores with.
+        pipeline_model = Pipeline.objects.filter(pk=run.pipeline_id).values("model_id")
+        scoring = ModelVersion.objects.filter(scoring_runs=run.pk).values("model_id")
+        return queryset.filter(Q(pk__in=pipeline_model) | Q(pk__in=scoring))
 
 
 # Files per page at most: a page is built from the central directory in one pass, and a client
@@ -80,7 +89,7 @@ class ModelVersionFilePage:
     filters=ModelVersionFilter,
     ordering=ModelVersionOrder,
 )
-class ModelVersionType:
+class ModelVersionType(ScopedType, selector=model_versions_for):
     id: auto
     model: ModelType
     number: auto
@@ -153,13 +162,8 @@ class ModelVersionType:
         )
 
     @classmethod
-    def get_queryset(
-        cls, queryset: QuerySet[ModelVersion], info: Info, **kwargs
-    ) -> QuerySet[ModelVersion]:
-        # Also applied to nested lists (a model's versions): a run token sees its input version.
-        viewer = viewer_of(info)
-        if viewer.run is not None:
-            if viewer.run.input_model_version_id is None:
-                return queryset.none()
-            return queryset.filter(pk=viewer.run.input_model_version_id)
-        return queryset.filter(model__project__in=projects_for(viewer.user))
+    def scope_for_run(cls, queryset: QuerySet[ModelVersion], run: Run) -> QuerySet[ModelVersion]:
+        # The version the run scores with, if any.
+        if run.input_model_version_id is None:
+            return queryset.none()
+        return queryset.filter(pk=run.input_model_version_id)

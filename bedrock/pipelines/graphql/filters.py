@@ -1,53 +1,21 @@
-"""Filters and orderings of projects and pipelines, and the comparisons every app's filters use.
-
-The comparisons are our own rather than strawberry-django's lookups, which offer regular
-expressions: a client could send one that keeps the database busy.
-"""
+"""Filters and orderings of projects and pipelines, and the pipeline kind they compare."""
 
 from __future__ import annotations
-
-from datetime import datetime
 
 import strawberry
 import strawberry_django
 from strawberry import UNSET, auto
 
-from bedrock.pipelines.graphql.scalars import PipelineKindEnum
-from bedrock.pipelines.models import Pipeline, Project
+from bedrock.graphql.filters import DateTimeFilter, IDFilter, TextFilter
+from bedrock.graphql.scalars import choices_enum
+from bedrock.pipelines.models import Pipeline, PipelineKind, Project
 
-
-@strawberry.input(description="Compare an id.")
-class IDFilter:
-    exact: strawberry.ID | None = UNSET
-    in_list: list[strawberry.ID] | None = UNSET
-
-
-@strawberry.input(description="Compare a whole number.")
-class IntFilter:
-    exact: int | None = UNSET
-    in_list: list[int] | None = UNSET
-    gt: int | None = UNSET
-    gte: int | None = UNSET
-    lt: int | None = UNSET
-    lte: int | None = UNSET
-
-
-@strawberry.input(description="Compare text; case-insensitive unless `exact` or `inList`.")
-class TextFilter:
-    exact: str | None = UNSET
-    i_exact: str | None = UNSET
-    i_contains: str | None = UNSET
-    i_starts_with: str | None = UNSET
-    in_list: list[str] | None = UNSET
-
-
-@strawberry.input(description="Compare a time; give a time zone, as in 2025-01-31T12:00:00Z.")
-class DateTimeFilter:
-    gt: datetime | None = UNSET
-    gte: datetime | None = UNSET
-    lt: datetime | None = UNSET
-    lte: datetime | None = UNSET
-    is_null: bool | None = UNSET
+PipelineKindEnum = choices_enum(
+    PipelineKind,
+    "PipelineKind",
+    "TRAINING runs `train` and publishes model versions; "
+    "BATCH_SCORING runs `batch_score` with a chosen model version.",
+)
 
 
 @strawberry.input(description="Compare a pipeline kind.")

@@ -10,15 +10,16 @@ from django.core.exceptions import ValidationError
 from strawberry import UNSET, Info
 
 from bedrock.envconfig import parse_duration
+from bedrock.graphql.errors import argument_names, get_visible, get_visible_pipeline
+from bedrock.graphql.scalars import parse_id
+from bedrock.graphql.viewer import acting_user
 from bedrock.models.selectors import models_for
 from bedrock.pipelines import spec
-from bedrock.pipelines.graphql.errors import argument_names, get_visible
-from bedrock.pipelines.graphql.scalars import PipelineKindEnum, parse_id
+from bedrock.pipelines.graphql.filters import PipelineKindEnum
 from bedrock.pipelines.graphql.types import ConfigCheck, ConfigProblemType, PipelineType
 from bedrock.pipelines.models import Pipeline
-from bedrock.pipelines.selectors import User, pipelines_for, projects_for
+from bedrock.pipelines.selectors import User, projects_for
 from bedrock.pipelines.services import pipeline_archive, pipeline_create, pipeline_update
-from bedrock.secrets.graphql.viewer import acting_user
 
 
 @strawberry.input(description="A new pipeline. Only a project admin may create one.")
@@ -86,8 +87,7 @@ def _pipeline_fields(user: User, data: CreatePipelineInput | UpdatePipelineInput
 
 def _pipeline(info: Info, pipeline_id: strawberry.ID) -> tuple[User, Pipeline]:
     user = acting_user(info)
-    pipelines = pipelines_for(user, include_archived=True)
-    return user, get_visible(pipelines, pipeline_id, "pipeline")
+    return user, get_visible_pipeline(user, pipeline_id)
 
 
 @strawberry.type

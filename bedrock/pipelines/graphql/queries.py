@@ -8,11 +8,11 @@ from django.db.models import QuerySet
 from strawberry import Info
 from strawberry_django.relay import DjangoListConnection
 
-from bedrock.pipelines.graphql.scalars import parse_id
+from bedrock.graphql.scalars import parse_id
+from bedrock.graphql.viewer import viewer_of
 from bedrock.pipelines.graphql.types import PipelineType, ProjectType
 from bedrock.pipelines.models import Pipeline, Project
 from bedrock.pipelines.selectors import pipelines_for, projects_for
-from bedrock.secrets.graphql.viewer import viewer_of
 
 
 @strawberry.type

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 from datetime import datetime
+from functools import partial
 from typing import TYPE_CHECKING, Annotated
 
 import strawberry
@@ -12,19 +13,24 @@ from strawberry import auto
 from strawberry_django.relay import DjangoListConnection
 
 from bedrock.envconfig import format_duration
+from bedrock.graphql.types import ScopedType
 from bedrock.pipelines.graphql.filters import (
     PipelineFilter,
+    PipelineKindEnum,
     PipelineOrder,
     ProjectFilter,
     ProjectOrder,
 )
-from bedrock.pipelines.graphql.scalars import PipelineKindEnum
 from bedrock.pipelines.models import Pipeline, Project
+from bedrock.pipelines.selectors import pipelines_for, projects_for
 from bedrock.pipelines.spec import Problem
 
 if TYPE_CHECKING:
+    from django.db.models import QuerySet
+
     from bedrock.models.graphql.types import ModelType
     from bedrock.runs.graphql.types import RunType
+    from bedrock.runs.models import Run
     from bedrock.secrets.graphql.types import SecretType
 
 
@@ -35,11 +41,15 @@ if TYPE_CHECKING:
     filters=ProjectFilter,
     ordering=ProjectOrder,
 )
-class ProjectType:
+class ProjectType(ScopedType, selector=projects_for):
     id: auto
     name: auto
     description: auto
     created_at: auto
+
+    @classmethod
+    def scope_for_run(cls, queryset: QuerySet[Project], run: Run) -> QuerySet[Project]:
+        return queryset.filter(pipelines=run.pipeline_id)
 
 
 @strawberry_django.type(
@@ -49,7 +59,7 @@ class ProjectType:
     filters=PipelineFilter,
     ordering=PipelineOrder,
 )
-class PipelineType:
+class PipelineType(ScopedType, selector=partial(pipelines_for, include_archived=True)):
     id: auto
     project: ProjectType
     name: auto
@@ -74,6 +84,10 @@ class PipelineType:
     @strawberry_django.field(only=["archived_at"])
     def archived(self, root: Pipeline) -> bool:
         return root.archived
+
+    @classmethod
+    def scope_for_run(cls, queryset: QuerySet[Pipeline], run: Run) -> QuerySet[Pipeline]:
+        return queryset.filter(pk=run.pipeline_id)
 
 
 @strawberry.enum(name="ProblemSeverity")

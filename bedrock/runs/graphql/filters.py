@@ -6,8 +6,8 @@ import strawberry
 import strawberry_django
 from strawberry import UNSET, auto
 
-from bedrock.pipelines.graphql.filters import DateTimeFilter, IDFilter, IntFilter, TextFilter
-from bedrock.pipelines.graphql.scalars import choices_enum
+from bedrock.graphql.filters import DateTimeFilter, IDFilter, IntFilter, TextFilter
+from bedrock.graphql.scalars import choices_enum
 from bedrock.runs.models import Run, RunStatus, RunStep, Trigger
 
 RunStatusEnum = choices_enum(

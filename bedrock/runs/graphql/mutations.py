@@ -8,13 +8,12 @@ from django.core.exceptions import ValidationError
 from strawberry import Info
 from strawberry.scalars import JSON
 
-from bedrock.pipelines.graphql.errors import argument_names, get_visible
-from bedrock.pipelines.graphql.scalars import parse_id
-from bedrock.pipelines.selectors import pipelines_for
+from bedrock.graphql.errors import argument_names, get_visible_pipeline, get_visible_run
+from bedrock.graphql.scalars import parse_id
+from bedrock.graphql.viewer import acting_user
 from bedrock.runs.graphql.types import RunType
-from bedrock.runs.models import Run, Trigger
+from bedrock.runs.models import Trigger
 from bedrock.runs.services import run_create, run_stop
-from bedrock.secrets.graphql.viewer import acting_user
 
 
 def _invalid(argument: str, message: str) -> ValidationError:
@@ -40,7 +39,7 @@ class RunMutations:
         with another ref, parameters or model version it is a `conflict` on `idempotencyKey`.
         """
         user = acting_user(info)
-        pipeline = get_visible(pipelines_for(user, include_archived=True), pipeline_id, "pipeline")
+        pipeline = get_visible_pipeline(user, pipeline_id)
         if parameters is not None and (
             not isinstance(parameters, dict)
             or any(isinstance(value, dict | list) for value in parameters.values())
@@ -68,5 +67,4 @@ class RunMutations:
     def stop_run(self, info: Info, id: strawberry.ID) -> RunType:
         """Ask a run to stop (project developers and admins); it ends as STOPPED."""
         user = acting_user(info)
-        runs = RunType.get_queryset(Run.objects.select_related("pipeline__project"), info)
-        return run_stop(actor=user, run=get_visible(runs, id, "run"))
+        return run_stop(actor=user, run=get_visible_run(user, id))

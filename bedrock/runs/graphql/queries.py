@@ -8,7 +8,7 @@ from django.db.models import QuerySet
 from strawberry import Info
 from strawberry_django.relay import DjangoListConnection
 
-from bedrock.pipelines.graphql.scalars import parse_id
+from bedrock.graphql.scalars import parse_id
 from bedrock.runs.graphql.types import RunType
 from bedrock.runs.models import Run
 

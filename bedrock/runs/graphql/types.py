@@ -8,13 +8,13 @@ from typing import TYPE_CHECKING, Annotated
 import strawberry
 import strawberry_django
 from django.db.models import QuerySet
-from strawberry import Info, auto
+from strawberry import auto
 from strawberry.scalars import JSON
 from strawberry_django.relay import DjangoListConnection
 
 from bedrock.envconfig import format_duration
-from bedrock.pipelines.graphql.scalars import BigInt
-from bedrock.pipelines.selectors import projects_for
+from bedrock.graphql.scalars import BigInt
+from bedrock.graphql.types import ScopedType
 from bedrock.runs.graphql.filters import (
     RunFilter,
     RunOrder,
@@ -23,8 +23,8 @@ from bedrock.runs.graphql.filters import (
     TriggerEnum,
 )
 from bedrock.runs.models import TERMINAL_STATUSES, Run, RunStep
+from bedrock.runs.selectors import run_steps_for, runs_for
 from bedrock.runs.workspace import read_log
-from bedrock.secrets.graphql.viewer import viewer_of
 
 LOG_CHUNK = 1 << 20
 
@@ -50,7 +50,7 @@ class LogChunk:
     description="One step of a run, with its attempts, times and log.",
     filters=RunStepFilter,
 )
-class RunStepType:
+class RunStepType(ScopedType, selector=run_steps_for):
     id: auto
     name: auto
     position: auto
@@ -72,6 +72,10 @@ class RunStepType:
         complete = root.status in TERMINAL_STATUSES and next_offset - offset < LOG_CHUNK
         return LogChunk(text=text, next_offset=next_offset, complete=complete)
 
+    @classmethod
+    def scope_for_run(cls, queryset: QuerySet[RunStep], run: Run) -> QuerySet[RunStep]:
+        return queryset.filter(run=run.pk)
+
 
 @strawberry_django.type(
     Run,
@@ -80,7 +84,7 @@ class RunStepType:
     filters=RunFilter,
     ordering=RunOrder,
 )
-class RunType:
+class RunType(ScopedType, selector=runs_for):
     id: auto
     number: auto
     pipeline: Annotated[PipelineType, strawberry.lazy("bedrock.pipelines.graphql.types")]
@@ -120,9 +124,5 @@ class RunType:
         return root.triggered_by.username if root.triggered_by is not None else None
 
     @classmethod
-    def get_queryset(cls, queryset: QuerySet[Run], info: Info, **kwargs) -> QuerySet[Run]:
-        # Also applied to nested lists (a pipeline's runs): a run token sees its own run only.
-        viewer = viewer_of(info)
-        if viewer.run is not None:
-            return queryset.filter(pk=viewer.run.pk)
-        return queryset.filter(pipeline__project__in=projects_for(viewer.user))
+    def scope_for_run(cls, queryset: QuerySet[Run], run: Run) -> QuerySet[Run]:
+        return queryset.filter(pk=run.pk)

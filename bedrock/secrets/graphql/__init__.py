@@ -1,1 +1,1 @@
-"""The GraphQL layer of secrets and API tokens, and who is asking (``viewer``)."""
+"""The GraphQL layer of secrets and API tokens."""

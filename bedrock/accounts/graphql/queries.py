@@ -8,18 +8,16 @@ from django.db.models import QuerySet
 from strawberry import Info
 from strawberry_django.relay import DjangoListConnection
 
-from bedrock.secrets.graphql.types import ApiTokenType
-from bedrock.secrets.graphql.viewer import viewer_of
-from bedrock.secrets.models import ApiToken
+from bedrock.accounts.graphql.types import ApiTokenType
+from bedrock.accounts.models import ApiToken
+from bedrock.accounts.selectors import api_tokens_for
+from bedrock.graphql.viewer import viewer_of
 
 
 @strawberry.type
-class SecretQueries:
+class AccountQueries:
     @strawberry_django.connection(
         DjangoListConnection[ApiTokenType], description="Your API tokens, newest first."
     )
     def api_tokens(self, info: Info) -> QuerySet[ApiToken]:
-        viewer = viewer_of(info)
-        if not viewer.signed_in:
-            return ApiToken.objects.none()
-        return ApiToken.objects.filter(user=viewer.user)
+        return api_tokens_for(viewer_of(info).user)

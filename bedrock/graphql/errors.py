@@ -11,10 +11,15 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TypeVar
 
+import strawberry
 from django.core.exceptions import ObjectDoesNotExist, ValidationError
 from django.db.models import Model, QuerySet
 
-from bedrock.pipelines.graphql.scalars import parse_id
+from bedrock.graphql.scalars import parse_id
+from bedrock.pipelines.models import Pipeline
+from bedrock.pipelines.selectors import User, pipeline_with_role
+from bedrock.runs.models import Run
+from bedrock.runs.selectors import run_with_role
 
 M = TypeVar("M", bound=Model)
 
@@ -33,6 +38,28 @@ def get_visible(queryset: QuerySet[M], value: object, what: str) -> M:
     if found is None:
         raise NotFound(what, value)
     return found
+
+
+def get_visible_pipeline(user: User, value: strawberry.ID | str | int | None) -> Pipeline:
+    """The pipeline with id ``value`` the user may see, archived or not, or NotFound.
+
+    The user's role in its project is read in the same query and kept with it, so the service's
+    permission check asks the database nothing more.
+    """
+    pk = parse_id(value)
+    found = pipeline_with_role(user, pk) if pk is not None else None
+    if found is None:
+        raise NotFound("pipeline", value)
+    return found[0]
+
+
+def get_visible_run(user: User, value: strawberry.ID | str | int | None) -> Run:
+    """The run with id ``value`` the user may see, or NotFound; its project's role read with it."""
+    pk = parse_id(value)
+    found = run_with_role(user, pk) if pk is not None else None
+    if found is None:
+        raise NotFound("run", value)
+    return found[0]
 
 
 @contextmanager

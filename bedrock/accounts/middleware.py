@@ -14,9 +14,9 @@ from __future__ import annotations
 from django.contrib.auth.models import AnonymousUser
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
+from bedrock.accounts.models import hash_token
+from bedrock.accounts.services import api_token_authenticate
 from bedrock.runs.models import ACTIVE_STATUSES, Run
-from bedrock.secrets.models import hash_token
-from bedrock.secrets.services import api_token_authenticate
 
 RUN_TOKEN_PREFIX = "bdrkrun_"  # noqa: S105  (a marker, not a credential)
 ACCESS_TOKEN_HEADER = "X-Bedrock-Access-Token"  # noqa: S105  (a header name)

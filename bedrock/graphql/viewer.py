@@ -1,7 +1,7 @@
 """Who is asking: a signed-in user (session or API token), a run's own token, or nobody.
 
-``bedrock.secrets.middleware`` sets ``request.user`` for API tokens, and ``request.bedrock_run`` for
-a run's token, leaving the user anonymous: a run token reads only what its own run needs.
+``bedrock.accounts.middleware`` sets ``request.user`` for API tokens, and ``request.bedrock_run``
+for a run's token, leaving the user anonymous: a run token reads only what its own run needs.
 """
 
 from __future__ import annotations

@@ -12,8 +12,6 @@ from typing import NewType
 import strawberry
 from django.db import models
 
-from bedrock.pipelines.models import PipelineKind
-
 BigInt = NewType("BigInt", int)
 
 # For the schema's StrawberryConfig(scalar_map=...).
@@ -34,14 +32,6 @@ def choices_enum(choices: type[models.TextChoices], name: str, description: str)
     """
     mirrored = enum.Enum(name, [(member.name, member.value) for member in choices], type=str)
     return strawberry.enum(mirrored, name=name, description=description)
-
-
-PipelineKindEnum = choices_enum(
-    PipelineKind,
-    "PipelineKind",
-    "TRAINING runs `train` and publishes model versions; "
-    "BATCH_SCORING runs `batch_score` with a chosen model version.",
-)
 
 
 def parse_id(value: strawberry.ID | str | int | None) -> int | None:
