@@ -6,6 +6,7 @@ import re
 
 import pytest
 
+from bedrock.actors import SYSTEM
 from bedrock.models.models import Model
 from bedrock.pipelines.models import Pipeline, Project
 from bedrock.secrets.models import ApiToken, Secret
@@ -88,7 +89,7 @@ def test_editing_a_secret_with_an_empty_value_keeps_it_and_a_new_value_replaces_
     from bedrock.secrets.services import secret_set
 
     pipeline = factories.pipeline(factories.project())
-    secret = secret_set(actor=None, pipeline=pipeline, name="TOKEN", value=VALUE)
+    secret = secret_set(actor=SYSTEM, pipeline=pipeline, name="TOKEN", value=VALUE)
     url = f"/admin/secrets/secret/{secret.pk}/change/"
 
     csrf_free_post(admin_client, url, {"new_value": ""})

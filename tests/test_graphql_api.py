@@ -15,6 +15,7 @@ from django.core.management import call_command
 from django.test import Client
 from graphql import get_introspection_query
 
+from bedrock.actors import SYSTEM
 from bedrock.models.models import ModelVersion
 from bedrock.pipelines.models import Pipeline, PipelineKind, Role
 from bedrock.runs.models import Run, RunStatus, RunStep, Trigger
@@ -77,7 +78,7 @@ def world():
         sha256="0" * 64,
         file_count=3,
     )
-    secret_set(actor=None, pipeline=training, name="DB_PASSWORD", value="hunter2-value")
+    secret_set(actor=SYSTEM, pipeline=training, name="DB_PASSWORD", value="hunter2-value")
 
     other = factories.project("elsewhere")
     other_pipeline = factories.pipeline(other, name="theirs")
