@@ -42,6 +42,22 @@ def project_create(
     return project
 
 
+def project_update(*, actor: Actor, project: Project, name: str, description: str) -> Project:
+    require_role(actor, project, Role.ADMIN, "Only a project admin may edit the project.")
+    project.name, project.description = name, description
+    project.full_clean()
+    project.save()
+    return project
+
+
+def project_delete(*, actor: Actor, project: Project) -> None:
+    """Delete a project with its memberships. One with pipelines or models cannot be
+    (ProtectedError): those are history."""
+    if not isinstance(actor, Staff) and not is_site_administrator(actor):
+        raise PermissionDenied("Only a site administrator may delete projects.")
+    project.delete()
+
+
 def membership_set(*, actor: Actor, project: Project, user: User, role: str) -> Membership:
     """Give ``user`` the ``role`` in ``project``, replacing the role they held."""
     require_role(actor, project, Role.ADMIN, "Only a project admin may change its members.")
