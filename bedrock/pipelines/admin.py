@@ -156,13 +156,7 @@ class PipelineAdmin(admin.ModelAdmin):
         created = services.pipeline_create(
             actor=actor,
             project=obj.project,
-            name=obj.name,
-            git_url=obj.git_url,
-            kind=obj.kind,
-            model=obj.model,
-            branch=obj.branch,
-            config_path=obj.config_path,
-            max_run_time=obj.max_run_time,
+            **{name: getattr(obj, name) for name in PIPELINE_FIELDS},
         )
         # The secret inline and the admin's log are bound to ``obj``.
         obj.pk = created.pk
