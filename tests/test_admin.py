@@ -334,3 +334,30 @@ def test_creating_a_token_in_the_admin_shows_it_once(admin_client, admin_user):
         not in admin_client.get(f"/admin/secrets/apitoken/{token.pk}/change/").content.decode()
     )
     assert match.group(1) not in admin_client.get("/admin/secrets/apitoken/").content.decode()
+
+
+def test_a_model_added_in_the_admin_is_created_by_the_model_service(admin_client, monkeypatch):
+    from bedrock.models import services
+
+    project = factories.project()
+    created: list[str] = []
+    real_create = services.model_create
+
+    def recording_create(**kwargs):
+        created.append(kwargs["name"])
+        return real_create(**kwargs)
+
+    monkeypatch.setattr(services, "model_create", recording_create)
+    csrf_free_post(
+        admin_client,
+        "/admin/models/model/add/",
+        {
+            "project": project.pk,
+            "name": "fraud-model",
+            "versions-TOTAL_FORMS": "0",
+            "versions-INITIAL_FORMS": "0",
+        },
+    )
+
+    assert created == ["fraud-model"]
+    assert Model.objects.get(project=project).name == "fraud-model"
