@@ -73,11 +73,10 @@ class ProjectAdmin(admin.ModelAdmin):
                 user=row.cleaned_data["user"],
                 role=row.cleaned_data["role"],
             )
-            changed = (membership, row.changed_data)
             if row.instance.pk is None:
                 formset.new_objects.append(membership)
             else:
-                formset.changed_objects.append(changed)
+                formset.changed_objects.append((membership, row.changed_data))
 
     def delete_model(self, request, obj: Project) -> None:
         services.project_delete(actor=Staff(request.user), project=obj)
