@@ -5,13 +5,14 @@ from __future__ import annotations
 import subprocess
 from datetime import datetime
 
+from bedrock.actors import SYSTEM
 from bedrock.runs.models import ACTIVE_STATUSES, TERMINAL_STATUSES, Run, RunStatus
 from bedrock.runs.services import run_create
 from bedrock.runs.workspace import read_log
 
 
 def start(pipeline, **kwargs) -> Run:
-    return run_create(actor=None, pipeline=pipeline, **kwargs)
+    return run_create(actor=SYSTEM, pipeline=pipeline, **kwargs)
 
 
 def steps_of(run: Run) -> dict[str, tuple[str, str]]:

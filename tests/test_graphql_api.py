@@ -17,6 +17,7 @@ from graphql import get_introspection_query
 
 from bedrock.accounts.models import ApiToken
 from bedrock.accounts.services import api_token_create
+from bedrock.actors import SYSTEM
 from bedrock.models.models import ModelVersion
 from bedrock.pipelines.models import Pipeline, PipelineKind, Role
 from bedrock.runs.models import Run, RunStatus, RunStep, Trigger
@@ -79,7 +80,7 @@ def world():
         sha256="0" * 64,
         file_count=3,
     )
-    secret_set(actor=None, pipeline=training, name="DB_PASSWORD", value="hunter2-value")
+    secret_set(actor=SYSTEM, pipeline=training, name="DB_PASSWORD", value="hunter2-value")
 
     other = factories.project("elsewhere")
     other_pipeline = factories.pipeline(other, name="theirs")

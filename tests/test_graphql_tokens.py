@@ -14,6 +14,7 @@ from django.test import Client
 
 from bedrock.accounts.models import hash_token
 from bedrock.accounts.services import api_token_create, api_token_revoke
+from bedrock.actors import SYSTEM
 from bedrock.models.models import ModelVersion
 from bedrock.pipelines.models import PipelineKind, Role
 from bedrock.runs.models import Run, RunStatus, RunStep
@@ -89,7 +90,7 @@ def world():
     factories.member(project, member, Role.DEVELOPER)
     training = factories.pipeline(project, name="train")
     scoring = factories.pipeline(project, kind=PipelineKind.BATCH_SCORING, name="score")
-    secret_set(actor=None, pipeline=scoring, name="WAREHOUSE_KEY", value="do-not-show")
+    secret_set(actor=SYSTEM, pipeline=scoring, name="WAREHOUSE_KEY", value="do-not-show")
     v1, v2 = stored_version(training, 1), stored_version(training, 2)
     scoring_run, run_token = running(scoring, 1, input_model_version=v1)
     sibling = Run.objects.create(pipeline=scoring, number=2, ref="main", status=RunStatus.RUNNING)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from bedrock.actors import SYSTEM
 from tests import lifecycle
 
 # --- 1. A step sees its own run only -----------------------------------------------------------
@@ -143,7 +144,7 @@ def _probe_the_servers_files(tmp_path, places, root_only):
     repo = repo_with(tmp_path, hcl("train", step("probe", "bash probe.sh")), **{"probe.sh": script})
     pipeline = pipeline_for(repo)
 
-    run = wait_until_done(run_create(actor=None, pipeline=pipeline))
+    run = wait_until_done(run_create(actor=SYSTEM, pipeline=pipeline))
 
     log = step_log(run, "probe")
     assert run.status == RunStatus.SUCCEEDED, (run.failure_reason, log)
@@ -584,7 +585,7 @@ def test_a_run_of_a_file_with_a_refused_default_is_rejected_with_the_reason_and_
     from bedrock.runs.services import run_create
 
     pipeline = _env_pipeline(tmp_path, _env_file(parameters='PATH = "/tmp/evil"'))
-    run = run_create(actor=None, pipeline=pipeline)
+    run = run_create(actor=SYSTEM, pipeline=pipeline)
 
     assert run.status == RunStatus.REJECTED
     assert "train.parameters.PATH: PATH is read by the shell" in run.failure_reason
@@ -602,7 +603,7 @@ def test_a_run_override_with_a_refused_name_is_refused_and_creates_no_run(name):
 
     pipeline = factories.pipeline(factories.project())
     with pytest.raises(ValidationError) as refused:
-        run_create(actor=None, pipeline=pipeline, parameters={"EPOCHS": "1", name: "x"})
+        run_create(actor=SYSTEM, pipeline=pipeline, parameters={"EPOCHS": "1", name: "x"})
 
     (message,) = refused.value.message_dict["parameters"]
     assert message.startswith(name)
@@ -655,7 +656,7 @@ def test_set_secret_refuses_a_refused_name_with_the_reason_and_stores_nothing(na
 
     pipeline = factories.pipeline(factories.project())
     with pytest.raises(ValidationError) as refused:
-        secret_set(actor=None, pipeline=pipeline, name=name, value="a-long-value")
+        secret_set(actor=SYSTEM, pipeline=pipeline, name=name, value="a-long-value")
     (message,) = refused.value.message_dict["name"]
     assert message.startswith(name) and "a secret cannot set it" in message
     assert not Secret.objects.exists()
@@ -672,7 +673,7 @@ def test_the_git_credential_secrets_may_be_set_but_no_file_may_hand_them_to_a_st
     from tests import factories
 
     pipeline = factories.pipeline(factories.project())
-    secret_set(actor=None, pipeline=pipeline, name="BEDROCK_GIT_TOKEN", value="ghp_token")
+    secret_set(actor=SYSTEM, pipeline=pipeline, name="BEDROCK_GIT_TOKEN", value="ghp_token")
 
     (error,) = [p for p in spec.check(_env_file(secrets='"BEDROCK_GIT_TOKEN"')) if p.is_error]
     assert "Git credential" in error.message and error.path == "train.secrets[0]"
@@ -712,7 +713,7 @@ def test_the_admin_refuses_a_refused_secret_name_and_a_short_value_as_the_servic
     assert "LD_PRELOAD is read by the dynamic loader" in response.content.decode()
     assert not Secret.objects.exists()
 
-    secret = secret_set(actor=None, pipeline=pipeline, name="TOKEN", value="long-enough")
+    secret = secret_set(actor=SYSTEM, pipeline=pipeline, name="TOKEN", value="long-enough")
     response = admin_client.post(f"/admin/secrets/secret/{secret.pk}/change/", {"new_value": "abc"})
     assert response.status_code == 200
     assert "at least 4 characters" in response.content.decode()
@@ -769,7 +770,7 @@ def test_a_nul_byte_in_a_run_is_refused_at_creation_naming_the_field(arguments, 
 
     pipeline = factories.pipeline(factories.project())
     with pytest.raises(ValidationError) as refused:
-        run_create(actor=None, pipeline=pipeline, **arguments)
+        run_create(actor=SYSTEM, pipeline=pipeline, **arguments)
 
     assert list(refused.value.message_dict) == [field]
     assert not Run.objects.exists()
@@ -798,7 +799,7 @@ def test_a_nul_byte_in_a_secret_value_is_refused_and_nothing_stored():
 
     pipeline = factories.pipeline(factories.project())
     with pytest.raises(ValidationError) as refused:
-        secret_set(actor=None, pipeline=pipeline, name="TOKEN", value="abc\x00def")
+        secret_set(actor=SYSTEM, pipeline=pipeline, name="TOKEN", value="abc\x00def")
 
     assert "NUL byte" in refused.value.message_dict["value"][0]
     assert not Secret.objects.exists()
@@ -817,7 +818,7 @@ def test_parameters_over_the_environment_limit_are_refused_before_any_run_exists
     # 200 KiB: over Linux's 128 KiB per string, which failed at execution with
     # "Argument list too long".
     with pytest.raises(ValidationError) as refused:
-        run_create(actor=None, pipeline=pipeline, parameters={"BLOB": "x" * 200 * 1024})
+        run_create(actor=SYSTEM, pipeline=pipeline, parameters={"BLOB": "x" * 200 * 1024})
 
     (message,) = refused.value.message_dict["parameters"]
     assert "over the limit of 65536 bytes (BEDROCK_MAX_ENVIRONMENT_BYTES)" in message
@@ -836,9 +837,9 @@ def test_defaults_and_secrets_over_the_limit_together_reject_the_run_with_the_re
     settings.BEDROCK_MAX_ENVIRONMENT_BYTES = 1000
     text = _env_file(parameters=f'NOTES = "{"n" * 600}"', secrets='"KEY"')
     pipeline = _env_pipeline(tmp_path, text)
-    secret_set(actor=None, pipeline=pipeline, name="KEY", value="k" * 500)
+    secret_set(actor=SYSTEM, pipeline=pipeline, name="KEY", value="k" * 500)
 
-    run = run_create(actor=None, pipeline=pipeline, parameters={"EPOCHS": "3"})
+    run = run_create(actor=SYSTEM, pipeline=pipeline, parameters={"EPOCHS": "3"})
 
     assert run.status == RunStatus.REJECTED
     assert "over the limit of 1000 bytes" in run.failure_reason
@@ -1006,7 +1007,7 @@ def test_a_run_asking_for_100000_retries_is_rejected_before_any_step_exists(tmp_
     from tests.runflow import pipeline_for, repo_with
 
     text = hcl("train", step("a", "true", extra="retry { limit = 100000 }"))
-    run = run_create(actor=None, pipeline=pipeline_for(repo_with(tmp_path, text)))
+    run = run_create(actor=SYSTEM, pipeline=pipeline_for(repo_with(tmp_path, text)))
     assert run.status == RunStatus.REJECTED
     assert "BEDROCK_MAX_RETRIES" in run.failure_reason
     assert "retry.limit" in run.failure_reason
@@ -1552,7 +1553,7 @@ def test_once_a_run_is_stopping_no_new_step_starts_and_every_step_ends_stopped(t
         what="two steps running",
     )
 
-    run_stop(actor=None, run=run)
+    run_stop(actor=SYSTEM, run=run)
 
     run = wait_until_done(run, timeout=60)
     assert (run.status, run.failure_reason) == (RunStatus.STOPPED, "stopped on request")
@@ -1581,7 +1582,7 @@ def test_a_step_that_traps_sigterm_cleans_up_on_stop_and_its_log_says_it_ended_o
     run = lifecycle.start(_pipeline(tmp_path, step("trap", script)))
     wait_for(lambda: "ready" in _log_or_empty(run, "trap"), what="the step to be ready")
 
-    run_stop(actor=None, run=run)
+    run_stop(actor=SYSTEM, run=run)
 
     run = wait_until_done(run, timeout=90)
     assert run.status == RunStatus.STOPPED
@@ -1620,7 +1621,7 @@ def test_a_step_that_ignores_sigterm_is_killed_after_the_grace_period_and_its_lo
     wait_for(lambda: "ready" in _log_or_empty(run, "stubborn"), what="the step to be ready")
 
     asked = time.monotonic()
-    run_stop(actor=None, run=run)
+    run_stop(actor=SYSTEM, run=run)
 
     run = wait_until_done(run, timeout=90)
     assert time.monotonic() - asked >= 1, "the grace period was given"
@@ -1659,7 +1660,7 @@ def test_a_stop_while_a_step_is_being_prepared_keeps_its_command_from_starting(
         return Run.objects.filter(pk=run.pk, status=RunStatus.STOPPING).exists()
 
     wait_for(lambda: preparing, what="the step to be prepared")
-    run_stop(actor=None, run=run)
+    run_stop(actor=SYSTEM, run=run)
 
     run = wait_until_done(run, timeout=60)
     assert run.status == RunStatus.STOPPED
@@ -2291,7 +2292,7 @@ def test_demo_follows_through_a_dropped_connection(tmp_path, monkeypatch):
     pipeline = pipeline_for(
         repo_with(tmp_path, hcl("train", step("s", "echo m > $BEDROCK_ARTEFACT_DIR/m")))
     )
-    run = run_create(actor=None, pipeline=pipeline)
+    run = run_create(actor=SYSTEM, pipeline=pipeline)
     dropped = _LockedFor(2)
 
     def drop(instance, *args, **kwargs):
@@ -2336,6 +2337,7 @@ def _group_alive(pgid: int) -> bool:
 # A pipeline whose one step prints the API address it was given; run through the worker alone.
 _RUN_THROUGH_WORKER = """
 import time
+from bedrock.actors import SYSTEM
 from bedrock.models.models import Model
 from bedrock.pipelines.models import Project
 from bedrock.pipelines.services import pipeline_create
@@ -2345,9 +2347,9 @@ from bedrock.runs.workspace import read_log
 project = Project.objects.create(name="address")
 model = Model.objects.create(project=project, name="m")
 pipeline = pipeline_create(
-    actor=None, project=project, name="p", git_url=REPO, kind="training", model=model
+    actor=SYSTEM, project=project, name="p", git_url=REPO, kind="training", model=model
 )
-run = run_create(actor=None, pipeline=pipeline)
+run = run_create(actor=SYSTEM, pipeline=pipeline)
 deadline = time.monotonic() + 180
 while run.status not in TERMINAL_STATUSES and time.monotonic() < deadline:
     time.sleep(0.5)
@@ -2767,11 +2769,11 @@ def test_an_idempotency_key_reused_for_a_different_request_is_a_conflict_naming_
 
     pipeline = factories.pipeline(factories.project())
     asked = {"ref": _BAD_REF, "parameters": {"EPOCHS": "10"}, "model_version_id": None}
-    first = run_create(actor=None, pipeline=pipeline, idempotency_key="nightly-1", **asked)
+    first = run_create(actor=SYSTEM, pipeline=pipeline, idempotency_key="nightly-1", **asked)
 
     with pytest.raises(ValidationError) as refused:
         run_create(
-            actor=None, pipeline=pipeline, idempotency_key="nightly-1", **{**asked, **different}
+            actor=SYSTEM, pipeline=pipeline, idempotency_key="nightly-1", **{**asked, **different}
         )
 
     error = refused.value.error_dict["idempotency_key"][0]
@@ -2779,11 +2781,11 @@ def test_an_idempotency_key_reused_for_a_different_request_is_a_conflict_naming_
     assert "'nightly-1'" in error.message and f"run {first.number}" in error.message
     assert list(Run.objects.filter(pipeline=pipeline)) == [first]
     # The same request again is still the first run.
-    again = run_create(actor=None, pipeline=pipeline, idempotency_key="nightly-1", **asked)
+    again = run_create(actor=SYSTEM, pipeline=pipeline, idempotency_key="nightly-1", **asked)
     assert again.pk == first.pk
     assert (
         run_create(
-            actor=None,
+            actor=SYSTEM,
             pipeline=pipeline,
             ref=_BAD_REF,
             parameters={"EPOCHS": 10},
@@ -2877,7 +2879,9 @@ def test_bedrock_own_directories_are_refused_as_a_pipelines_repository(tmp_path,
     }
     for what, url in candidates.items():
         with pytest.raises(ValidationError) as refused:
-            pipeline_create(actor=None, project=attacker, name="thief", git_url=url)
+            pipeline_create(
+                actor=SYSTEM, project=attacker, name="thief", git_url=url, kind="training"
+            )
         message = refused.value.message_dict["git_url"][0]
         assert "inside Bedrock's own directory" in message, what
         assert os.path.realpath(settings.BEDROCK_HOME) in message, what
@@ -2900,7 +2904,7 @@ def test_editing_a_pipeline_to_point_at_bedrocks_git_cache_is_refused(tmp_path):
     pipeline = factories.pipeline(project, git_url=str(own))
 
     with pytest.raises(ValidationError) as refused:
-        pipeline_update(actor=None, pipeline=pipeline, git_url=str(cache))
+        pipeline_update(actor=SYSTEM, pipeline=pipeline, git_url=str(cache))
     assert "inside Bedrock's own directory" in refused.value.message_dict["git_url"][0]
     assert Pipeline.objects.get(pk=pipeline.pk).git_url == str(own)
 
@@ -2944,7 +2948,7 @@ def test_a_link_repointed_at_the_git_cache_after_creation_is_refused_at_run_and_
     link.unlink()
     link.symlink_to(cache)
 
-    run = run_create(actor=None, pipeline=pipeline)
+    run = run_create(actor=SYSTEM, pipeline=pipeline)
 
     assert run.status == RunStatus.REJECTED
     assert "inside Bedrock's own directory" in run.failure_reason
@@ -3158,9 +3162,9 @@ def test_a_real_step_printing_encoded_and_split_secrets_leaves_none_in_its_log(t
         secrets='"DB_PASSWORD"',
     )
     pipeline = pipeline_for(repo_with(tmp_path, text, **{"leak.py": script}))
-    secret_set(actor=None, pipeline=pipeline, name="DB_PASSWORD", value=value)
+    secret_set(actor=SYSTEM, pipeline=pipeline, name="DB_PASSWORD", value=value)
 
-    run = wait_until_done(run_create(actor=None, pipeline=pipeline))
+    run = wait_until_done(run_create(actor=SYSTEM, pipeline=pipeline))
 
     assert run.status == RunStatus.SUCCEEDED, run.failure_reason
     log = step_log(run, "leak")
@@ -3331,7 +3335,7 @@ def _start(tmp_path, steps: str, files: dict | None = None, **options):
     """A run of :func:`_stanza_pipeline`, started on the command line."""
     from bedrock.runs.services import run_create
 
-    return run_create(actor=None, pipeline=_stanza_pipeline(tmp_path, steps, files, **options))
+    return run_create(actor=SYSTEM, pipeline=_stanza_pipeline(tmp_path, steps, files, **options))
 
 
 def _container_of(run):
@@ -3366,7 +3370,7 @@ def test_stopping_a_docker_run_ends_its_step_stopped_and_removes_the_container(t
     run = _start(tmp_path, step("s", "sleep 120"))
     _container_of(run)
 
-    run_stop(actor=None, run=run)
+    run_stop(actor=SYSTEM, run=run)
 
     run = wait_until_done(run, timeout=90)
     assert run.status == RunStatus.STOPPED
@@ -3547,7 +3551,7 @@ def test_a_container_runs_as_its_images_user_and_can_still_write_app_and_artefac
     pipeline = _stanza_pipeline(tmp_path, steps, secrets='"DB_PASSWORD"')
     Secret.objects.create(pipeline=pipeline, name="DB_PASSWORD", value="pa55-for-the-user")
 
-    run = run_create(actor=None, pipeline=pipeline)
+    run = run_create(actor=SYSTEM, pipeline=pipeline)
 
     run = wait_until_done(run)
 
@@ -3622,7 +3626,7 @@ def test_steps_join_the_docker_network_the_operator_names_and_a_missing_one_is_n
     finally:
         network.remove()
 
-    run = wait_until_done(run_create(actor=None, pipeline=run.pipeline))
+    run = wait_until_done(run_create(actor=SYSTEM, pipeline=run.pipeline))
 
     assert run.status == RunStatus.FAILED
     assert "the Docker network 'bedrock-test-steps' (BEDROCK_DOCKER_NETWORK) does not exist" in (

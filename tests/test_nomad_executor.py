@@ -18,6 +18,7 @@ from datetime import timedelta
 import pytest
 from django.core.files.storage import default_storage
 
+from bedrock.actors import SYSTEM
 from bedrock.models.models import ModelVersion
 from bedrock.nomad.executor import NomadExecutor
 from bedrock.runs.models import Run, RunStatus
@@ -81,7 +82,7 @@ def training(tmp_path, steps: str | None = None, **pipeline):
     steps = steps or step("train", "python train.py")
     config = hcl("train", steps, parameters='ALPHA = "0.5"', secrets='"DB_PASSWORD"')
     pipeline = pipeline_for(repo_with(tmp_path, config), **pipeline)
-    secret_set(actor=None, pipeline=pipeline, name="DB_PASSWORD", value=SECRET)
+    secret_set(actor=SYSTEM, pipeline=pipeline, name="DB_PASSWORD", value=SECRET)
     return pipeline
 
 
@@ -121,7 +122,7 @@ def test_a_training_run_on_nomad_publishes_its_upload_and_leaves_nothing(tmp_pat
         return Scenario("success", stdout=f"training with alpha 0.5\npassword {SECRET}\n")
 
     nomad.scenario_for = scenario
-    run = wait_until_done(run_create(actor=None, pipeline=training(tmp_path)), timeout=60)
+    run = wait_until_done(run_create(actor=SYSTEM, pipeline=training(tmp_path)), timeout=60)
 
     assert run.status == RunStatus.SUCCEEDED, run.failure_reason
     version = ModelVersion.objects.get(run=run)
@@ -152,7 +153,7 @@ def test_the_variable_holds_the_token_and_secrets_before_the_job_is_registered(t
         return Scenario("failure")
 
     nomad.scenario_for = scenario
-    run = wait_until_done(run_create(actor=None, pipeline=training(tmp_path)), timeout=60)
+    run = wait_until_done(run_create(actor=SYSTEM, pipeline=training(tmp_path)), timeout=60)
     assert run.status == RunStatus.FAILED
     assert seen["DB_PASSWORD"] == SECRET and seen["BEDROCK_API_TOKEN"].startswith("bdrkrun_")
     put = nomad.requests_to("PUT", r"^/v1/var/")[0]
@@ -172,7 +173,7 @@ def test_the_variable_holds_the_token_and_secrets_before_the_job_is_registered(t
 )
 def test_each_way_a_job_can_end_gives_its_reason(tmp_path, nomad, kind, reason, exit_code):
     nomad.default_scenario = Scenario(kind, stdout="working\n")
-    run = wait_until_done(run_create(actor=None, pipeline=training(tmp_path)), timeout=60)
+    run = wait_until_done(run_create(actor=SYSTEM, pipeline=training(tmp_path)), timeout=60)
 
     assert run.status == RunStatus.FAILED
     assert reason in run.failure_reason
@@ -198,7 +199,7 @@ def test_a_failed_step_is_retried_as_a_new_job_and_only_the_last_attempts_upload
 
     nomad.scenario_for = scenario
     steps = step("train", "python train.py", extra="retry {\nlimit = 1\n}")
-    run = wait_until_done(run_create(actor=None, pipeline=training(tmp_path, steps)), timeout=60)
+    run = wait_until_done(run_create(actor=SYSTEM, pipeline=training(tmp_path, steps)), timeout=60)
 
     assert run.status == RunStatus.SUCCEEDED, run.failure_reason
     registered = [r.path for r in nomad.requests_to("POST", r"^/v1/job/")]
@@ -223,7 +224,7 @@ def test_what_a_failed_attempt_uploaded_is_dropped_when_the_next_one_starts(tmp_
 
     nomad.scenario_for = scenario
     steps = step("train", "python train.py", extra="retry {\nlimit = 1\n}")
-    run = wait_until_done(run_create(actor=None, pipeline=training(tmp_path, steps)), timeout=60)
+    run = wait_until_done(run_create(actor=SYSTEM, pipeline=training(tmp_path, steps)), timeout=60)
 
     assert run.status == RunStatus.FAILED
     assert "succeeded but uploaded no /artefact" in run.failure_reason
@@ -243,7 +244,7 @@ def test_dependent_steps_run_in_order_and_the_last_ones_upload_is_published(tmp_
     steps = step("prepare", "python prepare.py") + step(
         "fit", "python fit.py", depends_on='"prepare"'
     )
-    run = wait_until_done(run_create(actor=None, pipeline=training(tmp_path, steps)), timeout=60)
+    run = wait_until_done(run_create(actor=SYSTEM, pipeline=training(tmp_path, steps)), timeout=60)
 
     assert run.status == RunStatus.SUCCEEDED, run.failure_reason
     assert order == ["prepare", "fit"]
@@ -261,7 +262,7 @@ def test_a_500_on_register_is_retried_and_a_lost_reply_adopts_the_job(tmp_path, 
     nomad.fail_next("POST", r"^/v1/job/bedrock-\d+-train-1$", status=500)
     nomad.fail_next("POST", r"^/v1/job/bedrock-\d+-train-1$", status=500, after_effect=True)
     nomad.default_scenario = Scenario("failure", stdout="ran once\n")
-    run = wait_until_done(run_create(actor=None, pipeline=training(tmp_path)), timeout=60)
+    run = wait_until_done(run_create(actor=SYSTEM, pipeline=training(tmp_path)), timeout=60)
 
     assert run.status == RunStatus.FAILED and "exit code 1" in run.failure_reason
     # three register calls: refused, stored but the reply lost (adopted), never a fourth
@@ -283,7 +284,7 @@ def test_a_job_already_registered_for_the_same_step_is_adopted(tmp_path, nomad):
     nomad.default_scenario = Scenario("failure")
     NomadExecutor._register = register_twice
     try:
-        run = wait_until_done(run_create(actor=None, pipeline=pipeline), timeout=60)
+        run = wait_until_done(run_create(actor=SYSTEM, pipeline=pipeline), timeout=60)
     finally:
         NomadExecutor._register = original
     assert run.status == RunStatus.FAILED and "exit code 1" in run.failure_reason
@@ -334,7 +335,7 @@ def test_someone_elses_job_under_the_id_is_refused_and_left_alone(tmp_path, noma
 
     nomad.default_scenario = Scenario("hang")
     before_the_first_start(monkeypatch, register_a_stranger)
-    run = wait_until_done(run_create(actor=None, pipeline=training(tmp_path)), timeout=60)
+    run = wait_until_done(run_create(actor=SYSTEM, pipeline=training(tmp_path)), timeout=60)
 
     assert run.status == RunStatus.FAILED
     assert "not this step's" in run.failure_reason and "run 999" in run.failure_reason
@@ -359,7 +360,7 @@ def test_a_variable_left_by_someone_else_is_refused_and_its_values_stay_out_of_t
         nomad.put_variable(paths[0], left)
 
     before_the_first_start(monkeypatch, leave_a_variable)
-    run = wait_until_done(run_create(actor=None, pipeline=training(tmp_path)), timeout=60)
+    run = wait_until_done(run_create(actor=SYSTEM, pipeline=training(tmp_path)), timeout=60)
     (path,) = paths
 
     assert run.status == RunStatus.FAILED
@@ -381,7 +382,7 @@ def test_a_variable_an_earlier_try_of_this_run_left_is_replaced(tmp_path, nomad,
         nomad.put_variable(paths[0], {"bedrock.run_key": run_key_for(run), "STALE": "x"})
 
     before_the_first_start(monkeypatch, leave_our_variable)
-    run = wait_until_done(run_create(actor=None, pipeline=training(tmp_path)), timeout=60)
+    run = wait_until_done(run_create(actor=SYSTEM, pipeline=training(tmp_path)), timeout=60)
     (path,) = paths
 
     assert run.status == RunStatus.FAILED and "exit code 1" in run.failure_reason
@@ -397,7 +398,7 @@ def test_a_job_that_cannot_be_purged_is_not_retried_and_the_reconciler_removes_i
     steps = step("train", "python train.py", extra="retry {\nlimit = 2\n}")
     # The step's own purge and the end-of-run cleanup both fail: Nomad has no leader.
     nomad.fail_next("DELETE", r"^/v1/job/bedrock-\d+-train-1$", status=500, times=2)
-    run = wait_until_done(run_create(actor=None, pipeline=training(tmp_path, steps)), timeout=60)
+    run = wait_until_done(run_create(actor=SYSTEM, pipeline=training(tmp_path, steps)), timeout=60)
 
     assert run.status == RunStatus.FAILED
     assert "could not be purged, so the step is not retried" in run.failure_reason
@@ -419,13 +420,13 @@ def test_a_job_that_cannot_be_purged_is_not_retried_and_the_reconciler_removes_i
 
 def test_stop_run_stops_the_job_and_the_run_ends_stopped(tmp_path, nomad):
     nomad.default_scenario = Scenario("hang", stdout="epoch 1\n")
-    run = run_create(actor=None, pipeline=training(tmp_path))
+    run = run_create(actor=SYSTEM, pipeline=training(tmp_path))
     wait_for(
         lambda: nomad.requests_to("GET", r"/allocations$") and "epoch 1" in step_log(run, "train"),
         timeout=60,
         what="the job to run",
     )
-    run_stop(actor=None, run=run)
+    run_stop(actor=SYSTEM, run=run)
     run = wait_until_done(run, timeout=60)
 
     assert run.status == RunStatus.STOPPED
@@ -437,7 +438,7 @@ def test_stop_run_stops_the_job_and_the_run_ends_stopped(tmp_path, nomad):
 def test_the_watchdog_stops_a_job_past_the_run_time_limit(tmp_path, nomad):
     nomad.default_scenario = Scenario("hang")
     pipeline = training(tmp_path, max_run_time=timedelta(seconds=2))
-    run = wait_until_done(run_create(actor=None, pipeline=pipeline), timeout=60)
+    run = wait_until_done(run_create(actor=SYSTEM, pipeline=pipeline), timeout=60)
 
     assert run.status == RunStatus.FAILED
     assert "maximum run time" in run.failure_reason
@@ -447,7 +448,7 @@ def test_the_watchdog_stops_a_job_past_the_run_time_limit(tmp_path, nomad):
 def test_a_job_nomad_cannot_place_fails_after_the_queue_timeout_with_why(tmp_path, nomad, settings):
     settings.BEDROCK_NOMAD_QUEUE_TIMEOUT = timedelta(seconds=1)
     nomad.default_scenario = Scenario("unplaceable")
-    run = wait_until_done(run_create(actor=None, pipeline=training(tmp_path)), timeout=60)
+    run = wait_until_done(run_create(actor=SYSTEM, pipeline=training(tmp_path)), timeout=60)
 
     assert run.status == RunStatus.FAILED
     assert "could not place the step within 1s" in run.failure_reason
@@ -460,7 +461,7 @@ def test_an_unreachable_nomad_fails_the_step_with_the_address(tmp_path, settings
     settings.BEDROCK_EXECUTOR = "nomad"
     settings.NOMAD_ADDR = "http://127.0.0.1:9"  # discard port: nothing listens
     settings.BEDROCK_API_DOMAIN = live_server.url
-    run = wait_until_done(run_create(actor=None, pipeline=training(tmp_path)), timeout=60)
+    run = wait_until_done(run_create(actor=SYSTEM, pipeline=training(tmp_path)), timeout=60)
 
     assert run.status == RunStatus.FAILED
     assert "unreachable" in run.failure_reason and "127.0.0.1:9" in run.failure_reason
@@ -469,7 +470,7 @@ def test_an_unreachable_nomad_fails_the_step_with_the_address(tmp_path, settings
 def test_the_reconciler_purges_the_jobs_of_a_run_whose_supervisor_died(tmp_path, nomad):
     nomad.default_scenario = Scenario("hang")
     pipeline = training(tmp_path)
-    run = run_create(actor=None, pipeline=pipeline)
+    run = run_create(actor=SYSTEM, pipeline=pipeline)
     wait_for(
         lambda: nomad.requests_to("POST", rf"^/v1/job/bedrock-{run.pk}-"),
         timeout=60,

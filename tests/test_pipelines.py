@@ -5,6 +5,7 @@ from datetime import timedelta
 import pytest
 from django.core.exceptions import PermissionDenied, ValidationError
 
+from bedrock.actors import SYSTEM
 from bedrock.pipelines.models import PipelineKind, Role
 from bedrock.pipelines.selectors import pipelines_for
 from bedrock.pipelines.services import pipeline_archive, pipeline_create, pipeline_update
@@ -126,7 +127,7 @@ def test_bad_pipeline_fields_are_refused_naming_the_field(team, field, value):
 def test_members_see_their_projects_pipelines_and_outsiders_see_none(team):
     project, admin, developer, viewer = team
     pipeline = new_pipeline(admin, project)
-    new_pipeline(None, factories.project(), name="elsewhere")
+    new_pipeline(SYSTEM, factories.project(), name="elsewhere")
     for member in (admin, developer, viewer):
         assert list(pipelines_for(member)) == [pipeline]
     assert list(pipelines_for(factories.user())) == []

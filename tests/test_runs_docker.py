@@ -9,6 +9,7 @@ from dataclasses import replace
 import pytest
 from django.core.files.storage import default_storage
 
+from bedrock.actors import SYSTEM
 from bedrock.models.models import ModelVersion
 from bedrock.pipelines.models import PipelineKind
 from bedrock.pipelines.spec import Resources
@@ -114,7 +115,7 @@ def test_the_example_trains_and_batch_scores_in_containers(tmp_path, docker_exec
     training = pipeline_for(repo, name="churn-train")
     scoring = pipeline_for(repo, kind=PipelineKind.BATCH_SCORING, project=training.project)
 
-    run = wait_until_done(run_create(actor=None, pipeline=training))
+    run = wait_until_done(run_create(actor=SYSTEM, pipeline=training))
 
     assert run.status == RunStatus.SUCCEEDED, run.failure_reason
     version = ModelVersion.objects.get(run=run)
@@ -122,7 +123,9 @@ def test_the_example_trains_and_batch_scores_in_containers(tmp_path, docker_exec
         assert "model.json" in zipfile.ZipFile(handle).namelist()
     assert labelled_containers(run.pk) == []
 
-    scored = wait_until_done(run_create(actor=None, pipeline=scoring, model_version_id=version.pk))
+    scored = wait_until_done(
+        run_create(actor=SYSTEM, pipeline=scoring, model_version_id=version.pk)
+    )
     assert scored.status == RunStatus.SUCCEEDED, scored.failure_reason
     assert "scored 200 customers" in step_log(scored, "score")
 
@@ -139,8 +142,8 @@ def test_a_container_gets_its_limits_and_secrets_but_not_in_its_environment(
         extra='resources {\ncpu = "0.5"\nmemory = "300M"\n}',
     )
     pipeline = pipeline_for(repo_with(tmp_path, hcl("train", steps, secrets='"DB_PASSWORD"')))
-    secret_set(actor=None, pipeline=pipeline, name="DB_PASSWORD", value="pa55word-in-a-file")
-    run = run_create(actor=None, pipeline=pipeline)
+    secret_set(actor=SYSTEM, pipeline=pipeline, name="DB_PASSWORD", value="pa55word-in-a-file")
+    run = run_create(actor=SYSTEM, pipeline=pipeline)
 
     [container] = wait_for(lambda: labelled_containers(run.pk), what="the step's container")
     host_config, config = container.attrs["HostConfig"], container.attrs["Config"]
@@ -158,10 +161,10 @@ def test_a_container_gets_its_limits_and_secrets_but_not_in_its_environment(
 @pytest.mark.django_db(transaction=True)
 def test_stopping_a_docker_run_removes_its_container(tmp_path, docker_executor):
     pipeline = pipeline_for(repo_with(tmp_path, hcl("train", step("s", "sleep 120"))))
-    run = run_create(actor=None, pipeline=pipeline)
+    run = run_create(actor=SYSTEM, pipeline=pipeline)
     wait_for(lambda: labelled_containers(run.pk), what="the step's container")
 
-    run_stop(actor=None, run=run)
+    run_stop(actor=SYSTEM, run=run)
 
     run = wait_until_done(run, timeout=60)
     assert run.status == RunStatus.STOPPED

@@ -10,6 +10,7 @@ from datetime import timedelta
 import pytest
 from django.core.files.storage import default_storage
 
+from bedrock.actors import SYSTEM
 from bedrock.models.models import ModelVersion
 from bedrock.pipelines.models import PipelineKind
 from bedrock.runs.executors.local import bubblewrap
@@ -24,7 +25,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def start(pipeline, **kwargs) -> Run:
-    return run_create(actor=None, pipeline=pipeline, **kwargs)
+    return run_create(actor=SYSTEM, pipeline=pipeline, **kwargs)
 
 
 def test_the_example_trains_publishes_version_1_and_batch_scores_with_it(tmp_path):
@@ -100,7 +101,7 @@ def test_stopping_a_running_run_kills_its_step_and_ends_it_stopped(tmp_path):
     )
     wait_for(lambda: _processes(marker), what="the step's process")
 
-    run_stop(actor=None, run=run)
+    run_stop(actor=SYSTEM, run=run)
 
     run = wait_until_done(run, timeout=30)
     assert run.status == RunStatus.STOPPED
@@ -123,7 +124,7 @@ def test_a_run_past_its_maximum_run_time_fails_with_the_reason(tmp_path):
 def test_a_run_whose_declared_secret_has_no_value_is_rejected_with_the_reason(tmp_path):
     repo = repo_with(tmp_path, hcl("train", step("s", "true"), secrets='"DB_PASSWORD", "API_KEY"'))
     pipeline = pipeline_for(repo)
-    secret_set(actor=None, pipeline=pipeline, name="API_KEY", value="present")
+    secret_set(actor=SYSTEM, pipeline=pipeline, name="API_KEY", value="present")
 
     run = start(pipeline)
 
@@ -142,7 +143,7 @@ def test_secret_values_are_masked_in_logs_and_reach_the_step_environment(tmp_pat
         "&& echo match > $BEDROCK_ARTEFACT_DIR/ok",
     )
     pipeline = pipeline_for(repo_with(tmp_path, hcl("train", steps, secrets='"DB_PASSWORD"')))
-    secret_set(actor=None, pipeline=pipeline, name="DB_PASSWORD", value=value)
+    secret_set(actor=SYSTEM, pipeline=pipeline, name="DB_PASSWORD", value=value)
 
     run = wait_until_done(start(pipeline))
 
@@ -361,7 +362,7 @@ def test_a_rerun_uses_the_same_commit_and_parameters_after_the_branch_moved(tmp_
     first = wait_until_done(start(pipeline, parameters={"ALPHA": "7"}))
     commit(repo, {"other.txt": "moved on"})
 
-    again = wait_until_done(run_rerun(actor=None, run=first))
+    again = wait_until_done(run_rerun(actor=SYSTEM, run=first))
 
     assert again.pk != first.pk and again.status == RunStatus.SUCCEEDED, again.failure_reason
     assert again.commit_sha == first.commit_sha

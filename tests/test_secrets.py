@@ -7,6 +7,7 @@ from cryptography.fernet import Fernet
 from django.core.management import call_command
 from django.db import connection
 
+from bedrock.actors import SYSTEM
 from bedrock.pipelines.models import Role
 from bedrock.secrets.crypto import SecretDecryptionError
 from bedrock.secrets.models import Secret
@@ -26,7 +27,7 @@ def raw_value(secret: Secret) -> str:
 
 def test_the_database_column_holds_only_ciphertext():
     pipeline = factories.pipeline(factories.project())
-    secret = secret_set(actor=None, pipeline=pipeline, name="DB_PASSWORD", value=VALUE)
+    secret = secret_set(actor=SYSTEM, pipeline=pipeline, name="DB_PASSWORD", value=VALUE)
 
     stored = raw_value(secret)
 
@@ -37,8 +38,8 @@ def test_the_database_column_holds_only_ciphertext():
 
 def test_setting_a_secret_twice_replaces_its_value():
     pipeline = factories.pipeline(factories.project())
-    secret_set(actor=None, pipeline=pipeline, name="TOKEN", value="first")
-    secret_set(actor=None, pipeline=pipeline, name="TOKEN", value="second")
+    secret_set(actor=SYSTEM, pipeline=pipeline, name="TOKEN", value="first")
+    secret_set(actor=SYSTEM, pipeline=pipeline, name="TOKEN", value="second")
 
     assert secret_values_for(pipeline=pipeline, names=["TOKEN"]) == {"TOKEN": "second"}
     assert Secret.objects.filter(pipeline=pipeline).count() == 1
@@ -49,7 +50,7 @@ def test_a_viewer_may_not_set_or_delete_a_secret():
     pipeline = factories.pipeline(project)
     viewer = factories.user()
     factories.member(project, viewer, Role.VIEWER)
-    secret_set(actor=None, pipeline=pipeline, name="TOKEN", value="first")
+    secret_set(actor=SYSTEM, pipeline=pipeline, name="TOKEN", value="first")
 
     from django.core.exceptions import PermissionDenied
 
@@ -65,7 +66,7 @@ def test_a_secret_name_must_be_an_environment_variable_name():
 
     pipeline = factories.pipeline(factories.project())
     with pytest.raises(ValidationError) as excinfo:
-        secret_set(actor=None, pipeline=pipeline, name="1-bad name", value="x")
+        secret_set(actor=SYSTEM, pipeline=pipeline, name="1-bad name", value="x")
     assert "name" in excinfo.value.message_dict
     assert not Secret.objects.exists()
 
@@ -73,7 +74,7 @@ def test_a_secret_name_must_be_an_environment_variable_name():
 def test_rotation_reencrypts_with_the_newest_key_and_old_keys_still_decrypt(settings):
     old_key = settings.BEDROCK_SECRET_KEYS[0]
     pipeline = factories.pipeline(factories.project())
-    secret = secret_set(actor=None, pipeline=pipeline, name="API_KEY", value=VALUE)
+    secret = secret_set(actor=SYSTEM, pipeline=pipeline, name="API_KEY", value=VALUE)
     before = raw_value(secret)
 
     new_key = Fernet.generate_key().decode()
@@ -93,7 +94,7 @@ def test_rotation_reencrypts_with_the_newest_key_and_old_keys_still_decrypt(sett
 
 def test_a_value_no_key_opens_raises_instead_of_returning_ciphertext(settings):
     pipeline = factories.pipeline(factories.project())
-    secret = secret_set(actor=None, pipeline=pipeline, name="API_KEY", value=VALUE)
+    secret = secret_set(actor=SYSTEM, pipeline=pipeline, name="API_KEY", value=VALUE)
     settings.BEDROCK_SECRET_KEYS = [Fernet.generate_key().decode()]
 
     with pytest.raises(SecretDecryptionError, match="rotatesecrets"):
@@ -102,6 +103,6 @@ def test_a_value_no_key_opens_raises_instead_of_returning_ciphertext(settings):
 
 def test_repr_and_str_of_a_secret_do_not_show_its_value():
     pipeline = factories.pipeline(factories.project())
-    secret = secret_set(actor=None, pipeline=pipeline, name="API_KEY", value=VALUE)
+    secret = secret_set(actor=SYSTEM, pipeline=pipeline, name="API_KEY", value=VALUE)
     assert VALUE not in repr(secret)
     assert VALUE not in str(secret)

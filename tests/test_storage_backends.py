@@ -34,6 +34,7 @@ from django.test import Client
 
 from bedrock import settings as bedrock_settings
 from bedrock.accounts.models import hash_token
+from bedrock.actors import SYSTEM
 from bedrock.models import zipstream
 from bedrock.models.artefacts import (
     SigningUnavailableError,
@@ -845,7 +846,7 @@ def whole_path(tmp_path: Path, storage) -> None:
     training = pipeline_for(repo, name="churn-train")
     scoring = pipeline_for(repo, kind=PipelineKind.BATCH_SCORING, project=training.project)
 
-    run = wait_until_done(run_create(actor=None, pipeline=training))
+    run = wait_until_done(run_create(actor=SYSTEM, pipeline=training))
     assert run.status == RunStatus.SUCCEEDED, run.failure_reason
     version = ModelVersion.objects.get(run=run)
     assert storages["default"] is storage and storage.exists(version.storage_key)
@@ -867,7 +868,9 @@ def whole_path(tmp_path: Path, storage) -> None:
     page = client.get(f"/model-versions/{version.pk}/files/").content.decode()
     assert all(f"<code>{name}</code>" in page for name in names)
 
-    scored = wait_until_done(run_create(actor=None, pipeline=scoring, model_version_id=version.pk))
+    scored = wait_until_done(
+        run_create(actor=SYSTEM, pipeline=scoring, model_version_id=version.pk)
+    )
     assert scored.status == RunStatus.SUCCEEDED, scored.failure_reason
     assert "scored 200 customers" in step_log(scored, "score")
 

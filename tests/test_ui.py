@@ -15,6 +15,7 @@ from django.core.files.storage import default_storage
 
 from bedrock.accounts.models import ApiToken
 from bedrock.accounts.services import api_token_authenticate, api_token_create
+from bedrock.actors import SYSTEM
 from bedrock.models.models import ModelVersion
 from bedrock.pipelines.models import Pipeline, PipelineKind, Role
 from bedrock.runs.models import Run, RunStatus, RunStep
@@ -317,7 +318,7 @@ def test_the_pipeline_list_is_paginated_by_25(client, world):
 def test_the_pipeline_page_renders_the_config_at_the_branch_head_as_steps(
     client, world, shown_once_read
 ):
-    secret_set(actor=None, pipeline=world.scoring, name="UNUSED", value="hidden-value")
+    secret_set(actor=SYSTEM, pipeline=world.scoring, name="UNUSED", value="hidden-value")
     client.force_login(world.viewer)
 
     page = shown_once_read(f"/pipelines/{world.training.pk}/")
@@ -347,8 +348,8 @@ def test_the_pipeline_page_shows_declared_secrets_against_the_ones_set(
             )
         },
     )
-    secret_set(actor=None, pipeline=world.training, name="DB_URL", value="postgres://s3cr3t")
-    secret_set(actor=None, pipeline=world.training, name="BEDROCK_GIT_TOKEN", value="tok-s3cr3t")
+    secret_set(actor=SYSTEM, pipeline=world.training, name="DB_URL", value="postgres://s3cr3t")
+    secret_set(actor=SYSTEM, pipeline=world.training, name="BEDROCK_GIT_TOKEN", value="tok-s3cr3t")
     client.force_login(world.viewer)
 
     page = shown_once_read(f"/pipelines/{world.training.pk}/")

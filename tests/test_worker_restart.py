@@ -31,9 +31,10 @@ model = Model.objects.create(project=project, name="m")
 Pipeline.objects.create(project=project, name="p", git_url={repo!r}, kind="training", model=model)
 """
 CREATE_RUN = """
+from bedrock.actors import SYSTEM
 from bedrock.pipelines.models import Pipeline
 from bedrock.runs.services import run_create
-run = run_create(actor=None, pipeline=Pipeline.objects.get(name="p"))
+run = run_create(actor=SYSTEM, pipeline=Pipeline.objects.get(name="p"))
 print(run.pk, run.status)
 """
 

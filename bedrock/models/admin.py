@@ -4,6 +4,8 @@ from django.contrib import admin
 from django.db.models import Count, Max
 from django.template.defaultfilters import filesizeformat
 
+from bedrock.actors import Staff
+from bedrock.models import services
 from bedrock.models.models import Model, ModelVersion
 
 
@@ -45,6 +47,27 @@ class BedrockModelAdmin(admin.ModelAdmin):
             .get_queryset(request)
             .annotate(_versions=Count("versions"), _latest=Max("versions__created_at"))
         )
+
+    def save_model(self, request, obj: Model, form, change: bool) -> None:
+        actor = Staff(request.user)
+        if change:
+            services.model_update(
+                actor=actor, model=obj, name=obj.name, description=obj.description
+            )
+            return
+        created = services.model_create(
+            actor=actor, project=obj.project, name=obj.name, description=obj.description
+        )
+        # The admin's log and redirect are bound to ``obj``.
+        obj.pk = created.pk
+        obj.refresh_from_db()
+
+    def delete_model(self, request, obj: Model) -> None:
+        services.model_delete(actor=Staff(request.user), model=obj)
+
+    def delete_queryset(self, request, queryset) -> None:
+        for model in queryset:
+            self.delete_model(request, model)
 
     @admin.display(description="versions", ordering="_versions")
     def version_count(self, obj: Model) -> int:

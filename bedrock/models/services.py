@@ -1,5 +1,5 @@
-"""Model versions: publishing (a version exists only once its archive is stored and verified),
-signed downloads and browsing the files inside one.
+"""Models and their versions: creating and editing a model, publishing a version (which exists
+only once its archive is stored and verified), signed downloads and browsing the files inside one.
 
 Callers check membership first (``model_versions_for``); these functions trust the version given.
 """
@@ -14,6 +14,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import Max, Q
 
+from bedrock.actors import Actor, require_role
 from bedrock.models.artefacts import (
     ArchiveError,
     Entry,
@@ -26,8 +27,32 @@ from bedrock.models.artefacts import (
     artefact_store,
 )
 from bedrock.models.models import ArchiveUpload, Model, ModelVersion
+from bedrock.pipelines.models import Project, Role
 
 logger = logging.getLogger(__name__)
+
+
+def model_create(*, actor: Actor, project: Project, name: str, description: str = "") -> Model:
+    """Create a model for training pipelines to publish versions of."""
+    require_role(actor, project, Role.ADMIN, "Only a project admin may create models.")
+    model = Model(project=project, name=name, description=description)
+    model.full_clean()
+    model.save()
+    return model
+
+
+def model_update(*, actor: Actor, model: Model, name: str, description: str) -> Model:
+    require_role(actor, model.project, Role.ADMIN, "Only a project admin may edit models.")
+    model.name, model.description = name, description
+    model.full_clean()
+    model.save()
+    return model
+
+
+def model_delete(*, actor: Actor, model: Model) -> None:
+    """Delete a model that has no versions and no pipeline (ProtectedError otherwise)."""
+    require_role(actor, model.project, Role.ADMIN, "Only a project admin may delete models.")
+    model.delete()
 
 
 def storage_key_for(run) -> str:

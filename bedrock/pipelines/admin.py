@@ -1,11 +1,18 @@
 from __future__ import annotations
 
+from typing import Any
+
+from django import forms
 from django.contrib import admin, messages
 from django.db.models import Count, Max
 
+from bedrock.actors import Staff
 from bedrock.pipelines import services
 from bedrock.pipelines.models import Membership, Pipeline, Project
-from bedrock.secrets.admin import SecretInline
+from bedrock.secrets.admin import SecretInline, save_secret_formset
+
+# The fields the admin edits that pipeline_update takes by name.
+PIPELINE_FIELDS = ("name", "git_url", "branch", "config_path", "kind", "model", "max_run_time")
 
 
 class MembershipInline(admin.TabularInline):
@@ -32,6 +39,51 @@ class ProjectAdmin(admin.ModelAdmin):
                 _pipelines=Count("pipelines", distinct=True),
             )
         )
+
+    def save_model(self, request, obj: Project, form, change: bool) -> None:
+        actor = Staff(request.user)
+        if change:
+            services.project_update(
+                actor=actor, project=obj, name=obj.name, description=obj.description
+            )
+            return
+        created = services.project_create(actor=actor, name=obj.name, description=obj.description)
+        # The membership inline and the admin's log are bound to ``obj``.
+        obj.pk = created.pk
+        obj.refresh_from_db()
+
+    def save_formset(self, request, form, formset, change: bool) -> None:
+        actor = Staff(request.user)
+        project = form.instance
+        formset.new_objects, formset.changed_objects, formset.deleted_objects = [], [], []
+        for row in formset.deleted_forms:
+            if row.instance.pk is not None:
+                services.membership_remove(actor=actor, membership=row.instance)
+                formset.deleted_objects.append(row.instance)
+        for row in formset.forms:
+            if row in formset.deleted_forms or not row.has_changed():
+                continue
+            if row.instance.pk is not None and "user" in row.changed_data:
+                # Giving a row to another person takes the role away from the first.
+                old = Membership.objects.get(pk=row.instance.pk)
+                services.membership_remove(actor=actor, membership=old)
+            membership = services.membership_set(
+                actor=actor,
+                project=project,
+                user=row.cleaned_data["user"],
+                role=row.cleaned_data["role"],
+            )
+            if row.instance.pk is None:
+                formset.new_objects.append(membership)
+            else:
+                formset.changed_objects.append((membership, row.changed_data))
+
+    def delete_model(self, request, obj: Project) -> None:
+        services.project_delete(actor=Staff(request.user), project=obj)
+
+    def delete_queryset(self, request, queryset) -> None:
+        for project in queryset:
+            self.delete_model(request, project)
 
     @admin.display(description="members", ordering="_members")
     def member_count(self, obj: Project) -> int:
@@ -85,21 +137,65 @@ class PipelineAdmin(admin.ModelAdmin):
     def archived(self, obj: Pipeline) -> bool:
         return obj.archived
 
-    def get_readonly_fields(self, request, obj=None):
-        fields = list(super().get_readonly_fields(request, obj))
-        if not request.user.is_superuser:
-            # Raising a pipeline's run-time limit is for site administrators alone.
-            fields.append("max_run_time")
-        return fields
+    def get_form(self, request, obj=None, change: bool = False, **kwargs: Any):
+        form = super().get_form(request, obj, change=change, **kwargs)
+        # The form asks the service's rule, so the error shows on the field before anything saves.
+        return type(form.__name__, (PipelineRulesForm, form), {"actor": Staff(request.user)})
 
     def save_model(self, request, obj: Pipeline, form, change: bool) -> None:
-        # The form already ran Pipeline.clean(), which holds the rules every interface obeys.
-        if not change:
-            obj.created_by = request.user
-        super().save_model(request, obj, form, change)
+        actor = Staff(request.user)
+        if change:
+            changes = {name: form.cleaned_data[name] for name in form.changed_data}
+            services.pipeline_update(
+                actor=actor,
+                pipeline=obj,
+                **{name: value for name, value in changes.items() if name in PIPELINE_FIELDS},
+            )
+            return
+        created = services.pipeline_create(
+            actor=actor,
+            project=obj.project,
+            **{name: getattr(obj, name) for name in PIPELINE_FIELDS},
+        )
+        # The secret inline and the admin's log are bound to ``obj``.
+        obj.pk = created.pk
+        obj.refresh_from_db()
+
+    def save_formset(self, request, form, formset, change: bool) -> None:
+        save_secret_formset(Staff(request.user), form.instance, formset)
+
+    def delete_model(self, request, obj: Pipeline) -> None:
+        services.pipeline_delete(actor=Staff(request.user), pipeline=obj)
+
+    def delete_queryset(self, request, queryset) -> None:
+        for pipeline in queryset:
+            self.delete_model(request, pipeline)
 
     @admin.action(description="Archive the selected pipelines")
     def archive(self, request, queryset) -> None:
         for pipeline in queryset:
-            services.pipeline_archive(actor=None, pipeline=pipeline)
+            services.pipeline_archive(actor=Staff(request.user), pipeline=pipeline)
         self.message_user(request, f"Archived {queryset.count()} pipeline(s).", messages.SUCCESS)
+
+
+class PipelineRulesForm(forms.ModelForm):
+    """Checks the pipeline services' rules for the person in the admin (``actor``)."""
+
+    actor: Staff
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean()
+        if "max_run_time" in self.changed_data:
+            current = None
+            if self.instance.pk is not None:
+                current = (
+                    Pipeline.objects.values_list("max_run_time", flat=True)
+                    .filter(pk=self.instance.pk)
+                    .first()
+                )
+            problem = services.max_run_time_problem(
+                actor=self.actor, new=cleaned.get("max_run_time"), current=current
+            )
+            if problem:
+                self.add_error("max_run_time", problem)
+        return cleaned

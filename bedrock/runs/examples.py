@@ -4,13 +4,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from django.conf import settings
 from django.db import transaction
 
+from bedrock.actors import SYSTEM
 from bedrock.models.models import Model
+from bedrock.models.services import model_create
 from bedrock.pipelines import git
 from bedrock.pipelines.models import Pipeline, PipelineKind, Project
+from bedrock.pipelines.services import pipeline_create, project_create
 
 EXAMPLE_SOURCE = Path(settings.BASE_DIR) / "examples" / "churn"
 PROJECT = "example"
@@ -38,20 +42,19 @@ def example_repository() -> Path:
 def example_load() -> Example:
     """Create (or find) the example project, model and pipelines. Safe to run twice."""
     repository = str(example_repository())
-    project, _ = Project.objects.get_or_create(
-        name=PROJECT, defaults={"description": "Churn prediction, the example Bedrock ships."}
+    project = Project.objects.filter(name=PROJECT).first() or project_create(
+        actor=SYSTEM, name=PROJECT, description="Churn prediction, the example Bedrock ships."
     )
-    model, _ = Model.objects.get_or_create(
-        project=project, name=MODEL, defaults={"description": "Who is likely to churn."}
+    model = Model.objects.filter(project=project, name=MODEL).first() or model_create(
+        actor=SYSTEM, project=project, name=MODEL, description="Who is likely to churn."
     )
-    training, _ = Pipeline.objects.get_or_create(
-        project=project,
-        name=TRAINING,
-        defaults={"git_url": repository, "kind": PipelineKind.TRAINING, "model": model},
+    training = _pipeline(
+        project, TRAINING, git_url=repository, kind=PipelineKind.TRAINING, model=model
     )
-    scoring, _ = Pipeline.objects.get_or_create(
-        project=project,
-        name=SCORING,
-        defaults={"git_url": repository, "kind": PipelineKind.BATCH_SCORING},
-    )
+    scoring = _pipeline(project, SCORING, git_url=repository, kind=PipelineKind.BATCH_SCORING)
     return Example(project=project, model=model, training=training, scoring=scoring)
+
+
+def _pipeline(project: Project, name: str, **fields: Any) -> Pipeline:
+    found = Pipeline.objects.filter(project=project, name=name).first()
+    return found or pipeline_create(actor=SYSTEM, project=project, name=name, **fields)

@@ -21,17 +21,17 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.db.models import Max, Q
 from django.utils import timezone
 
+from bedrock.actors import Actor, person, require_role
 from bedrock.envconfig import format_duration
 from bedrock.models.services import archives_reconcile
 from bedrock.pipelines import environment, git
 from bedrock.pipelines import spec as hcl
 from bedrock.pipelines.models import Pipeline, PipelineKind, Role
-from bedrock.pipelines.selectors import User, has_role
 from bedrock.runs import transitions
 from bedrock.runs.cleanup import run_cleanup
 from bedrock.runs.executors.local import unsandboxed_refusal
@@ -73,7 +73,7 @@ def merge_parameters(defaults: dict[str, str], overrides: dict[str, Any] | None)
 
 def run_create(
     *,
-    actor: User | None,
+    actor: Actor,
     pipeline: Pipeline,
     ref: str | None = None,
     parameters: dict[str, Any] | None = None,
@@ -89,8 +89,12 @@ def run_create(
     the same ref, parameters and model version; otherwise it is a ValidationError on
     ``idempotency_key`` with the code ``conflict``.
     """
-    if actor is not None and not has_role(actor, pipeline.project, Role.DEVELOPER):
-        raise PermissionDenied("Only project developers and admins may start runs.")
+    require_role(
+        actor,
+        pipeline.project,
+        Role.DEVELOPER,
+        "Only project developers and admins may start runs.",
+    )
     if pipeline.archived:
         raise ValidationError({"pipeline": f"The pipeline {pipeline} is archived."})
     _refuse_nul_bytes(ref=ref, idempotency_key=idempotency_key)
@@ -132,7 +136,7 @@ def run_create(
                     status=status,
                     failure_reason=reason,
                     trigger=trigger,
-                    triggered_by=actor if actor and actor.is_authenticated else None,
+                    triggered_by=person(actor),
                     idempotency_key=idempotency_key or None,
                     request_digest=digest,
                     max_run_time=pipeline.max_run_time,
@@ -265,7 +269,7 @@ def _input_model_version(pipeline: Pipeline, model_version_id: int | None):
     return version
 
 
-def run_rerun(*, actor: User | None, run: Run, trigger: str = Trigger.UI) -> Run:
+def run_rerun(*, actor: Actor, run: Run, trigger: str = Trigger.UI) -> Run:
     """A new run of the same commit, parameters and input model version."""
     return run_create(
         actor=actor,
@@ -377,10 +381,14 @@ def supervisor_log_tail(run_id: int, *, lines: int = 5, limit: int = 500) -> str
 
 
 # --- stopping -----------------------------------------------------------------------------------
-def run_stop(*, actor: User | None, run: Run) -> Run:
+def run_stop(*, actor: Actor, run: Run) -> Run:
     """Ask a run to stop. Its supervisor kills the steps and ends it as ``Stopped``."""
-    if actor is not None and not has_role(actor, run.pipeline.project, Role.DEVELOPER):
-        raise PermissionDenied("Only project developers and admins may stop runs.")
+    require_role(
+        actor,
+        run.pipeline.project,
+        Role.DEVELOPER,
+        "Only project developers and admins may stop runs.",
+    )
     # Nothing runs yet for an accepted or queued run without a supervisor: stop it at once.
     if not transitions.run_stop_unstarted(run.pk):
         transitions.run_stopping(run.pk)

@@ -2,8 +2,10 @@ from __future__ import annotations
 
 from django import forms
 from django.contrib import admin
-from django.utils import timezone
+from django.forms.models import BaseInlineFormSet
 
+from bedrock.actors import Staff
+from bedrock.pipelines.models import Pipeline
 from bedrock.secrets import services
 from bedrock.secrets.models import Secret
 
@@ -46,13 +48,43 @@ class SecretForm(forms.ModelForm):
         return cleaned
 
     def save(self, commit: bool = True) -> Secret:
-        secret = super().save(commit=False)
-        if self.cleaned_data.get("new_value"):
-            secret.value = self.cleaned_data["new_value"]
-            secret.updated_at = timezone.now()
-        if commit:
-            secret.save()
+        # Never written here: the admin hands the value to services.secret_set, which encrypts,
+        # validates and records who set it exactly as every other way of setting a secret does.
+        return super().save(commit=False)
+
+
+def save_secret_formset(actor: Staff, pipeline: Pipeline, formset: BaseInlineFormSet) -> None:
+    """Save a pipeline's secret inline through the secret services, and tell the admin's log
+    what changed as ``formset.save()`` would."""
+    formset.new_objects, formset.changed_objects, formset.deleted_objects = [], [], []
+    for row in formset.deleted_forms:
+        if row.instance.pk is not None:
+            services.secret_delete(actor=actor, pipeline=pipeline, name=row.instance.name)
+            formset.deleted_objects.append(row.instance)
+    for row in formset.forms:
+        if row in formset.deleted_forms or not row.has_changed():
+            continue
+        secret = _save_secret_row(actor, pipeline, row)
+        if row.instance.pk is None:
+            formset.new_objects.append(secret)
+        else:
+            formset.changed_objects.append((secret, row.changed_data))
+
+
+def _save_secret_row(actor: Staff, pipeline: Pipeline, row: SecretForm) -> Secret:
+    name, value = row.cleaned_data.get("name") or row.instance.name, row.cleaned_data["new_value"]
+    if row.instance.pk is not None and "name" in row.changed_data:
+        # The form has renamed its instance already; the stored row still has the old name.
+        old = Secret.objects.get(pk=row.instance.pk)
+        # A renamed secret keeps its value unless given a new one: it is moved, not copied.
+        secret = services.secret_set(
+            actor=actor, pipeline=pipeline, name=name, value=value or old.value
+        )
+        services.secret_delete(actor=actor, pipeline=pipeline, name=old.name)
         return secret
+    if value:
+        return services.secret_set(actor=actor, pipeline=pipeline, name=name, value=value)
+    return row.instance
 
 
 class SecretInline(admin.TabularInline):
@@ -82,6 +114,19 @@ class SecretAdmin(admin.ModelAdmin):
         return fields
 
     def save_model(self, request, obj: Secret, form, change: bool) -> None:
-        if form.cleaned_data.get("new_value"):
-            obj.updated_by = request.user
-        super().save_model(request, obj, form, change)
+        value = form.cleaned_data.get("new_value")
+        if not value:
+            return  # an empty value keeps the stored one; pipeline and name are read-only here
+        saved = services.secret_set(
+            actor=Staff(request.user), pipeline=obj.pipeline, name=obj.name, value=value
+        )
+        # The admin's log and redirect are bound to ``obj``.
+        obj.pk = saved.pk
+        obj.refresh_from_db()
+
+    def delete_model(self, request, obj: Secret) -> None:
+        services.secret_delete(actor=Staff(request.user), pipeline=obj.pipeline, name=obj.name)
+
+    def delete_queryset(self, request, queryset) -> None:
+        for secret in queryset.select_related("pipeline__project"):
+            self.delete_model(request, secret)

@@ -41,11 +41,6 @@ def decrypt(token: str) -> str:
         ) from exc
 
 
-def rotate(token: str) -> str:
-    """Re-encrypt a stored token under the newest key without exposing the plaintext."""
-    return fernet().rotate(token.encode()).decode()
-
-
 class EncryptedTextField(models.TextField):
     """A text column that holds only Fernet ciphertext in the database."""
 

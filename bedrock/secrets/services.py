@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
+from bedrock.actors import Actor, person, require_role
 from bedrock.pipelines.environment import (
     ENVIRONMENT_NAME,
     GIT_CREDENTIAL_NAMES,
@@ -14,7 +15,6 @@ from bedrock.pipelines.environment import (
     refused_secret_name,
 )
 from bedrock.pipelines.models import Pipeline, Role
-from bedrock.pipelines.selectors import User, has_role
 from bedrock.secrets.models import Secret
 
 # A shorter value cannot be masked in logs without masking ordinary text with it.
@@ -53,25 +53,33 @@ def secret_validate(*, name: str, value: str) -> None:
         raise ValidationError(problems)
 
 
-def secret_set(*, actor: User | None, pipeline: Pipeline, name: str, value: str) -> Secret:
+def secret_set(*, actor: Actor, pipeline: Pipeline, name: str, value: str) -> Secret:
     """Create or replace a pipeline's secret."""
-    if actor is not None and not has_role(actor, pipeline.project, Role.DEVELOPER):
-        raise PermissionDenied("Only project developers and admins may set secrets.")
+    require_role(
+        actor,
+        pipeline.project,
+        Role.DEVELOPER,
+        "Only project developers and admins may set secrets.",
+    )
     secret_validate(name=name, value=value)
     secret = Secret.objects.filter(pipeline=pipeline, name=name).first() or Secret(
         pipeline=pipeline, name=name
     )
     secret.value = value
     secret.updated_at = timezone.now()
-    secret.updated_by = actor
+    secret.updated_by = person(actor)
     secret.full_clean(validate_unique=False)
     secret.save()
     return secret
 
 
-def secret_delete(*, actor: User | None, pipeline: Pipeline, name: str) -> bool:
-    if actor is not None and not has_role(actor, pipeline.project, Role.DEVELOPER):
-        raise PermissionDenied("Only project developers and admins may delete secrets.")
+def secret_delete(*, actor: Actor, pipeline: Pipeline, name: str) -> bool:
+    require_role(
+        actor,
+        pipeline.project,
+        Role.DEVELOPER,
+        "Only project developers and admins may delete secrets.",
+    )
     deleted, _ = Secret.objects.filter(pipeline=pipeline, name=name).delete()
     return deleted > 0
 

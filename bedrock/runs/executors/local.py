@@ -35,10 +35,10 @@ import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 from django.conf import settings
 
+from bedrock.actors import SYSTEM, Actor, is_site_administrator
 from bedrock.runs.executors.base import (
     ExecutorError,
     StepContext,
@@ -148,16 +148,16 @@ def _probe(path: str, as_root: bool) -> str:
     return ""
 
 
-def unsandboxed_refusal(actor: Any) -> str:
+def unsandboxed_refusal(actor: Actor) -> str:
     """Why a run started by ``actor`` may not execute on the local executor, or "".
 
     Without a sandbox a step is the server's own user: it can read the keys and the database.
-    Then only site administrators' runs execute (and those of the command line, ``actor`` None,
+    Then only site administrators' runs execute (and those of the command line, ``SYSTEM``,
     which is the operator), unless ``BEDROCK_ALLOW_UNSANDBOXED`` accepts the risk.
     """
     if settings.BEDROCK_EXECUTOR != "local" or settings.BEDROCK_ALLOW_UNSANDBOXED:
         return ""
-    if actor is None or getattr(actor, "is_superuser", False):
+    if is_site_administrator(actor):
         return ""
     problem = sandbox_problem()
     if not problem:
@@ -530,7 +530,8 @@ class LocalExecutor:
         from bedrock.runs.models import Run
 
         run = Run.objects.select_related("triggered_by").filter(pk=context.run_id).first()
-        refusal = unsandboxed_refusal(run.triggered_by if run is not None else None)
+        # A run no person triggered was started by the operator (the command line, a schedule).
+        refusal = unsandboxed_refusal(run.triggered_by or SYSTEM if run is not None else SYSTEM)
         if refusal:
             raise ExecutorError(refusal)
 

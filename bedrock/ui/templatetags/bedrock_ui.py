@@ -10,7 +10,6 @@ from django.utils import timezone
 from django.utils.timesince import timesince
 
 from bedrock.pipelines.selectors import projects_for
-from bedrock.runs.models import ACTIVE_STATUSES
 
 register = template.Library()
 
@@ -64,11 +63,6 @@ def ago(value: datetime | None) -> str:
 def status_class(status: str | None) -> str:
     """The CSS class of a status badge, such as ``status-running``."""
     return f"status-{(status or 'none').lower()}"
-
-
-@register.filter
-def is_active_status(status: str | None) -> bool:
-    return status in ACTIVE_STATUSES
 
 
 @register.filter

@@ -11,6 +11,7 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandParser
 from django.db import DatabaseError, connection
 
+from bedrock.actors import SYSTEM
 from bedrock.pipelines.models import Pipeline
 from bedrock.runs.examples import example_load
 from bedrock.runs.management.commands.run import follow
@@ -58,7 +59,7 @@ class Command(BaseCommand):
         self.stdout.write(f"scoring result: {result[-1] if result else text.strip()[-200:]}")
 
     def _run(self, pipeline: Pipeline, write: Callable[[str], None], **kwargs: Any) -> Run:
-        run = run_create(actor=None, pipeline=pipeline, trigger=Trigger.CLI, **kwargs)
+        run = run_create(actor=SYSTEM, pipeline=pipeline, trigger=Trigger.CLI, **kwargs)
         self.stdout.write(f"{pipeline}: run {run.number} {run.status} at {run.commit_sha[:10]}")
         if run.status == RunStatus.REJECTED:
             return run

@@ -8,6 +8,7 @@ from typing import Any
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from bedrock.actors import SYSTEM
 from bedrock.pipelines.models import Pipeline
 from bedrock.runs.models import TERMINAL_STATUSES, Run, RunStatus, Trigger
 from bedrock.runs.services import run_create, run_submit
@@ -94,7 +95,7 @@ class Command(BaseCommand):
         pipeline = find_pipeline(options["pipeline"])
         try:
             run = run_create(
-                actor=None,
+                actor=SYSTEM,
                 pipeline=pipeline,
                 ref=options["ref"],
                 parameters=parse_params(options["param"]),
