@@ -1,6 +1,6 @@
 """Model-version archives in blob storage: the one module that talks to django-storages.
 
-``artefact_store`` streams :func:`~bedrock.models.zipstream.pack` straight into the storage backend,
+``artefact_store`` streams :func:`~bedrock.models.archive.pack` straight into the storage backend,
 so a training run's ``/artefact`` is never copied whole to local disk or memory first: through a
 pipe into ``storage.save`` (a multipart upload on S3, parts of ``multipart_chunksize``), or straight
 into a resumable upload on GCS. Either the whole archive lands under exactly the key asked for, its
@@ -37,27 +37,25 @@ from django.core.files import File
 from django.core.files.storage import Storage, storages
 from django.utils.http import content_disposition_header
 
-from bedrock.models.browse import (
-    BrowseError,
-    Entry,
-    EntryNotFoundError,
-    find_entry,
-    list_entries,
-    open_entry,
-)
-from bedrock.models.zipstream import (
+from bedrock.models.archive import (
     ArchiveError,
     ArchiveLimitError,
+    BrowseError,
     EmptyArtefactError,
+    Entry,
+    EntryNotFoundError,
     PackResult,
     RefusedEntryError,
     UnsafeArchiveError,
+    find_entry,
+    list_entries,
+    open_entry,
     pack,
     unpack,
 )
 
 # The archive and browsing names are re-exported: callers of this module need not know about
-# zipstream or browse.
+# the archive package.
 __all__ = [
     "ArchiveError",
     "ArchiveLimitError",
@@ -403,7 +401,7 @@ def artefact_delete(key: str, *, storage: Storage | None = None) -> None:
 
 
 class RangeReader:
-    """Byte ranges of one stored archive; ``read_range`` is what :mod:`bedrock.models.browse` takes.
+    """Byte ranges of one stored archive; ``read_range`` is what browsing takes.
 
     Each call is one request to the backend (one ``pread`` locally) and returns exactly ``length``
     bytes from ``start``, fewer only at the end of the object. A missing object raises

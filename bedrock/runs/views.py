@@ -18,9 +18,9 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from bedrock.envconfig import describe_size
+from bedrock.models.archive import pack, unpack
 from bedrock.models.artefacts import ArchiveError
 from bedrock.models.services import model_version_publish
-from bedrock.models.zipstream import pack, unpack
 from bedrock.pipelines import git
 from bedrock.pipelines.models import PipelineKind
 from bedrock.runs.models import Run, RunStep
@@ -247,7 +247,7 @@ def run_step_artefact(request: HttpRequest, pk: int, name: str) -> HttpResponse:
 
     For the run's own token only, while the run is active. A PUT names the attempt it comes from
     (``?attempt=N``) and is refused with 409 unless the step is running that attempt; it replaces
-    what the step stored before. The archive is unpacked with zipstream's checks and packed
+    what the step stored before. The archive is unpacked with the archive checks and packed
     again, so every stored stage is Bedrock's own ZIP; a body over BEDROCK_MAX_UPLOAD_BYTES is
     refused with 413, unread. GET sends ``X-Bedrock-Sha256`` for the
     client to verify, or 204 when the step stored no archive.

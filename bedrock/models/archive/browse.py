@@ -13,7 +13,7 @@ out one file of it, needs no download of the whole archive:
 
 The caller binds a :data:`ReadRange` to its storage; this module imports nothing from Django and
 keeps no state. Any standard ZIP can be listed (PKWARE APPNOTE 6.3): Bedrock's own archives
-(:mod:`bedrock.models.zipstream`: data descriptors, ZIP64, a private extra field) and other tools',
+(:mod:`.packing`: data descriptors, ZIP64, a private extra field) and other tools',
 with or without a comment, ZIP64 records or bytes prepended to the archive, with UTF-8 or CP437
 names. Stored and deflated entries can be opened; other methods are refused by name.
 
@@ -30,6 +30,24 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TypeAlias
+
+from bedrock.models.archive.records import (
+    CENTRAL,
+    CENTRAL_SIG,
+    DIGITAL_SIGNATURE_SIG,
+    END,
+    END64,
+    END64_SIG,
+    END_SIG_BYTES,
+    FLAG_ENCRYPTED,
+    FLAG_UTF8,
+    LOCAL,
+    LOCAL_SIG,
+    LOCATOR64,
+    LOCATOR64_SIG,
+    MAX32,
+    TAIL,
+)
 
 __all__ = [
     "MAX_DIRECTORY_SIZE",
@@ -69,29 +87,9 @@ class EntryNotFoundError(BrowseError, KeyError):
 # 500,000 entries, far beyond what anyone browses in a page.
 MAX_DIRECTORY_SIZE = 64 << 20
 
-# --- ZIP record layouts (APPNOTE 4.3) ------------------------------------------------------------
-_LOCAL = struct.Struct("<IHHHHHIIIHH")
-_LOCAL_SIG = 0x04034B50
-_CENTRAL = struct.Struct("<IHHHHHHIIIHHHHHII")
-_CENTRAL_SIG = 0x02014B50
-_DIGITAL_SIGNATURE_SIG = 0x05054B50
-_END = struct.Struct("<IHHHHIIH")
-_END_SIG = 0x06054B50
-_END_SIG_BYTES = struct.pack("<I", _END_SIG)
-_END64 = struct.Struct("<IQHHIIQQQQ")
-_END64_SIG = 0x06064B50
-_LOCATOR64 = struct.Struct("<IIQI")
-_LOCATOR64_SIG = 0x07064B50
-
-# The end record is followed by a comment of at most 65,535 bytes, so it starts in this tail.
-_TAIL = _END.size + (1 << 16)
-
-_FLAG_ENCRYPTED = 0x1
-_FLAG_UTF8 = 0x800
 _EXTRA_ZIP64 = 0x0001
 _EXTRA_TIMESTAMP = 0x5455  # Info-ZIP extended timestamp: UTC modification time
 _EXTRA_UNICODE_PATH = 0x7075  # Info-ZIP Unicode path: a UTF-8 name beside a CP437 one
-_MAX32 = 0xFFFFFFFF
 
 _STORED = 0
 _DEFLATED = 8
@@ -111,7 +109,7 @@ _METHODS = {
     99: "aes-encrypted",
 }
 # What open_entry reads past the name, hoping to fetch the local header and the first data in one
-# request: the size of a ZIP64 extra field, which is what zipstream and zipfile put there.
+# request: the size of a ZIP64 extra field, which is what packing and zipfile put there.
 _LOCAL_EXTRA_GUESS = 20
 
 
@@ -156,27 +154,27 @@ def list_entries(
     split across several files, or has a central directory bigger than :data:`MAX_DIRECTORY_SIZE`
     or more than ``max_entries`` entries.
     """
-    if archive_size < _END.size:
+    if archive_size < END.size:
         raise BrowseError(
             f"not a ZIP archive: it is {archive_size:,} bytes long, and even an empty ZIP archive "
-            f"takes {_END.size} bytes"
+            f"takes {END.size} bytes"
         )
-    tail_start = max(0, archive_size - _TAIL)
+    tail_start = max(0, archive_size - TAIL)
     tail = _Tail(read_range, tail_start, archive_size - tail_start)
     end_offset = tail.start + _find_end_record(tail.data)
-    _, disk, directory_disk, _, count, directory_size, directory_offset, _ = _END.unpack_from(
+    _, disk, directory_disk, _, count, directory_size, directory_offset, _ = END.unpack_from(
         tail.data, end_offset - tail.start
     )
     # The central directory ends where the end records begin: at the ZIP64 record when there is one.
     directory_end = end_offset
     disks = 1
-    locator_offset = end_offset - _LOCATOR64.size
+    locator_offset = end_offset - LOCATOR64.size
     if locator_offset >= 0:
         locator = tail.get(
-            locator_offset, _LOCATOR64.size, "the ZIP64 end-of-central-directory locator"
+            locator_offset, LOCATOR64.size, "the ZIP64 end-of-central-directory locator"
         )
-        if _signature(locator) == _LOCATOR64_SIG:
-            _, _, recorded_offset, disks = _LOCATOR64.unpack(locator)
+        if _signature(locator) == LOCATOR64_SIG:
+            _, _, recorded_offset, disks = LOCATOR64.unpack(locator)
             directory_end, end64 = _read_end64(tail, locator_offset, recorded_offset)
             _, _, _, _, disk, directory_disk, _, count, directory_size, directory_offset = end64
     if disk or directory_disk or disks > 1:
@@ -248,9 +246,9 @@ def _find_end_record(tail: bytes) -> int:
     """
     fallback = None
     position = len(tail)
-    while (position := tail.rfind(_END_SIG_BYTES, 0, position)) >= 0:
-        if position + _END.size <= len(tail):
-            comment_end = position + _END.size + _END.unpack_from(tail, position)[7]
+    while (position := tail.rfind(END_SIG_BYTES, 0, position)) >= 0:
+        if position + END.size <= len(tail):
+            comment_end = position + END.size + END.unpack_from(tail, position)[7]
             if comment_end == len(tail):
                 return position
             if fallback is None and comment_end < len(tail):
@@ -269,12 +267,12 @@ def _read_end64(tail: _Tail, locator_offset: int, recorded_offset: int) -> tuple
     It normally sits right before its locator, which also holds up when bytes were prepended to the
     archive and the recorded offset is off by their length; the recorded offset is the fallback.
     """
-    for offset in dict.fromkeys((locator_offset - _END64.size, recorded_offset)):
-        if offset < 0 or offset + _END64.size > locator_offset:
+    for offset in dict.fromkeys((locator_offset - END64.size, recorded_offset)):
+        if offset < 0 or offset + END64.size > locator_offset:
             continue
-        record = tail.get(offset, _END64.size, "the ZIP64 end-of-central-directory record")
-        if _signature(record) == _END64_SIG:
-            return offset, _END64.unpack(record)
+        record = tail.get(offset, END64.size, "the ZIP64 end-of-central-directory record")
+        if _signature(record) == END64_SIG:
+            return offset, END64.unpack(record)
     raise BrowseError(
         "the ZIP64 end-of-central-directory record is missing where its locator points; the "
         "archive is truncated or corrupt"
@@ -288,12 +286,12 @@ def _parse_directory(
     position = 0
     while position < len(directory):
         where = f"central directory record {len(entries) + 1} (byte {directory_start + position:,})"
-        if _signature(directory[position : position + 4]) == _DIGITAL_SIGNATURE_SIG:
+        if _signature(directory[position : position + 4]) == DIGITAL_SIGNATURE_SIG:
             break  # the optional signature record that may close the central directory
-        if position + _CENTRAL.size > len(directory):
+        if position + CENTRAL.size > len(directory):
             raise BrowseError(f"{where}: the central directory ends mid-record; it is corrupt")
-        fields = _CENTRAL.unpack_from(directory, position)
-        if fields[0] != _CENTRAL_SIG:
+        fields = CENTRAL.unpack_from(directory, position)
+        if fields[0] != CENTRAL_SIG:
             raise BrowseError(f"{where}: bad signature; the central directory is corrupt")
         if len(entries) == max_entries:
             raise BrowseError(
@@ -301,7 +299,7 @@ def _parse_directory(
                 "download it to see them all"
             )
         name_length, extra_length, comment_length = fields[10], fields[11], fields[12]
-        name_start = position + _CENTRAL.size
+        name_start = position + CENTRAL.size
         extra_start = name_start + name_length
         position = extra_start + extra_length + comment_length
         if position > len(directory):
@@ -319,7 +317,7 @@ def _entry(
     header_offset = fields[16]
     name = _decode_name(raw_name, flags, extras.get(_EXTRA_UNICODE_PATH))
     # ZIP64 values are present only for the fields that overflowed, in this order (APPNOTE 4.5.3).
-    wanted = [size == _MAX32, compressed == _MAX32, header_offset == _MAX32]
+    wanted = [size == MAX32, compressed == MAX32, header_offset == MAX32]
     if any(wanted):
         zip64 = extras.get(_EXTRA_ZIP64, b"")
         values = iter(struct.unpack_from(f"<{len(zip64) // 8}Q", zip64))
@@ -336,7 +334,7 @@ def _entry(
                 "is missing or too short; the archive is corrupt"
             ) from None
     header_offset += shift
-    if header_offset + _LOCAL.size + compressed > directory_start:
+    if header_offset + LOCAL.size + compressed > directory_start:
         raise BrowseError(
             f"entry {name!r}: its local header at byte {header_offset:,} and {compressed:,} "
             f"bytes of data would run into the central directory at byte {directory_start:,}; "
@@ -366,7 +364,7 @@ def _extra_fields(extra: bytes) -> dict[int, bytes]:
 
 
 def _decode_name(raw_name: bytes, flags: int, unicode_path: bytes | None) -> str:
-    if flags & _FLAG_UTF8:
+    if flags & FLAG_UTF8:
         return raw_name.decode("utf-8", "replace")
     # Info-ZIP's Unicode path field counts only while the plain name is the one it was made for.
     if (
@@ -443,19 +441,19 @@ def open_entry(
         )
     # One request for the header and the first data, when the local extra field is no bigger than
     # guessed; the name is never longer in UTF-8 than the bytes it was decoded from.
-    guess = _LOCAL.size + len(entry.name.encode("utf-8")) + _LOCAL_EXTRA_GUESS
+    guess = LOCAL.size + len(entry.name.encode("utf-8")) + _LOCAL_EXTRA_GUESS
     head = read_range(entry.header_offset, guess + min(entry.compressed_size, chunk_size))
-    if len(head) < _LOCAL.size:
+    if len(head) < LOCAL.size:
         raise BrowseError(
             f"entry {entry.name!r}: the archive ends before its local header at byte "
             f"{entry.header_offset:,}; it is truncated"
         )
-    signature, _, flags, method, _, _, _, _, _, name_length, extra_length = _LOCAL.unpack_from(head)
-    if signature != _LOCAL_SIG:
+    signature, _, flags, method, _, _, _, _, _, name_length, extra_length = LOCAL.unpack_from(head)
+    if signature != LOCAL_SIG:
         raise _corrupt(
             entry, f"there is no local header at byte {entry.header_offset:,}, where it should be"
         )
-    if flags & _FLAG_ENCRYPTED:
+    if flags & FLAG_ENCRYPTED:
         raise BrowseError(
             f"entry {entry.name!r} is encrypted; download the archive and extract it with the "
             "password"
@@ -466,7 +464,7 @@ def open_entry(
             f"its local header says compression method {method}, the central directory "
             f"{entry.method}",
         )
-    skip = _LOCAL.size + name_length + extra_length
+    skip = LOCAL.size + name_length + extra_length
     first = head[skip : skip + entry.compressed_size]
     data = _read_data(read_range, entry, entry.header_offset + skip, first, chunk_size)
     return _checked(entry, data if method == _STORED else _inflate(entry, data, chunk_size))
