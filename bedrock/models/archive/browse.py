@@ -24,7 +24,10 @@ with backslashes): they are for display and for :func:`find_entry`, never file s
 from __future__ import annotations
 
 import contextlib
+import errno
+import io
 import struct
+import zipfile
 import zlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -32,9 +35,6 @@ from datetime import UTC, datetime
 from typing import TypeAlias
 
 from bedrock.models.archive.records import (
-    CENTRAL,
-    CENTRAL_SIG,
-    DIGITAL_SIGNATURE_SIG,
     END,
     END64,
     END64_SIG,
@@ -87,7 +87,6 @@ class EntryNotFoundError(BrowseError, KeyError):
 # 500,000 entries, far beyond what anyone browses in a page.
 MAX_DIRECTORY_SIZE = 64 << 20
 
-_EXTRA_ZIP64 = 0x0001
 _EXTRA_TIMESTAMP = 0x5455  # Info-ZIP extended timestamp: UTC modification time
 _EXTRA_UNICODE_PATH = 0x7075  # Info-ZIP Unicode path: a UTF-8 name beside a CP437 one
 
@@ -204,23 +203,42 @@ def list_entries(
     shift = directory_start - directory_offset
     if directory_size == 0:
         return []
-    directory = tail.get(directory_start, directory_size, "the central directory")
-    return _parse_directory(directory, directory_start, shift, max_entries)
+    infos = _read_directory(_RangedFile(tail, end_offset))
+    if len(infos) > max_entries:
+        raise BrowseError(
+            f"the archive has more than the {max_entries:,} entries that can be listed here; "
+            "download it to see them all"
+        )
+    # Each entry replaces its ZipInfo as it is made, so the listing never holds both in full.
+    infos.reverse()
+    entries = []
+    while infos:
+        entries.append(_entry(infos.pop(), directory_start, shift))
+    return entries
 
 
 class _Tail:
-    """The archive's last bytes, read once; reads elsewhere go to storage."""
+    """The archive's last bytes, read once; reads elsewhere go to storage.
+
+    The ZIP64 records outside the tail are read twice, by the size check and then by zipfile: the
+    records (never the central directory, read once) are kept so that storage serves them once.
+    """
 
     def __init__(self, read_range: ReadRange, start: int, length: int) -> None:
         self.read_range = read_range
         self.start = start
         self.data = _read_exact(read_range, start, length, "the end of the archive")
+        self._records: dict[tuple[int, int], bytes] = {}
 
     def get(self, offset: int, length: int, what: str) -> bytes:
         begin = offset - self.start
         if begin >= 0 and begin + length <= len(self.data):
             return self.data[begin : begin + length]
-        return _read_exact(self.read_range, offset, length, what)
+        if length > END64.size:
+            return _read_exact(self.read_range, offset, length, what)
+        if (offset, length) not in self._records:
+            self._records[offset, length] = _read_exact(self.read_range, offset, length, what)
+        return self._records[offset, length]
 
 
 def _read_exact(read_range: ReadRange, start: int, length: int, what: str) -> bytes:
@@ -279,61 +297,79 @@ def _read_end64(tail: _Tail, locator_offset: int, recorded_offset: int) -> tuple
     )
 
 
-def _parse_directory(
-    directory: bytes, directory_start: int, shift: int, max_entries: int
-) -> list[Entry]:
-    entries: list[Entry] = []
-    position = 0
-    while position < len(directory):
-        where = f"central directory record {len(entries) + 1} (byte {directory_start + position:,})"
-        if _signature(directory[position : position + 4]) == DIGITAL_SIGNATURE_SIG:
-            break  # the optional signature record that may close the central directory
-        if position + CENTRAL.size > len(directory):
-            raise BrowseError(f"{where}: the central directory ends mid-record; it is corrupt")
-        fields = CENTRAL.unpack_from(directory, position)
-        if fields[0] != CENTRAL_SIG:
-            raise BrowseError(f"{where}: bad signature; the central directory is corrupt")
-        if len(entries) == max_entries:
-            raise BrowseError(
-                f"the archive has more than the {max_entries:,} entries that can be listed here; "
-                "download it to see them all"
-            )
-        name_length, extra_length, comment_length = fields[10], fields[11], fields[12]
-        name_start = position + CENTRAL.size
-        extra_start = name_start + name_length
-        position = extra_start + extra_length + comment_length
-        if position > len(directory):
-            raise BrowseError(f"{where}: the record runs past the central directory; it is corrupt")
-        raw_name = bytes(directory[name_start:extra_start])
-        extras = _extra_fields(bytes(directory[extra_start : extra_start + extra_length]))
-        entries.append(_entry(fields, raw_name, extras, directory_start, shift))
-    return entries
+class _RangedFile:
+    """What zipfile reads the central directory from: the archive up to its end record, by ranges.
+
+    The end record found above is served without its comment, and the file ends with it: zipfile
+    then takes that record (its own backward search would take a look-alike signature inside the
+    comment) and reads the ZIP64 records and the central directory at their offsets, through the
+    tail already read where it holds them and one ranged read where it does not.
+    """
+
+    def __init__(self, tail: _Tail, end_offset: int) -> None:
+        self._tail = tail
+        self._end = end_offset
+        record = bytearray(tail.get(end_offset, END.size, "the end-of-central-directory record"))
+        record[-2:] = b"\0\0"  # no comment
+        self._record = bytes(record)
+        self._size = end_offset + END.size
+        self._position = 0
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._position
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: self._size}[whence]
+        if base + offset < 0:
+            # What a real file raises, and what zipfile expects of one too short for ZIP64 records.
+            raise OSError(errno.EINVAL, "seek before the start of the archive")
+        self._position = base + offset
+        return self._position
+
+    def read(self, size: int | None = -1) -> bytes:
+        start = self._position
+        stop = self._size if size is None or size < 0 else min(self._size, start + size)
+        if stop <= start:
+            return b""
+        data = b""
+        if start < self._end:
+            data = self._tail.get(start, min(stop, self._end) - start, "the central directory")
+        if stop > self._end:
+            data += self._record[max(start, self._end) - self._end : stop - self._end]
+        self._position = stop
+        return data
 
 
-def _entry(
-    fields: tuple, raw_name: bytes, extras: dict[int, bytes], directory_start: int, shift: int
-) -> Entry:
-    (_, _, _, flags, method, dos_time, dos_date, crc, compressed, size) = fields[:10]
-    header_offset = fields[16]
-    name = _decode_name(raw_name, flags, extras.get(_EXTRA_UNICODE_PATH))
-    # ZIP64 values are present only for the fields that overflowed, in this order (APPNOTE 4.5.3).
-    wanted = [size == MAX32, compressed == MAX32, header_offset == MAX32]
-    if any(wanted):
-        zip64 = extras.get(_EXTRA_ZIP64, b"")
-        values = iter(struct.unpack_from(f"<{len(zip64) // 8}Q", zip64))
-        try:
-            if wanted[0]:
-                size = next(values)
-            if wanted[1]:
-                compressed = next(values)
-            if wanted[2]:
-                header_offset = next(values)
-        except StopIteration:
-            raise BrowseError(
-                f"entry {name!r}: its sizes or offset overflow 32 bits, but its ZIP64 extra field "
-                "is missing or too short; the archive is corrupt"
-            ) from None
-    header_offset += shift
+def _read_directory(archive: _RangedFile) -> list[zipfile.ZipInfo]:
+    try:
+        with zipfile.ZipFile(archive) as opened:  # type: ignore[arg-type]
+            opened.NameToInfo.clear()  # zipfile's index by name: only the list is needed
+            return opened.filelist
+    except UnicodeDecodeError:
+        raise BrowseError(
+            "an entry is flagged as named in UTF-8, but its name is not valid UTF-8; the "
+            "archive is corrupt"
+        ) from None
+    except (zipfile.BadZipFile, NotImplementedError) as exc:
+        raise BrowseError(
+            f"the central directory is corrupt ({exc}); it cannot be listed"
+        ) from None
+
+
+def _entry(info: zipfile.ZipInfo, directory_start: int, shift: int) -> Entry:
+    extras = _extra_fields(info.extra)
+    name = _decode_name(_raw_name(info), info.flag_bits, extras.get(_EXTRA_UNICODE_PATH))
+    # zipfile replaces a 32-bit placeholder with its ZIP64 value, and leaves it when there is none.
+    if MAX32 in (info.file_size, info.compress_size, info.header_offset - shift):
+        raise BrowseError(
+            f"entry {name!r}: its sizes or offset overflow 32 bits, but its ZIP64 extra field "
+            "is missing or too short; the archive is corrupt"
+        )
+    header_offset = info.header_offset
+    compressed = info.compress_size
     if header_offset + LOCAL.size + compressed > directory_start:
         raise BrowseError(
             f"entry {name!r}: its local header at byte {header_offset:,} and {compressed:,} "
@@ -342,14 +378,19 @@ def _entry(
         )
     return Entry(
         name=name,
-        size=size,
+        size=info.file_size,
         compressed_size=compressed,
-        method=method,
-        crc32=crc,
+        method=info.compress_type,
+        crc32=info.CRC,
         header_offset=header_offset,
         is_dir=name.endswith("/"),
-        modified=_timestamp(extras.get(_EXTRA_TIMESTAMP)) or _dos_datetime(dos_date, dos_time),
+        modified=_timestamp(extras.get(_EXTRA_TIMESTAMP)) or _dos_datetime(info.date_time),
     )
+
+
+def _raw_name(info: zipfile.ZipInfo) -> bytes:
+    # CP437 maps each of the 256 byte values to a character of its own: this undoes the decoding.
+    return info.orig_filename.encode("utf-8" if info.flag_bits & FLAG_UTF8 else "cp437")
 
 
 def _extra_fields(extra: bytes) -> dict[int, bytes]:
@@ -385,17 +426,9 @@ def _timestamp(field: bytes | None) -> datetime | None:
     return datetime.fromtimestamp(int.from_bytes(field[1:5], "little"), UTC)
 
 
-def _dos_datetime(dos_date: int, dos_time: int) -> datetime | None:
+def _dos_datetime(date_time: tuple[int, int, int, int, int, int]) -> datetime | None:
     try:
-        return datetime(
-            (dos_date >> 9) + 1980,
-            (dos_date >> 5) & 0xF,
-            dos_date & 0x1F,
-            dos_time >> 11,
-            (dos_time >> 5) & 0x3F,
-            (dos_time & 0x1F) * 2,
-            tzinfo=UTC,
-        )
+        return datetime(*date_time, tzinfo=UTC)
     except ValueError:  # month 0 and the like: no date recorded
         return None
 

@@ -34,7 +34,6 @@ VERSION_ZIP64 = 45
 MSDOS_DIRECTORY = 0x10
 # Where an entry's 32-bit size or offset says "see the ZIP64 extra field".
 MAX32 = 0xFFFFFFFF
-DIGITAL_SIGNATURE_SIG = 0x05054B50
 END_SIG_BYTES = struct.pack("<I", END_SIG)
 # The end record is followed by a comment of at most 65,535 bytes, so it starts in this tail.
 TAIL = END.size + (1 << 16)
