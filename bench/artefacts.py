@@ -6,8 +6,8 @@ files), then times, on the same disk and each in a fresh subprocess so peak memo
     copy          shutil.copytree
     zipfile pack  zipfile.ZipFile(..., ZIP_DEFLATED), default level
     zipfile unpack ZipFile.extractall
-    ours pack     bedrock.models.zipstream.pack
-    ours unpack   bedrock.models.zipstream.unpack
+    ours pack     bedrock.models.archive.pack
+    ours unpack   bedrock.models.archive.unpack
 
 then, per storage backend (local filesystem, an S3 endpoint, the GCS emulator), storing the
 directory as a model version:
@@ -157,14 +157,14 @@ def _zipfile_unpack(source: Path, target: Path) -> None:
 
 
 def _ours_pack(source: Path, target: Path) -> None:
-    from bedrock.models.zipstream import pack
+    from bedrock.models.archive import pack
 
     with target.open("wb") as out:
         pack(source, out)
 
 
 def _ours_unpack(source: Path, target: Path) -> None:
-    from bedrock.models.zipstream import unpack
+    from bedrock.models.archive import unpack
 
     unpack(source, target)
 
@@ -324,7 +324,7 @@ def measure_storage(
 def measure_here(kind: str, source: Path, target: Path) -> None:
     sys.path.insert(0, str(ROOT))
     if kind.startswith("ours"):
-        import bedrock.models.zipstream  # noqa: F401  (import time is not archive time)
+        import bedrock.models.archive  # noqa: F401  (import time is not archive time)
     if kind.startswith("store-"):
         _setup_django()
         for module in ("boto3", "google.cloud.storage", "bedrock.models.artefacts"):

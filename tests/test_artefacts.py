@@ -19,7 +19,7 @@ from django.core.files import File
 from django.core.files.storage import FileSystemStorage, storages
 from django.core.management import CommandError, call_command
 
-from bedrock.models import zipstream
+from bedrock.models.archive import ArchiveError, EmptyArtefactError, packing
 from bedrock.models.artefacts import (
     ArtefactExistsError,
     StoredArtefact,
@@ -27,7 +27,6 @@ from bedrock.models.artefacts import (
     artefact_fetch,
     artefact_store,
 )
-from bedrock.models.zipstream import ArchiveError, EmptyArtefactError
 
 
 @pytest.fixture
@@ -48,7 +47,7 @@ def artefact(tmp_path: Path) -> Path:
     rng = random.Random(3)
     root = tmp_path / "artefact"
     (root / "model").mkdir(parents=True)
-    (root / "model" / "weights.bin").write_bytes(rng.randbytes(5 * zipstream.CHUNK_SIZE + 7))
+    (root / "model" / "weights.bin").write_bytes(rng.randbytes(5 * packing.CHUNK_SIZE + 7))
     lines = (f"{i},{rng.choice(['a', 'bb', 'ccc'])},{rng.random():.4f}\n" for i in range(400_000))
     (root / "metrics.csv").write_text("".join(lines))
     (root / "empty").mkdir()
@@ -118,17 +117,17 @@ def test_a_key_taken_during_the_upload_is_not_silently_renamed(tmp_path: Path, a
 def test_no_object_remains_when_packing_fails_midway(
     store_root: Path, artefact: Path, monkeypatch: pytest.MonkeyPatch
 ):
-    real_chunk = zipstream._pack_chunk
+    real_chunk = packing._pack_chunk
     written = []
 
     def fail_on_third_chunk(fd, entry, buffer, offset, *args):
-        if entry.name == "model/weights.bin" and offset >= 2 * zipstream.CHUNK_SIZE:
+        if entry.name == "model/weights.bin" and offset >= 2 * packing.CHUNK_SIZE:
             # What a file that became unreadable does to the reading worker.
             raise PermissionError(13, "Permission denied", entry.path)
         written.append(offset)
         return real_chunk(fd, entry, buffer, offset, *args)
 
-    monkeypatch.setattr(zipstream, "_pack_chunk", fail_on_third_chunk)
+    monkeypatch.setattr(packing, "_pack_chunk", fail_on_third_chunk)
     with pytest.raises(PermissionError, match=r"weights\.bin"):
         artefact_store(artefact, "models/v1.zip")
     assert written  # the upload had started
@@ -328,14 +327,14 @@ def test_an_artefact_round_trips_through_s3(s3_storage, artefact: Path, tmp_path
 def test_a_failed_pack_leaves_nothing_in_s3(
     s3_storage, artefact: Path, monkeypatch: pytest.MonkeyPatch
 ):
-    real_chunk = zipstream._pack_chunk
+    real_chunk = packing._pack_chunk
 
     def fail_late(fd, entry, buffer, offset, *args):
-        if offset >= 4 * zipstream.CHUNK_SIZE:
+        if offset >= 4 * packing.CHUNK_SIZE:
             raise PermissionError(13, "Permission denied", entry.path)
         return real_chunk(fd, entry, buffer, offset, *args)
 
-    monkeypatch.setattr(zipstream, "_pack_chunk", fail_late)
+    monkeypatch.setattr(packing, "_pack_chunk", fail_late)
     with pytest.raises(PermissionError):
         artefact_store(artefact, "churn/v2.zip", storage=s3_storage)
     assert list(s3_storage.bucket.objects.all()) == []

@@ -14,14 +14,16 @@ from pathlib import Path
 
 import pytest
 
-from bedrock.models import browse, zipstream
-from bedrock.models.browse import (
+from bedrock.models.archive import (
     BrowseError,
     Entry,
     EntryNotFoundError,
+    browse,
     find_entry,
     list_entries,
     open_entry,
+    packing,
+    records,
 )
 
 
@@ -139,7 +141,7 @@ def assert_agrees_with_zipfile(reader: CountingReader, entries: list[Entry]) -> 
 # --- Bedrock's own archives -----------------------------------------------------------------------
 
 
-BIG_TEXT = 2 * zipstream.CHUNK_SIZE + 4321  # deflated in chunks, with the private chunk index
+BIG_TEXT = 2 * packing.CHUNK_SIZE + 4321  # deflated in chunks, with the private chunk index
 
 
 @pytest.fixture(scope="module")
@@ -159,7 +161,7 @@ def artefact(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def packed(directory: Path, tmp_path: Path) -> CountingReader:
     sink = NonSeekable()
-    zipstream.pack(directory, sink)
+    packing.pack(directory, sink)
     return reader_for(tmp_path, bytes(sink.data), "packed.zip")
 
 
@@ -174,20 +176,20 @@ def test_our_archives_list_and_open_as_zipfile_reads_them(artefact: Path, tmp_pa
     assert read_all(reader, by_name["ünïcødé ✓/名前.json"]) == ('{"ok": true}\n' * 50).encode()
     assert read_all(reader, by_name["data/features.csv"]) == text_bytes(BIG_TEXT)
     with zipfile.ZipFile(reader.path) as archive:
-        # The listing above really crossed zipstream's private extra field and data descriptors.
+        # The listing above really crossed packing's private extra field and data descriptors.
         info = archive.getinfo("data/features.csv")
-        assert struct.pack("<H", zipstream._CHUNK_INDEX_ID) in info.extra
+        assert struct.pack("<H", records.CHUNK_INDEX_ID) in info.extra
         assert info.flag_bits & 0x08
 
 
 def test_our_zip64_archives_list_and_open(
     artefact: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):
-    # The real limits need 4 GiB; lowered, zipstream writes every ZIP64 record for small files.
-    monkeypatch.setattr(zipstream, "_ZIP64_LIMIT", 100_000)
-    monkeypatch.setattr(zipstream, "_ZIP64_COUNT_LIMIT", 4)
+    # The real limits need 4 GiB; lowered, packing writes every ZIP64 record for small files.
+    monkeypatch.setattr(packing, "_ZIP64_LIMIT", 100_000)
+    monkeypatch.setattr(packing, "_ZIP64_COUNT_LIMIT", 4)
     reader = packed(artefact, tmp_path)
-    assert struct.pack("<I", browse._END64_SIG) in reader.path.read_bytes()
+    assert struct.pack("<I", records.END64_SIG) in reader.path.read_bytes()
     entries = list_entries(reader, reader.size)
     assert_agrees_with_zipfile(reader, entries)
     assert max(e.header_offset for e in entries) > 100_000
@@ -195,7 +197,7 @@ def test_our_zip64_archives_list_and_open(
 
 @pytest.fixture(scope="module")
 def big_archive(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, bytes]]:
-    """About 50 MB of incompressible files, packed by zipstream."""
+    """About 50 MB of incompressible files, packed by packing."""
     root = tmp_path_factory.mktemp("big")
     files = {f"shard-{n:02}.bin": random_bytes(2 << 20, seed=n) for n in range(24)}
     files["notes.txt"] = text_bytes(500_000)
@@ -203,7 +205,7 @@ def big_archive(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[st
         (root / name).write_bytes(data)
     path = tmp_path_factory.mktemp("big-zip") / "big.zip"
     with path.open("wb") as out:
-        zipstream.pack(root, out)
+        packing.pack(root, out)
     return path, files
 
 

@@ -1080,7 +1080,7 @@ def _deflated_zeros(size: int) -> tuple[bytes, int]:
     """A raw deflate stream of ``size`` zero bytes (a multiple of 1 MiB), and its CRC-32."""
     import zlib
 
-    from bedrock.models.zipstream import crc32_combine
+    from bedrock.models.archive.records import crc32_combine
 
     piece = 1 << 20
     compressor = zlib.compressobj(9, zlib.DEFLATED, -15)
@@ -1253,7 +1253,7 @@ def test_bedrock_artefact_unpack_refuses_a_hostile_archive_and_leaves_no_directo
 def test_an_entry_that_inflates_past_the_size_it_declares_is_stopped_and_removed(tmp_path):
     import zipfile
 
-    from bedrock.models.zipstream import ArchiveError, unpack
+    from bedrock.models.archive import ArchiveError, unpack
 
     data, crc = _deflated_zeros(8 << 20)
     lying = _raw_zip([("small.bin", data, zipfile.ZIP_DEFLATED, crc, 1 << 20)])
@@ -1274,7 +1274,7 @@ def test_an_archive_that_understates_its_entry_count_is_refused_all_the_same(
 ):
     import io
 
-    from bedrock.models.zipstream import ArchiveLimitError, ArchiveLimits, unpack
+    from bedrock.models.archive import ArchiveLimitError, ArchiveLimits, unpack
 
     lying = _many_entries(count, declared=5)
     with pytest.raises(ArchiveLimitError, match=wanted):
@@ -1285,7 +1285,7 @@ def test_an_archive_that_understates_its_entry_count_is_refused_all_the_same(
 def test_a_stream_longer_than_any_archive_within_the_limits_is_cut_off_while_it_is_read(
     tmp_path,
 ):
-    from bedrock.models.zipstream import ArchiveLimitError, ArchiveLimits, unpack
+    from bedrock.models.archive import ArchiveLimitError, ArchiveLimits, unpack
 
     class Endless:  # a pipe: no fileno, no seek
         read_so_far = 0
@@ -1303,7 +1303,8 @@ def test_a_stream_longer_than_any_archive_within_the_limits_is_cut_off_while_it_
 
 
 def test_the_bytes_really_written_are_counted_against_the_total():
-    from bedrock.models.zipstream import ArchiveLimitError, ArchiveLimits, _Budget
+    from bedrock.models.archive import ArchiveLimitError, ArchiveLimits
+    from bedrock.models.archive.unpacking import _Budget
 
     budget = _Budget(ArchiveLimits(total_bytes=10))
     budget.spend(10)
@@ -1378,7 +1379,7 @@ def test_a_body_without_a_length_is_cut_off_once_past_the_limit(settings):
 def test_packing_refuses_a_tree_deeper_or_larger_than_the_limits(tmp_path):
     import io
 
-    from bedrock.models.zipstream import ArchiveLimitError, ArchiveLimits, pack
+    from bedrock.models.archive import ArchiveLimitError, ArchiveLimits, pack
 
     deep = tmp_path / "deep"
     leaf = deep.joinpath(*["d"] * 70)

@@ -35,7 +35,7 @@ from django.test import Client
 from bedrock import settings as bedrock_settings
 from bedrock.accounts.models import hash_token
 from bedrock.actors import SYSTEM
-from bedrock.models import zipstream
+from bedrock.models.archive import packing
 from bedrock.models.artefacts import (
     SigningUnavailableError,
     artefact_download_url,
@@ -631,14 +631,14 @@ def test_s3_upload_is_multipart_and_a_failed_pack_never_completes_an_object(
     head = client.head_object(Bucket=bucket, Key="bedrock/good.zip")
     assert head["ETag"].strip('"').endswith(f"-{-(-stored.size // (8 << 20))}")  # 8 MiB parts
 
-    real_chunk = zipstream._pack_chunk
+    real_chunk = packing._pack_chunk
 
     def fail_late(fd, entry, buffer, offset, *args):
-        if offset >= 9 * zipstream.CHUNK_SIZE:  # after the first part went up
+        if offset >= 9 * packing.CHUNK_SIZE:  # after the first part went up
             raise PermissionError(13, "Permission denied", entry.path)
         return real_chunk(fd, entry, buffer, offset, *args)
 
-    monkeypatch.setattr(zipstream, "_pack_chunk", fail_late)
+    monkeypatch.setattr(packing, "_pack_chunk", fail_late)
     with pytest.raises(PermissionError):
         artefact_store(artefact, "bad.zip")
     versions = client.list_object_versions(Bucket=bucket, Prefix="bedrock/bad.zip")
@@ -706,14 +706,14 @@ def test_gcs_upload_streams_and_a_failed_pack_leaves_no_object(
 ):
     stored = artefact_store(artefact, "good.zip")
     assert gcs_storage.size("good.zip") == stored.size
-    real_chunk = zipstream._pack_chunk
+    real_chunk = packing._pack_chunk
 
     def fail_late(fd, entry, buffer, offset, *args):
-        if offset >= 9 * zipstream.CHUNK_SIZE:  # after the first parts went up
+        if offset >= 9 * packing.CHUNK_SIZE:  # after the first parts went up
             raise PermissionError(13, "Permission denied", entry.path)
         return real_chunk(fd, entry, buffer, offset, *args)
 
-    monkeypatch.setattr(zipstream, "_pack_chunk", fail_late)
+    monkeypatch.setattr(packing, "_pack_chunk", fail_late)
     # Every request of the failed attempt: a completed upload would show as a final part (its
     # Content-Range states the total) answered 200, and cleanup's delete would then find it.
     requests: list[tuple[str, str, int, str]] = []

@@ -21,13 +21,15 @@ from pathlib import Path
 
 import pytest
 
-from bedrock.models import zipstream
-from bedrock.models.zipstream import (
+from bedrock.models.archive import (
     ArchiveError,
     EmptyArtefactError,
     UnsafeArchiveError,
     pack,
+    packing,
+    records,
     unpack,
+    unpacking,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -52,8 +54,8 @@ def random_bytes(size: int, seed: int = 2) -> bytes:
     return random.Random(seed).randbytes(size)
 
 
-BIG_TEXT = 3 * zipstream.CHUNK_SIZE + 12_345  # more than several chunks, not a multiple of one
-BIG_RANDOM = 2 * zipstream.CHUNK_SIZE + 999
+BIG_TEXT = 3 * packing.CHUNK_SIZE + 12_345  # more than several chunks, not a multiple of one
+BIG_RANDOM = 2 * packing.CHUNK_SIZE + 999
 
 
 @pytest.fixture(scope="module")
@@ -102,7 +104,7 @@ class NonSeekable(io.RawIOBase):
         return len(b)
 
 
-def pack_bytes(directory: Path, **kwargs) -> tuple[bytes, zipstream.PackResult]:
+def pack_bytes(directory: Path, **kwargs) -> tuple[bytes, packing.PackResult]:
     sink = NonSeekable()
     result = pack(directory, sink, **kwargs)
     return bytes(sink.data), result
@@ -208,7 +210,7 @@ def test_compressible_entries_are_deflated_and_random_ones_stored(packed: Path):
 def test_a_big_deflated_entry_records_its_chunks_and_compresses(packed: Path):
     with zipfile.ZipFile(packed) as archive:
         info = archive.getinfo("data/deep/er/features.csv")
-    index = zipstream._read_chunk_index(info.extra)
+    index = unpacking._read_chunk_index(info.extra)
     assert index is not None
     chunk, lengths = index
     assert len(lengths) == -(-BIG_TEXT // chunk) == 4
@@ -265,11 +267,11 @@ def test_zip64_records_are_written_when_needed_and_read_back(
     artefact: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):
     # The real limits need 4 GiB; lowering them exercises the same code with small files.
-    monkeypatch.setattr(zipstream, "_ZIP64_LIMIT", 100_000)
-    monkeypatch.setattr(zipstream, "_ZIP64_COUNT_LIMIT", 4)
+    monkeypatch.setattr(packing, "_ZIP64_LIMIT", 100_000)
+    monkeypatch.setattr(packing, "_ZIP64_COUNT_LIMIT", 4)
     data, _ = pack_bytes(artefact)
-    assert struct.pack("<I", zipstream._END64_SIG) in data
-    assert struct.pack("<I", zipstream._LOCATOR64_SIG) in data
+    assert struct.pack("<I", records.END64_SIG) in data
+    assert struct.pack("<I", records.LOCATOR64_SIG) in data
     archive = tmp_path / "zip64.zip"
     archive.write_bytes(data)
     with zipfile.ZipFile(archive) as check:
@@ -288,7 +290,7 @@ def test_crc32_combine_matches_zlib():
     for _ in range(50):
         a = rng.randbytes(rng.randint(0, 5000))
         b = rng.randbytes(rng.randint(0, 5000))
-        assert zipstream.crc32_combine(zlib.crc32(a), zlib.crc32(b), len(b)) == zlib.crc32(a + b)
+        assert records.crc32_combine(zlib.crc32(a), zlib.crc32(b), len(b)) == zlib.crc32(a + b)
 
 
 # --- Packing refusals -----------------------------------------------------------------------------
@@ -340,15 +342,15 @@ def test_a_file_that_shrinks_while_packing_is_reported_by_name(
     (tmp_path / "src").mkdir()
     victim = tmp_path / "src" / "growing.csv"
     victim.write_bytes(text_bytes(BIG_TEXT))
-    collect = zipstream._collect
+    collect = packing._collect
 
     def collect_then_truncate(root: Path, *limits):
         entries = collect(root, *limits)
         with victim.open("r+b") as f:
-            f.truncate(zipstream.CHUNK_SIZE + 10)
+            f.truncate(packing.CHUNK_SIZE + 10)
         return entries
 
-    monkeypatch.setattr(zipstream, "_collect", collect_then_truncate)
+    monkeypatch.setattr(packing, "_collect", collect_then_truncate)
     with pytest.raises(
         ArchiveError, match=r"growing\.csv: the file changed size while being packed"
     ):
@@ -478,14 +480,14 @@ def test_a_lying_chunk_index_is_caught(packed: Path, tmp_path: Path):
     data = bytearray(packed.read_bytes())
     with zipfile.ZipFile(packed) as archive:
         info = archive.getinfo("data/deep/er/features.csv")
-    chunk, lengths = zipstream._read_chunk_index(info.extra)
+    chunk, lengths = unpacking._read_chunk_index(info.extra)
     # Move one boundary by 100 bytes; the total still matches, so only inflating can tell.
     layout = f"<HHI{len(lengths)}I"
     size = 4 * (len(lengths) + 1)
-    old = struct.pack(layout, zipstream._CHUNK_INDEX_ID, size, chunk, *lengths)
+    old = struct.pack(layout, records.CHUNK_INDEX_ID, size, chunk, *lengths)
     lengths[0] += 100
     lengths[1] -= 100
-    new = struct.pack(layout, zipstream._CHUNK_INDEX_ID, size, chunk, *lengths)
+    new = struct.pack(layout, records.CHUNK_INDEX_ID, size, chunk, *lengths)
     assert data.count(old) == 1
     data[data.index(old) : data.index(old) + len(old)] = new
     (tmp_path / "lying.zip").write_bytes(bytes(data))
@@ -521,7 +523,7 @@ MEMORY_PROBE = textwrap.dedent(
     """
     import re, sys
     from pathlib import Path
-    from bedrock.models.zipstream import pack, unpack
+    from bedrock.models.archive import pack, unpack
     source, archive, dest = map(Path, sys.argv[1:])
     with archive.open("wb") as out:
         pack(source, out)
@@ -616,7 +618,7 @@ def test_bedrocks_own_archive_of_zeros_stays_under_the_ratio_limit(tmp_path: Pat
 
 
 def test_a_tree_at_the_depth_limit_unpacks_and_one_level_more_is_refused(tmp_path: Path):
-    from bedrock.models.zipstream import ArchiveLimitError, ArchiveLimits
+    from bedrock.models.archive import ArchiveLimitError, ArchiveLimits
 
     limits = ArchiveLimits(depth=5)
     at_limit = tmp_path / "at.zip"
@@ -632,7 +634,7 @@ def test_a_tree_at_the_depth_limit_unpacks_and_one_level_more_is_refused(tmp_pat
 
 
 def test_packing_more_bytes_than_the_total_limit_is_refused(tmp_path: Path):
-    from bedrock.models.zipstream import ArchiveLimitError, ArchiveLimits
+    from bedrock.models.archive import ArchiveLimitError, ArchiveLimits
 
     (tmp_path / "src").mkdir()
     (tmp_path / "src" / "big.bin").write_bytes(b"x" * 11)

@@ -1,4 +1,4 @@
-"""How much an artefact archive may hold, for :func:`~bedrock.models.zipstream.unpack` and pack.
+"""How much an artefact archive may hold, for :func:`~bedrock.models.archive.unpack` and pack.
 
 A 2 MB ZIP can expand to 2 GiB, and a small one can hold 100,000 entries or a tree thousands of
 directories deep (deeper than ``PATH_MAX``, which no path-based tool can then delete). So unpack

@@ -1,6 +1,6 @@
 """Model-version archives in blob storage: the one module that talks to django-storages.
 
-``artefact_store`` streams :func:`~bedrock.models.zipstream.pack` straight into the storage backend,
+``artefact_store`` streams :func:`~bedrock.models.archive.pack` straight into the storage backend,
 so a training run's ``/artefact`` is never copied whole to local disk or memory first: through a
 pipe into ``storage.save`` (a multipart upload on S3, parts of ``multipart_chunksize``), or straight
 into a resumable upload on GCS. Either the whole archive lands under exactly the key asked for, its
@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import fcntl
 import hashlib
 import os
 import tempfile
@@ -30,34 +29,32 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
 from django.core.files import File
 from django.core.files.storage import Storage, storages
 from django.utils.http import content_disposition_header
 
-from bedrock.models.browse import (
-    BrowseError,
-    Entry,
-    EntryNotFoundError,
-    find_entry,
-    list_entries,
-    open_entry,
-)
-from bedrock.models.zipstream import (
+from bedrock.models.archive import (
     ArchiveError,
     ArchiveLimitError,
+    BrowseError,
     EmptyArtefactError,
+    Entry,
+    EntryNotFoundError,
     PackResult,
     RefusedEntryError,
     UnsafeArchiveError,
+    find_entry,
+    list_entries,
+    open_entry,
     pack,
     unpack,
 )
+from bedrock.models.archive.pipe import PackedStream
 
 # The archive and browsing names are re-exported: callers of this module need not know about
-# zipstream or browse.
+# the archive package.
 __all__ = [
     "ArchiveError",
     "ArchiveLimitError",
@@ -82,9 +79,6 @@ __all__ = [
 ]
 
 _CHUNK = 1 << 20
-# Linux lets a pipe hold up to /proc/sys/fs/pipe-max-size (1 MiB by default) instead of 64 KiB:
-# fewer context switches between the packing thread and the uploading one.
-_PIPE_SIZE = 1 << 20
 # GCS resumable uploads send parts of this size (a multiple of 256 KiB); memory holds about one.
 _GCS_PART = 8 << 20
 # S3 allows 10,000 parts per upload; stay under it with room for the archive's own overhead.
@@ -165,78 +159,14 @@ def artefact_store(directory: Path, key: str, *, storage: Storage | None = None)
     )
 
 
-class _PackedStream:
-    """The reading end of the pipe pack() writes into on a thread of its own.
-
-    At the end of the stream it waits for that thread and raises whatever pack() raised: a failed
-    pack closes the pipe early, and a backend must never take that for a complete, short archive.
-    The backend's upload fails instead (S3 aborts the multipart upload), so no object appears.
-    """
-
-    def __init__(self, fd: int, producer: threading.Thread, outcome: dict[str, Any]) -> None:
-        self._file = open(fd, "rb")  # noqa: SIM115  (closed by close())
-        self._producer = producer
-        self._outcome = outcome
-
-    def read(self, size: int = -1) -> bytes:
-        data = self._file.read(size)
-        if not data and size != 0:
-            self._producer.join()
-            if "error" in self._outcome:
-                raise self._outcome["error"]
-        return data
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return False
-
-    @property
-    def closed(self) -> bool:
-        return self._file.closed
-
-    def close(self) -> None:
-        self._file.close()
-
-    def __enter__(self) -> _PackedStream:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-
 def _store_streamed(directory: Path, key: str, storage: Storage) -> tuple[str, PackResult]:
     """pack() writes into a pipe on a thread of its own while the backend reads the other end."""
-    read_fd, write_fd = os.pipe()
-    with contextlib.suppress(OSError, AttributeError):
-        fcntl.fcntl(write_fd, fcntl.F_SETPIPE_SZ, _PIPE_SIZE)
-    outcome: dict[str, Any] = {}
-
-    def produce() -> None:
-        try:
-            with open(write_fd, "wb") as out:
-                outcome["result"] = pack(directory, out)
-        except BaseException as exc:  # handed to the caller's thread below
-            outcome["error"] = exc
-
-    producer = threading.Thread(target=produce, name=f"pack {key}", daemon=True)
-    try:
-        producer.start()
-    except BaseException:
-        os.close(write_fd)
-        os.close(read_fd)
-        raise
-    stream = _PackedStream(read_fd, producer, outcome)
-    try:
-        # Closing the reader, on success or failure, unblocks a producer still writing (EPIPE).
-        with stream:
-            name = storage.save(key, _Upload(stream, name=key))
-    finally:
-        producer.join()
-    if "error" in outcome:  # a backend that swallowed the reader's error
-        raise outcome["error"]
-    return name, outcome["result"]
+    # Closing the reader, on success or failure, unblocks a packer still writing (EPIPE).
+    with PackedStream(directory, name=f"pack {key}") as stream:
+        name = storage.save(key, _Upload(stream, name=key))
+    stream.raise_failure()  # a backend that swallowed the reader's error
+    assert stream.result is not None
+    return name, stream.result
 
 
 _WALK_DEPTH = 256  # far above BEDROCK_MAX_ARCHIVE_DEPTH's sensible values, far below recursion
@@ -403,7 +333,7 @@ def artefact_delete(key: str, *, storage: Storage | None = None) -> None:
 
 
 class RangeReader:
-    """Byte ranges of one stored archive; ``read_range`` is what :mod:`bedrock.models.browse` takes.
+    """Byte ranges of one stored archive; ``read_range`` is what browsing takes.
 
     Each call is one request to the backend (one ``pread`` locally) and returns exactly ``length``
     bytes from ``start``, fewer only at the end of the object. A missing object raises

@@ -47,7 +47,7 @@ from pathlib import Path
 from typing import BinaryIO
 from urllib.parse import urljoin, urlsplit
 
-from bedrock.models.zipstream import ArchiveError, EmptyArtefactError, pack, unpack
+from bedrock.models.archive import ArchiveError, EmptyArtefactError, pack, unpack
 from bedrock.runs.overlay import make_shared, overlay
 
 __all__ = ["HookConfig", "HookError", "hook_fetch", "hook_upload"]

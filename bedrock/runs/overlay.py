@@ -1,6 +1,6 @@
 """Laying one directory tree over another, the later one winning: how stage archives merge.
 
-:func:`bedrock.models.zipstream.unpack` refuses a destination that is not empty, so each archive is
+:func:`bedrock.models.archive.unpack` refuses a destination that is not empty, so each archive is
 unpacked into a directory of its own and then moved over the destination with :func:`overlay`.
 Standard library only: the artefact hooks use it inside jobs, where Django has no database.
 """

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import shutil
 import tempfile
-import threading
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
@@ -25,16 +22,15 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from bedrock.envconfig import describe_size
+from bedrock.models.archive import unpack
+from bedrock.models.archive.pipe import PackedStream
 from bedrock.models.artefacts import ArchiveError
 from bedrock.models.services import model_version_publish
-from bedrock.models.zipstream import pack, unpack
 from bedrock.pipelines import git
 from bedrock.pipelines.models import PipelineKind
 from bedrock.runs.models import Run, RunStep
 from bedrock.runs.stages import StaleAttemptError, stage_store, stale_attempt
 from bedrock.secrets.services import git_credentials_for
-
-logger = logging.getLogger(__name__)
 
 _CHUNK = 1 << 20
 
@@ -129,55 +125,6 @@ _PACK_WORKERS = 2
 _LISTED_LINKS = 20
 
 
-class _PackedStream:
-    """A directory packed on a thread into a pipe and read by the response, a chunk at a time.
-
-    ``close()`` (called by the server when the response ends, even one never read) stops the
-    packing and calls ``on_close``. A packing failure ends the body early: the client then holds a
-    ZIP without its central directory, which no reader accepts.
-    """
-
-    def __init__(self, directory: Path, on_close: Callable[[], None]) -> None:
-        self._directory = directory
-        self._on_close = on_close
-        self._reader: BinaryIO | None = None
-        self._thread: threading.Thread | None = None
-        self._closed = False
-
-    def __iter__(self) -> Iterator[bytes]:
-        read_fd, write_fd = os.pipe()
-        self._reader = open(read_fd, "rb")  # noqa: SIM115  (closed by close())
-        failure: list[BaseException] = []
-
-        def produce() -> None:
-            try:
-                with open(write_fd, "wb") as out:
-                    pack(self._directory, out, workers=_PACK_WORKERS)
-            except BrokenPipeError:
-                pass  # the client went away and close() shut the reading end
-            except BaseException as exc:  # reported by the reading side
-                failure.append(exc)
-
-        self._thread = threading.Thread(target=produce, name="pack-source", daemon=True)
-        self._thread.start()
-        while chunk := self._reader.read(_CHUNK):
-            yield chunk
-        self._thread.join()
-        if failure:
-            logger.error("packing %s failed: %s", self._directory, failure[0])
-            raise failure[0]
-
-    def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        if self._reader is not None:
-            self._reader.close()
-        if self._thread is not None:
-            self._thread.join()
-        self._on_close()
-
-
 def _drop_unsafe_links(root: Path) -> list[str]:
     """Remove the symbolic links a source archive must not follow; return their names.
 
@@ -233,7 +180,10 @@ def run_source(request: HttpRequest, pk: int) -> HttpResponseBase:
         remove_scratch()
         raise
     response = StreamingHttpResponse(
-        _PackedStream(tree, remove_scratch), content_type="application/zip"
+        # A packing failure ends the body early: the client then holds a ZIP without its central
+        # directory, which no reader accepts. The server's close() stops the packing.
+        PackedStream(tree, workers=_PACK_WORKERS, name="pack-source", on_close=remove_scratch),
+        content_type="application/zip",
     )
     response["Content-Disposition"] = (
         f'attachment; filename="{pipeline.pk}-{run.commit_sha[:12]}.zip"'
@@ -254,7 +204,7 @@ def run_step_artefact(request: HttpRequest, pk: int, name: str) -> HttpResponseB
 
     For the run's own token only, while the run is active. A PUT names the attempt it comes from
     (``?attempt=N``) and is refused with 409 unless the step is running that attempt; it replaces
-    what the step stored before. The archive is unpacked with zipstream's checks and packed
+    what the step stored before. The archive is unpacked with the archive checks and packed
     again, so every stored stage is Bedrock's own ZIP; a body over BEDROCK_MAX_UPLOAD_BYTES is
     refused with 413, unread. GET sends ``X-Bedrock-Sha256`` for the
     client to verify, or 204 when the step stored no archive.

@@ -14,7 +14,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from bedrock.models.zipstream import ArchiveError, pack, unpack
+from bedrock.models.archive import ArchiveError, pack, unpack
 
 
 class Command(BaseCommand):

@@ -13,7 +13,7 @@ out one file of it, needs no download of the whole archive:
 
 The caller binds a :data:`ReadRange` to its storage; this module imports nothing from Django and
 keeps no state. Any standard ZIP can be listed (PKWARE APPNOTE 6.3): Bedrock's own archives
-(:mod:`bedrock.models.zipstream`: data descriptors, ZIP64, a private extra field) and other tools',
+(:mod:`.packing`: data descriptors, ZIP64, a private extra field) and other tools',
 with or without a comment, ZIP64 records or bytes prepended to the archive, with UTF-8 or CP437
 names. Stored and deflated entries can be opened; other methods are refused by name.
 
@@ -24,12 +24,30 @@ with backslashes): they are for display and for :func:`find_entry`, never file s
 from __future__ import annotations
 
 import contextlib
+import errno
+import io
 import struct
+import zipfile
 import zlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TypeAlias
+
+from bedrock.models.archive.records import (
+    END,
+    END64,
+    END64_SIG,
+    END_SIG_BYTES,
+    FLAG_ENCRYPTED,
+    FLAG_UTF8,
+    LOCAL,
+    LOCAL_SIG,
+    LOCATOR64,
+    LOCATOR64_SIG,
+    MAX32,
+    TAIL,
+)
 
 __all__ = [
     "MAX_DIRECTORY_SIZE",
@@ -69,29 +87,8 @@ class EntryNotFoundError(BrowseError, KeyError):
 # 500,000 entries, far beyond what anyone browses in a page.
 MAX_DIRECTORY_SIZE = 64 << 20
 
-# --- ZIP record layouts (APPNOTE 4.3) ------------------------------------------------------------
-_LOCAL = struct.Struct("<IHHHHHIIIHH")
-_LOCAL_SIG = 0x04034B50
-_CENTRAL = struct.Struct("<IHHHHHHIIIHHHHHII")
-_CENTRAL_SIG = 0x02014B50
-_DIGITAL_SIGNATURE_SIG = 0x05054B50
-_END = struct.Struct("<IHHHHIIH")
-_END_SIG = 0x06054B50
-_END_SIG_BYTES = struct.pack("<I", _END_SIG)
-_END64 = struct.Struct("<IQHHIIQQQQ")
-_END64_SIG = 0x06064B50
-_LOCATOR64 = struct.Struct("<IIQI")
-_LOCATOR64_SIG = 0x07064B50
-
-# The end record is followed by a comment of at most 65,535 bytes, so it starts in this tail.
-_TAIL = _END.size + (1 << 16)
-
-_FLAG_ENCRYPTED = 0x1
-_FLAG_UTF8 = 0x800
-_EXTRA_ZIP64 = 0x0001
 _EXTRA_TIMESTAMP = 0x5455  # Info-ZIP extended timestamp: UTC modification time
 _EXTRA_UNICODE_PATH = 0x7075  # Info-ZIP Unicode path: a UTF-8 name beside a CP437 one
-_MAX32 = 0xFFFFFFFF
 
 _STORED = 0
 _DEFLATED = 8
@@ -111,7 +108,7 @@ _METHODS = {
     99: "aes-encrypted",
 }
 # What open_entry reads past the name, hoping to fetch the local header and the first data in one
-# request: the size of a ZIP64 extra field, which is what zipstream and zipfile put there.
+# request: the size of a ZIP64 extra field, which is what packing and zipfile put there.
 _LOCAL_EXTRA_GUESS = 20
 
 
@@ -156,27 +153,27 @@ def list_entries(
     split across several files, or has a central directory bigger than :data:`MAX_DIRECTORY_SIZE`
     or more than ``max_entries`` entries.
     """
-    if archive_size < _END.size:
+    if archive_size < END.size:
         raise BrowseError(
             f"not a ZIP archive: it is {archive_size:,} bytes long, and even an empty ZIP archive "
-            f"takes {_END.size} bytes"
+            f"takes {END.size} bytes"
         )
-    tail_start = max(0, archive_size - _TAIL)
+    tail_start = max(0, archive_size - TAIL)
     tail = _Tail(read_range, tail_start, archive_size - tail_start)
     end_offset = tail.start + _find_end_record(tail.data)
-    _, disk, directory_disk, _, count, directory_size, directory_offset, _ = _END.unpack_from(
+    _, disk, directory_disk, _, count, directory_size, directory_offset, _ = END.unpack_from(
         tail.data, end_offset - tail.start
     )
     # The central directory ends where the end records begin: at the ZIP64 record when there is one.
     directory_end = end_offset
     disks = 1
-    locator_offset = end_offset - _LOCATOR64.size
+    locator_offset = end_offset - LOCATOR64.size
     if locator_offset >= 0:
         locator = tail.get(
-            locator_offset, _LOCATOR64.size, "the ZIP64 end-of-central-directory locator"
+            locator_offset, LOCATOR64.size, "the ZIP64 end-of-central-directory locator"
         )
-        if _signature(locator) == _LOCATOR64_SIG:
-            _, _, recorded_offset, disks = _LOCATOR64.unpack(locator)
+        if _signature(locator) == LOCATOR64_SIG:
+            _, _, recorded_offset, disks = LOCATOR64.unpack(locator)
             directory_end, end64 = _read_end64(tail, locator_offset, recorded_offset)
             _, _, _, _, disk, directory_disk, _, count, directory_size, directory_offset = end64
     if disk or directory_disk or disks > 1:
@@ -206,23 +203,42 @@ def list_entries(
     shift = directory_start - directory_offset
     if directory_size == 0:
         return []
-    directory = tail.get(directory_start, directory_size, "the central directory")
-    return _parse_directory(directory, directory_start, shift, max_entries)
+    infos = _read_directory(_RangedFile(tail, end_offset))
+    if len(infos) > max_entries:
+        raise BrowseError(
+            f"the archive has more than the {max_entries:,} entries that can be listed here; "
+            "download it to see them all"
+        )
+    # Each entry replaces its ZipInfo as it is made, so the listing never holds both in full.
+    infos.reverse()
+    entries = []
+    while infos:
+        entries.append(_entry(infos.pop(), directory_start, shift))
+    return entries
 
 
 class _Tail:
-    """The archive's last bytes, read once; reads elsewhere go to storage."""
+    """The archive's last bytes, read once; reads elsewhere go to storage.
+
+    The ZIP64 records outside the tail are read twice, by the size check and then by zipfile: the
+    records (never the central directory, read once) are kept so that storage serves them once.
+    """
 
     def __init__(self, read_range: ReadRange, start: int, length: int) -> None:
         self.read_range = read_range
         self.start = start
         self.data = _read_exact(read_range, start, length, "the end of the archive")
+        self._records: dict[tuple[int, int], bytes] = {}
 
     def get(self, offset: int, length: int, what: str) -> bytes:
         begin = offset - self.start
         if begin >= 0 and begin + length <= len(self.data):
             return self.data[begin : begin + length]
-        return _read_exact(self.read_range, offset, length, what)
+        if length > END64.size:
+            return _read_exact(self.read_range, offset, length, what)
+        if (offset, length) not in self._records:
+            self._records[offset, length] = _read_exact(self.read_range, offset, length, what)
+        return self._records[offset, length]
 
 
 def _read_exact(read_range: ReadRange, start: int, length: int, what: str) -> bytes:
@@ -248,9 +264,9 @@ def _find_end_record(tail: bytes) -> int:
     """
     fallback = None
     position = len(tail)
-    while (position := tail.rfind(_END_SIG_BYTES, 0, position)) >= 0:
-        if position + _END.size <= len(tail):
-            comment_end = position + _END.size + _END.unpack_from(tail, position)[7]
+    while (position := tail.rfind(END_SIG_BYTES, 0, position)) >= 0:
+        if position + END.size <= len(tail):
+            comment_end = position + END.size + END.unpack_from(tail, position)[7]
             if comment_end == len(tail):
                 return position
             if fallback is None and comment_end < len(tail):
@@ -269,74 +285,92 @@ def _read_end64(tail: _Tail, locator_offset: int, recorded_offset: int) -> tuple
     It normally sits right before its locator, which also holds up when bytes were prepended to the
     archive and the recorded offset is off by their length; the recorded offset is the fallback.
     """
-    for offset in dict.fromkeys((locator_offset - _END64.size, recorded_offset)):
-        if offset < 0 or offset + _END64.size > locator_offset:
+    for offset in dict.fromkeys((locator_offset - END64.size, recorded_offset)):
+        if offset < 0 or offset + END64.size > locator_offset:
             continue
-        record = tail.get(offset, _END64.size, "the ZIP64 end-of-central-directory record")
-        if _signature(record) == _END64_SIG:
-            return offset, _END64.unpack(record)
+        record = tail.get(offset, END64.size, "the ZIP64 end-of-central-directory record")
+        if _signature(record) == END64_SIG:
+            return offset, END64.unpack(record)
     raise BrowseError(
         "the ZIP64 end-of-central-directory record is missing where its locator points; the "
         "archive is truncated or corrupt"
     )
 
 
-def _parse_directory(
-    directory: bytes, directory_start: int, shift: int, max_entries: int
-) -> list[Entry]:
-    entries: list[Entry] = []
-    position = 0
-    while position < len(directory):
-        where = f"central directory record {len(entries) + 1} (byte {directory_start + position:,})"
-        if _signature(directory[position : position + 4]) == _DIGITAL_SIGNATURE_SIG:
-            break  # the optional signature record that may close the central directory
-        if position + _CENTRAL.size > len(directory):
-            raise BrowseError(f"{where}: the central directory ends mid-record; it is corrupt")
-        fields = _CENTRAL.unpack_from(directory, position)
-        if fields[0] != _CENTRAL_SIG:
-            raise BrowseError(f"{where}: bad signature; the central directory is corrupt")
-        if len(entries) == max_entries:
-            raise BrowseError(
-                f"the archive has more than the {max_entries:,} entries that can be listed here; "
-                "download it to see them all"
-            )
-        name_length, extra_length, comment_length = fields[10], fields[11], fields[12]
-        name_start = position + _CENTRAL.size
-        extra_start = name_start + name_length
-        position = extra_start + extra_length + comment_length
-        if position > len(directory):
-            raise BrowseError(f"{where}: the record runs past the central directory; it is corrupt")
-        raw_name = bytes(directory[name_start:extra_start])
-        extras = _extra_fields(bytes(directory[extra_start : extra_start + extra_length]))
-        entries.append(_entry(fields, raw_name, extras, directory_start, shift))
-    return entries
+class _RangedFile:
+    """What zipfile reads the central directory from: the archive up to its end record, by ranges.
+
+    The end record found above is served without its comment, and the file ends with it: zipfile
+    then takes that record (its own backward search would take a look-alike signature inside the
+    comment) and reads the ZIP64 records and the central directory at their offsets, through the
+    tail already read where it holds them and one ranged read where it does not.
+    """
+
+    def __init__(self, tail: _Tail, end_offset: int) -> None:
+        self._tail = tail
+        self._end = end_offset
+        record = bytearray(tail.get(end_offset, END.size, "the end-of-central-directory record"))
+        record[-2:] = b"\0\0"  # no comment
+        self._record = bytes(record)
+        self._size = end_offset + END.size
+        self._position = 0
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._position
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: self._size}[whence]
+        if base + offset < 0:
+            # What a real file raises, and what zipfile expects of one too short for ZIP64 records.
+            raise OSError(errno.EINVAL, "seek before the start of the archive")
+        self._position = base + offset
+        return self._position
+
+    def read(self, size: int | None = -1) -> bytes:
+        start = self._position
+        stop = self._size if size is None or size < 0 else min(self._size, start + size)
+        if stop <= start:
+            return b""
+        data = b""
+        if start < self._end:
+            data = self._tail.get(start, min(stop, self._end) - start, "the central directory")
+        if stop > self._end:
+            data += self._record[max(start, self._end) - self._end : stop - self._end]
+        self._position = stop
+        return data
 
 
-def _entry(
-    fields: tuple, raw_name: bytes, extras: dict[int, bytes], directory_start: int, shift: int
-) -> Entry:
-    (_, _, _, flags, method, dos_time, dos_date, crc, compressed, size) = fields[:10]
-    header_offset = fields[16]
-    name = _decode_name(raw_name, flags, extras.get(_EXTRA_UNICODE_PATH))
-    # ZIP64 values are present only for the fields that overflowed, in this order (APPNOTE 4.5.3).
-    wanted = [size == _MAX32, compressed == _MAX32, header_offset == _MAX32]
-    if any(wanted):
-        zip64 = extras.get(_EXTRA_ZIP64, b"")
-        values = iter(struct.unpack_from(f"<{len(zip64) // 8}Q", zip64))
-        try:
-            if wanted[0]:
-                size = next(values)
-            if wanted[1]:
-                compressed = next(values)
-            if wanted[2]:
-                header_offset = next(values)
-        except StopIteration:
-            raise BrowseError(
-                f"entry {name!r}: its sizes or offset overflow 32 bits, but its ZIP64 extra field "
-                "is missing or too short; the archive is corrupt"
-            ) from None
-    header_offset += shift
-    if header_offset + _LOCAL.size + compressed > directory_start:
+def _read_directory(archive: _RangedFile) -> list[zipfile.ZipInfo]:
+    try:
+        with zipfile.ZipFile(archive) as opened:  # type: ignore[arg-type]
+            opened.NameToInfo.clear()  # zipfile's index by name: only the list is needed
+            return opened.filelist
+    except UnicodeDecodeError:
+        raise BrowseError(
+            "an entry is flagged as named in UTF-8, but its name is not valid UTF-8; the "
+            "archive is corrupt"
+        ) from None
+    except (zipfile.BadZipFile, NotImplementedError) as exc:
+        raise BrowseError(
+            f"the central directory is corrupt ({exc}); it cannot be listed"
+        ) from None
+
+
+def _entry(info: zipfile.ZipInfo, directory_start: int, shift: int) -> Entry:
+    extras = _extra_fields(info.extra)
+    name = _decode_name(_raw_name(info), info.flag_bits, extras.get(_EXTRA_UNICODE_PATH))
+    # zipfile replaces a 32-bit placeholder with its ZIP64 value, and leaves it when there is none.
+    if MAX32 in (info.file_size, info.compress_size, info.header_offset - shift):
+        raise BrowseError(
+            f"entry {name!r}: its sizes or offset overflow 32 bits, but its ZIP64 extra field "
+            "is missing or too short; the archive is corrupt"
+        )
+    header_offset = info.header_offset
+    compressed = info.compress_size
+    if header_offset + LOCAL.size + compressed > directory_start:
         raise BrowseError(
             f"entry {name!r}: its local header at byte {header_offset:,} and {compressed:,} "
             f"bytes of data would run into the central directory at byte {directory_start:,}; "
@@ -344,14 +378,19 @@ def _entry(
         )
     return Entry(
         name=name,
-        size=size,
+        size=info.file_size,
         compressed_size=compressed,
-        method=method,
-        crc32=crc,
+        method=info.compress_type,
+        crc32=info.CRC,
         header_offset=header_offset,
         is_dir=name.endswith("/"),
-        modified=_timestamp(extras.get(_EXTRA_TIMESTAMP)) or _dos_datetime(dos_date, dos_time),
+        modified=_timestamp(extras.get(_EXTRA_TIMESTAMP)) or _dos_datetime(info.date_time),
     )
+
+
+def _raw_name(info: zipfile.ZipInfo) -> bytes:
+    # CP437 maps each of the 256 byte values to a character of its own: this undoes the decoding.
+    return info.orig_filename.encode("utf-8" if info.flag_bits & FLAG_UTF8 else "cp437")
 
 
 def _extra_fields(extra: bytes) -> dict[int, bytes]:
@@ -366,7 +405,7 @@ def _extra_fields(extra: bytes) -> dict[int, bytes]:
 
 
 def _decode_name(raw_name: bytes, flags: int, unicode_path: bytes | None) -> str:
-    if flags & _FLAG_UTF8:
+    if flags & FLAG_UTF8:
         return raw_name.decode("utf-8", "replace")
     # Info-ZIP's Unicode path field counts only while the plain name is the one it was made for.
     if (
@@ -387,17 +426,9 @@ def _timestamp(field: bytes | None) -> datetime | None:
     return datetime.fromtimestamp(int.from_bytes(field[1:5], "little"), UTC)
 
 
-def _dos_datetime(dos_date: int, dos_time: int) -> datetime | None:
+def _dos_datetime(date_time: tuple[int, int, int, int, int, int]) -> datetime | None:
     try:
-        return datetime(
-            (dos_date >> 9) + 1980,
-            (dos_date >> 5) & 0xF,
-            dos_date & 0x1F,
-            dos_time >> 11,
-            (dos_time >> 5) & 0x3F,
-            (dos_time & 0x1F) * 2,
-            tzinfo=UTC,
-        )
+        return datetime(*date_time, tzinfo=UTC)
     except ValueError:  # month 0 and the like: no date recorded
         return None
 
@@ -443,19 +474,19 @@ def open_entry(
         )
     # One request for the header and the first data, when the local extra field is no bigger than
     # guessed; the name is never longer in UTF-8 than the bytes it was decoded from.
-    guess = _LOCAL.size + len(entry.name.encode("utf-8")) + _LOCAL_EXTRA_GUESS
+    guess = LOCAL.size + len(entry.name.encode("utf-8")) + _LOCAL_EXTRA_GUESS
     head = read_range(entry.header_offset, guess + min(entry.compressed_size, chunk_size))
-    if len(head) < _LOCAL.size:
+    if len(head) < LOCAL.size:
         raise BrowseError(
             f"entry {entry.name!r}: the archive ends before its local header at byte "
             f"{entry.header_offset:,}; it is truncated"
         )
-    signature, _, flags, method, _, _, _, _, _, name_length, extra_length = _LOCAL.unpack_from(head)
-    if signature != _LOCAL_SIG:
+    signature, _, flags, method, _, _, _, _, _, name_length, extra_length = LOCAL.unpack_from(head)
+    if signature != LOCAL_SIG:
         raise _corrupt(
             entry, f"there is no local header at byte {entry.header_offset:,}, where it should be"
         )
-    if flags & _FLAG_ENCRYPTED:
+    if flags & FLAG_ENCRYPTED:
         raise BrowseError(
             f"entry {entry.name!r} is encrypted; download the archive and extract it with the "
             "password"
@@ -466,7 +497,7 @@ def open_entry(
             f"its local header says compression method {method}, the central directory "
             f"{entry.method}",
         )
-    skip = _LOCAL.size + name_length + extra_length
+    skip = LOCAL.size + name_length + extra_length
     first = head[skip : skip + entry.compressed_size]
     data = _read_data(read_range, entry, entry.header_offset + skip, first, chunk_size)
     return _checked(entry, data if method == _STORED else _inflate(entry, data, chunk_size))
