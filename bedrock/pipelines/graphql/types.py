@@ -20,7 +20,7 @@ from bedrock.pipelines.graphql.filters import (
 )
 from bedrock.pipelines.graphql.scalars import PipelineKindEnum
 from bedrock.pipelines.models import Pipeline, Project
-from bedrock.pipelines.spec import Problem
+from bedrock.pipelines.spec.model import Problem
 
 if TYPE_CHECKING:
     from bedrock.models.graphql.types import ModelType
