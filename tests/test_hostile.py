@@ -919,7 +919,7 @@ def _hostile_hcl(kind: str) -> str:
 def test_validate_config_refuses_a_hostile_document_before_any_parser_sees_it(
     kind, setting, where, monkeypatch
 ):
-    from bedrock.pipelines import spec
+    from bedrock.pipelines.spec import parse
     from tests import factories
 
     # Each parser takes seconds of CPU on these documents (bench/hostile_config.py measures
@@ -927,8 +927,8 @@ def test_validate_config_refuses_a_hostile_document_before_any_parser_sees_it(
     def never(*args, **kwargs):
         raise AssertionError("a parser was called on a document over the limits")
 
-    monkeypatch.setattr(spec.hcl2, "loads", never)
-    monkeypatch.setattr(spec.hcl, "loads", never)
+    monkeypatch.setattr(parse.hcl2, "loads", never)
+    monkeypatch.setattr(parse.hcl, "loads", never)
     outsider = factories.user("limits-outsider")  # a member of no project may call it
     text = _hostile_hcl(kind)
     assert len(text) >= 200_000

@@ -10,7 +10,7 @@ import hcl2
 import pytest
 
 from bedrock.pipelines import spec
-from bedrock.pipelines.spec import Problem, Resources, SpecError, Step
+from bedrock.pipelines.spec import Problem, Resources, SpecError, Step, parse
 
 CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "bedrock-hcl-corpus"
 CORPUS_FILES = sorted(CORPUS.glob("*.hcl")) if CORPUS.is_dir() else []
@@ -95,8 +95,8 @@ def test_both_parsers_yield_the_same_spec_for_a_corpus_file(path: Path) -> None:
         pytest.skip("python-hcl2 rejects this file's HCL 1 forms; only pyhcl reads it")
     text = path.read_text(encoding="utf-8")
 
-    by_hcl2 = spec._load_with(text, parser="hcl2")
-    by_pyhcl = spec._load_with(text, parser="pyhcl")
+    by_hcl2 = parse.load_with(text, parser="hcl2")
+    by_pyhcl = parse.load_with(text, parser="pyhcl")
 
     assert by_hcl2.parser == "hcl2"
     assert by_pyhcl.parser == "pyhcl"
@@ -121,7 +121,7 @@ def test_interpolation_syntax_is_kept_verbatim_by_both_parsers() -> None:
     text = corpus("18").read_text(encoding="utf-8")
 
     for parser in ("hcl2", "pyhcl"):
-        serve = spec._load_with(text, parser=parser).stanza("serve")
+        serve = parse.load_with(text, parser=parser).stanza("serve")
         assert serve is not None
         assert serve.steps[0].script[0].endswith("--server.port ${BEDROCK_SERVER_PORT}")
 
@@ -776,7 +776,7 @@ def test_both_parsers_report_the_same_error_when_both_read_the_file(
     outcomes = []
     for parser in ("hcl2", "pyhcl"):
         with pytest.raises(SpecError) as raised:
-            spec._load_with(text, parser=parser)
+            parse.load_with(text, parser=parser)
         outcomes.append(raised.value.errors)
     if any(error.message.startswith("syntax error") for error in outcomes[0] + outcomes[1]):
         pytest.skip("a syntax error: each parser reports its own")
@@ -1228,7 +1228,7 @@ def test_parameters_are_coerced_to_strings_by_either_parser() -> None:
     expected = {"WORKERS": "2", "ALPHA": "0.5", "DEBUG": "true", "NAME": "x", "EMPTY": ""}
 
     for parser in ("hcl2", "pyhcl"):
-        assert spec._load_with(text, parser=parser).stanzas["train"].parameters == expected
+        assert parse.load_with(text, parser=parser).stanzas["train"].parameters == expected
 
 
 def test_the_legacy_single_step_form_is_one_step_named_after_the_stanza() -> None:
@@ -1311,7 +1311,7 @@ def test_escapes_reach_bash_as_written_because_pyhcl_reads_such_files() -> None:
 
 
 def test_brackets_inside_strings_comments_and_heredocs_do_not_count_towards_the_depth() -> None:
-    from bedrock.pipelines.speclimits import SpecLimits, scan
+    from bedrock.pipelines.spec.limits import SpecLimits, scan
 
     deep = "[" * 40
     text = f'x = "{deep}"\n# {deep}\n/* {deep} */\ny = <<EOF\n{deep}\nEOF\nz = [[1]]\n'

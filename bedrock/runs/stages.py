@@ -19,7 +19,7 @@ from django.db import transaction
 
 from bedrock.models.artefacts import StoredArtefact, artefact_delete, artefact_fetch
 from bedrock.models.services import archive_store, archive_upload_claim, archive_upload_forget
-from bedrock.pipelines.spec import STEP_NAME_PATTERN
+from bedrock.pipelines.spec.model import STEP_NAME_PATTERN
 from bedrock.runs.models import RunStatus, RunStep
 from bedrock.runs.overlay import overlay
 

@@ -23,7 +23,7 @@ from bedrock.pipelines.graphql.filters import (
 )
 from bedrock.pipelines.models import Pipeline, Project
 from bedrock.pipelines.selectors import pipelines_for, projects_for
-from bedrock.pipelines.spec import Problem
+from bedrock.pipelines.spec.model import Problem
 
 if TYPE_CHECKING:
     from django.db.models import QuerySet
