@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from datetime import datetime, timedelta
+
 from django.conf import settings
 from django.db import models
 from django.utils import timezone
@@ -117,14 +119,14 @@ class Run(models.Model):
         return self.status in ACTIVE_STATUSES
 
     @property
-    def deadline(self):
+    def deadline(self) -> datetime | None:
         """When the run must be over: its start plus its maximum run time."""
         if self.started_at is None:
             return None
         return self.started_at + self.max_run_time
 
     @property
-    def duration(self):
+    def duration(self) -> timedelta | None:
         if self.started_at is None:
             return None
         return (self.finished_at or timezone.now()) - self.started_at
