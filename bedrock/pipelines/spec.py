@@ -69,7 +69,7 @@ STEP_NAME_MAX_LENGTH = 512
 # What install and script may hold together: Linux's 128 KiB for one argument, less room for the
 # executors' wrappers around the command.
 MAX_COMMAND_BYTES = 120 * 1024
-_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")  # fullmatch: "$" would allow a last "\n"
+_ENV_NAME = environment.ENVIRONMENT_NAME  # the one rule, beside the names refused
 _CPU = re.compile(r"^(\d+(?:\.\d*)?|\.\d+)(m?)$")
 # Kubernetes quantity suffixes, which Bedrock passed through to its pods.
 _MEMORY_UNITS = SIZE_UNITS
