@@ -32,6 +32,8 @@ from django.conf import settings
 from git import Git
 from git.exc import GitCommandError, GitCommandNotFound
 
+from bedrock.runs.logmask import mask_text
+
 __all__ = [
     "GitCredentials",
     "GitError",
@@ -117,8 +119,7 @@ def _secret_fragments(credentials: GitCredentials | None) -> list[str]:
 def redact(text: str, credentials: GitCredentials | None) -> str:
     """``text`` with the credential values, any Authorization header value and any password in a
     URL replaced by ``***``."""
-    for fragment in _secret_fragments(credentials):
-        text = text.replace(fragment, "***")
+    text = mask_text(text, _secret_fragments(credentials), mask="***")
     text = re.sub(r"(?i)(authorization:\s*)\S+(\s+\S+)?", r"\1***", text)
     return re.sub(r"(://)[^/@\s:]+:[^/@\s]+@", r"\1***@", text)
 
