@@ -28,7 +28,8 @@ from django.utils import timezone
 from bedrock.pipelines import git
 from bedrock.runs import transitions
 from bedrock.runs.cleanup import run_cleanup
-from bedrock.runs.executors import ExecutorError, StepContext, get_executor
+from bedrock.runs.executors import ExecutorError, StepContext
+from bedrock.runs.executors.choice import get_executor
 from bedrock.runs.logmask import MASK, LogWriter  # noqa: F401 - also imported from here
 from bedrock.runs.models import ACTIVE_STATUSES, Run, RunStatus, RunStep
 from bedrock.runs.plan import RunPlan, StepPlan, build
