@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import unquote
+from urllib.parse import quote, unquote
 
 import pytest
 from cryptography import x509
@@ -796,3 +796,11 @@ def test_a_hung_server_is_abandoned_after_the_timeout(
 
     assert time.monotonic() - started < 10
     assert "timed out after 2 seconds (BEDROCK_GIT_TIMEOUT)" in str(excinfo.value)
+
+
+def test_redact_masks_the_forms_a_log_masks_too() -> None:
+    token = "ghp_a+b/c=d1234"
+    creds = GitCredentials(token=token)
+    text = redact(f"fatal: https://h/{quote(token, safe='')} and {token.encode().hex()}", creds)
+
+    assert quote(token, safe="") not in text and token.encode().hex() not in text

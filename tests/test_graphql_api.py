@@ -7,6 +7,7 @@ run executes; runs that execute are in test_graphql_runs.py.
 from __future__ import annotations
 
 import io
+from datetime import timedelta
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -165,6 +166,17 @@ def test_pipelines_page_with_cursors(world):
 
 PIPELINE = """query($id: ID!) { pipeline(id: $id) { id name gitUrl branch configPath maxRunTime
     model { name } secrets { edges { node { name updatedAt } } } } }"""
+
+
+def test_the_pipeline_page_shows_the_maximum_run_time_as_the_api_writes_it(world):
+    Pipeline.objects.filter(pk=world.training.pk).update(max_run_time=timedelta(hours=48))
+    client = client_for(world.viewer)
+
+    api = data(client, PIPELINE, id=str(world.training.pk))["pipeline"]["maxRunTime"]
+    page = client.get(f"/pipelines/{world.training.pk}/").content.decode()
+
+    assert api == "2d"
+    assert f"<dt>Maximum run time</dt><dd>{api}</dd>" in page
 
 
 @pytest.mark.parametrize("who", ["admin", "viewer"])

@@ -457,11 +457,36 @@ def test_fetch_retries_a_5xx_and_follows_a_redirect_to_storage_without_the_token
     assert (tmp_path / "alloc-data" / "app" / "hello.py").read_text() == "print('hi')\n"
     assert "GET /runs/7/source failed: HTTP 503: busy; trying again in 1 s" in result.stdout
     assert [path for path, _ in bedrock.requests] == ["/runs/7/source"] * 2
-    assert all(headers["X-Bedrock-Access-Token"] == token for _, headers in bedrock.requests)
+    assert all(headers["Authorization"] == f"Bearer {token}" for _, headers in bedrock.requests)
     assert storage.requests[0][0] == "/bucket/src.zip?Signature=s3cr3t"
     sent_to_storage = json.dumps(storage.requests)
-    assert token not in sent_to_storage and "X-Bedrock-Access-Token" not in sent_to_storage
+    assert token not in sent_to_storage and "Authorization" not in sent_to_storage
     assert "s3cr3t" not in result.stdout + result.stderr
+
+
+def test_a_redirect_to_another_host_reaches_it_without_the_token(tmp_path):
+    """The same address under another name is another host: the token stays with Bedrock's."""
+    archive = zip_of({"hello.py": "print('hi')\n"})
+    token = "bdrkrun_" + secrets.token_urlsafe(32)
+    storage_answer = lambda path, count: (200, {"Content-Type": "application/zip"}, archive)  # noqa: E731
+    with _Server(storage_answer) as storage:
+        elsewhere = storage.url.replace("127.0.0.1", "localhost")
+        bedrock_answer = lambda path, count: (302, {"Location": f"{elsewhere}/src.zip"}, b"")  # noqa: E731
+        with _Server(bedrock_answer) as bedrock:
+            env = {
+                "PATH": "/usr/bin:/bin",
+                "BEDROCK_API_DOMAIN": bedrock.url,
+                "BEDROCK_API_TOKEN": token,
+                "BEDROCK_RUN_ID": "7",
+                "BEDROCK_RUN_STEP_NAME": "score",
+                "BEDROCK_HOOK_DIR": str(tmp_path / "alloc-data"),
+            }
+            result = run_hook("fetch", env)
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert [headers["Authorization"] for _, headers in bedrock.requests] == [f"Bearer {token}"]
+    assert [path for path, _ in storage.requests] == ["/src.zip"]
+    assert token not in json.dumps(storage.requests)
 
 
 def test_fetch_gives_up_after_three_failed_attempts(tmp_path):

@@ -31,9 +31,27 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 
 # A name a shell can read: `$NAME`. \Z, not $: `$` also matches before a final newline.
 ENVIRONMENT_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+ENVIRONMENT_NAME_RULE = (
+    "letters, digits and '_', not starting with a digit"  # completes "a name is ..."
+)
+
+
+def is_environment_name(name: str) -> bool:
+    """Whether ``name`` can be an environment variable: parameters, secrets, a step's env."""
+    return ENVIRONMENT_NAME.match(name) is not None
+
+
+def validate_environment_name(name: str) -> None:
+    """The model field validator of a secret's name."""
+    if not is_environment_name(name):
+        raise ValidationError(
+            f"A secret name is an environment variable name: {ENVIRONMENT_NAME_RULE}.",
+            code="invalid",
+        )
 
 
 @dataclass(frozen=True)
@@ -242,7 +260,7 @@ def environment_size_problem(variables: Mapping[str, str], what: str) -> str | N
 
 def parameter_problem(name: str, value: str) -> str | None:
     """Why a run's parameter cannot reach a step's environment, or None when it can."""
-    if not ENVIRONMENT_NAME.match(name):
+    if not is_environment_name(name):
         return f"{name!r} is not a valid parameter (environment variable) name."
     if refused := refused_environment_name(name):
         return refused + "."

@@ -18,7 +18,7 @@ def run_cleanup(run_id: int, *, executor: Executor | None = None) -> bool:
     """Remove what the run left outside the database: its executor's jobs, processes or
     containers, and its stage archives. True when all is gone; otherwise the run is marked
     ``cleanup_pending`` and the reconciler calls this again."""
-    from bedrock.runs.executors import get_executor
+    from bedrock.runs.executors.choice import get_executor
     from bedrock.runs.stages import stages_delete
 
     complete = True

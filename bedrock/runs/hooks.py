@@ -2,8 +2,8 @@
 
 They run in the hook image as the job's prestart and poststop tasks, beside the step's own image,
 and share the allocation's data directory with it. They hold no Git or storage credential and open
-no database: they talk to Bedrock's HTTP API with the run's own token, using the standard library
-alone (this module imports nothing of Django).
+no database: they talk to Bedrock's HTTP API with the run's own token, sent as
+``Authorization: Bearer``, through ``requests`` (this module imports nothing of Django).
 
 Environment:
 
@@ -27,14 +27,15 @@ Environment:
     main task wrote ``0`` to ``main.exit``.
 
 Every request has a timeout and is tried three times when the connection fails or Bedrock answers
-with a 5xx. Downloads follow redirects (signed storage URLs) without the token.
+502, 503 or 504. Downloads follow redirects (signed storage URLs) without the token: requests drops
+the Authorization header when a redirect leaves Bedrock's host, where it would forward a header of
+Bedrock's own.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
-import http.client
 import json
 import os
 import shutil
@@ -44,15 +45,19 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
-from urllib.parse import urljoin, urlsplit
+from typing import Any, BinaryIO, Self
+from urllib.parse import urlsplit
+
+import requests
+import urllib3
+from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
 
 from bedrock.models.archive import ArchiveError, EmptyArtefactError, pack, unpack
 from bedrock.runs.overlay import make_shared, overlay
 
 __all__ = ["HookConfig", "HookError", "hook_fetch", "hook_upload"]
 
-TOKEN_HEADER = "X-Bedrock-Access-Token"  # noqa: S105  (a header name)
 FETCHED_MARKER = "fetched"
 MAIN_EXIT = "main.exit"
 ATTEMPTS = 3
@@ -67,17 +72,17 @@ PROGRESS_EVERY_SECONDS = 10.0
 # worker of pack/unpack holds a few 2 MiB chunks.
 ZIP_WORKERS = 2
 _CHUNK = 1 << 20
-_REDIRECTS = {301, 302, 303, 307, 308}
+# Answers of a proxy or a Bedrock restarting: another attempt may meet a working one. A 500 is a
+# bug another attempt would meet again.
+RETRIED_STATUSES = (502, 503, 504)
+# Both calls are idempotent: a download changes nothing, an upload replaces the step's stage.
+RETRIED_METHODS = frozenset({"GET", "PUT"})
 
 Say = Callable[[str], None]
 
 
 class HookError(Exception):
     """The hook cannot do its work; the message says which request or file, and why."""
-
-
-class _Retryable(HookError):
-    """A failure another attempt may not meet: a lost connection, a timeout, a 5xx."""
 
 
 @dataclass(frozen=True)
@@ -165,11 +170,15 @@ class _Progress:
         self.say(f"{self.what}: {_size(self.count)} in {elapsed:.1f} s{extra}")
 
 
-def _error_text(response: http.client.HTTPResponse) -> str:
+def _error_text(response: requests.Response | urllib3.BaseHTTPResponse) -> str:
     """Bedrock's message from an error body ({"error"} or GraphQL's {"errors"}), if any."""
     try:
-        body = json.loads(response.read(64 << 10) or b"{}")
-    except (ValueError, OSError, http.client.HTTPException):
+        if isinstance(response, requests.Response):
+            text = response.content[: 64 << 10]
+        else:  # an answer about to be retried, its body still unread
+            text = response.read(64 << 10, decode_content=True)
+        body = json.loads(text or b"{}")
+    except (ValueError, OSError, requests.RequestException, urllib3.exceptions.HTTPError):
         return ""
     if isinstance(body, dict):
         if isinstance(body.get("error"), str):
@@ -180,127 +189,172 @@ def _error_text(response: http.client.HTTPResponse) -> str:
     return ""
 
 
+def _shown(method: str, url: str) -> str:
+    # Never the query: a signed storage URL's signature lives there.
+    return f"{method} {urlsplit(url).path}"
+
+
+class _SayingRetry(Retry):
+    """urllib3's retry, saying before each new attempt what failed and how long it waits.
+
+    The wait doubles from BACKOFF_SECONDS: urllib3's own backoff skips the wait before the second
+    attempt, and a busy Bedrock deserves one."""
+
+    say: Say = staticmethod(lambda text: None)
+
+    def new(self, **kw: Any) -> Self:
+        fresh = super().new(**kw)
+        fresh.say = self.say
+        return fresh
+
+    def get_backoff_time(self) -> float:
+        failures = len(self.history)
+        return BACKOFF_SECONDS * 2 ** (failures - 1) if failures else 0.0
+
+    def increment(
+        self, method: str | None = None, url: str | None = None, *args: Any, **kwargs: Any
+    ) -> Self:
+        fresh = super().increment(method, url, *args, **kwargs)
+        response = kwargs.get("response", args[0] if args else None)
+        error = kwargs.get("error", args[1] if len(args) > 1 else None)
+        failure = f"{_shown(method or '', url or '')} failed: "
+        if response is not None:
+            message = _error_text(response)
+            failure += f"HTTP {response.status}" + (f": {message}" if message else "")
+        else:
+            failure += f"{error or type(error).__name__}"
+        self.say(f"{failure}; trying again in {fresh.get_backoff_time():.0f} s")
+        return fresh
+
+
+class _Adapter(HTTPAdapter):
+    """An adapter that trusts the system's certificate authorities, as the hook image's OpenSSL
+    does (a company's CA installed there), besides the bundle requests brings."""
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        kwargs["ssl_context"] = ssl.create_default_context()
+        super().init_poolmanager(*args, **kwargs)
+
+
+def _session(token: str, say: Say) -> requests.Session:
+    retry = _SayingRetry(
+        total=ATTEMPTS - 1,
+        status_forcelist=RETRIED_STATUSES,
+        allowed_methods=RETRIED_METHODS,
+        raise_on_status=False,  # the last answer is reported with Bedrock's message
+        respect_retry_after_header=False,
+    )
+    retry.say = say
+    session = requests.Session()
+    # No proxy, .netrc or CA bundle from the environment: the job's variables are the step's.
+    session.trust_env = False
+    session.max_redirects = MAX_REDIRECTS
+    for scheme in ("http://", "https://"):
+        session.mount(scheme, _Adapter(max_retries=retry))
+    # requests drops Authorization when a redirect leaves Bedrock's host, so signed storage URLs
+    # never see the token.
+    session.headers.update(
+        {
+            "User-Agent": "bedrock-hook",
+            "Accept": "application/zip, application/json",
+            "Authorization": f"Bearer {token}",
+        }
+    )
+    return session
+
+
+def _attempts(response: requests.Response) -> str:
+    retries = getattr(response.raw, "retries", None)
+    failures = len(retries.history) if retries is not None else 0
+    return f" (gave up after {failures + 1} attempts)" if failures else ""
+
+
+class _BrokenOff(HookError):
+    """A download whose body stopped short or does not match its SHA-256: worth another try."""
+
+
 class ApiClient:
     """Requests to Bedrock with the run's token, and to the storage URLs it redirects to."""
 
     def __init__(self, api: str, token: str, say: Say) -> None:
         self.api = api
-        self.origin = self._origin(api)
-        self.token = token
         self.say = say
-
-    @staticmethod
-    def _origin(url: str) -> tuple[str, str, int]:
-        parts = urlsplit(url)
-        port = parts.port or (443 if parts.scheme == "https" else 80)
-        return parts.scheme, (parts.hostname or "").lower(), port
+        self.session = _session(token, say)
 
     def url(self, path: str) -> str:
         return self.api + path
 
-    def _connect(self, url: str, timeout: float) -> http.client.HTTPConnection:
-        parts = urlsplit(url)
-        if parts.scheme == "https":
-            return http.client.HTTPSConnection(
-                parts.hostname, parts.port, timeout=timeout, context=ssl.create_default_context()
+    def _send(self, method: str, path: str, **kwargs: Any) -> requests.Response:
+        what = f"{method} {path}"
+        try:
+            return self.session.request(
+                method,
+                self.url(path),
+                timeout=(TIMEOUT_SECONDS, ANSWER_TIMEOUT_SECONDS),
+                **kwargs,
             )
-        if parts.scheme == "http":
-            return http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout)
-        raise HookError(f"cannot follow a redirect to a {parts.scheme!r} URL ({parts.path})")
-
-    def _headers(self, url: str) -> dict[str, str]:
-        headers = {"User-Agent": "bedrock-hook", "Accept": "application/zip, application/json"}
-        # Only Bedrock gets the token: a redirect to storage must not carry it.
-        if self._origin(url) == self.origin:
-            headers[TOKEN_HEADER] = self.token
-        return headers
-
-    def _retrying(self, attempt: Callable[[], object]) -> object:
-        delay = BACKOFF_SECONDS
-        for number in range(1, ATTEMPTS + 1):
-            try:
-                return attempt()
-            except _Retryable as exc:
-                if number == ATTEMPTS:
-                    raise HookError(f"{exc} (gave up after {ATTEMPTS} attempts)") from None
-                self.say(f"{exc}; trying again in {delay:.0f} s")
-                time.sleep(delay)
-                delay *= 2
-        raise AssertionError("unreachable")
+        except requests.TooManyRedirects:
+            raise HookError(f"{what} failed: more than {MAX_REDIRECTS} redirects") from None
+        except requests.RequestException as exc:
+            reason = exc.args[0] if exc.args else exc
+            if isinstance(reason, urllib3.exceptions.MaxRetryError):
+                reason = reason.reason or reason
+                raise HookError(
+                    f"{what} failed: {reason} (gave up after {ATTEMPTS} attempts)"
+                ) from None
+            raise HookError(f"{what} failed: {reason or type(exc).__name__}") from None
 
     # --- downloads -----------------------------------------------------------------------------
 
     def download(self, path: str, spool: BinaryIO, *, missing_ok: bool = False) -> dict | None:
         """GET ``path`` into ``spool``; return the response headers, or None for a 204 (nothing
         there) when ``missing_ok``. The body's length and, when Bedrock sends one, its SHA-256
-        are checked."""
-        return self._retrying(lambda: self._download_once(path, spool, missing_ok))
+        are checked, and a body that fails either is fetched again."""
+        for number in range(1, ATTEMPTS + 1):
+            try:
+                return self._download_once(path, spool, missing_ok)
+            except _BrokenOff as exc:
+                if number == ATTEMPTS:
+                    raise HookError(f"{exc} (gave up after {ATTEMPTS} attempts)") from None
+                self.say(f"{exc}; trying again")
+        raise AssertionError("unreachable")
 
     def _download_once(self, path: str, spool: BinaryIO, missing_ok: bool) -> dict | None:
         spool.seek(0)
         spool.truncate()
-        url = self.url(path)
-        for _ in range(MAX_REDIRECTS + 1):
-            shown = urlsplit(url).path  # never the query: a signed URL's signature lives there
-            what = f"GET {shown}"
-            connection = self._connect(url, TIMEOUT_SECONDS)
-            try:
-                try:
-                    target = urlsplit(url)
-                    request_path = target.path + (f"?{target.query}" if target.query else "")
-                    connection.request("GET", request_path or "/", headers=self._headers(url))
-                    # Kept: the connection drops its reference when the answer ends it.
-                    sock = connection.sock
-                    sock.settimeout(ANSWER_TIMEOUT_SECONDS)
-                    response = connection.getresponse()
-                    sock.settimeout(TIMEOUT_SECONDS)
-                except (OSError, http.client.HTTPException) as exc:
-                    raise _Retryable(f"{what} failed: {exc or type(exc).__name__}") from None
-                if response.status in _REDIRECTS:
-                    location = response.getheader("Location")
-                    if not location:
-                        raise HookError(f"{what} answered {response.status} without a Location")
-                    url = urljoin(url, location)
-                    continue
-                if response.status == 204 and missing_ok:
-                    return None  # Bedrock's word for "there is none"; a 404 is a failure
-                if response.status != 200:
-                    message = _error_text(response)
-                    failure = f"{what} failed: HTTP {response.status}" + (
-                        f": {message}" if message else ""
-                    )
-                    if response.status >= 500:
-                        raise _Retryable(failure)
-                    raise HookError(failure)
-                headers = {key.lower(): value for key, value in response.getheaders()}
-                self._receive(what, response, headers, spool)
-                return headers
-            finally:
-                connection.close()
-        raise HookError(f"GET {path} failed: more than {MAX_REDIRECTS} redirects")
+        what = f"GET {path}"
+        with self._send("GET", path, stream=True) as response:
+            if response.status_code == 204 and missing_ok:
+                return None  # Bedrock's word for "there is none"; a 404 is a failure
+            if response.status_code != 200:
+                raise HookError(_failure(what, response) + _attempts(response))
+            headers = {key.lower(): value for key, value in response.headers.items()}
+            self._receive(_shown("GET", response.url), response, headers, spool)
+            return headers
 
     def _receive(
-        self, what: str, response: http.client.HTTPResponse, headers: dict, spool: BinaryIO
+        self, what: str, response: requests.Response, headers: dict, spool: BinaryIO
     ) -> None:
         progress = _Progress(self.say, what)
         digest = hashlib.sha256()
         try:
-            while chunk := response.read(_CHUNK):
+            for chunk in response.iter_content(_CHUNK):
                 spool.write(chunk)
                 digest.update(chunk)
                 progress.add(len(chunk))
-        except (OSError, http.client.HTTPException) as exc:
-            raise _Retryable(
+        except (OSError, requests.RequestException) as exc:
+            raise _BrokenOff(
                 f"{what} broke off after {_size(progress.count)}: {exc or type(exc).__name__}"
             ) from None
         expected_length = headers.get("content-length")
-        if expected_length is not None and int(expected_length) != progress.count:
-            raise _Retryable(
+        encoded = headers.get("content-encoding", "identity") != "identity"
+        if expected_length is not None and not encoded and int(expected_length) != progress.count:
+            raise _BrokenOff(
                 f"{what} broke off: {progress.count} of {expected_length} bytes arrived"
             )
         expected_sha = headers.get("x-bedrock-sha256", "").lower()
         if expected_sha and digest.hexdigest() != expected_sha:
-            raise _Retryable(
+            raise _BrokenOff(
                 f"{what}: the archive's SHA-256 is {digest.hexdigest()}, not the {expected_sha} "
                 "Bedrock recorded"
             )
@@ -312,57 +366,46 @@ class ApiClient:
     def upload(self, path: str, source: BinaryIO, size: int) -> dict:
         """PUT ``size`` bytes of ``source`` (a ZIP) to ``path``; return the JSON answer.
 
-        The length is sent up front: Django cannot read a chunked request body.
+        The length is sent up front: Django cannot read a chunked request body. urllib3 rewinds
+        the file before another attempt.
         """
-        return self._retrying(lambda: self._upload_once(path, source, size))
-
-    def _upload_once(self, path: str, source: BinaryIO, size: int) -> dict:
         what = f"PUT {path}"
-        url = self.url(path)
-        connection = self._connect(url, TIMEOUT_SECONDS)
-        progress = _Progress(self.say, what)
+        source.seek(0)
+        body = _Counted(source, _Progress(self.say, what))
+        headers = {"Content-Type": "application/zip", "Content-Length": str(size)}
+        response = self._send("PUT", path, data=body, headers=headers)
+        if response.status_code != 201:
+            raise HookError(_failure(what, response) + _attempts(response))
         try:
-            try:
-                source.seek(0)
-                target = urlsplit(url)
-                connection.putrequest(
-                    "PUT", target.path + (f"?{target.query}" if target.query else "")
-                )
-                for key, value in self._headers(url).items():
-                    connection.putheader(key, value)
-                connection.putheader("Content-Type", "application/zip")
-                connection.putheader("Content-Length", str(size))
-                connection.endheaders()
-                while chunk := source.read(_CHUNK):
-                    connection.send(chunk)
-                    progress.add(len(chunk))
-                progress.done(", waiting for Bedrock to store it")
-                if connection.sock is not None:
-                    connection.sock.settimeout(ANSWER_TIMEOUT_SECONDS)
-                response = connection.getresponse()
-                body = response.read(1 << 20)
-            except (OSError, http.client.HTTPException) as exc:
-                raise _Retryable(f"{what} failed: {exc or type(exc).__name__}") from None
-            if response.status != 201:
-                try:
-                    parsed = json.loads(body or b"{}")
-                except ValueError:
-                    parsed = {}
-                message = parsed.get("error", "") if isinstance(parsed, dict) else ""
-                if not message and isinstance(parsed, dict) and parsed.get("errors"):
-                    message = str(parsed["errors"][0].get("message", ""))
-                failure = f"{what} failed: HTTP {response.status}" + (
-                    f": {message}" if message else ""
-                )
-                if response.status >= 500:
-                    raise _Retryable(failure)
-                raise HookError(failure)
-            try:
-                return json.loads(body)
-            except ValueError:
-                raise HookError(f"{what} answered 201 with a body that is not JSON") from None
-        finally:
-            connection.close()
+            return response.json()
+        except ValueError:
+            raise HookError(f"{what} answered 201 with a body that is not JSON") from None
+
+
+def _failure(what: str, response: requests.Response) -> str:
+    message = _error_text(response)
+    return f"{what} failed: HTTP {response.status_code}" + (f": {message}" if message else "")
+
+
+class _Counted:
+    """The upload's file, telling the progress what has been read from it."""
+
+    def __init__(self, source: BinaryIO, progress: _Progress) -> None:
+        self.source = source
+        self.progress = progress
+
+    def read(self, size: int = -1) -> bytes:
+        chunk = self.source.read(_CHUNK if size is None or size < 0 else size)
+        self.progress.add(len(chunk))
+        if not chunk:
+            self.progress.done(", waiting for Bedrock to store it")
+        return chunk
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return self.source.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self.source.tell()
 
 
 # --- fetch ----------------------------------------------------------------------------------------

@@ -111,6 +111,16 @@ def _node_source(node: dict) -> bytes:
     return source + (group + b"?" if None in node else group)
 
 
+def mask_text(text: str, values: list[str], mask: str = MASK) -> str:
+    """``text`` with every form of every value in ``values`` replaced by ``mask``: the one masker,
+    for a step's log and for Git's messages alike."""
+    forms = set().union(*(masked_forms(value) for value in values if value))
+    pattern = _pattern(forms)
+    if pattern is None:
+        return text
+    return pattern.sub(mask.encode(), text.encode()).decode("utf-8", errors="replace")
+
+
 class LogWriter:
     """Appends a step's output to its log, masking secret values on the way in.
 

@@ -30,7 +30,8 @@ from bedrock.accounts.models import hash_token
 from bedrock.pipelines import git
 from bedrock.runs import transitions
 from bedrock.runs.cleanup import run_cleanup
-from bedrock.runs.executors import Executor, ExecutorError, StepContext, get_executor
+from bedrock.runs.executors import Executor, ExecutorError, StepContext
+from bedrock.runs.executors.choice import get_executor
 from bedrock.runs.logmask import MASK, LogWriter  # noqa: F401 - also imported from here
 from bedrock.runs.models import ACTIVE_STATUSES, Run, RunStatus, RunStep
 from bedrock.runs.plan import RunPlan, StepPlan, build

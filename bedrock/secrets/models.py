@@ -1,18 +1,14 @@
 from __future__ import annotations
 
 from django.conf import settings
-from django.core.validators import RegexValidator
 from django.db import models
 from django.utils import timezone
 
+from bedrock.pipelines.environment import validate_environment_name
 from bedrock.pipelines.models import Pipeline
 from bedrock.secrets.crypto import EncryptedTextField
 
-secret_name_validator = RegexValidator(
-    r"^[A-Za-z_][A-Za-z0-9_]*$",
-    "A secret name is an environment variable name: letters, digits and '_', "
-    "not starting with a digit.",
-)
+secret_name_validator = validate_environment_name
 
 
 class Secret(models.Model):

@@ -8,9 +8,10 @@ from django.utils import timezone
 
 from bedrock.actors import Actor, person, require_role
 from bedrock.pipelines.environment import (
-    ENVIRONMENT_NAME,
+    ENVIRONMENT_NAME_RULE,
     GIT_CREDENTIAL_NAMES,
     environment_size_problem,
+    is_environment_name,
     nul_byte_problem,
     refused_secret_name,
 )
@@ -25,10 +26,9 @@ def secret_problems(*, name: str, value: str | None) -> dict[str, str]:
     """Why a secret cannot be stored, by field ("name", "value"); empty when it can. ``value``
     None checks the name alone. The UI, the API and the admin all check secrets here."""
     problems: dict[str, str] = {}
-    if not ENVIRONMENT_NAME.match(name):
+    if not is_environment_name(name):
         problems["name"] = (
-            "A secret name is an environment variable name: letters, digits and '_', "
-            "not starting with a digit."
+            f"A secret name is an environment variable name: {ENVIRONMENT_NAME_RULE}."
         )
     elif refused := refused_secret_name(name):
         problems["name"] = refused[0].upper() + refused[1:] + "."

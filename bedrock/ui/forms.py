@@ -9,8 +9,8 @@ from django.core.exceptions import ValidationError
 
 from bedrock.envconfig import parse_duration
 from bedrock.models.models import ModelVersion
+from bedrock.pipelines.environment import is_environment_name
 from bedrock.pipelines.models import Pipeline, PipelineKind, default_max_run_time
-from bedrock.runs.services import PARAMETER_NAME
 from bedrock.secrets.models import secret_name_validator
 from bedrock.secrets.services import secret_problems
 from bedrock.ui.templatetags.bedrock_ui import run_time_text
@@ -94,7 +94,7 @@ def _parse_extra(text: str) -> dict[str, str]:
             continue
         name, sep, value = line.partition("=")
         name = name.strip()
-        if not sep or not PARAMETER_NAME.match(name):
+        if not sep or not is_environment_name(name):
             raise ValidationError(
                 f"Line {number}: write NAME=value, with NAME a letter or '_' followed by "
                 f"letters, digits or '_'.",

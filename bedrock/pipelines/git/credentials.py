@@ -7,6 +7,8 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from bedrock.runs.logmask import mask_text
+
 # The reserved pipeline secret names (names, not values).
 TOKEN_SECRET = "BEDROCK_GIT_TOKEN"  # noqa: S105
 SSH_KEY_SECRET = "BEDROCK_GIT_SSH_KEY"  # noqa: S105
@@ -65,8 +67,7 @@ def _secret_fragments(credentials: GitCredentials | None) -> list[str]:
 def redact(text: str, credentials: GitCredentials | None) -> str:
     """``text`` with the credential values, any Authorization header value and any password in a
     URL replaced by ``***``."""
-    for fragment in _secret_fragments(credentials):
-        text = text.replace(fragment, "***")
+    text = mask_text(text, _secret_fragments(credentials), mask="***")
     text = re.sub(r"(?i)(authorization:\s*)\S+(\s+\S+)?", r"\1***", text)
     return re.sub(r"(://)[^/@\s:]+:[^/@\s]+@", r"\1***@", text)
 

@@ -3,7 +3,6 @@ their parameters and secrets. Steps are read by `steps`, ordered by `graph`."""
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from bedrock.pipelines import environment
@@ -24,7 +23,7 @@ from bedrock.pipelines.spec.model import (
 from bedrock.pipelines.spec.report import describe
 from bedrock.pipelines.spec.steps import StepDraft, StepReader
 
-_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")  # fullmatch: "$" would allow a last "\n"
+_ENV_NAME = environment.ENVIRONMENT_NAME  # the one rule, beside the names refused
 _STANZA_KEYS = ("step", "parameters", "secrets")
 _LEGACY_STEP_KEYS = ("image", "install", "script", "resources", "retry")
 _SERVE_STEP_KEYS = ("image", "install", "script", "resources")

@@ -9,6 +9,7 @@ from django import template
 from django.utils import timezone
 from django.utils.timesince import timesince
 
+from bedrock.envconfig import format_duration
 from bedrock.pipelines.selectors import projects_for
 
 register = template.Library()
@@ -33,17 +34,8 @@ def elapsed(value: timedelta | None) -> str:
 
 
 def run_time_text(value: timedelta | None) -> str:
-    """A run-time limit as people write it: ``72h``, ``90m``, ``7d``."""
-    if value is None:
-        return ""
-    seconds = int(value.total_seconds())
-    if seconds and seconds % 86400 == 0 and seconds >= 7 * 86400:
-        return f"{seconds // 86400}d"
-    if seconds and seconds % 3600 == 0:
-        return f"{seconds // 3600}h"
-    if seconds and seconds % 60 == 0:
-        return f"{seconds // 60}m"
-    return f"{seconds}s"
+    """A run-time limit as the API writes it (``72h`` is ``3d``), so the page and the API agree."""
+    return "" if value is None else format_duration(value)
 
 
 register.filter("run_time", run_time_text)
