@@ -17,6 +17,7 @@ from io import StringIO
 from pathlib import Path
 
 import pytest
+from django.conf import settings
 from django.core.management import CommandError, call_command
 
 from bedrock.nomad.jobs import (
@@ -64,7 +65,7 @@ train {
 
 
 def render(text: str, *args: str) -> list[dict]:
-    path = Path(os.environ.get("BEDROCK_TEST_HOME", "/tmp")) / "render-bedrock.hcl"
+    path = Path(settings.BEDROCK_HOME) / "render-bedrock.hcl"
     path.write_text(text)
     out = StringIO()
     call_command("nomad", "render", str(path), *args, stdout=out)
