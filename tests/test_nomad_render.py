@@ -416,6 +416,7 @@ def test_render_reports_an_invalid_file_with_line_and_exits_1(tmp_path):
         ),
     ],
 )
+@pytest.mark.slow
 def test_nomad_misconfiguration_fails_the_check(tmp_path, env, check_id, fragment):
     from tests.test_checks import bedrock_check
 
@@ -424,6 +425,7 @@ def test_nomad_misconfiguration_fails_the_check(tmp_path, env, check_id, fragmen
     assert check_id in result.stderr and fragment in result.stderr
 
 
+@pytest.mark.slow
 def test_a_loopback_api_domain_warns_that_jobs_cannot_reach_it(tmp_path):
     from tests.test_checks import bedrock_check
 

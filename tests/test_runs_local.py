@@ -157,6 +157,7 @@ def test_secret_values_are_masked_in_logs_and_reach_the_step_environment(tmp_pat
     assert value not in log
 
 
+@pytest.mark.slow
 def test_a_step_gets_bedrock_variables_and_none_of_the_servers_own(tmp_path, monkeypatch):
     monkeypatch.setenv("DATABASE_URL_SHADOW", "postgres://server-only")
     steps = step(
@@ -293,6 +294,7 @@ def test_an_invalid_config_is_rejected_naming_the_file_and_line(tmp_path):
     assert "bedrock.hcl:" in run.failure_reason and "ghost" in run.failure_reason
 
 
+@pytest.mark.slow
 def test_the_same_idempotency_key_returns_the_same_run(tmp_path):
     repo = repo_with(tmp_path, hcl("train", step("s", "echo x > $BEDROCK_ARTEFACT_DIR/x")))
     pipeline = pipeline_for(repo)
@@ -423,6 +425,7 @@ def test_a_local_step_gets_sigterm_before_sigkill_in_its_sandbox_too(
 
 
 @pytest.mark.skipif(bubblewrap() is None, reason="bubblewrap is not installed")
+@pytest.mark.slow
 def test_a_sandboxed_step_installs_packages_into_its_venv_with_its_projects_pip_cache(tmp_path):
     from pathlib import Path
 
@@ -560,6 +563,7 @@ def test_the_sandbox_binds_the_hosts_certificates_but_not_its_tls_keys(tmp_path)
     assert "certs\n" in output and "private" not in output, output
 
 
+@pytest.mark.slow
 def test_a_parameter_or_secret_name_refused_since_the_run_was_accepted_never_reaches_a_step(
     tmp_path,
 ):

@@ -20,6 +20,9 @@ import pytest
 from tests.repos import hcl, make_repo, step
 from tests.runflow import wait_for
 
+# Each one kills and starts processes and waits for the reconciler: the slow suite's.
+pytestmark = pytest.mark.slow
+
 BEDROCK = [sys.executable, "-m", "bedrock.cli"]
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -33,9 +36,6 @@ Pipeline.objects.create(project=project, name="p", git_url={repo!r}, kind="train
 CREATE_RUN = """
 from bedrock.pipelines.models import Pipeline
 from bedrock.runs.services import run_create
-
-# Each one kills and starts processes and waits for the reconciler: the slow suite's.
-pytestmark = pytest.mark.slow
 run = run_create(actor=None, pipeline=Pipeline.objects.get(name="p"))
 print(run.pk, run.status)
 """

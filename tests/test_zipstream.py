@@ -533,6 +533,7 @@ MEMORY_PROBE = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_memory_stays_bounded_for_a_200_mb_artefact(tmp_path: Path):
     source = tmp_path / "big"
     source.mkdir()
