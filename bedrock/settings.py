@@ -312,6 +312,13 @@ BEDROCK_MACHINE_MAX_STEPS = max(1, env_int("BEDROCK_MACHINE_MAX_STEPS", 2 * (os.
 # after this delay, doubled each time, at most this many times in all; then the run fails.
 BEDROCK_SUPERVISOR_START_ATTEMPTS = max(1, env_int("BEDROCK_SUPERVISOR_START_ATTEMPTS", 3))
 BEDROCK_SUPERVISOR_START_BACKOFF = env_duration("BEDROCK_SUPERVISOR_START_BACKOFF", "30s")
+# How often a supervisor writes its heartbeat and looks for a stop request or a time limit, how
+# often it looks again while a step runs, and how often a step waiting for a place on this
+# machine asks again. The heartbeat must stay well under the 30 s after which a run is presumed
+# dead; the test settings shorten all three so that stopping a run takes milliseconds.
+BEDROCK_HEARTBEAT_SECONDS = 2.0
+BEDROCK_SUPERVISOR_POLL_SECONDS = 0.5
+BEDROCK_SLOT_POLL_SECONDS = 0.5
 
 # --- Limits -----------------------------------------------------------------------------------
 # Each bounds work a user can ask of the server; what exceeds one is refused up front, naming the

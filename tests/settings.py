@@ -9,10 +9,22 @@ from pathlib import Path
 from bedrock.settings import *  # noqa: F403
 from bedrock.settings import DATABASES, Q_CLUSTER
 
-# Each test session gets its own scratch home; artefacts and Git caches never touch ./var.
-# Kept in the environment so that processes the tests start use the same home.
+
+def _home_variable() -> str:
+    """The variable holding this process's scratch home: one per pytest-xdist worker.
+
+    Workers inherit the controller's environment, and the processes the tests start inherit a
+    worker's (PYTEST_XDIST_WORKER included), so a name of its own per worker keeps each worker's
+    files, database and locks apart while its children still find the same home.
+    """
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    return f"BEDROCK_TEST_HOME_{worker.upper()}" if worker else "BEDROCK_TEST_HOME"
+
+
+# Each test session (each worker) gets its own scratch home; artefacts and Git caches never touch
+# ./var. Kept in the environment so that processes the tests start use the same home.
 BEDROCK_HOME = Path(
-    os.environ.setdefault("BEDROCK_TEST_HOME", tempfile.mkdtemp(prefix="bedrock-test-"))
+    os.environ.setdefault(_home_variable(), tempfile.mkdtemp(prefix="bedrock-test-"))
 )
 BEDROCK_GIT_CACHE = BEDROCK_HOME / "git"
 STORAGES = {
@@ -36,3 +48,8 @@ BEDROCK_SUPERVISOR = "thread"
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     # A file, not memory: supervisor threads open their own connections to it.
     DATABASES["default"]["TEST"] = {"NAME": str(BEDROCK_HOME / "test.sqlite3")}
+
+# Production waits between looks at the database; here a stop or a free place is seen at once.
+BEDROCK_HEARTBEAT_SECONDS = 0.2
+BEDROCK_SUPERVISOR_POLL_SECONDS = 0.05
+BEDROCK_SLOT_POLL_SECONDS = 0.05

@@ -96,6 +96,7 @@ def up_serving(
 @pytest.mark.parametrize(
     "stop_signal", [signal.SIGINT, signal.SIGTERM], ids=["Ctrl-C", "a service manager's TERM"]
 )
+@pytest.mark.slow
 def test_bedrock_up_serves_the_ui_with_the_example_and_stops_its_worker_when_told(env, stop_signal):
     port = free_port()
     # Started as a shell without job control starts a background command: with SIGINT ignored,
@@ -140,6 +141,7 @@ def test_bedrock_up_serves_the_ui_with_the_example_and_stops_its_worker_when_tol
     assert processes_of(env["BEDROCK_HOME"], "qcluster") == []
 
 
+@pytest.mark.slow
 def test_bedrock_up_prints_the_password_only_the_first_time(env):
     # The first steps of `up`, twice, without starting a server.
     script = (
@@ -155,6 +157,7 @@ def test_bedrock_up_prints_the_password_only_the_first_time(env):
     assert "An administrator exists already" in result.stdout
 
 
+@pytest.mark.slow
 def test_bedrock_demo_trains_publishes_and_scores(env):
     result = bedrock(env, "demo", "--quiet")
 
@@ -166,6 +169,7 @@ def test_bedrock_demo_trains_publishes_and_scores(env):
         assert {"model.json", "metrics.json", "scaling.json"} <= set(opened.namelist())
 
 
+@pytest.mark.slow
 def test_bedrock_run_wait_follows_the_logs_and_exits_with_the_outcome(env):
     setup = bedrock(
         env,

@@ -52,6 +52,7 @@ FOLLOW = """query($id: ID!, $offset: BigInt!) { run(id: $id) { status outputMode
     steps { edges { node { name log(offset: $offset) { text nextOffset complete } } } } } }"""
 
 
+@pytest.mark.slow
 def test_a_client_follows_a_running_steps_log_by_offset_until_the_run_ends(tmp_path):
     talk = step("talk", "echo first; sleep 2; echo second; echo model > $BEDROCK_ARTEFACT_DIR/m")
     repo = make_repo(tmp_path / "repo", {"bedrock.hcl": hcl("train", talk)})
@@ -117,6 +118,7 @@ print("upload:", status, "version", body["modelVersion"]["number"])
 """
 
 
+@pytest.mark.slow
 def test_a_step_uses_its_runs_token_to_read_its_run_and_upload_its_artefact(
     tmp_path, live_server, settings
 ):
@@ -153,6 +155,7 @@ def publish(pipeline, number: int, tmp_path: Path) -> ModelVersion:
     return model_version_publish(run=trained, directory=directory)
 
 
+@pytest.mark.slow
 def test_the_readme_scheduler_script_scores_with_the_newest_version_and_waits(
     tmp_path, live_server
 ):

@@ -272,6 +272,7 @@ def test_fetch_without_inputs_leaves_an_empty_writable_artefact_and_replaces_an_
     assert (directory / "fetched").read_text() == f"run {world.run.pk} step score\n"
 
 
+@pytest.mark.slow
 def test_the_hooks_open_no_database_and_write_nothing_to_bedrock_home(live_server, world, tmp_path):
     home = tmp_path / "home-that-must-not-appear"
     env = hook_env(
@@ -298,6 +299,7 @@ def test_the_hooks_open_no_database_and_write_nothing_to_bedrock_home(live_serve
 # --- upload ---------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_upload_stores_the_artefact_as_the_steps_stage_and_a_second_one_replaces_it(
     live_server, world, tmp_path
 ):
@@ -345,6 +347,7 @@ def test_upload_stores_the_artefact_as_the_steps_stage_and_a_second_one_replaces
         ("", "the main task exited with 'no code'"),
     ],
 )
+@pytest.mark.slow
 def test_upload_sends_nothing_unless_the_main_task_exited_0(
     live_server, world, tmp_path, exit_text, said
 ):
@@ -361,6 +364,7 @@ def test_upload_sends_nothing_unless_the_main_task_exited_0(
     assert stage_objects(world.run) == []
 
 
+@pytest.mark.slow
 def test_fetch_fails_when_a_dependencys_archive_is_missing_from_storage(
     live_server, world, tmp_path
 ):
@@ -378,6 +382,7 @@ def test_fetch_fails_when_a_dependencys_archive_is_missing_from_storage(
     assert not (directory / "fetched").exists()
 
 
+@pytest.mark.slow
 def test_a_refused_request_fails_the_hook_with_its_path_and_status(live_server, world, tmp_path):
     directory = write_tree(tmp_path / "alloc-data", {"main.exit": "0", "artefact/a.txt": "a"})
     unknown_step = hook_env(live_server.url, world, directory, BEDROCK_RUN_STEP_NAME="not-a-step")
@@ -489,6 +494,7 @@ def test_a_redirect_to_another_host_reaches_it_without_the_token(tmp_path):
     assert token not in json.dumps(storage.requests)
 
 
+@pytest.mark.slow
 def test_fetch_gives_up_after_three_failed_attempts(tmp_path):
     answer = lambda path, count: (502, {"Content-Type": "text/html"}, b"<h1>Bad gateway</h1>")  # noqa: E731
     with _Server(answer) as bedrock:
@@ -816,6 +822,7 @@ def docker_hook(image: str, action: str, env: dict[str, str], directory: Path):
     )
 
 
+@pytest.mark.slow
 def test_the_hook_image_fetches_and_uploads_as_a_nomad_job_would(live_server, world, tmp_path):
     image = hook_image()
     store(world.prepare, {"shared.txt": "prepare\n"}, tmp_path)

@@ -80,6 +80,7 @@ def host_files(settings):
 
 @_sandbox_skip()
 @pytest.mark.django_db(transaction=True)
+@pytest.mark.slow
 def test_a_sandboxed_step_can_neither_read_nor_write_the_servers_files(tmp_path, host_files):
     import os
     import sys
@@ -237,6 +238,7 @@ def test_without_bubblewrap_a_developers_run_is_rejected_and_the_page_says_why(
 
 
 @pytest.mark.django_db(transaction=True)
+@pytest.mark.slow
 def test_without_bubblewrap_a_site_administrators_run_executes(tmp_path, no_bubblewrap):
     from bedrock.runs.models import RunStatus
     from bedrock.runs.services import run_create
@@ -720,6 +722,7 @@ def test_the_admin_refuses_a_refused_secret_name_and_a_short_value_as_the_servic
     assert Secret.objects.get(pk=secret.pk).value == "long-enough"
 
 
+@pytest.mark.slow
 def test_no_real_file_sets_a_refused_name(shared_dir):
     from bedrock.pipelines import spec
     from bedrock.pipelines.environment import refused_environment_name
@@ -1399,6 +1402,7 @@ def test_packing_refuses_a_tree_deeper_or_larger_than_the_limits(tmp_path):
         pack(many, io.BytesIO(), limits=ArchiveLimits(entries=10))
 
 
+@pytest.mark.slow
 def test_sizing_s3_parts_for_an_artefact_thousands_of_levels_deep_does_not_recurse(tmp_path):
     import os
     from types import SimpleNamespace
@@ -1465,6 +1469,7 @@ def _write(name: str) -> str:
     ],
     ids=["nul-byte", "argument-list-too-long"],
 )
+@pytest.mark.slow
 def test_a_step_that_cannot_be_spawned_fails_with_the_reason_and_so_does_its_run(
     tmp_path, monkeypatch, extra, said
 ):
@@ -1538,6 +1543,7 @@ def test_a_run_whose_supervisor_died_ends_with_every_step_it_had(tmp_path):
 
 
 @pytest.mark.django_db(transaction=True)
+@pytest.mark.slow
 def test_once_a_run_is_stopping_no_new_step_starts_and_every_step_ends_stopped(tmp_path, settings):
     from bedrock.runs.models import RunStatus
     from bedrock.runs.services import run_stop
@@ -1571,6 +1577,7 @@ def test_once_a_run_is_stopping_no_new_step_starts_and_every_step_ends_stopped(t
 
 
 @pytest.mark.django_db(transaction=True)
+@pytest.mark.slow
 def test_a_step_that_traps_sigterm_cleans_up_on_stop_and_its_log_says_it_ended_on_sigterm(
     tmp_path,
 ):
@@ -1600,6 +1607,7 @@ def test_a_step_that_traps_sigterm_cleans_up_on_stop_and_its_log_says_it_ended_o
     [False, True],
     ids=["unsandboxed", "bubblewrap"],
 )
+@pytest.mark.slow
 def test_a_step_that_ignores_sigterm_is_killed_after_the_grace_period_and_its_log_says_so(
     tmp_path, settings, sandbox
 ):
@@ -1682,6 +1690,7 @@ def _log_or_empty(run, step: str) -> str:
 
 
 @pytest.mark.django_db(transaction=True)
+@pytest.mark.slow
 def test_a_run_past_its_time_limit_ends_every_step_with_the_reason(tmp_path, monkeypatch):
     from datetime import timedelta
 
@@ -1773,6 +1782,7 @@ def test_a_run_whose_model_version_cannot_be_published_fails_with_every_step_end
     ],
     ids=["too-deep", "fifo", "link-outside"],
 )
+@pytest.mark.slow
 def test_an_artefact_that_cannot_be_packed_fails_the_run_with_the_reason_and_publishes_nothing(
     tmp_path, settings, caplog, left, said
 ):
@@ -1890,6 +1900,7 @@ def _twenty_step_intervals(runs) -> list:
 
 
 @pytest.mark.django_db(transaction=True)
+@pytest.mark.slow
 def test_a_run_never_has_more_steps_running_at_once_than_its_limit(tmp_path, settings):
     from bedrock.runs.models import RunStatus
     from tests.repos import step
@@ -1906,6 +1917,7 @@ def test_a_run_never_has_more_steps_running_at_once_than_its_limit(tmp_path, set
 
 
 @pytest.mark.django_db(transaction=True)
+@pytest.mark.slow
 def test_the_steps_of_every_run_on_the_machine_share_its_limit(tmp_path, settings):
     from bedrock.runs.models import RunStatus
     from tests.repos import step
@@ -1924,6 +1936,7 @@ def test_the_steps_of_every_run_on_the_machine_share_its_limit(tmp_path, setting
 
 
 @pytest.mark.django_db(transaction=True)
+@pytest.mark.slow
 def test_a_step_is_recorded_ended_before_it_gives_up_its_place_on_the_machine(
     tmp_path, settings, monkeypatch
 ):
@@ -2005,6 +2018,7 @@ def test_a_place_for_a_step_is_freed_when_the_process_holding_it_dies(settings):
 
 
 @pytest.mark.django_db(transaction=True)
+@pytest.mark.slow
 def test_a_tree_thousands_of_levels_deep_left_by_a_step_is_deleted_with_its_run(tmp_path):
     from bedrock.runs.models import RunStatus
     from bedrock.runs.workspace import Workspace
@@ -2090,6 +2104,7 @@ def _locked_once(monkeypatch, name: str) -> list[int]:
 
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize("via", ["service", "bedrock-run"])
+@pytest.mark.slow
 def test_a_submission_retried_after_it_queued_the_run_starts_its_supervisor_once(
     tmp_path, monkeypatch, via
 ):
@@ -2389,6 +2404,7 @@ def _run_through_worker(env: dict, tmp_path) -> str:
     return result.stdout
 
 
+@pytest.mark.slow
 def test_bedrock_up_starts_its_worker_again_when_it_dies(tmp_path):
     import os
     import signal
@@ -2502,6 +2518,7 @@ def test_a_set_api_domain_is_kept_whatever_up_serves_on(monkeypatch, settings):
     assert "Steps reach the API at http://127.0.0.1:8765" in out.getvalue()
 
 
+@pytest.mark.slow
 def test_a_step_of_bedrock_up_on_another_port_is_told_that_port(tmp_path):
     from tests.test_commands import free_port, scratch_env, up_serving
 
@@ -2607,6 +2624,7 @@ print(f"KEY models/{model.pk}/run-{run.pk}-0123456789ab.zip RUN {run.pk}")
 """
 
 
+@pytest.mark.slow
 def test_a_packer_killed_for_real_leaves_a_partial_archive_that_the_reconciler_deletes(tmp_path):
     import os
     import re
@@ -3140,6 +3158,7 @@ def test_supervisor_log_writer_is_the_masking_writer():
 
 
 @pytest.mark.django_db(transaction=True)
+@pytest.mark.slow
 def test_a_real_step_printing_encoded_and_split_secrets_leaves_none_in_its_log(tmp_path):
     from bedrock.runs.models import RunStatus
     from bedrock.runs.services import run_create
@@ -3361,6 +3380,7 @@ def on_docker(settings):
 
 
 @_docker_skip()
+@pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
 def test_stopping_a_docker_run_ends_its_step_stopped_and_removes_the_container(tmp_path, on_docker):
     from bedrock.runs.models import ACTIVE_STATUSES, RunStatus
@@ -3382,6 +3402,7 @@ def test_stopping_a_docker_run_ends_its_step_stopped_and_removes_the_container(t
 
 
 @_docker_skip()
+@pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
 def test_a_docker_run_past_its_time_limit_fails_with_the_reason_not_a_404(tmp_path, on_docker):
     from datetime import timedelta
@@ -3400,6 +3421,7 @@ def test_a_docker_run_past_its_time_limit_fails_with_the_reason_not_a_404(tmp_pa
 
 
 @_docker_skip()
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("command", "grace", "sentence", "exit_code"),
     [
@@ -3448,6 +3470,7 @@ def test_killing_a_container_gives_sigterm_then_sigkill_after_the_grace_and_says
 
 
 @_docker_skip()
+@pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
 def test_the_run_token_reaches_the_container_in_a_read_only_file_never_its_environment(
     tmp_path, on_docker
@@ -3490,6 +3513,7 @@ def _log(run, name: str) -> str:
 
 
 @_docker_skip()
+@pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
 def test_a_container_has_no_capabilities_and_still_installs_packages_and_writes_artefacts(
     tmp_path, on_docker
@@ -3525,6 +3549,7 @@ def test_a_container_has_no_capabilities_and_still_installs_packages_and_writes_
 
 
 @_docker_skip()
+@pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
 def test_a_container_runs_as_its_images_user_and_can_still_write_app_and_artefact(
     tmp_path, on_docker
@@ -3584,6 +3609,7 @@ def host_service():
 
 
 @_docker_skip()
+@pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
 def test_a_container_reaches_an_api_on_the_hosts_loopback_address_through_the_gateway(
     tmp_path, on_docker, settings, host_service
@@ -3606,6 +3632,7 @@ def test_a_container_reaches_an_api_on_the_hosts_loopback_address_through_the_ga
 
 
 @_docker_skip()
+@pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
 def test_steps_join_the_docker_network_the_operator_names_and_a_missing_one_is_named(
     tmp_path, on_docker, settings
@@ -3637,6 +3664,7 @@ def test_steps_join_the_docker_network_the_operator_names_and_a_missing_one_is_n
 
 
 @_docker_skip()
+@pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
 def test_a_gpu_step_on_an_engine_without_gpus_says_so_and_which_step_asked(tmp_path, on_docker):
     from bedrock.runs.models import ACTIVE_STATUSES, RunStatus
@@ -3658,6 +3686,7 @@ def test_a_gpu_step_on_an_engine_without_gpus_says_so_and_which_step_asked(tmp_p
 
 
 @_docker_skip()
+@pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
 def test_a_step_killed_for_memory_says_out_of_memory_and_its_limit(tmp_path, on_docker):
     from bedrock.runs.models import RunStatus
@@ -3716,6 +3745,7 @@ def test_a_secret_named_as_bedrocks_own_variables_replaces_none_of_them_on_the_l
 
 
 @_docker_skip()
+@pytest.mark.slow
 def test_a_secret_named_as_bedrocks_own_variables_replaces_none_of_them_in_a_container(tmp_path):
     from bedrock.runs.executors.docker import DockerExecutor
 
@@ -3725,8 +3755,11 @@ def test_a_secret_named_as_bedrocks_own_variables_replaces_none_of_them_in_a_con
     assert _containers(990_100) == []
 
 
-@pytest.mark.parametrize("executor", ["local", pytest.param("docker", marks=_docker_skip())])
+@pytest.mark.parametrize(
+    "executor", ["local", pytest.param("docker", marks=[_docker_skip(), pytest.mark.slow])]
+)
 @pytest.mark.django_db(transaction=True)
+@pytest.mark.slow
 def test_a_parameter_named_bedrock_api_token_does_not_replace_the_run_token(
     tmp_path, settings, executor
 ):

@@ -17,6 +17,7 @@ from io import StringIO
 from pathlib import Path
 
 import pytest
+from django.conf import settings
 from django.core.management import CommandError, call_command
 
 from bedrock.nomad.jobs import (
@@ -64,7 +65,7 @@ train {
 
 
 def render(text: str, *args: str) -> list[dict]:
-    path = Path(os.environ.get("BEDROCK_TEST_HOME", "/tmp")) / "render-bedrock.hcl"
+    path = Path(settings.BEDROCK_HOME) / "render-bedrock.hcl"
     path.write_text(text)
     out = StringIO()
     call_command("nomad", "render", str(path), *args, stdout=out)
@@ -415,6 +416,7 @@ def test_render_reports_an_invalid_file_with_line_and_exits_1(tmp_path):
         ),
     ],
 )
+@pytest.mark.slow
 def test_nomad_misconfiguration_fails_the_check(tmp_path, env, check_id, fragment):
     from tests.test_checks import bedrock_check
 
@@ -423,6 +425,7 @@ def test_nomad_misconfiguration_fails_the_check(tmp_path, env, check_id, fragmen
     assert check_id in result.stderr and fragment in result.stderr
 
 
+@pytest.mark.slow
 def test_a_loopback_api_domain_warns_that_jobs_cannot_reach_it(tmp_path):
     from tests.test_checks import bedrock_check
 

@@ -109,6 +109,7 @@ def test_a_step_without_gpus_requests_no_devices(tmp_path):
 
 
 @needs_docker
+@pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
 def test_the_example_trains_and_batch_scores_in_containers(tmp_path, docker_executor):
     repo = make_repo(tmp_path / "churn", copy=EXAMPLE)
@@ -131,6 +132,7 @@ def test_the_example_trains_and_batch_scores_in_containers(tmp_path, docker_exec
 
 
 @needs_docker
+@pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
 def test_a_container_gets_its_limits_and_secrets_but_not_in_its_environment(
     tmp_path, docker_executor
@@ -158,6 +160,7 @@ def test_a_container_gets_its_limits_and_secrets_but_not_in_its_environment(
 
 
 @needs_docker
+@pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
 def test_stopping_a_docker_run_removes_its_container(tmp_path, docker_executor):
     pipeline = pipeline_for(repo_with(tmp_path, hcl("train", step("s", "sleep 120"))))
@@ -207,6 +210,7 @@ def test_container_options_keep_the_token_out_of_the_environment_and_drop_capabi
 
 
 @needs_docker
+@pytest.mark.slow
 def test_a_container_removed_behind_bedrocks_back_ends_its_attempt_with_the_reason(tmp_path):
     import docker
 
@@ -264,6 +268,7 @@ def test_a_container_user_that_is_not_the_servers_gets_app_artefact_and_secrets_
 
 
 @needs_docker
+@pytest.mark.slow
 def test_a_root_image_writes_app_and_artefact_and_reads_secrets_of_a_non_root_server(
     tmp_path, monkeypatch
 ):

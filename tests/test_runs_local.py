@@ -28,6 +28,7 @@ def start(pipeline, **kwargs) -> Run:
     return run_create(actor=SYSTEM, pipeline=pipeline, **kwargs)
 
 
+@pytest.mark.slow
 def test_the_example_trains_publishes_version_1_and_batch_scores_with_it(tmp_path):
     repo = make_repo(tmp_path / "churn", copy=EXAMPLE)
     training = pipeline_for(repo, name="churn-train")
@@ -55,6 +56,7 @@ def test_the_example_trains_publishes_version_1_and_batch_scores_with_it(tmp_pat
     assert ModelVersion.objects.get(run=second).number == 2
 
 
+@pytest.mark.slow
 def test_a_failing_step_fails_the_run_and_its_dependants_never_start(tmp_path):
     steps = step("a", "echo before; exit 3") + "\n" + step("b", "echo b", depends_on='"a"')
     run = wait_until_done(start(pipeline_for(repo_with(tmp_path, hcl("train", steps)))))
@@ -92,6 +94,7 @@ def test_a_step_that_keeps_failing_is_tried_one_more_time_than_its_retry_limit(t
     assert step_log(run, "always").count("attempt\n") == 2
 
 
+@pytest.mark.slow
 def test_stopping_a_running_run_kills_its_step_and_ends_it_stopped(tmp_path):
     marker = "sleep 73.5"
     run = start(pipeline_for(repo_with(tmp_path, hcl("train", step("wait", marker)))))
@@ -109,6 +112,7 @@ def test_stopping_a_running_run_kills_its_step_and_ends_it_stopped(tmp_path):
     wait_for(lambda: not _processes(marker), timeout=10, what="the step's process to be gone")
 
 
+@pytest.mark.slow
 def test_a_run_past_its_maximum_run_time_fails_with_the_reason(tmp_path):
     marker = "sleep 74.5"
     pipeline = pipeline_for(
@@ -135,6 +139,7 @@ def test_a_run_whose_declared_secret_has_no_value_is_rejected_with_the_reason(tm
     assert not run.steps.exists()
 
 
+@pytest.mark.slow
 def test_secret_values_are_masked_in_logs_and_reach_the_step_environment(tmp_path):
     value = "pa55-w0rd-for-the-db"
     steps = step(
@@ -153,6 +158,7 @@ def test_secret_values_are_masked_in_logs_and_reach_the_step_environment(tmp_pat
     assert value not in log
 
 
+@pytest.mark.slow
 def test_a_step_gets_bedrock_variables_and_none_of_the_servers_own(tmp_path, monkeypatch):
     monkeypatch.setenv("DATABASE_URL_SHADOW", "postgres://server-only")
     steps = step(
@@ -193,6 +199,7 @@ def test_an_empty_artefact_fails_a_training_run_and_publishes_nothing(tmp_path):
     assert not ModelVersion.objects.exists()
 
 
+@pytest.mark.slow
 def test_independent_steps_run_at_the_same_time(tmp_path):
     stamp = "date +%s.%N >> $BEDROCK_ARTEFACT_DIR/$BEDROCK_RUN_STEP_NAME"
 
@@ -226,6 +233,7 @@ def test_independent_steps_run_at_the_same_time(tmp_path):
 
 
 @pytest.mark.skipif(bubblewrap() is None, reason="bubblewrap is not installed")
+@pytest.mark.slow
 def test_with_bubblewrap_a_step_sees_its_checkout_at_app_and_the_artefact_at_slash_artefact(
     tmp_path,
 ):
@@ -287,6 +295,7 @@ def test_an_invalid_config_is_rejected_naming_the_file_and_line(tmp_path):
     assert "bedrock.hcl:" in run.failure_reason and "ghost" in run.failure_reason
 
 
+@pytest.mark.slow
 def test_the_same_idempotency_key_returns_the_same_run(tmp_path):
     repo = repo_with(tmp_path, hcl("train", step("s", "echo x > $BEDROCK_ARTEFACT_DIR/x")))
     pipeline = pipeline_for(repo)
@@ -352,6 +361,7 @@ def test_a_too_long_ref_or_idempotency_key_is_refused_naming_the_field(tmp_path)
     assert not Run.objects.exists()
 
 
+@pytest.mark.slow
 def test_a_rerun_uses_the_same_commit_and_parameters_after_the_branch_moved(tmp_path):
     from bedrock.runs.services import run_rerun
     from tests.repos import commit
@@ -380,6 +390,7 @@ def test_a_rerun_uses_the_same_commit_and_parameters_after_the_branch_moved(tmp_
         ("trap '' TERM; sleep 60 & wait; sleep 60", 2, "killed with SIGKILL after the 2 s grace"),
     ],
 )
+@pytest.mark.slow
 def test_a_local_step_gets_sigterm_before_sigkill_in_its_sandbox_too(
     tmp_path, command, grace, sentence
 ):
@@ -415,6 +426,7 @@ def test_a_local_step_gets_sigterm_before_sigkill_in_its_sandbox_too(
 
 
 @pytest.mark.skipif(bubblewrap() is None, reason="bubblewrap is not installed")
+@pytest.mark.slow
 def test_a_sandboxed_step_installs_packages_into_its_venv_with_its_projects_pip_cache(tmp_path):
     from pathlib import Path
 
@@ -552,6 +564,7 @@ def test_the_sandbox_binds_the_hosts_certificates_but_not_its_tls_keys(tmp_path)
     assert "certs\n" in output and "private" not in output, output
 
 
+@pytest.mark.slow
 def test_a_parameter_or_secret_name_refused_since_the_run_was_accepted_never_reaches_a_step(
     tmp_path,
 ):

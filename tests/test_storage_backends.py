@@ -876,11 +876,13 @@ def whole_path(tmp_path: Path, storage) -> None:
 
 
 @pytest.mark.django_db(transaction=True)
+@pytest.mark.slow
 def test_the_whole_path_runs_on_s3(s3_storage, tmp_path: Path):
     whole_path(tmp_path, s3_storage)
 
 
 @pytest.mark.django_db(transaction=True)
+@pytest.mark.slow
 def test_the_whole_path_runs_on_gcs(gcs_storage, tmp_path: Path):
     whole_path(tmp_path, gcs_storage)
 
@@ -955,6 +957,7 @@ def test_s3_settings_come_from_the_environment(tmp_path: Path):
     }
 
 
+@pytest.mark.slow
 def test_gcs_settings_sign_with_a_key_file_or_through_iam(tmp_path: Path):
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import rsa

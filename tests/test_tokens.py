@@ -68,6 +68,7 @@ def test_a_user_cannot_revoke_someone_elses_token():
 
 
 @pytest.mark.django_db(transaction=True)
+@pytest.mark.slow
 def test_the_bedrock_console_script_runs_the_same_commands_as_manage_py(tmp_path):
     env = {
         "BEDROCK_HOME": str(tmp_path),

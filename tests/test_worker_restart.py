@@ -20,6 +20,9 @@ import pytest
 from tests.repos import hcl, make_repo, step
 from tests.runflow import wait_for
 
+# Each one kills and starts processes and waits for the reconciler: the slow suite's.
+pytestmark = pytest.mark.slow
+
 BEDROCK = [sys.executable, "-m", "bedrock.cli"]
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -233,6 +233,7 @@ def zipfile_archive(source: Path, out, compression: int, **kwargs) -> None:
     [zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA],
     ids=["stored", "deflated", "bzip2", "lzma"],
 )
+@pytest.mark.slow
 def test_archives_made_by_python_zipfile_unpack(artefact: Path, tmp_path: Path, compression: int):
     archive = tmp_path / "theirs.zip"
     zipfile_archive(artefact, archive, compression)
@@ -534,6 +535,7 @@ MEMORY_PROBE = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_memory_stays_bounded_for_a_200_mb_artefact(tmp_path: Path):
     source = tmp_path / "big"
     source.mkdir()
@@ -556,6 +558,7 @@ def test_memory_stays_bounded_for_a_200_mb_artefact(tmp_path: Path):
     assert (tmp_path / "out" / "table.csv").stat().st_size == 100 << 20
 
 
+@pytest.mark.slow
 def test_the_benchmark_prints_its_table_and_json(tmp_path: Path):
     run = subprocess.run(
         [sys.executable, "bench/artefacts.py", "--size", "32MiB", "--dir", str(tmp_path)],
@@ -582,6 +585,7 @@ def test_the_benchmark_prints_its_table_and_json(tmp_path: Path):
     assert list(tmp_path.iterdir()) == []  # its scratch directory is cleaned up
 
 
+@pytest.mark.slow
 def test_remove_tree_deletes_a_tree_deeper_than_recursion_and_path_max_allow(tmp_path: Path):
     from bedrock.filetrees import remove_tree
 

@@ -15,8 +15,6 @@ from pathlib import Path
 
 from django.conf import settings
 
-POLL_SECONDS = 0.5
-
 
 def slots_dir() -> Path:
     path = Path(settings.BEDROCK_HOME) / "slots"
@@ -49,7 +47,7 @@ def machine_slot(*, give_up: Callable[[], bool]) -> Iterator[bool]:
         if give_up():
             yield False
             return
-        time.sleep(POLL_SECONDS)
+        time.sleep(settings.BEDROCK_SLOT_POLL_SECONDS)
     try:
         yield True
     finally:

@@ -40,8 +40,6 @@ from bedrock.runs.workspace import Workspace, log_key, log_path
 
 logger = logging.getLogger(__name__)
 
-HEARTBEAT_SECONDS = 2.0
-
 
 @dataclass
 class Outcome:
@@ -106,7 +104,7 @@ class Supervisor:
                 heartbeat_at=timezone.now()
             )
             self._check_halted()
-            if self._done.wait(HEARTBEAT_SECONDS):
+            if self._done.wait(settings.BEDROCK_HEARTBEAT_SECONDS):
                 break
         connection.close()
 
@@ -249,7 +247,11 @@ class Supervisor:
                             running[future] = step
                 if not running:
                     break
-                done, _ = wait(list(running), timeout=0.5, return_when=FIRST_COMPLETED)
+                done, _ = wait(
+                    list(running),
+                    timeout=settings.BEDROCK_SUPERVISOR_POLL_SECONDS,
+                    return_when=FIRST_COMPLETED,
+                )
                 for future in done:
                     step = running.pop(future)
                     result = future.result()
@@ -429,7 +431,7 @@ class Supervisor:
                 exit_code = handle.wait(30)
                 exit_code = -9 if exit_code is None else exit_code
                 break
-            exit_code = handle.wait(0.5)
+            exit_code = handle.wait(settings.BEDROCK_SUPERVISOR_POLL_SECONDS)
         pump.join(timeout=30)
         if ended_by:
             log.write(f"--- {self._halted_outcome_for_step().reason}: {ended_by} ---\n")
