@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('secrets', '0001_initial'),
+        ('secrets', '0002_move_apitoken_to_accounts'),
     ]
 
     operations = [
