@@ -2,6 +2,9 @@
 
 Imports inside functions count: they hide a cycle from Python's import machinery, not from a
 reader. A package's ``__init__`` re-exporting a name counts as an import of the module it names.
+Imports under ``if TYPE_CHECKING:`` do not: they never run, and the GraphQL types that refer to
+each other (a pipeline's runs, a run's pipeline) do so at run time by name, through
+``strawberry.lazy``.
 """
 
 from __future__ import annotations
@@ -43,10 +46,30 @@ def _parents(module: str) -> list[str]:
     return [".".join(parts[:end]) for end in range(1, len(parts))]
 
 
+def _is_type_checking(test: ast.expr) -> bool:
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+    )
+
+
+def _run_time_nodes(tree: ast.AST) -> list[ast.AST]:
+    """Every node of ``tree`` but those under ``if TYPE_CHECKING:`` (its ``else`` runs)."""
+    found: list[ast.AST] = []
+    pending = [tree]
+    while pending:
+        node = pending.pop()
+        found.append(node)
+        if isinstance(node, ast.If) and _is_type_checking(node.test):
+            pending.extend(node.orelse)
+        else:
+            pending.extend(ast.iter_child_nodes(node))
+    return found
+
+
 def imports_of(name: str, path: Path, known: set[str]) -> set[str]:
-    """The modules of bedrock/ that ``name`` imports, anywhere in its file."""
+    """The modules of bedrock/ that ``name`` imports when it runs, anywhere in its file."""
     found: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+    for node in _run_time_nodes(ast.parse(path.read_text(), str(path))):
         if isinstance(node, ast.Import):
             targets = [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom):
@@ -58,8 +81,14 @@ def imports_of(name: str, path: Path, known: set[str]) -> set[str]:
             targets += [base] if len(targets) < len(node.names) else []
         else:
             continue
-        # Importing a.b.c runs a/__init__ and a/b/__init__ first: their re-exports are edges too.
-        targets += [parent for target in targets for parent in _parents(target)]
+        # Importing a.b.c runs a/__init__ and a/b/__init__ first: their re-exports are edges too,
+        # except a package's own: a module inside it runs only once its __init__ has begun.
+        targets += [
+            parent
+            for target in targets
+            for parent in _parents(target)
+            if not name.startswith(f"{parent}.")
+        ]
         found |= {target for target in targets if target in known and target != name}
     return found
 
@@ -131,3 +160,29 @@ def test_the_cycle_finder_reports_a_cycle_through_a_function_level_import(tmp_pa
     graph = {name: imports_of(name, tmp_path / f"{name}.py", known) for name in known}
 
     assert cycles(graph) == [["a", "b"]]
+
+
+def test_an_import_for_the_type_checker_only_is_no_edge(tmp_path) -> None:
+    (tmp_path / "a.py").write_text(
+        "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    import b\nelse:\n    import c\n"
+    )
+    known = {"a", "b", "c"}
+
+    assert imports_of("a", tmp_path / "a.py", known) == {"c"}
+
+
+def test_a_package_whose_modules_import_each_other_by_name_is_no_cycle(tmp_path) -> None:
+    package = tmp_path / "p"
+    package.mkdir()
+    (package / "__init__.py").write_text("from p.b import B\n")
+    (package / "a.py").write_text("A = 1\n")
+    (package / "b.py").write_text("from p.a import A\nB = A\n")
+    (package / "c.py").write_text("from p import B\n")  # the package's re-export: a real edge
+    known = {"p", "p.a", "p.b", "p.c"}
+    files = {"p": "__init__.py", "p.a": "a.py", "p.b": "b.py", "p.c": "c.py"}
+
+    graph = {name: imports_of(name, package / files[name], known) for name in known}
+
+    assert graph["p.b"] == {"p.a"}
+    assert graph["p.c"] == {"p"}
+    assert cycles(graph) == []
