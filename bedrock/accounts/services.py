@@ -5,11 +5,11 @@ from __future__ import annotations
 import secrets as _random
 from dataclasses import dataclass
 
+from django.contrib.auth.models import User as AuthUser
 from django.core.exceptions import PermissionDenied
 from django.utils import timezone
 
 from bedrock.accounts.models import TOKEN_PREFIX, ApiToken, hash_token
-from bedrock.pipelines.selectors import User
 
 
 @dataclass(frozen=True)
@@ -18,7 +18,7 @@ class CreatedToken:
     plaintext: str  # shown to its owner once, then gone
 
 
-def api_token_create(*, user: User, name: str = "") -> CreatedToken:
+def api_token_create(*, user: AuthUser, name: str = "") -> CreatedToken:
     plaintext = TOKEN_PREFIX + _random.token_urlsafe(32)
     token = ApiToken.objects.create(
         user=user,
@@ -29,7 +29,7 @@ def api_token_create(*, user: User, name: str = "") -> CreatedToken:
     return CreatedToken(token=token, plaintext=plaintext)
 
 
-def api_token_revoke(*, actor: User, token: ApiToken) -> ApiToken:
+def api_token_revoke(*, actor: AuthUser, token: ApiToken) -> ApiToken:
     if token.user_id != actor.pk and not actor.is_superuser:
         raise PermissionDenied("You may revoke only your own tokens.")
     ApiToken.objects.filter(pk=token.pk, revoked_at__isnull=True).update(revoked_at=timezone.now())
@@ -37,7 +37,7 @@ def api_token_revoke(*, actor: User, token: ApiToken) -> ApiToken:
     return token
 
 
-def api_token_authenticate(plaintext: str) -> User | None:
+def api_token_authenticate(plaintext: str) -> AuthUser | None:
     """The user a token belongs to, or None; records when it was last used."""
     if not plaintext.startswith(TOKEN_PREFIX):
         return None
