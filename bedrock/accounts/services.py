@@ -10,6 +10,7 @@ from django.core.exceptions import PermissionDenied
 from django.utils import timezone
 
 from bedrock.accounts.models import TOKEN_PREFIX, ApiToken, hash_token
+from bedrock.pipelines.selectors import User
 
 
 @dataclass(frozen=True)
@@ -29,7 +30,7 @@ def api_token_create(*, user: AuthUser, name: str = "") -> CreatedToken:
     return CreatedToken(token=token, plaintext=plaintext)
 
 
-def api_token_revoke(*, actor: AuthUser, token: ApiToken) -> ApiToken:
+def api_token_revoke(*, actor: User, token: ApiToken) -> ApiToken:
     if token.user_id != actor.pk and not actor.is_superuser:
         raise PermissionDenied("You may revoke only your own tokens.")
     ApiToken.objects.filter(pk=token.pk, revoked_at__isnull=True).update(revoked_at=timezone.now())
