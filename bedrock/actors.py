@@ -51,9 +51,10 @@ def _checked(actor: object) -> Actor:
 
 def require_role(actor: Actor, project: Project, role: str, refusal: str) -> None:
     """Raise PermissionDenied(``refusal``) unless ``actor`` holds ``role`` in ``project``."""
-    if isinstance(_checked(actor), System | Staff):
+    checked = _checked(actor)
+    if isinstance(checked, System | Staff):
         return
-    if not has_role(actor, project, role):
+    if not has_role(checked, project, role):
         raise PermissionDenied(refusal)
 
 

@@ -12,6 +12,7 @@ The header is no ambient credential a browser sends by itself, so token requests
 from __future__ import annotations
 
 from django.contrib.auth.models import AnonymousUser
+from django.contrib.auth.models import User as AuthUser
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
 from bedrock.accounts.models import hash_token
@@ -49,6 +50,7 @@ class TokenAuthenticationMiddleware:
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         token = token_from(request)
+        user: AuthUser | AnonymousUser | None
         if token is None:
             return self.get_response(request)
         if token.startswith(RUN_TOKEN_PREFIX):
@@ -59,7 +61,8 @@ class TokenAuthenticationMiddleware:
             )
             if run is None:
                 return _unauthorized("This run token is unknown, or its run has ended.")
-            request.bedrock_run = run
+            # Bedrock's own attribute, read with getattr: the stubs' HttpRequest cannot know it.
+            request.bedrock_run = run  # type: ignore[attr-defined]  # not in the stubs
             user = AnonymousUser()
         else:
             user = api_token_authenticate(token) if token else None
@@ -73,5 +76,6 @@ class TokenAuthenticationMiddleware:
             return user
 
         request.auser = auser
-        request._dont_enforce_csrf_checks = True
+        # Django's private flag that CsrfViewMiddleware reads; the stubs leave it out.
+        request._dont_enforce_csrf_checks = True  # type: ignore[attr-defined]  # not in the stubs
         return self.get_response(request)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import secrets as _random
 from dataclasses import dataclass
 
+from django.contrib.auth.models import User as AuthUser
 from django.core.exceptions import PermissionDenied
 from django.utils import timezone
 
@@ -18,7 +19,7 @@ class CreatedToken:
     plaintext: str  # shown to its owner once, then gone
 
 
-def api_token_create(*, user: User, name: str = "") -> CreatedToken:
+def api_token_create(*, user: AuthUser, name: str = "") -> CreatedToken:
     plaintext = TOKEN_PREFIX + _random.token_urlsafe(32)
     token = ApiToken.objects.create(
         user=user,
@@ -37,7 +38,7 @@ def api_token_revoke(*, actor: User, token: ApiToken) -> ApiToken:
     return token
 
 
-def api_token_authenticate(plaintext: str) -> User | None:
+def api_token_authenticate(plaintext: str) -> AuthUser | None:
     """The user a token belongs to, or None; records when it was last used."""
     if not plaintext.startswith(TOKEN_PREFIX):
         return None

@@ -31,7 +31,7 @@ class NotFound(ObjectDoesNotExist):
         super().__init__(f"There is no {what} with id {value}.")
 
 
-def get_visible(queryset: QuerySet[M], value: object, what: str) -> M:
+def get_visible(queryset: QuerySet[M], value: strawberry.ID | str | int | None, what: str) -> M:
     """The object with id ``value`` among those the caller may see, or NotFound."""
     pk = parse_id(value)
     found = queryset.filter(pk=pk).first() if pk is not None else None

@@ -11,11 +11,12 @@ from typing import NewType
 
 import strawberry
 from django.db import models
+from strawberry.types.scalar import ScalarDefinition
 
 BigInt = NewType("BigInt", int)
 
 # For the schema's StrawberryConfig(scalar_map=...).
-SCALAR_MAP = {
+SCALAR_MAP: dict[object, ScalarDefinition] = {
     BigInt: strawberry.scalar(
         name="BigInt",
         serialize=int,
@@ -30,7 +31,9 @@ def choices_enum(choices: type[models.TextChoices], name: str, description: str)
 
     Its members are ``str``, so the plain strings the ORM returns serialise as members.
     """
-    mirrored = enum.Enum(name, [(member.name, member.value) for member in choices], type=str)
+    members = [(member.name, member.value) for member in choices]
+    # The name and members are arguments, where mypy's functional-enum support wants literals.
+    mirrored = enum.Enum(name, members, type=str)  # type: ignore[misc]  # name is not a literal
     return strawberry.enum(mirrored, name=name, description=description)
 
 

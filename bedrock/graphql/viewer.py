@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from django.contrib.auth.models import AnonymousUser
+from django.contrib.auth.models import User as AuthUser
 from django.core.exceptions import PermissionDenied
 from strawberry import Info
 
@@ -33,11 +35,12 @@ def viewer_of(info: Info) -> Viewer:
     return Viewer(user=request.user, run=getattr(request, "bedrock_run", None))
 
 
-def acting_user(info: Info) -> User:
+def acting_user(info: Info) -> AuthUser:
     """The signed-in user a mutation acts for; anyone else is refused with a PERMISSION error."""
     viewer = viewer_of(info)
     if viewer.run is not None:
         raise PermissionDenied("A run's token may only read its own run; it changes nothing.")
-    if not viewer.signed_in:
+    # A signed-in user is never anonymous; the isinstance says so to the type checker.
+    if not viewer.signed_in or isinstance(viewer.user, AnonymousUser):
         raise PermissionDenied("Sign in, or send an API token as 'Authorization: Bearer <token>'.")
     return viewer.user

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.contrib.auth.models import AnonymousUser
+from django.contrib.auth.models import User as AuthUser
 from django.db.models import OuterRef, QuerySet, Subquery, Value
 
 from bedrock.pipelines.models import Membership, Pipeline, Project, Role
 
-User = AbstractBaseUser | AnonymousUser
+User = AuthUser | AnonymousUser
 
 
 def role_in(user: User, project: Project) -> str | None:

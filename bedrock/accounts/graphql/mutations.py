@@ -26,8 +26,8 @@ class AccountMutations:
         created = api_token_create(user=user, name=name)
         return CreatedApiToken(token=created.plaintext, api_token=created.token)
 
-    @strawberry_django.mutation(handle_django_errors=True)
-    def revoke_api_token(self, info: Info, id: strawberry.ID) -> ApiTokenType:
+    @strawberry_django.mutation(handle_django_errors=True, graphql_type=ApiTokenType)
+    def revoke_api_token(self, info: Info, id: strawberry.ID) -> ApiToken:
         """Revoke one of your API tokens (a site administrator may revoke anyone's)."""
         user = acting_user(info)
         tokens = ApiToken.objects.all() if user.is_superuser else user.api_tokens.all()

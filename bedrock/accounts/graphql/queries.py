@@ -16,8 +16,9 @@ from bedrock.graphql.viewer import viewer_of
 
 @strawberry.type
 class AccountQueries:
-    @strawberry_django.connection(
-        DjangoListConnection[ApiTokenType], description="Your API tokens, newest first."
+    @strawberry_django.connection(  # type: ignore[type-var]  # stubs want relay.Node
+        DjangoListConnection[ApiTokenType],  # type: ignore[type-var]  # stubs want relay.Node
+        description="Your API tokens, newest first.",
     )
     def api_tokens(self, info: Info) -> QuerySet[ApiToken]:
         return api_tokens_for(viewer_of(info).user)

@@ -29,4 +29,5 @@ class ApiTokenType(ScopedType, selector=api_tokens_for):
 @strawberry.type(description="A new API token. `token` is shown this once and never again.")
 class CreatedApiToken:
     token: str
-    api_token: ApiTokenType
+    # The token's model, served as an ApiToken: strawberry resolves its fields from it.
+    api_token: ApiToken = strawberry.field(graphql_type=ApiTokenType)

@@ -17,14 +17,17 @@ from bedrock.models.selectors import models_for
 
 @strawberry.type
 class ModelQueries:
-    @strawberry_django.connection(
-        DjangoListConnection[ModelType], description="Models of your projects."
+    @strawberry_django.connection(  # type: ignore[type-var]  # stubs want relay.Node
+        DjangoListConnection[ModelType],  # type: ignore[type-var]  # stubs want relay.Node
+        description="Models of your projects.",
     )
     def models(self, info: Info) -> QuerySet[Model]:
         return models_for(viewer_of(info).user).select_related(None)
 
-    @strawberry_django.field(description="A model; null if you cannot see it.")
-    def model(self, info: Info, id: strawberry.ID) -> ModelType | None:
+    @strawberry_django.field(
+        description="A model; null if you cannot see it.", graphql_type=ModelType | None
+    )
+    def model(self, info: Info, id: strawberry.ID) -> QuerySet[Model] | None:
         pk = parse_id(id)
         if pk is None:
             return None
@@ -32,9 +35,10 @@ class ModelQueries:
 
     @strawberry_django.field(
         description="A model version; null if you cannot see it. A run's token sees the version "
-        "its run scores with."
+        "its run scores with.",
+        graphql_type=ModelVersionType | None,
     )
-    def model_version(self, info: Info, id: strawberry.ID) -> ModelVersionType | None:
+    def model_version(self, info: Info, id: strawberry.ID) -> QuerySet[ModelVersion] | None:
         # ModelVersionType.get_queryset limits this to what the caller may see.
         pk = parse_id(id)
         return ModelVersion.objects.filter(pk=pk) if pk is not None else None

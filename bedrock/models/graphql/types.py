@@ -46,7 +46,7 @@ class ModelType(ScopedType, selector=models_for):
     name: auto
     description: auto
     created_at: auto
-    versions: DjangoListConnection[
+    versions: DjangoListConnection[  # type: ignore[type-var]  # stubs want relay.Node
         Annotated[ModelVersionType, strawberry.lazy("bedrock.models.graphql.types")]
     ] = strawberry_django.connection(description="Newest first.")
 
@@ -153,8 +153,8 @@ class ModelVersionType(ScopedType, selector=model_versions_for):
             items=[
                 ModelVersionFileType(
                     name=entry.name,
-                    size=entry.size,
-                    compressed_size=entry.compressed_size,
+                    size=BigInt(entry.size),
+                    compressed_size=BigInt(entry.compressed_size),
                     url=request.build_absolute_uri(f"{path}?{urlencode({'name': entry.name})}"),
                 )
                 for entry in entries[offset : offset + limit]

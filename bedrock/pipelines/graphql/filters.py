@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import strawberry
 import strawberry_django
 from strawberry import UNSET, auto
@@ -10,12 +12,16 @@ from bedrock.graphql.filters import DateTimeFilter, IDFilter, TextFilter
 from bedrock.graphql.scalars import choices_enum
 from bedrock.pipelines.models import Pipeline, PipelineKind, Project
 
-PipelineKindEnum = choices_enum(
-    PipelineKind,
-    "PipelineKind",
-    "TRAINING runs `train` and publishes model versions; "
-    "BATCH_SCORING runs `batch_score` with a chosen model version.",
-)
+if TYPE_CHECKING:
+    # The enum is built at runtime, which mypy cannot follow; its members mirror these.
+    PipelineKindEnum = PipelineKind
+else:
+    PipelineKindEnum = choices_enum(
+        PipelineKind,
+        "PipelineKind",
+        "TRAINING runs `train` and publishes model versions; "
+        "BATCH_SCORING runs `batch_score` with a chosen model version.",
+    )
 
 
 @strawberry.input(description="Compare a pipeline kind.")

@@ -92,25 +92,23 @@ def _pipeline(info: Info, pipeline_id: strawberry.ID) -> tuple[User, Pipeline]:
 
 @strawberry.type
 class PipelineMutations:
-    @strawberry_django.mutation(handle_django_errors=True)
-    def create_pipeline(self, info: Info, data: CreatePipelineInput) -> PipelineType:
+    @strawberry_django.mutation(handle_django_errors=True, graphql_type=PipelineType)
+    def create_pipeline(self, info: Info, data: CreatePipelineInput) -> Pipeline:
         """Create a pipeline in a project you administer."""
         user = acting_user(info)
         project = get_visible(projects_for(user), data.project_id, "project")
         with argument_names(model="model_id"):
             return pipeline_create(actor=user, project=project, **_pipeline_fields(user, data))
 
-    @strawberry_django.mutation(handle_django_errors=True)
-    def update_pipeline(
-        self, info: Info, id: strawberry.ID, data: UpdatePipelineInput
-    ) -> PipelineType:
+    @strawberry_django.mutation(handle_django_errors=True, graphql_type=PipelineType)
+    def update_pipeline(self, info: Info, id: strawberry.ID, data: UpdatePipelineInput) -> Pipeline:
         """Change a pipeline of a project you administer."""
         user, pipeline = _pipeline(info, id)
         with argument_names(model="model_id"):
             return pipeline_update(actor=user, pipeline=pipeline, **_pipeline_fields(user, data))
 
-    @strawberry_django.mutation(handle_django_errors=True)
-    def archive_pipeline(self, info: Info, id: strawberry.ID) -> PipelineType:
+    @strawberry_django.mutation(handle_django_errors=True, graphql_type=PipelineType)
+    def archive_pipeline(self, info: Info, id: strawberry.ID) -> Pipeline:
         """Archive a pipeline: it keeps its runs and models but starts no new runs."""
         user, pipeline = _pipeline(info, id)
         return pipeline_archive(actor=user, pipeline=pipeline)

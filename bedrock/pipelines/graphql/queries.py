@@ -17,14 +17,15 @@ from bedrock.pipelines.selectors import pipelines_for, projects_for
 
 @strawberry.type
 class PipelineQueries:
-    @strawberry_django.connection(
-        DjangoListConnection[ProjectType], description="The projects you are a member of."
+    @strawberry_django.connection(  # type: ignore[type-var]  # stubs want relay.Node
+        DjangoListConnection[ProjectType],  # type: ignore[type-var]  # stubs want relay.Node
+        description="The projects you are a member of.",
     )
     def projects(self, info: Info) -> QuerySet[Project]:
         return projects_for(viewer_of(info).user)
 
-    @strawberry_django.connection(
-        DjangoListConnection[PipelineType],
+    @strawberry_django.connection(  # type: ignore[type-var]  # stubs want relay.Node
+        DjangoListConnection[PipelineType],  # type: ignore[type-var]  # stubs want relay.Node
         description="Pipelines of your projects; archived ones only with `includeArchived`.",
     )
     def pipelines(self, info: Info, include_archived: bool = False) -> QuerySet[Pipeline]:
@@ -32,8 +33,11 @@ class PipelineQueries:
         user = viewer_of(info).user
         return pipelines_for(user, include_archived=include_archived).select_related(None)
 
-    @strawberry_django.field(description="A pipeline, archived or not; null if you cannot see it.")
-    def pipeline(self, info: Info, id: strawberry.ID) -> PipelineType | None:
+    @strawberry_django.field(
+        description="A pipeline, archived or not; null if you cannot see it.",
+        graphql_type=PipelineType | None,
+    )
+    def pipeline(self, info: Info, id: strawberry.ID) -> QuerySet[Pipeline] | None:
         pk = parse_id(id)
         if pk is None:
             return None

@@ -70,10 +70,10 @@ class PipelineType(ScopedType, selector=partial(pipelines_for, include_archived=
     model: Annotated[ModelType, strawberry.lazy("bedrock.models.graphql.types")] | None
     created_at: auto
     archived_at: datetime | None
-    runs: DjangoListConnection[
+    runs: DjangoListConnection[  # type: ignore[type-var]  # stubs want relay.Node
         Annotated[RunType, strawberry.lazy("bedrock.runs.graphql.types")]
     ] = strawberry_django.connection(description="The pipeline's runs, newest first.")
-    secrets: DjangoListConnection[
+    secrets: DjangoListConnection[  # type: ignore[type-var]  # stubs want relay.Node
         Annotated[SecretType, strawberry.lazy("bedrock.secrets.graphql.types")]
     ] = strawberry_django.connection(description="Names and update times; never the values.")
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import strawberry
 import strawberry_django
 from strawberry import UNSET, auto
@@ -10,13 +12,18 @@ from bedrock.graphql.filters import DateTimeFilter, IDFilter, IntFilter, TextFil
 from bedrock.graphql.scalars import choices_enum
 from bedrock.runs.models import Run, RunStatus, RunStep, Trigger
 
-RunStatusEnum = choices_enum(
-    RunStatus,
-    "RunStatus",
-    "ACCEPTED, QUEUED, RUNNING, STOPPING and UNKNOWN are active; REJECTED, SUCCEEDED, FAILED "
-    "and STOPPED are final.",
-)
-TriggerEnum = choices_enum(Trigger, "RunTrigger", "What started a run.")
+if TYPE_CHECKING:
+    # The enums are built at runtime, which mypy cannot follow; their members mirror these.
+    RunStatusEnum = RunStatus
+    TriggerEnum = Trigger
+else:
+    RunStatusEnum = choices_enum(
+        RunStatus,
+        "RunStatus",
+        "ACCEPTED, QUEUED, RUNNING, STOPPING and UNKNOWN are active; REJECTED, SUCCEEDED, FAILED "
+        "and STOPPED are final.",
+    )
+    TriggerEnum = choices_enum(Trigger, "RunTrigger", "What started a run.")
 
 
 @strawberry.input(description="Compare a run status.")

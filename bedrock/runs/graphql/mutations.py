@@ -12,7 +12,7 @@ from bedrock.graphql.errors import argument_names, get_visible_pipeline, get_vis
 from bedrock.graphql.scalars import parse_id
 from bedrock.graphql.viewer import acting_user
 from bedrock.runs.graphql.types import RunType
-from bedrock.runs.models import Trigger
+from bedrock.runs.models import Run, Trigger
 from bedrock.runs.services import run_create, run_stop
 
 
@@ -22,7 +22,7 @@ def _invalid(argument: str, message: str) -> ValidationError:
 
 @strawberry.type
 class RunMutations:
-    @strawberry_django.mutation(handle_django_errors=True)
+    @strawberry_django.mutation(handle_django_errors=True, graphql_type=RunType)
     def start_run(
         self,
         info: Info,
@@ -31,7 +31,7 @@ class RunMutations:
         parameters: JSON | None = None,
         model_version_id: strawberry.ID | None = None,
         idempotency_key: str | None = None,
-    ) -> RunType:
+    ) -> Run:
         """Start a run (project developers and admins).
 
         The run comes back ACCEPTED, or REJECTED with its `failureReason` when it cannot start.
@@ -63,8 +63,8 @@ class RunMutations:
                 idempotency_key=idempotency_key or None,
             )
 
-    @strawberry_django.mutation(handle_django_errors=True)
-    def stop_run(self, info: Info, id: strawberry.ID) -> RunType:
+    @strawberry_django.mutation(handle_django_errors=True, graphql_type=RunType)
+    def stop_run(self, info: Info, id: strawberry.ID) -> Run:
         """Ask a run to stop (project developers and admins); it ends as STOPPED."""
         user = acting_user(info)
         return run_stop(actor=user, run=get_visible_run(user, id))

@@ -15,15 +15,17 @@ from bedrock.runs.models import Run
 
 @strawberry.type
 class RunQueries:
-    @strawberry_django.connection(
-        DjangoListConnection[RunType],
+    @strawberry_django.connection(  # type: ignore[type-var]  # stubs want relay.Node
+        DjangoListConnection[RunType],  # type: ignore[type-var]  # stubs want relay.Node
         description="Runs of your projects' pipelines, newest first; filter by pipeline, status "
         "and time.",
     )
     def runs(self, info: Info) -> QuerySet[Run]:
         return Run.objects.all()
 
-    @strawberry_django.field(description="A run with its steps; null if you cannot see it.")
-    def run(self, info: Info, id: strawberry.ID) -> RunType | None:
+    @strawberry_django.field(
+        description="A run with its steps; null if you cannot see it.", graphql_type=RunType | None
+    )
+    def run(self, info: Info, id: strawberry.ID) -> QuerySet[Run] | None:
         pk = parse_id(id)
         return Run.objects.filter(pk=pk) if pk is not None else None

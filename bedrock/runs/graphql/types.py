@@ -27,6 +27,7 @@ from bedrock.runs.selectors import run_steps_for, runs_for
 from bedrock.runs.workspace import read_log
 
 LOG_CHUNK = 1 << 20
+LOG_START = BigInt(0)  # the default offset: the log from its first byte
 
 if TYPE_CHECKING:
     from bedrock.models.graphql.types import ModelVersionType
@@ -64,13 +65,13 @@ class RunStepType(ScopedType, selector=run_steps_for):
     failure_reason: auto
 
     @strawberry_django.field(only=["log_key", "status"])
-    def log(self, root: RunStep, offset: BigInt = 0) -> LogChunk:
+    def log(self, root: RunStep, offset: BigInt = LOG_START) -> LogChunk:
         """The log from byte ``offset``, at most 1 MiB at a time."""
         if offset < 0:
             raise ValueError("offset must be 0 or more: pass the nextOffset of the last chunk.")
         text, next_offset = read_log(root.log_key, offset, LOG_CHUNK)
         complete = root.status in TERMINAL_STATUSES and next_offset - offset < LOG_CHUNK
-        return LogChunk(text=text, next_offset=next_offset, complete=complete)
+        return LogChunk(text=text, next_offset=BigInt(next_offset), complete=complete)
 
     @classmethod
     def scope_for_run(cls, queryset: QuerySet[RunStep], run: Run) -> QuerySet[RunStep]:
@@ -107,7 +108,7 @@ class RunType(ScopedType, selector=runs_for):
     finished_at: datetime | None
     failure_reason: auto
     exit_code: int | None
-    steps: DjangoListConnection[RunStepType] = strawberry_django.connection(
+    steps: DjangoListConnection[RunStepType] = strawberry_django.connection(  # type: ignore[type-var]  # stubs want relay.Node
         description="The steps in plan (dependency) order."
     )
 

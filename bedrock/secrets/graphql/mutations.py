@@ -9,6 +9,7 @@ from strawberry import Info
 from bedrock.graphql.errors import get_visible_pipeline
 from bedrock.graphql.viewer import acting_user
 from bedrock.secrets.graphql.types import SecretType
+from bedrock.secrets.models import Secret
 from bedrock.secrets.services import secret_delete, secret_set
 
 
@@ -20,10 +21,8 @@ class DeletedSecret:
 
 @strawberry.type
 class SecretMutations:
-    @strawberry_django.mutation(handle_django_errors=True)
-    def set_secret(
-        self, info: Info, pipeline_id: strawberry.ID, name: str, value: str
-    ) -> SecretType:
+    @strawberry_django.mutation(handle_django_errors=True, graphql_type=SecretType)
+    def set_secret(self, info: Info, pipeline_id: strawberry.ID, name: str, value: str) -> Secret:
         """Create or replace a pipeline's secret (project developers and admins)."""
         user = acting_user(info)
         pipeline = get_visible_pipeline(user, pipeline_id)
