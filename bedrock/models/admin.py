@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+from datetime import datetime
+from typing import TYPE_CHECKING, TypedDict
+
 from django.contrib import admin
 from django.db.models import Count, Max
 from django.template.defaultfilters import filesizeformat
@@ -7,6 +10,14 @@ from django.template.defaultfilters import filesizeformat
 from bedrock.actors import Staff
 from bedrock.models import services
 from bedrock.models.models import Model, ModelVersion
+
+if TYPE_CHECKING:
+    from django_stubs_ext import WithAnnotations
+
+
+class _VersionCounts(TypedDict):
+    _versions: int
+    _latest: datetime | None
 
 
 class ReadOnlyHistoryMixin:
@@ -19,10 +30,14 @@ class ReadOnlyHistoryMixin:
         return False
 
 
+# Shown and read-only alike: one list typed as both (``fields`` may also hold groups).
+_VERSION_FIELDS = ("number", "human_size", "file_count", "sha256", "run", "created_at")
+
+
 class ModelVersionInline(ReadOnlyHistoryMixin, admin.TabularInline):
     model = ModelVersion
-    fields = ["number", "human_size", "file_count", "sha256", "run", "created_at"]
-    readonly_fields = fields
+    fields = _VERSION_FIELDS
+    readonly_fields = _VERSION_FIELDS
     extra = 0
     show_change_link = True
     can_delete = False
@@ -70,11 +85,11 @@ class BedrockModelAdmin(admin.ModelAdmin):
             self.delete_model(request, model)
 
     @admin.display(description="versions", ordering="_versions")
-    def version_count(self, obj: Model) -> int:
+    def version_count(self, obj: WithAnnotations[Model, _VersionCounts]) -> int:
         return obj._versions
 
     @admin.display(description="latest version", ordering="_latest")
-    def latest_version_at(self, obj: Model):
+    def latest_version_at(self, obj: WithAnnotations[Model, _VersionCounts]) -> datetime | None:
         return obj._latest
 
 

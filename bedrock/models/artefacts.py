@@ -29,6 +29,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
+from typing import IO, Any, TypeGuard, cast
 
 from django.core.exceptions import ImproperlyConfigured
 from django.core.files import File
@@ -107,6 +108,11 @@ def _storage(storage: Storage | None) -> Storage:
     return storage if storage is not None else storages["default"]
 
 
+# django-storages ships no types: S3Storage and GoogleCloudStorage, whose buckets and signed URLs
+# reach past Django's Storage, are typed Any.
+_BucketStorage = Any
+
+
 class _Upload(File):
     """The reading end of the pipe, as Django's storages expect: read in 1 MiB chunks."""
 
@@ -163,7 +169,8 @@ def _store_streamed(directory: Path, key: str, storage: Storage) -> tuple[str, P
     """pack() writes into a pipe on a thread of its own while the backend reads the other end."""
     # Closing the reader, on success or failure, unblocks a packer still writing (EPIPE).
     with PackedStream(directory, name=f"pack {key}") as stream:
-        name = storage.save(key, _Upload(stream, name=key))
+        # File reads, and closes, only: PackedStream is that much of a binary file.
+        name = storage.save(key, _Upload(cast(IO[bytes], stream), name=key))
     stream.raise_failure()  # a backend that swallowed the reader's error
     assert stream.result is not None
     return name, stream.result
@@ -197,13 +204,13 @@ def _with_part_size_for(directory: Path, storage: Storage) -> Storage:
         return storage
     part = -(-bound // _S3_MAX_PARTS)
     part = -(-part // (1 << 20)) << 20  # whole MiB
-    resized = copy.copy(storage)
+    resized: _BucketStorage = copy.copy(storage)
     resized.transfer_config = copy.copy(config)
     resized.transfer_config.multipart_chunksize = part
     return resized
 
 
-def _store_resumable(directory: Path, key: str, storage: Storage) -> tuple[str, PackResult]:
+def _store_resumable(directory: Path, key: str, storage: _BucketStorage) -> tuple[str, PackResult]:
     """pack() writes straight into a GCS resumable upload, one part at a time.
 
     ``GoogleCloudStorage.save`` would rewind its input, which a stream cannot do. The upload is
@@ -235,7 +242,7 @@ def _is_precondition_failure(exc: Exception) -> bool:
     return getattr(exc, "code", None) == 412 or getattr(response, "status_code", None) == 412
 
 
-def _is_gcs(storage: Storage) -> bool:
+def _is_gcs(storage: Storage) -> TypeGuard[_BucketStorage]:
     try:
         from storages.backends.gcloud import GoogleCloudStorage
     except ImportError:  # google-cloud-storage not installed
@@ -243,7 +250,7 @@ def _is_gcs(storage: Storage) -> bool:
     return isinstance(storage, GoogleCloudStorage)
 
 
-def _is_s3(storage: Storage) -> bool:
+def _is_s3(storage: Storage) -> TypeGuard[_BucketStorage]:
     try:
         from storages.backends.s3 import S3Storage
     except ImportError:  # boto3 not installed
@@ -251,7 +258,7 @@ def _is_s3(storage: Storage) -> bool:
     return isinstance(storage, S3Storage)
 
 
-def _object_name(storage: Storage, key: str) -> str:
+def _object_name(storage: _BucketStorage, key: str) -> str:
     """The bucket's name for ``key``: what S3Storage and GoogleCloudStorage do, prefix included."""
     from storages.utils import clean_name
 
@@ -389,7 +396,7 @@ class _FileRanges(RangeReader):
 
 
 class _S3Ranges(RangeReader):
-    def __init__(self, storage: Storage, key: str) -> None:
+    def __init__(self, storage: _BucketStorage, key: str) -> None:
         self._key = key
         self._object = storage.bucket.Object(_object_name(storage, key))
 
@@ -410,7 +417,7 @@ class _S3Ranges(RangeReader):
 
 
 class _GCSRanges(RangeReader):
-    def __init__(self, storage: Storage, key: str) -> None:
+    def __init__(self, storage: _BucketStorage, key: str) -> None:
         self._key = key
         self._blob = storage.bucket.blob(_object_name(storage, key))
 

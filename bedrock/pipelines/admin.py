@@ -1,6 +1,7 @@
 from __future__ import annotations
 
-from typing import Any
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from django import forms
 from django.contrib import admin, messages
@@ -10,6 +11,19 @@ from bedrock.actors import Staff
 from bedrock.pipelines import services
 from bedrock.pipelines.models import Membership, Pipeline, Project
 from bedrock.secrets.admin import SecretInline, save_secret_formset
+
+if TYPE_CHECKING:
+    from django_stubs_ext import WithAnnotations
+
+
+class _ProjectCounts(TypedDict):
+    _members: int
+    _pipelines: int
+
+
+class _PipelineLastRun(TypedDict):
+    _last_run_at: datetime | None
+
 
 # The fields the admin edits that pipeline_update takes by name.
 PIPELINE_FIELDS = ("name", "git_url", "branch", "config_path", "kind", "model", "max_run_time")
@@ -86,11 +100,11 @@ class ProjectAdmin(admin.ModelAdmin):
             self.delete_model(request, project)
 
     @admin.display(description="members", ordering="_members")
-    def member_count(self, obj: Project) -> int:
+    def member_count(self, obj: WithAnnotations[Project, _ProjectCounts]) -> int:
         return obj._members
 
     @admin.display(description="pipelines", ordering="_pipelines")
-    def pipeline_count(self, obj: Project) -> int:
+    def pipeline_count(self, obj: WithAnnotations[Project, _ProjectCounts]) -> int:
         return obj._pipelines
 
 
@@ -130,7 +144,7 @@ class PipelineAdmin(admin.ModelAdmin):
         return super().get_queryset(request).annotate(_last_run_at=Max("runs__created_at"))
 
     @admin.display(description="last run", ordering="_last_run_at")
-    def last_run_at(self, obj: Pipeline):
+    def last_run_at(self, obj: WithAnnotations[Pipeline, _PipelineLastRun]) -> datetime | None:
         return obj._last_run_at
 
     @admin.display(boolean=True, ordering="archived_at")
@@ -184,7 +198,8 @@ class PipelineRulesForm(forms.ModelForm):
     actor: Staff
 
     def clean(self) -> dict[str, Any]:
-        cleaned = super().clean()
+        super().clean()
+        cleaned = self.cleaned_data
         if "max_run_time" in self.changed_data:
             current = None
             if self.instance.pk is not None:

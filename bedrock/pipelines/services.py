@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import enum
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 
 from django.conf import settings
+from django.contrib.auth.models import User as AuthUser
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.utils import timezone
@@ -27,7 +28,7 @@ UNSET = _Unset.UNSET
 
 
 def project_create(
-    *, actor: Actor, name: str, description: str = "", owner: User | None = None
+    *, actor: Actor, name: str, description: str = "", owner: AuthUser | None = None
 ) -> Project:
     """Create a project; its owner, if given, becomes its first admin."""
     # Projects are made by the site's operators (the admin, commands), never by members.
@@ -120,7 +121,8 @@ def pipeline_create(
         git_url=git_url,
         kind=kind,
         model=model,
-        created_by=person(actor),
+        # person() is typed for any auth user, but the one it returns is signed in: a User.
+        created_by=cast("AuthUser | None", person(actor)),
         **{field: value for field, value in defaults.items() if value is not None},
     )
     pipeline.full_clean()

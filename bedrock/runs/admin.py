@@ -5,21 +5,24 @@ from django.contrib import admin
 from bedrock.models.admin import ReadOnlyHistoryMixin
 from bedrock.runs.models import Run, RunStep
 
+# Shown and read-only alike: one list typed as both (``fields`` may also hold groups).
+_STEP_FIELDS = (
+    "position",
+    "name",
+    "status",
+    "attempts",
+    "retry_limit",
+    "started_at",
+    "finished_at",
+    "exit_code",
+    "failure_reason",
+)
+
 
 class RunStepInline(ReadOnlyHistoryMixin, admin.TabularInline):
     model = RunStep
-    fields = [
-        "position",
-        "name",
-        "status",
-        "attempts",
-        "retry_limit",
-        "started_at",
-        "finished_at",
-        "exit_code",
-        "failure_reason",
-    ]
-    readonly_fields = fields
+    fields = _STEP_FIELDS
+    readonly_fields = _STEP_FIELDS
     extra = 0
     can_delete = False
 

@@ -45,7 +45,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO, Self
+from typing import Any, BinaryIO, Literal, Self, overload
 from urllib.parse import urlsplit
 
 import requests
@@ -419,6 +419,15 @@ def _unpack(spool: BinaryIO, dest: Path, what: str) -> int:
         raise HookError(f"{what}: the archive cannot be unpacked: {exc}") from None
 
 
+# Without missing_ok a missing download raises, so there is always a count and headers.
+@overload
+def _download_and_unpack(
+    client: ApiClient, path: str, scratch: Path, dest: Path, *, missing_ok: Literal[False] = False
+) -> tuple[int, dict]: ...
+@overload
+def _download_and_unpack(
+    client: ApiClient, path: str, scratch: Path, dest: Path, *, missing_ok: bool
+) -> tuple[int, dict] | None: ...
 def _download_and_unpack(
     client: ApiClient, path: str, scratch: Path, dest: Path, *, missing_ok: bool = False
 ) -> tuple[int, dict] | None:

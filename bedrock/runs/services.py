@@ -7,6 +7,7 @@ function here is safe to run twice and from several processes at once.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import logging
@@ -18,12 +19,13 @@ import sys
 import threading
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from django.conf import settings
+from django.contrib.auth.models import User as AuthUser
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
-from django.db.models import Max, Q
+from django.db.models import CharField, Max, Q
 from django.utils import timezone
 
 from bedrock.actors import Actor, person, require_role
@@ -105,8 +107,8 @@ def run_create(
         if existing is not None:
             return _same_request(existing, digest)
     for field, value in (("ref", ref), ("idempotency_key", idempotency_key)):
-        limit = Run._meta.get_field(field).max_length
-        if value and len(value) > limit:
+        limit = cast(CharField, Run._meta.get_field(field)).max_length  # both are CharFields
+        if value and limit is not None and len(value) > limit:
             raise ValidationError(
                 {field: ValidationError(f"At most {limit} characters.", code="max_length")}
             )
@@ -136,7 +138,8 @@ def run_create(
                     status=status,
                     failure_reason=reason,
                     trigger=trigger,
-                    triggered_by=person(actor),
+                    # person() is typed for any auth user; the one it returns is signed in.
+                    triggered_by=cast("AuthUser | None", person(actor)),
                     idempotency_key=idempotency_key or None,
                     request_digest=digest,
                     max_run_time=pipeline.max_run_time,
@@ -144,7 +147,7 @@ def run_create(
                     **fields,
                 )
                 if status == RunStatus.ACCEPTED:
-                    transaction.on_commit(lambda run_id=run.pk: enqueue_submit(run_id))
+                    transaction.on_commit(functools.partial(enqueue_submit, run.pk))
             return run
         except IntegrityError:
             if idempotency_key:

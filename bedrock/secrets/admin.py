@@ -37,7 +37,8 @@ class SecretForm(forms.ModelForm):
 
     def clean(self) -> dict:
         # The same checks as every other way of setting a secret (services.secret_problems).
-        cleaned = super().clean()
+        super().clean()
+        cleaned = self.cleaned_data
         name = cleaned.get("name") or self.instance.name
         value = cleaned.get("new_value") or None
         if name:

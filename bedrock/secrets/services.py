@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from typing import cast
+
+from django.contrib.auth.models import User as AuthUser
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
@@ -67,7 +70,8 @@ def secret_set(*, actor: Actor, pipeline: Pipeline, name: str, value: str) -> Se
     )
     secret.value = value
     secret.updated_at = timezone.now()
-    secret.updated_by = person(actor)
+    # person() is typed for any auth user, but the one it returns is signed in: a User.
+    secret.updated_by = cast("AuthUser | None", person(actor))
     secret.full_clean(validate_unique=False)
     secret.save()
     return secret

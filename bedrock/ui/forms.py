@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import cast
 
 from django import forms
 from django.core.exceptions import ValidationError
@@ -72,11 +73,13 @@ class PipelineForm(forms.ModelForm):
             del self.fields["project"]
         else:
             self.fields["max_run_time"].initial = default_max_run_time()
-            self.fields["project"].queryset = projects
-            self.fields["project"].empty_label = None
-        self.fields["model"].queryset = models
-        self.fields["model"].label_from_instance = lambda model: str(model)
-        self.fields["model"].empty_label = "— none (batch scoring) —"
+            # The form field Django made for each foreign key is a ModelChoiceField.
+            project = cast(forms.ModelChoiceField, self.fields["project"])
+            project.queryset = projects
+            project.empty_label = None
+        model = cast(forms.ModelChoiceField, self.fields["model"])
+        model.queryset = models
+        model.empty_label = "— none (batch scoring) —"
         self.fields["kind"].widget = forms.RadioSelect(choices=PipelineKind.choices)
         self.order_fields(["project", "name", "kind", "git_url", "branch", "config_path", "model"])
 
@@ -128,14 +131,13 @@ class RunForm(forms.Form):
                 label=name, required=False, initial=default, strip=False
             )
         if pipeline.kind == PipelineKind.BATCH_SCORING:
-            field = forms.ModelChoiceField(
+            field = _VersionChoiceField(
                 queryset=versions,
                 label="Model version",
                 empty_label=None,
                 help_text="Newest first. It is unpacked into /artefact before the steps start.",
                 error_messages={"required": "Choose the model version to score with."},
             )
-            field.label_from_instance = _version_label
             self.fields["model_version"] = field
         self.order_fields(["ref", "model_version"])
 
@@ -149,6 +151,11 @@ class RunForm(forms.Form):
         values = {name: self.cleaned_data.get(f"param-{name}", "") for name in self.parameter_names}
         values.update(self.cleaned_data.get("extra_parameters") or {})
         return values
+
+
+class _VersionChoiceField(forms.ModelChoiceField):
+    def label_from_instance(self, obj: ModelVersion) -> str:
+        return _version_label(obj)
 
 
 def _version_label(version: ModelVersion) -> str:
@@ -189,7 +196,8 @@ class SecretForm(forms.Form):
     )
 
     def clean(self):
-        cleaned = super().clean()
+        super().clean()
+        cleaned = self.cleaned_data
         one, many = cleaned.get("value") or "", cleaned.get("multiline_value") or ""
         if one and many:
             raise ValidationError("Give the value in one of the two fields, not both.")

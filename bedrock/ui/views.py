@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -271,7 +272,7 @@ def run_new(request: HttpRequest, pk: int) -> HttpResponse:
         .select_related("run__pipeline")
         .order_by("-created_at", "-pk")
     )
-    initial = {"ref": ref}
+    initial: dict[str, Any] = {"ref": ref}
     if request.GET.get("model_version"):
         initial["model_version"] = request.GET["model_version"]
     elif pipeline.kind == PipelineKind.BATCH_SCORING:

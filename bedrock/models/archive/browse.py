@@ -345,7 +345,7 @@ class _RangedFile:
 
 def _read_directory(archive: _RangedFile) -> list[zipfile.ZipInfo]:
     try:
-        with zipfile.ZipFile(archive) as opened:  # type: ignore[arg-type]
+        with zipfile.ZipFile(archive) as opened:
             opened.NameToInfo.clear()  # zipfile's index by name: only the list is needed
             return opened.filelist
     except UnicodeDecodeError:

@@ -13,6 +13,7 @@ import os
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 from bedrock.models.archive.packing import PackResult, pack
 
@@ -47,7 +48,7 @@ class PackedStream:
         self._closed = False
         self._workers = workers
         self._name = name
-        self._file = None
+        self._file: BinaryIO | None = None
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
         self.result: PackResult | None = None

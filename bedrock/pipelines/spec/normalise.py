@@ -37,8 +37,8 @@ class Normaliser(StepReader):
         if not isinstance(data, dict):
             self.error((), "expected key = value settings and stanzas at the top level")
             return None
-        for path, entries in self.loc.entries.items():
-            self._check_repeated_attributes(path, entries)
+        for entry_path, entries in self.loc.entries.items():
+            self._check_repeated_attributes(entry_path, entries)
         self._check_nul_byte()
         version = self._version(data)
         stanzas: dict[str, Stanza] = {}
@@ -261,8 +261,8 @@ class Normaliser(StepReader):
                     "digits and _, not starting with a digit)",
                 )
             # Point at the name itself: the list item, or the block's key.
-            key: str | int = names.index(name) if is_list else name
-            self._check_environment((*where, key), name, "", "secret")
+            at: str | int = names.index(name) if is_list else name
+            self._check_environment((*where, at), name, "", "secret")
         return tuple(unique)
 
     def _check_nul_byte(self) -> None:
