@@ -13,6 +13,7 @@ from typing import Any
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.contrib.auth.models import User
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Page, Paginator
 from django.db.models import Count, Max, OuterRef, Prefetch, QuerySet, Subquery
@@ -624,8 +625,14 @@ def secret_delete(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 # --- API tokens ----------------------------------------------------------------------------------
+class _SignedInRequest(HttpRequest):
+    """A request past ``login_required``: its user is a real one (django-stubs' own pattern)."""
+
+    user: User
+
+
 @login_required
-def tokens(request: HttpRequest) -> HttpResponse:
+def tokens(request: _SignedInRequest) -> HttpResponse:
     """The user's own API tokens. A new token is shown in this one response and never again."""
     form = TokenForm(request.POST or None)
     created = None
