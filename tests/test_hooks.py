@@ -448,15 +448,7 @@ def test_fetch_retries_a_5xx_and_follows_a_redirect_to_storage_without_the_token
             return 302, {"Location": f"{storage.url}/bucket/src.zip?Signature=s3cr3t"}, b""
 
         with _Server(bedrock_answer) as bedrock:
-            env = {
-                "PATH": "/usr/bin:/bin",
-                "BEDROCK_API_DOMAIN": bedrock.url,
-                "BEDROCK_API_TOKEN": token,
-                "BEDROCK_RUN_ID": "7",
-                "BEDROCK_RUN_STEP_NAME": "score",
-                "BEDROCK_HOOK_DIR": str(tmp_path / "alloc-data"),
-            }
-            result = run_hook("fetch", env)
+            result = run_hook("fetch", _score_fetch_env(bedrock.url, token, tmp_path))
 
     assert result.returncode == 0, result.stdout + result.stderr
     assert (tmp_path / "alloc-data" / "app" / "hello.py").read_text() == "print('hi')\n"
@@ -469,6 +461,17 @@ def test_fetch_retries_a_5xx_and_follows_a_redirect_to_storage_without_the_token
     assert "s3cr3t" not in result.stdout + result.stderr
 
 
+def _score_fetch_env(api: str, token: str, tmp_path: Path) -> dict[str, str]:
+    return {
+        "PATH": "/usr/bin:/bin",
+        "BEDROCK_API_DOMAIN": api,
+        "BEDROCK_API_TOKEN": token,
+        "BEDROCK_RUN_ID": "7",
+        "BEDROCK_RUN_STEP_NAME": "score",
+        "BEDROCK_HOOK_DIR": str(tmp_path / "alloc-data"),
+    }
+
+
 def test_a_redirect_to_another_host_reaches_it_without_the_token(tmp_path):
     """The same address under another name is another host: the token stays with Bedrock's."""
     archive = zip_of({"hello.py": "print('hi')\n"})
@@ -478,15 +481,7 @@ def test_a_redirect_to_another_host_reaches_it_without_the_token(tmp_path):
         elsewhere = storage.url.replace("127.0.0.1", "localhost")
         bedrock_answer = lambda path, count: (302, {"Location": f"{elsewhere}/src.zip"}, b"")  # noqa: E731
         with _Server(bedrock_answer) as bedrock:
-            env = {
-                "PATH": "/usr/bin:/bin",
-                "BEDROCK_API_DOMAIN": bedrock.url,
-                "BEDROCK_API_TOKEN": token,
-                "BEDROCK_RUN_ID": "7",
-                "BEDROCK_RUN_STEP_NAME": "score",
-                "BEDROCK_HOOK_DIR": str(tmp_path / "alloc-data"),
-            }
-            result = run_hook("fetch", env)
+            result = run_hook("fetch", _score_fetch_env(bedrock.url, token, tmp_path))
 
     assert result.returncode == 0, result.stdout + result.stderr
     assert [headers["Authorization"] for _, headers in bedrock.requests] == [f"Bearer {token}"]
