@@ -52,7 +52,10 @@ def labelled_containers(run_id: int) -> list:
 
     from bedrock.runs.executors.docker import LABEL_RUN
 
-    return docker.from_env().containers.list(all=True, filters={"label": f"{LABEL_RUN}={run_id}"})
+    # One removed between docker's listing and its inspection is gone, not an error.
+    return docker.from_env().containers.list(
+        all=True, filters={"label": f"{LABEL_RUN}={run_id}"}, ignore_removed=True
+    )
 
 
 def plan(**resources) -> StepPlan:

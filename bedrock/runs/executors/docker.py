@@ -322,8 +322,9 @@ class DockerExecutor:
             self.client.containers.get(name).remove(force=True)
 
     def cleanup_run(self, run_id: int) -> None:
+        # A container another cleanup removes while this one lists them is skipped, not an error.
         for container in self.client.containers.list(
-            all=True, filters={"label": f"{LABEL_RUN}={run_id}"}
+            all=True, filters={"label": f"{LABEL_RUN}={run_id}"}, ignore_removed=True
         ):
             with contextlib.suppress(NotFound, APIError):
                 container.remove(force=True)
