@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
@@ -62,6 +64,21 @@ def _spool_body(request: HttpRequest, spool: BinaryIO) -> None:
     spool.seek(0)
 
 
+@contextlib.contextmanager
+def _unpacked_body(request: HttpRequest, *, prefix: str) -> Iterator[Path]:
+    """The request body as a directory: spooled within the upload limit, unpacked with the
+    archive checks, and removed, with the spool, when the block ends.
+
+    Raises ``_BodyTooLarge`` before anything is unpacked, and ``ArchiveError`` for an archive
+    that the checks refuse.
+    """
+    with tempfile.TemporaryFile(prefix=prefix) as spool:
+        _spool_body(request, spool)
+        with tempfile.TemporaryDirectory(prefix=prefix) as directory:
+            unpack(spool, Path(directory))
+            yield Path(directory)
+
+
 def _too_large() -> JsonResponse:
     limit = settings.BEDROCK_MAX_UPLOAD_BYTES
     return _error(
@@ -86,17 +103,13 @@ def run_artefact_upload(request: HttpRequest, pk: int) -> JsonResponse:
         return _error(404, f"There is no run {pk} that this token may upload to.")
     if run.pipeline.kind != PipelineKind.TRAINING:
         return _error(409, "Only a training run publishes a model version.")
-    with tempfile.TemporaryFile(prefix="bedrock-upload-") as spool:
-        try:
-            _spool_body(request, spool)
-        except _BodyTooLarge:
-            return _too_large()
-        with tempfile.TemporaryDirectory(prefix="bedrock-upload-") as directory:
-            try:
-                unpack(spool, Path(directory))
-                version = model_version_publish(run=run, directory=Path(directory))
-            except ArchiveError as exc:
-                return _error(400, f"The artefact cannot be published: {exc}")
+    try:
+        with _unpacked_body(request, prefix="bedrock-upload-") as directory:
+            version = model_version_publish(run=run, directory=directory)
+    except _BodyTooLarge:
+        return _too_large()
+    except ArchiveError as exc:
+        return _error(400, f"The artefact cannot be published: {exc}")
     return JsonResponse(
         {
             "modelVersion": {
@@ -240,21 +253,15 @@ def _stage_upload(run_step: RunStep, request: HttpRequest, attempt: int) -> Json
     # Refused before the body is read; stage_store checks again under the row's lock.
     if problem := stale_attempt(run_step, attempt):
         return _error(409, f"{problem}; its upload is refused.")
-    with tempfile.TemporaryFile(prefix="bedrock-stage-") as spool:
-        try:
-            _spool_body(request, spool)
-        except _BodyTooLarge:
-            return _too_large()
-        with tempfile.TemporaryDirectory(prefix="bedrock-stage-") as directory:
-            try:
-                unpack(spool, Path(directory))
-                stored = stage_store(run_step, Path(directory), attempt=attempt)
-            except StaleAttemptError as exc:
-                return _error(409, f"{exc}; its upload is refused.")
-            except ArchiveError as exc:
-                return _error(
-                    400, f"The artefact of step {run_step.name!r} cannot be stored: {exc}"
-                )
+    try:
+        with _unpacked_body(request, prefix="bedrock-stage-") as directory:
+            stored = stage_store(run_step, directory, attempt=attempt)
+    except _BodyTooLarge:
+        return _too_large()
+    except StaleAttemptError as exc:
+        return _error(409, f"{exc}; its upload is refused.")
+    except ArchiveError as exc:
+        return _error(400, f"The artefact of step {run_step.name!r} cannot be stored: {exc}")
     return JsonResponse(
         {
             "key": stored.key,

@@ -1,1 +1,1 @@
-"""The GraphQL layer of secrets and API tokens."""
+"""The GraphQL layer of secrets."""
