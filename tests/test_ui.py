@@ -596,6 +596,17 @@ def test_starting_a_run_pins_the_commit_and_takes_the_edited_parameters(client, 
     assert run.triggered_by == world.developer
 
 
+def test_a_start_sent_without_the_parameter_fields_keeps_the_files_defaults(client, world):
+    """The page shows no parameter fields while the config is being read; starting from it must
+    not turn every parameter into an empty string."""
+    client.force_login(world.developer)
+
+    client.post(f"/pipelines/{world.training.pk}/run", {"ref": "main", "extra_parameters": ""})
+
+    run = Run.objects.get(pipeline=world.training, number=2)
+    assert run.parameters["LEARNING_RATE"] == "0.5" and run.parameters["EPOCHS"] == "300"
+
+
 def test_malformed_extra_parameters_are_shown_and_start_nothing(client, world):
     client.force_login(world.developer)
 

@@ -148,7 +148,13 @@ class RunForm(forms.Form):
         return _parse_extra(self.cleaned_data.get("extra_parameters") or "")
 
     def parameters(self) -> dict[str, str]:
-        values = {name: self.cleaned_data.get(f"param-{name}", "") for name in self.parameter_names}
+        # A parameter the page did not show (its config was still being read) was not sent: it
+        # keeps the file's default rather than becoming an empty string.
+        values = {
+            name: self.cleaned_data.get(f"param-{name}", "")
+            for name in self.parameter_names
+            if f"param-{name}" in self.data
+        }
         values.update(self.cleaned_data.get("extra_parameters") or {})
         return values
 

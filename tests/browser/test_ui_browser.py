@@ -233,7 +233,10 @@ def test_secrets_and_api_tokens_are_never_shown_back(
     )
     login(scientist)
     page.goto(f"/pipelines/{pipeline.pk}/")
-    expect(page.get_by_role("row").filter(has_text="API_KEY")).to_contain_text("Missing")
+    # The first visit queues the config's read; the page reloads itself until the worker has it.
+    expect(page.get_by_role("row").filter(has_text="API_KEY")).to_contain_text(
+        "Missing", timeout=60_000
+    )
     page.get_by_role("link", name="Secrets", exact=True).click()
 
     page.get_by_label("Name").fill("DB_PASSWORD")

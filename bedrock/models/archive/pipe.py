@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
+from bedrock.models.archive.errors import ArchiveError
 from bedrock.models.archive.packing import PackResult, pack
 
 logger = logging.getLogger(__name__)
@@ -92,7 +93,10 @@ class PackedStream:
         if self._thread is not None:
             self._thread.join()
         if self._error is not None:
-            logger.error("packing %s failed: %s", self._directory, self._error)
+            # What the user's files break (too deep, a FIFO, a link outside) is theirs to fix and
+            # is told to them by the caller; anything else is Bedrock's failure, logged here.
+            if not isinstance(self._error, ArchiveError):
+                logger.error("packing %s failed: %s", self._directory, self._error)
             raise self._error
 
     def readable(self) -> bool:
