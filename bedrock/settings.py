@@ -79,6 +79,7 @@ INSTALLED_APPS = [
     "bedrock.secrets",
     "bedrock.accounts",
     "bedrock.nomad",
+    "bedrock.tracking",
     "bedrock.ui",
 ]
 
@@ -344,6 +345,19 @@ BEDROCK_MAX_ARCHIVE_BYTES = env_size("BEDROCK_MAX_ARCHIVE_BYTES", "50Gi")
 BEDROCK_MAX_ARCHIVE_ENTRIES = env_int("BEDROCK_MAX_ARCHIVE_ENTRIES", 50_000)
 BEDROCK_MAX_ARCHIVE_RATIO = env_int("BEDROCK_MAX_ARCHIVE_RATIO", 1000)
 BEDROCK_MAX_ARCHIVE_DEPTH = env_int("BEDROCK_MAX_ARCHIVE_DEPTH", 64)
+
+# --- Tracking ---------------------------------------------------------------------------------
+# What a run's steps may log (bedrock.tracking): a batch over a limit is refused whole.
+BEDROCK_TRACKING_MAX_NAME = env_int("BEDROCK_TRACKING_MAX_NAME", 250)
+BEDROCK_TRACKING_MAX_REQUEST_BYTES = env_size("BEDROCK_TRACKING_MAX_REQUEST_BYTES", "16Mi")
+BEDROCK_TRACKING_MAX_POINTS_PER_REQUEST = env_int(
+    "BEDROCK_TRACKING_MAX_POINTS_PER_REQUEST", 100_000
+)
+BEDROCK_TRACKING_MAX_POINTS_PER_RUN = env_int("BEDROCK_TRACKING_MAX_POINTS_PER_RUN", 1_000_000)
+BEDROCK_TRACKING_MAX_METRICS_PER_RUN = env_int("BEDROCK_TRACKING_MAX_METRICS_PER_RUN", 1_000)
+BEDROCK_TRACKING_MAX_PARAMS_PER_RUN = env_int("BEDROCK_TRACKING_MAX_PARAMS_PER_RUN", 1_000)
+BEDROCK_TRACKING_MAX_PARAM_VALUE = env_int("BEDROCK_TRACKING_MAX_PARAM_VALUE", 6_000)
+BEDROCK_TRACKING_MAX_CHARTS_PER_RUN = env_int("BEDROCK_TRACKING_MAX_CHARTS_PER_RUN", 100)
 
 # --- Git --------------------------------------------------------------------------------------
 # Local paths as repository URLs suit a laptop; a shared server should not read its own disk.

@@ -1,0 +1,1 @@
+"""Bedrock client modules under the names of Basis AI's first client generation."""
