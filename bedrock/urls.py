@@ -20,5 +20,6 @@ urlpatterns = [
     ),
     path("", include("bedrock.runs.urls")),
     path("", include("bedrock.models.urls")),
+    path("", include("bedrock.tracking.urls")),
     path("", include("bedrock.ui.urls")),
 ]
