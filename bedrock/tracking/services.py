@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from django.conf import settings
 from django.db import transaction
@@ -105,7 +106,7 @@ def _record_metrics(run: Run, step: str, metrics: dict[str, Series]) -> None:
     )
 
 
-def _record_named(run: Run, step: str, model: type[Param] | type[Chart], items: dict, key: str):
+def _record_named(run: Run, step: str, model: Any, items: dict[str, Any], key: str) -> None:
     """Logged parameters and charts: a name logged again replaces its value."""
     existing = {row.name: row for row in model.objects.filter(run=run, name__in=items)}
     count = model.objects.filter(run=run).count() + len(set(items) - set(existing))
@@ -117,7 +118,7 @@ def _record_named(run: Run, step: str, model: type[Param] | type[Chart], items: 
     if count > limit:
         raise BatchError(f"{key}: the run would hold {count} {key}; the limit is {limit}.")
     now = timezone.now()
-    rows = []
+    rows: list[Param | Chart] = []
     for name, value in items.items():
         row = existing.get(name) or model(run=run, name=name)
         if isinstance(row, Param):
