@@ -21,6 +21,7 @@ import base64
 import json
 import re
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import quote, quote_plus
 
@@ -127,8 +128,12 @@ class LogWriter:
     Safe to call from several threads (the output pump and the supervisor's own lines).
     """
 
-    def __init__(self, path: Path, masked: list[str]) -> None:
+    def __init__(
+        self, path: Path, masked: list[str], observer: Callable[[str], None] | None = None
+    ) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
+        # Shown the masked text as it is written (marker lines: bedrock.tracking.markers).
+        self.observer = observer
         self.handle = path.open("ab", buffering=0)
         forms = set().union(*(masked_forms(value) for value in masked if value))
         self.pattern = _pattern(forms)
@@ -181,3 +186,5 @@ class LogWriter:
         self.pending = self.pending[cut:]
         text = b"".join(out).decode("utf-8", errors="replace")
         self.handle.write(text.encode())
+        if self.observer is not None:
+            self.observer(text)

@@ -37,6 +37,7 @@ from bedrock.runs.models import ACTIVE_STATUSES, Run, RunStatus, RunStep
 from bedrock.runs.plan import RunPlan, StepPlan, build
 from bedrock.runs.slots import machine_slot
 from bedrock.runs.workspace import Workspace, log_key, log_path
+from bedrock.tracking.markers import MarkerReader
 
 logger = logging.getLogger(__name__)
 
@@ -286,7 +287,8 @@ class Supervisor:
     def _attempts(self, run: Run, step: StepPlan, secrets, token, credentials) -> Outcome:
         step_id = self.step_ids[step.name]
         remote = getattr(self.executor, "remote", False)
-        log = LogWriter(log_path(run.pk, step.name), [*secrets.values(), token])
+        markers = MarkerReader(run.pk, step.name)
+        log = LogWriter(log_path(run.pk, step.name), [*secrets.values(), token], markers.feed)
         app_dir = self.workspace.step_app(step.name)
         try:
             if not app_dir.exists() and not remote:
@@ -311,6 +313,8 @@ class Supervisor:
                     return ended
             raise AssertionError("the last attempt always ends the step")  # pragma: no cover
         finally:
+            markers.flush()
+            log.write(markers.report())
             log.close()
 
     def _attempt_once(
