@@ -358,6 +358,9 @@ BEDROCK_TRACKING_MAX_METRICS_PER_RUN = env_int("BEDROCK_TRACKING_MAX_METRICS_PER
 BEDROCK_TRACKING_MAX_PARAMS_PER_RUN = env_int("BEDROCK_TRACKING_MAX_PARAMS_PER_RUN", 1_000)
 BEDROCK_TRACKING_MAX_PARAM_VALUE = env_int("BEDROCK_TRACKING_MAX_PARAM_VALUE", 6_000)
 BEDROCK_TRACKING_MAX_CHARTS_PER_RUN = env_int("BEDROCK_TRACKING_MAX_CHARTS_PER_RUN", 100)
+# The client's source (its pyproject.toml, bdrk/ and bedrock_client/), which the package index
+# at /pypi/simple/ builds into the wheels steps install.
+BEDROCK_CLIENT_SOURCE = Path(env_str("BEDROCK_CLIENT_SOURCE") or BASE_DIR / "client")
 
 # --- Git --------------------------------------------------------------------------------------
 # Local paths as repository URLs suit a laptop; a shared server should not read its own disk.
