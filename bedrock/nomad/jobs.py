@@ -37,7 +37,7 @@ from datetime import timedelta
 
 from django.conf import settings
 
-from bedrock.runs.executors.base import OWN_PREFIX
+from bedrock.runs.executors.base import OWN_PREFIX, package_index_variables
 from bedrock.runs.plan import RunPlan, StepPlan
 
 SECOND = 1_000_000_000
@@ -140,10 +140,13 @@ def main_wrapper(limit_seconds: int) -> str:
     )
 
 
-def _secret_template(job_id: str, name: str) -> dict:
+def _secret_template(job_id: str, name: str, appended: str = "") -> dict:
+    # ``appended`` follows the secret's value: Bedrock's package index after a secret naming the
+    # step's own (PIP_EXTRA_INDEX_URL), which would otherwise replace the one in Env.
+    after = f" {appended}" if appended else ""
     return {
         "EmbeddedTmpl": f'{{{{ with nomadVar "{variable_path_for(job_id)}" }}}}'
-        f'{{{{ index . "{name}" }}}}{{{{ end }}}}',
+        f'{{{{ index . "{name}" }}}}{after}{{{{ end }}}}',
         "DestPath": f"secrets/{SECRETS_SUBDIR}/{name}",
         "Perms": "0400",
         "ChangeMode": "noop",
@@ -298,6 +301,8 @@ def _main_task(step: StepPlan, job_id: str, limit_seconds: int) -> dict:
     resources: dict = {"CPU": cpu_mhz(step), "MemoryMB": memory_mb(step)}
     if step.resources.gpu_count:
         resources["Devices"] = [{"Name": "nvidia/gpu", "Count": step.resources.gpu_count}]
+    domain = step.environment.get("BEDROCK_API_DOMAIN", "")
+    index = package_index_variables(domain, {})  # Bedrock's alone, for the secrets' templates
     return {
         "Name": MAIN_TASK,
         "Driver": "docker",
@@ -311,8 +316,12 @@ def _main_task(step: StepPlan, job_id: str, limit_seconds: int) -> dict:
             # enabling host volumes on the client.
             "volumes": [f"../{ALLOC_DATA[1:]}/app:/app", f"../{ALLOC_DATA[1:]}/artefact:/artefact"],
         },
-        "Env": {**step.environment, "PYTHONUNBUFFERED": "1"},
-        "Templates": [_secret_template(job_id, name) for name in _exported_names(step)],
+        "Env": {**step.environment, **package_index_variables(domain, step.environment)}
+        | {"PYTHONUNBUFFERED": "1"},
+        "Templates": [
+            _secret_template(job_id, name, appended=index.get(name, ""))
+            for name in _exported_names(step)
+        ],
         "Resources": resources,
         "KillTimeout": KILL_TIMEOUT,
         "KillSignal": "SIGTERM",

@@ -6,11 +6,13 @@ the time limit and stopping. Executors only know how to run a single step somewh
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import ipaddress
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Protocol
+from urllib.parse import urlsplit
 
 from bedrock.runs.plan import RunPlan, StepPlan
 
@@ -124,3 +126,38 @@ def layered_environment(
     Refused names (:func:`refused_names`) are left out."""
     user, secrets = step_variables(context)
     return {**defaults, **user, **secrets, **own_variables(context), **own}
+
+
+# pip's own list of origins it trusts over plain HTTP (pip._internal.index.package_finder's
+# SECURE_ORIGINS, less the schemes): any other http:// index is ignored unless its host is trusted.
+_PIP_SECURE_NETWORKS = (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128"))
+
+
+def _pip_trusts(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return any(address in network for network in _PIP_SECURE_NETWORKS)
+
+
+def package_index_variables(api_domain: str, variables: Mapping[str, str]) -> dict[str, str]:
+    """``PIP_EXTRA_INDEX_URL`` (and ``PIP_TRUSTED_HOST`` when pip needs it) for a step whose API
+    is at ``api_domain`` as the step reaches it, so that its pip finds Bedrock's client
+    (bedrock.tracking.indexviews) as well as PyPI. A value the step has already in ``variables``
+    (a parameter or a secret: a private index) is kept, with Bedrock's appended; pip reads both
+    as space-separated lists."""
+    if not api_domain:
+        return {}
+    parts = urlsplit(api_domain)
+    ours = {"PIP_EXTRA_INDEX_URL": api_domain.rstrip("/") + "/pypi/simple/"}
+    host = parts.hostname or ""
+    if parts.scheme == "http" and host and not _pip_trusts(host):
+        ours["PIP_TRUSTED_HOST"] = f"[{host}]" if ":" in host else host
+    return {name: _appended(variables.get(name, ""), value) for name, value in ours.items()}
+
+
+def _appended(theirs: str, ours: str) -> str:
+    return f"{theirs.strip()} {ours}" if theirs.strip() else ours

@@ -41,6 +41,7 @@ from bedrock.runs.executors.base import (
     ExecutorError,
     StepContext,
     own_variables,
+    package_index_variables,
     refusal_notice,
     step_variables,
 )
@@ -79,15 +80,20 @@ def container_api_domain(domain: str) -> str:
 
 
 def _variables(context: StepContext) -> tuple[dict[str, str], dict[str, str]]:
-    """The container's environment (parameters and Bedrock's variables, nothing secret) and what
-    the mounted file exports after it: the secrets, then the run token and Bedrock's variables
-    again, so that a secret of the same name never replaces them."""
+    """The container's environment (parameters, Bedrock's variables and pip's index, nothing
+    secret) and what the mounted file exports after it: the secrets, then the run token and
+    Bedrock's variables again, so that a secret of the same name never replaces them."""
     user, secrets = step_variables(context)
     own = own_variables(context) | {"BEDROCK_APP_DIR": "/app", "BEDROCK_ARTEFACT_DIR": "/artefact"}
     if "BEDROCK_API_DOMAIN" in own:
         own["BEDROCK_API_DOMAIN"] = container_api_domain(own["BEDROCK_API_DOMAIN"])
     token = {TOKEN_NAME: own.pop(TOKEN_NAME)} if TOKEN_NAME in own else {}
-    return {**user, **own}, {**secrets, **token, **own}
+    # pip's variables hold a secret's value when a secret of that name had one (a private index
+    # with its credentials): those go to the file, never to what `docker inspect` shows.
+    pip = package_index_variables(own.get("BEDROCK_API_DOMAIN", ""), user | secrets)
+    shown = {name: value for name, value in pip.items() if name not in secrets}
+    hidden = {name: value for name, value in pip.items() if name in secrets}
+    return {**user, **own, **shown}, {**secrets, **hidden, **token, **own}
 
 
 def container_options(step: StepPlan, context: StepContext, user: str = "") -> dict[str, Any]:

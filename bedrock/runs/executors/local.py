@@ -43,7 +43,9 @@ from bedrock.runs.executors.base import (
     ExecutorError,
     StepContext,
     layered_environment,
+    package_index_variables,
     refusal_notice,
+    step_variables,
 )
 from bedrock.runs.plan import StepPlan
 from bedrock.runs.workspace import Workspace, remove_step_tree
@@ -338,6 +340,12 @@ def _sandbox_args(context: StepContext) -> list[str]:
     ]
 
 
+def _package_index(context: StepContext) -> dict[str, str]:
+    user, secrets = step_variables(context)
+    domain = context.environment.get("BEDROCK_API_DOMAIN", "")
+    return package_index_variables(domain, user | secrets)
+
+
 def _pip_cache(context: StepContext) -> Path:
     # One cache per project: runs of a project share downloads, but a step cannot plant a wheel
     # that another project's run installs.
@@ -507,7 +515,7 @@ class LocalExecutor:
             context,
             defaults={"LANG": "C.UTF-8", "PYTHONUNBUFFERED": "1"}
             | {"PIP_DISABLE_PIP_VERSION_CHECK": "1"},
-            own=paths,
+            own=paths | _package_index(context),
         )
         process = subprocess.Popen(
             [*prefix, "bash", "-c", step.command],
