@@ -1,10 +1,11 @@
 """Token authentication for machine clients, beside the browser's session.
 
-``Authorization: Bearer <token>``, or ``X-Bedrock-Access-Token: <token>`` as Bedrock's clients sent
-it. A user's API token (``bdrk_…``) signs the request in as its user. A run's own token
-(``bdrkrun_…``, given to its steps as ``BEDROCK_API_TOKEN``) signs in no one: it sets
-``request.bedrock_run``, which the API and the artefact views honour for that run alone, and it
-stops working when the run ends. A token that does not work gets a 401, never the anonymous view.
+``Authorization: Bearer <token>``, or ``X-Bedrock-Access-Token: <token>`` or
+``X-Bedrock-Api-Token: <token>`` as Basis AI's clients sent it (the second from inside runs). A
+user's API token (``bdrk_…``) signs the request in as its user. A run's own token (``bdrkrun_…``,
+given to its steps as ``BEDROCK_API_TOKEN``) signs in no one: it sets ``request.bedrock_run``,
+which the API and the artefact views honour for that run alone, and it stops working when the run
+ends. A token that does not work gets a 401, never the anonymous view.
 
 The header is no ambient credential a browser sends by itself, so token requests skip CSRF.
 """
@@ -21,6 +22,7 @@ from bedrock.runs.models import ACTIVE_STATUSES, Run
 
 RUN_TOKEN_PREFIX = "bdrkrun_"  # noqa: S105  (a marker, not a credential)
 ACCESS_TOKEN_HEADER = "X-Bedrock-Access-Token"  # noqa: S105  (a header name)
+API_TOKEN_HEADER = "X-Bedrock-Api-Token"  # noqa: S105  (a header name)
 
 
 def token_from(request: HttpRequest) -> str | None:
@@ -29,8 +31,9 @@ def token_from(request: HttpRequest) -> str | None:
     scheme, _, credentials = authorization.partition(" ")
     if scheme.lower() == "bearer":
         return credentials.strip()
-    if ACCESS_TOKEN_HEADER in request.headers:
-        return request.headers[ACCESS_TOKEN_HEADER].strip()
+    for header in (ACCESS_TOKEN_HEADER, API_TOKEN_HEADER):
+        if header in request.headers:
+            return request.headers[header].strip()
     return None
 
 

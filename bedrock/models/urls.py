@@ -11,4 +11,9 @@ urlpatterns = [
         name="model_version_download",
     ),
     path("model-versions/<int:pk>/file", views.model_version_file, name="model_version_file"),
+    path(
+        "api/models/<str:model>/versions/<int:number>/archive",
+        views.model_version_archive,
+        name="model_version_archive",
+    ),
 ]

@@ -8,7 +8,8 @@ is always streamed by Bedrock, read from the archive by ranged reads: no storage
 
 An outsider gets a 404, never a hint that the version exists; an anonymous visitor is sent to log
 in. A run's own token (see ``bedrock.accounts.middleware``) may fetch the version its run scores
-with, and no other.
+with, and no other; and, by model and version number, any version of its own project's models
+(``bdrk.download_model`` in a step), always streamed: a step may not reach a signed storage URL.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from django.http import (
     HttpResponseBadRequest,
     HttpResponseBase,
     HttpResponseRedirect,
+    JsonResponse,
     StreamingHttpResponse,
 )
 from django.shortcuts import get_object_or_404
@@ -33,7 +35,7 @@ from django.utils.http import content_disposition_header
 from django.views.decorators.http import require_GET
 
 from bedrock.models.artefacts import BrowseError, EntryNotFoundError, RangeReader, artefact_ranges
-from bedrock.models.models import ModelVersion
+from bedrock.models.models import Model, ModelVersion
 from bedrock.models.selectors import model_versions_for
 from bedrock.models.services import model_version_download_url, model_version_file_open
 
@@ -67,6 +69,31 @@ def model_version_download(request: HttpRequest, pk: int) -> HttpResponseBase:
         add_never_cache_headers(response)  # a cached redirect would outlive its signature
         return response
     return _stream_archive(request, version)
+
+
+@require_GET
+def model_version_archive(request: HttpRequest, model: str, number: int) -> HttpResponseBase:
+    """A version's ZIP by its model (name or id) and number, for a run's token in its project."""
+    run = getattr(request, "bedrock_run", None)
+    if run is None:
+        return _not_found("Fetch a model version with the run's own token (BEDROCK_API_TOKEN).")
+    models = Model.objects.filter(project_id=run.pipeline.project_id)
+    # A name is what a step usually passes; an id only when no model of the project has that name.
+    found = models.filter(name=model).first()
+    if found is None and model.isdigit():
+        found = models.filter(pk=int(model)).first()
+    if found is None:
+        return _not_found(f"The run's project has no model named {model!r}.")
+    version = (
+        ModelVersion.objects.select_related("model").filter(model=found, number=number).first()
+    )
+    if version is None:
+        return _not_found(f"Model {found.name} has no version {number}.")
+    return _stream_archive(request, version)
+
+
+def _not_found(message: str) -> JsonResponse:
+    return JsonResponse({"error": message}, status=404)
 
 
 def _attachment(filename: str) -> str:
