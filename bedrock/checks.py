@@ -25,6 +25,7 @@
 | bedrock.W032 | local repositories are allowed on a shared database       |
 | bedrock.E040 | BEDROCK_MAX_ENVIRONMENT_BYTES is not between 1 and 131072 |
 | bedrock.E030 | a BEDROCK_MAX_* limit is not a positive number            |
+| bedrock.W050 | BEDROCK_CLIENT_SOURCE holds no client for steps to install |
 """
 
 from __future__ import annotations
@@ -290,3 +291,16 @@ def check_limits(app_configs: Sequence[AppConfig] | None, **kwargs: Any) -> list
         )
         for name in bad
     ]
+
+
+@register(Tags.compatibility)
+def check_client_source(app_configs: Sequence[AppConfig] | None, **kwargs: Any) -> list[Warning]:
+    # A warning, not an error: Bedrock works without it, but every step that pins bdrk fails.
+    from bedrock.tracking.wheels import ClientSourceError, client_version
+
+    try:
+        client_version()
+    except ClientSourceError as exc:
+        hint = "Leave BEDROCK_CLIENT_SOURCE unset for the client/ beside the bedrock package."
+        return [Warning(str(exc), hint=hint, id="bedrock.W050")]
+    return []

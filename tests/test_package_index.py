@@ -64,6 +64,7 @@ def test_the_root_page_lists_bdrk_alone(client):
     assert response.status_code == 200
     assert response["Content-Type"].startswith("text/html")
     assert _links(response.content.decode()) == {"bdrk": "bdrk/"}
+    assert client.head("/pypi/simple/bdrk/").status_code == 200
 
 
 @pytest.mark.parametrize("name", ["bdrk", "BDRK", "Bdrk"])
@@ -190,6 +191,14 @@ def test_a_missing_client_source_is_named_in_the_answer(client, settings, tmp_pa
     assert str(tmp_path / "nowhere") in response.content.decode()
 
 
+def test_a_missing_client_source_fails_the_check_with_a_stable_id(tmp_path):
+    from tests.test_checks import bedrock_check
+
+    result = bedrock_check(tmp_path, BEDROCK_CLIENT_SOURCE=str(tmp_path / "nowhere"))
+
+    assert "bedrock.W050" in result.stderr and "BEDROCK_CLIENT_SOURCE" in result.stderr
+
+
 # --- pip against the index, served by a live server -------------------------------------------
 
 
@@ -265,6 +274,21 @@ def test_pip_resolves_the_pins_of_real_repositories_to_bedrocks_wheels(
     _installed(venv_python, live_server, requirement, target)
 
     assert _imported_version(venv_python, target) == version
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_a_local_step_installs_the_pin_of_a_real_repository_from_the_index(live_server, tmp_path):
+    from bedrock.runs.executors.local import LocalExecutor
+
+    context = _context(tmp_path, {"BEDROCK_API_DOMAIN": live_server.url})
+    command = "pip install -q bdrk==0.3.2 && python -c 'import bdrk; print(bdrk.__version__)'"
+
+    handle = LocalExecutor().start(_plan(command), context)
+    output = b"".join(handle.output()).decode()
+
+    assert handle.wait(600) == 0, output
+    assert output.splitlines()[-1] == "0.3.2"
 
 
 @pytest.mark.slow
@@ -539,12 +563,9 @@ def test_an_ended_runs_token_is_refused(client, world):
     assert world.get(client, world.model.name, 2).status_code == 401
 
 
-def test_x_bedrock_api_token_signs_in_like_bearer(client, world):
-    # A refused token shows the header is read at all: without it the request would be anonymous.
-    response = world.get(client, world.model.name, 2, HTTP_X_BEDROCK_API_TOKEN="bdrkrun_wrong")
-
-    assert response.status_code == 200  # Authorization wins when both are sent
+def test_an_unknown_token_in_x_bedrock_api_token_is_refused_not_ignored(client, world):
     response = client.get(
         f"/api/models/{world.model.name}/versions/2/archive", HTTP_X_BEDROCK_API_TOKEN="bdrk_no"
     )
+
     assert response.status_code == 401

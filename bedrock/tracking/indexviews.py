@@ -12,7 +12,7 @@ import re
 from html import escape
 
 from django.http import Http404, HttpRequest, HttpResponse
-from django.views.decorators.http import require_GET
+from django.views.decorators.http import require_safe
 
 from bedrock.tracking.wheels import PROJECT, ClientSourceError, Wheel, wheel_named, wheels
 
@@ -36,7 +36,7 @@ def _unavailable(exc: ClientSourceError) -> HttpResponse:
     return HttpResponse(str(exc), status=503, content_type="text/plain; charset=utf-8")
 
 
-@require_GET
+@require_safe
 def simple_root(request: HttpRequest) -> HttpResponse:
     """The projects of the index: ``bdrk`` alone."""
     return _page("Simple index", [f'<a href="{PROJECT}/">{PROJECT}</a>'])
@@ -48,7 +48,7 @@ def _link(wheel: Wheel) -> str:
     return f'<a href="{href}" data-requires-python="{python}">{wheel.filename}</a>'
 
 
-@require_GET
+@require_safe
 def simple_project(request: HttpRequest, project: str) -> HttpResponse:
     """Every wheel of the project, each with its hash (pip checks it) and its Python versions."""
     if normalized(project) != PROJECT:
@@ -60,7 +60,7 @@ def simple_project(request: HttpRequest, project: str) -> HttpResponse:
     return _page(f"Links for {PROJECT}", [_link(wheel) for wheel in built])
 
 
-@require_GET
+@require_safe
 def wheel_file(request: HttpRequest, filename: str) -> HttpResponse:
     try:
         wheel = wheel_named(filename)
