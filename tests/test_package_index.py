@@ -181,14 +181,18 @@ def test_the_client_source_comes_from_its_setting(client, settings, tmp_path):
     assert archive.read("bdrk/extra_module.py") == b"VALUE = 1\n"
 
 
-def test_a_missing_client_source_is_named_in_the_answer(client, settings, tmp_path):
+def test_a_missing_client_source_is_logged_and_not_told_to_whoever_asks(
+    client, settings, tmp_path, caplog
+):
     settings.BEDROCK_CLIENT_SOURCE = tmp_path / "nowhere"
 
-    response = client.get("/pypi/simple/bdrk/")
+    for url in ("/pypi/simple/bdrk/", "/pypi/files/bdrk-0.3.2-py3-none-any.whl"):
+        response = client.get(url)
 
-    assert response.status_code == 503
-    assert "BEDROCK_CLIENT_SOURCE" in response.content.decode()
-    assert str(tmp_path / "nowhere") in response.content.decode()
+        assert response.status_code == 503
+        assert "bedrock.W050" in response.content.decode()
+        assert str(tmp_path) not in response.content.decode()
+    assert f"BEDROCK_CLIENT_SOURCE='{tmp_path / 'nowhere'}' holds no pyproject.toml" in caplog.text
 
 
 def test_a_missing_client_source_fails_the_check_with_a_stable_id(tmp_path):

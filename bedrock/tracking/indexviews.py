@@ -8,6 +8,7 @@ client either; any other project name is a 404, so the index can never shadow a 
 
 from __future__ import annotations
 
+import logging
 import re
 from html import escape
 
@@ -16,6 +17,7 @@ from django.views.decorators.http import require_safe
 
 from bedrock.tracking.wheels import PROJECT, ClientSourceError, Wheel, wheel_named, wheels
 
+logger = logging.getLogger(__name__)
 _HTML = "text/html; charset=utf-8"
 # PEP 629: the version of the simple API these pages follow.
 _HEAD = '<!DOCTYPE html>\n<html><head><meta name="pypi:repository-version" content="1.0">'
@@ -33,7 +35,14 @@ def _page(title: str, links: list[str]) -> HttpResponse:
 
 
 def _unavailable(exc: ClientSourceError) -> HttpResponse:
-    return HttpResponse(str(exc), status=503, content_type="text/plain; charset=utf-8")
+    # The reason names the server's paths: for its log and `bedrock check`, not for anyone asking.
+    logger.error("The package index cannot build the client: %s", exc)
+    return HttpResponse(
+        "Bedrock's client is not available on this server; its operator finds why in the "
+        "server's log and in `bedrock check` (bedrock.W050).",
+        status=503,
+        content_type="text/plain; charset=utf-8",
+    )
 
 
 @require_safe

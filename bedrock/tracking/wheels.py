@@ -109,7 +109,12 @@ def _built(source: str, version: str) -> Wheel:
 
 def _project(source: Path) -> dict:
     """The ``[project]`` table of the client's pyproject.toml."""
-    return tomllib.loads((source / "pyproject.toml").read_text())["project"]
+    try:
+        return tomllib.loads((source / "pyproject.toml").read_text())["project"]
+    except (tomllib.TOMLDecodeError, KeyError) as exc:
+        raise ClientSourceError(
+            f"{source / 'pyproject.toml'} has no readable [project] table: {exc}"
+        ) from exc
 
 
 def _requires_python(project: dict) -> str:
@@ -118,7 +123,7 @@ def _requires_python(project: dict) -> str:
 
 def build_wheel(source: Path, version: str) -> bytes:
     """The wheel of the client in ``source`` at ``version``: its modules, metadata and RECORD."""
-    files = {name: data for name, data in _module_files(source)}
+    files = dict(_module_files(source))
     files[VERSION_FILE] = _version_module(version)
     dist_info = f"{PROJECT}-{version}.dist-info"
     project = _project(source)
