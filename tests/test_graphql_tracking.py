@@ -3,8 +3,10 @@ and model versions filtered and ordered by a metric's latest value."""
 
 from __future__ import annotations
 
+import importlib.util
 import math
 import secrets
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -13,6 +15,7 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
 from bedrock.accounts.models import hash_token
+from bedrock.accounts.services import api_token_create
 from bedrock.models.models import ModelVersion
 from bedrock.pipelines.models import PipelineKind, Role
 from bedrock.runs.models import Run, RunStatus
@@ -453,3 +456,33 @@ def test_versions_filtered_and_ordered_by_their_training_runs_metric(ranked):
     good = {"metric": {"name": "auc", "value": {"gte": 0.85}}}
     assert picked(ordering=worst, filters=good) == [5, 4, 8]
     assert picked(ordering=[{"number": "DESC"}], filters={"metric": {"name": "loss"}}) == [6, 1]
+
+
+def load_scheduler():
+    path = Path(__file__).resolve().parents[1] / "examples" / "scheduler.py"
+    spec = importlib.util.spec_from_file_location("scheduler_example", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize(("lowest", "expected"), [(False, (3, 0.95)), (True, (7, 0.60))])
+def test_the_scheduler_example_picks_the_version_with_the_best_metric(
+    ranked, monkeypatch, lowest, expected
+):
+    for run in Run.objects.filter(pipeline=ranked.pipeline):
+        version_of(run, run.number)
+    scheduler = load_scheduler()
+    token = api_token_create(user=ranked.member, name="scheduler").plaintext
+
+    def graphql(url: str, token: str, query: str, **variables) -> dict:
+        return data(query, token=token, **variables)
+
+    monkeypatch.setattr(scheduler, "graphql", graphql)
+    model = str(ranked.pipeline.model_id)
+
+    picked = scheduler.best_version("http://bedrock", token, model, "auc", lowest)
+
+    assert (picked["number"], picked["value"]) == expected
+    with pytest.raises(scheduler.ApiError, match="has a metric 'f1'"):
+        scheduler.best_version("http://bedrock", token, model, "f1", lowest)
