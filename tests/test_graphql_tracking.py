@@ -420,6 +420,17 @@ def test_the_filter_and_the_order_together_with_literals(ranked):
     assert numbers(data(query, user=ranked.member)) == [3, 8, 5, 4]
 
 
+def test_a_pipelines_runs_are_ordered_by_a_metric_page_by_page_with_their_total(ranked):
+    query = """{ pipelines { edges { node { runs(first: 2,
+        ordering: [{metric: {name: "auc", direction: DESC}}]) {
+        totalCount edges { node { number } } } } } } }"""
+
+    (pipeline,) = data(query, user=ranked.member)["pipelines"]["edges"]
+
+    assert pipeline["node"]["runs"]["totalCount"] == 8
+    assert numbers(pipeline["node"]) == [3, 8]
+
+
 def test_two_metric_orders_do_not_clash(ranked):
     order = [{"metric": {"name": "loss"}}, {"metric": {"name": "auc", "direction": "DESC"}}]
 
