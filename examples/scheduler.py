@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Start a batch scoring run with a model's newest version and wait for the outcome.
+"""Start a batch scoring run with a model's newest (or best) version and wait for the outcome.
 
 What a scheduler (cron, Airflow, a CI job) runs against Bedrock's GraphQL API. Standard library
 only. Exit status: 0 if the run succeeded, 1 if it ended otherwise, 2 if it could not be started.
@@ -9,6 +9,10 @@ only. Exit status: 0 if the run succeeded, 1 if it ended otherwise, 2 if it coul
 
 The idempotency key makes a retried call safe: the same key on the same pipeline returns the run
 the first call started instead of starting another.
+
+With ``--best auc`` it scores with the version whose training run logged the highest auc instead
+(``--best loss --lowest`` for the lowest loss); versions whose run logged no such metric are
+never picked.
 """
 
 from __future__ import annotations
@@ -25,6 +29,13 @@ TERMINAL = {"SUCCEEDED", "FAILED", "STOPPED", "REJECTED"}
 
 NEWEST_VERSION = """query($model: ID!) { model(id: $model) { name
     versions(first: 1, ordering: [{number: DESC}]) { edges { node { id number } } } } }"""
+
+# Ties go to the newest version; the filter leaves out versions whose run logged no such metric.
+BEST_VERSION = """query($model: ID!, $metric: String!, $direction: SortDirection!) {
+  model(id: $model) { name
+    versions(first: 1, filters: {metric: {name: $metric}},
+             ordering: [{metric: {name: $metric, direction: $direction}}]) {
+      edges { node { id number metrics { name latestValue } } } } } }"""
 
 START_RUN = """mutation($pipeline: ID!, $version: ID!, $key: String, $parameters: JSON) {
   startRun(pipelineId: $pipeline, modelVersionId: $version, idempotencyKey: $key,
@@ -73,6 +84,20 @@ def newest_version(url: str, token: str, model_id: str) -> dict:
     return edges[0]["node"]
 
 
+def best_version(url: str, token: str, model_id: str, metric: str, lowest: bool) -> dict:
+    direction = "ASC" if lowest else "DESC"
+    found = graphql(url, token, BEST_VERSION, model=model_id, metric=metric, direction=direction)
+    model = found["model"]
+    if model is None:
+        raise ApiError(f"there is no model {model_id} (or this token may not see it)")
+    edges = model["versions"]["edges"]
+    if not edges:
+        raise ApiError(f"no version of the model {model['name']} has a metric {metric!r}")
+    version = edges[0]["node"]
+    version["value"] = next(m["latestValue"] for m in version["metrics"] if m["name"] == metric)
+    return version
+
+
 def print_new_log(url: str, token: str, run_id: str, run: dict, offsets: dict[str, int]) -> None:
     """Print what each step logged since the last call; ``offsets`` remembers where each was."""
     for edge in run["steps"]["edges"]:
@@ -92,6 +117,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pipeline", required=True, help="the batch scoring pipeline's id")
     parser.add_argument("--model", required=True, help="the id of the model to score with")
     parser.add_argument("--key", help="idempotency key, such as nightly-2025-01-31")
+    parser.add_argument(
+        "--best", metavar="METRIC", help="score with the version with the highest METRIC"
+    )
+    parser.add_argument("--lowest", action="store_true", help="with --best: the lowest instead")
     parser.add_argument("--param", action="append", default=[], metavar="NAME=VALUE")
     parser.add_argument("--interval", type=float, default=10.0, help="seconds between polls")
     parser.add_argument("--timeout", type=float, default=24 * 3600, help="seconds to wait")
@@ -104,8 +133,16 @@ def main(argv: list[str] | None = None) -> int:
     parameters = dict(item.partition("=")[::2] for item in args.param)
 
     try:
-        version = newest_version(args.url, args.token, args.model)
-        print(f"scoring with model version {version['number']} (id {version['id']})", flush=True)
+        if args.best:
+            version = best_version(args.url, args.token, args.model, args.best, args.lowest)
+            chosen = f"{args.best} {version['value']}"
+        else:
+            version = newest_version(args.url, args.token, args.model)
+            chosen = "the newest"
+        print(
+            f"scoring with model version {version['number']} (id {version['id']}): {chosen}",
+            flush=True,
+        )
         started = graphql(
             args.url,
             args.token,

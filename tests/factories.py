@@ -8,6 +8,7 @@ from django.contrib.auth import get_user_model
 
 from bedrock.models.models import Model
 from bedrock.pipelines.models import Membership, Pipeline, PipelineKind, Project, Role
+from bedrock.tracking.models import Chart, ChartKind, Metric, MetricChunk
 
 _seq = itertools.count(1)
 
@@ -37,3 +38,35 @@ def pipeline(project: Project, *, kind: str = PipelineKind.TRAINING, **fields) -
     fields.setdefault("name", f"pipeline-{next(_seq)}")
     fields.setdefault("git_url", "https://git.example.com/team/repo.git")
     return Pipeline.objects.create(project=project, kind=kind, **fields)
+
+
+def metric(run, name: str, values: list[float], *, chunk: int = 1000, step_name: str = "train"):
+    """A metric of ``run`` with the series ``values`` at x 0, 1, 2…, stored ``chunk`` at a time,
+    its summary row written as the ingestion service writes it."""
+    series = Metric.objects.create(
+        run=run,
+        name=name,
+        step_name=step_name,
+        count=len(values),
+        latest_value=values[-1],
+        latest_x=len(values) - 1,
+        min_value=min(values),
+        max_value=max(values),
+    )
+    for seq, start in enumerate(range(0, len(values), chunk)):
+        part = values[start : start + chunk]
+        MetricChunk.objects.create(
+            metric=series,
+            seq=seq,
+            size=len(part),
+            x=list(range(start, start + len(part))),
+            value=part,
+            timestamp=[1764600000.0 + start + offset for offset in range(len(part))],
+        )
+    return series
+
+
+def chart(run, name: str = "binary_classifier", **data):
+    return Chart.objects.create(
+        run=run, name=name, kind=ChartKind.BINARY_CLASSIFIER, data=data, step_name="train"
+    )

@@ -47,6 +47,8 @@ def owner():
     pipeline = factories.pipeline(project)
     run = Run.objects.create(pipeline=pipeline, number=1, ref="main", status=RunStatus.SUCCEEDED)
     RunStep.objects.create(run=run, name="train", position=0)
+    factories.metric(run, "auc", [0.9])
+    factories.chart(run, thresholds=[0.5], tp=[1], fp=[0], tn=[1], fn=[0])
     ModelVersion.objects.create(
         model=pipeline.model,
         number=1,
@@ -65,6 +67,7 @@ def test_the_walk_finds_the_schema_types_backed_by_models():
     names = {cls.__name__ for cls in model_types()}
     assert {"ProjectType", "PipelineType", "RunType", "RunStepType", "ModelType"} <= names
     assert {"ModelVersionType", "SecretType", "ApiTokenType"} <= names
+    assert {"MetricType", "ChartType"} <= names
 
 
 @pytest.mark.parametrize("cls", model_types(), ids=lambda cls: cls.__name__)
@@ -103,7 +106,7 @@ def test_a_type_declared_without_a_selector_is_refused():
             pass
 
 
-def test_a_run_token_reads_its_own_run_its_pipeline_project_model_and_steps(owner):
+def test_a_run_token_reads_its_own_run_its_pipeline_project_model_steps_and_records(owner):
     run = Run.objects.get()
     token_info = info_for(AnonymousUser(), run=run)
     readable = {
@@ -112,4 +115,12 @@ def test_a_run_token_reads_its_own_run_its_pipeline_project_model_and_steps(owne
         if cls.get_queryset(get_django_definition(cls).model.objects.all(), token_info).exists()
     }
 
-    assert readable == {"RunType", "RunStepType", "PipelineType", "ProjectType", "ModelType"}
+    assert readable == {
+        "RunType",
+        "RunStepType",
+        "PipelineType",
+        "ProjectType",
+        "ModelType",
+        "MetricType",
+        "ChartType",
+    }

@@ -44,3 +44,11 @@ class DateTimeFilter:
     lt: datetime | None = UNSET
     lte: datetime | None = UNSET
     is_null: bool | None = UNSET
+
+
+@strawberry.input(description="Compare a number.")
+class FloatFilter:
+    gt: float | None = UNSET
+    gte: float | None = UNSET
+    lt: float | None = UNSET
+    lte: float | None = UNSET

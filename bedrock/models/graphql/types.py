@@ -3,12 +3,13 @@ the files inside it by `files`."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 from urllib.parse import urlencode
 
 import strawberry
 import strawberry_django
-from django.db.models import Q, QuerySet
+from django.core.exceptions import ObjectDoesNotExist
+from django.db.models import Prefetch, Q, QuerySet
 from django.urls import reverse
 from strawberry import Info, auto
 from strawberry_django.relay import DjangoListConnection
@@ -26,11 +27,13 @@ from bedrock.models.models import Model, ModelVersion
 from bedrock.models.selectors import model_versions_for, models_for
 from bedrock.models.services import model_version_files
 from bedrock.pipelines.models import Pipeline
+from bedrock.runs.models import Run
+from bedrock.tracking.graphql.types import MetricType
+from bedrock.tracking.models import Metric
 
 if TYPE_CHECKING:
     from bedrock.pipelines.graphql.types import ProjectType
     from bedrock.runs.graphql.types import RunType
-    from bedrock.runs.models import Run
 
 
 @strawberry_django.type(
@@ -56,6 +59,26 @@ class ModelType(ScopedType, selector=models_for):
         pipeline_model = Pipeline.objects.filter(pk=run.pipeline_id).values("model_id")
         scoring = ModelVersion.objects.filter(scoring_runs=run.pk).values("model_id")
         return queryset.filter(Q(pk__in=pipeline_model) | Q(pk__in=scoring))
+
+
+def training_run(info: Info) -> Prefetch[Any]:
+    """A version's training run, scoped as `run` is: merged with the optimizer's own prefetch
+    when the query asks for `run` too."""
+    from bedrock.runs.graphql.types import RunType  # the two modules import each other
+
+    return Prefetch("run", queryset=RunType.get_queryset(Run.objects.only("pk"), info))
+
+
+def training_run_metrics(info: Info) -> Prefetch[Any]:
+    """The metrics of a version's training run the caller may read, under an attribute of their
+    own: the query may ask for the run's `metrics` too, with other columns.
+
+    A lookup of its own rather than one nested in `training_run`'s: Django walks the prefetches
+    nested under a reverse relation twice, and may swap the run objects in between (a run's
+    `outputModelVersion.run` is that run), so this lookup must be able to run on either.
+    """
+    metrics = MetricType.get_queryset(Metric.objects.all(), info)
+    return Prefetch("run__metrics", queryset=metrics, to_attr="visible_metrics")
 
 
 # Files per page at most: a page is built from the central directory in one pass, and a client
@@ -160,6 +183,21 @@ class ModelVersionType(ScopedType, selector=model_versions_for):
                 for entry in entries[offset : offset + limit]
             ],
         )
+
+    @strawberry_django.field(
+        only=["run"],
+        prefetch_related=[training_run, training_run_metrics],
+        graphql_type=list[MetricType],
+        description="The metrics of the training run that produced this version.",
+    )
+    def metrics(self, root: ModelVersion, info: Info) -> list[Metric]:
+        try:
+            run = root.run
+        except ObjectDoesNotExist:  # the training run is not the caller's to read
+            return []
+        if not hasattr(run, "visible_metrics"):  # reached where the optimizer did not prefetch
+            return list(MetricType.get_queryset(Metric.objects.filter(run=run.pk), info))
+        return run.visible_metrics
 
     @classmethod
     def scope_for_run(cls, queryset: QuerySet[ModelVersion], run: Run) -> QuerySet[ModelVersion]:

@@ -25,6 +25,13 @@ from bedrock.runs.graphql.filters import (
 from bedrock.runs.models import TERMINAL_STATUSES, Run, RunStep
 from bedrock.runs.selectors import run_steps_for, runs_for
 from bedrock.runs.workspace import read_log
+from bedrock.tracking.graphql.types import (
+    ChartType,
+    MetricType,
+    ParamType,
+    logged_params_prefetch,
+    run_params,
+)
 
 LOG_CHUNK = 1 << 20
 LOG_START = BigInt(0)  # the default offset: the log from its first byte
@@ -111,6 +118,20 @@ class RunType(ScopedType, selector=runs_for):
     steps: DjangoListConnection[RunStepType] = strawberry_django.connection(  # type: ignore[type-var]  # stubs want relay.Node
         description="The steps in plan (dependency) order."
     )
+    metrics: list[MetricType] = strawberry_django.field(
+        description="What the run's steps logged, by name: each metric's latest value, and its "
+        "series in `points`."
+    )
+    charts: list[ChartType] = strawberry_django.field(description="By name.")
+
+    @strawberry_django.field(
+        only=["parameters"],
+        prefetch_related=[logged_params_prefetch],
+        description="The run's effective parameters (source RUN), then those its steps logged "
+        "(source STEP), each by name; a name may be in both.",
+    )
+    def params(self, root: Run) -> list[ParamType]:
+        return run_params(root)
 
     @strawberry_django.field(only=["max_run_time"], description="Such as 72h, 30m or 7d.")
     def max_run_time(self, root: Run) -> str:

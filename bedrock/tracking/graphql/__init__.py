@@ -1,0 +1,1 @@
+"""The GraphQL layer of what runs record: metrics, parameters and charts."""
