@@ -30,27 +30,27 @@ __all__ = [
 # How long the end of a run's block, and the interpreter's exit, wait for the last requests.
 FLUSH_WAIT = 60.0
 
-_transport = None  # type: Optional[Transport]
+_active = None  # type: Optional[Transport]
 _offline = False
 _setup = threading.Lock()
 
 
 def _sender() -> Optional[Transport]:
     """The transport on Bedrock, None elsewhere; decided at the first call."""
-    global _transport, _offline
-    if _transport is not None or _offline:
-        return _transport
+    global _active, _offline
+    if _active is not None or _offline:
+        return _active
     with _setup:
-        if _transport is None and not _offline:
+        if _active is None and not _offline:
             if _http.on_bedrock():
-                _transport = Transport()
+                _active = Transport()
             else:
                 _offline = True
                 _http.console(
                     "not on Bedrock (BEDROCK_API_DOMAIN and BEDROCK_API_TOKEN unset): "
                     "what this script logs is printed here, not sent."
                 )
-    return _transport
+    return _active
 
 
 def flush(timeout: float = FLUSH_WAIT) -> bool:
@@ -61,7 +61,7 @@ def flush(timeout: float = FLUSH_WAIT) -> bool:
 
 @atexit.register
 def _flush_at_exit() -> None:
-    if _transport is not None and not _transport.flush(FLUSH_WAIT):
+    if _active is not None and not _active.flush(FLUSH_WAIT):
         _http.console("gave up waiting for Bedrock; the last metrics may be missing.")
 
 
@@ -115,7 +115,7 @@ def log_metrics(metrics: Mapping[str, Any], x: Any = None) -> None:
 
 
 def _point(name: str, value: float, x: Optional[float], timestamp: float) -> None:
-    transport = _transport if _transport is not None else _sender()
+    transport = _active if _active is not None else _sender()
     if transport is not None:
         transport.metric(name, value, x, timestamp)
     elif x is None:
