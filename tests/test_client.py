@@ -514,3 +514,30 @@ def test_download_model_unpacks_a_version_and_refuses_an_entry_leaving_the_path(
     assert not (tmp_path / "evil" / "fine.txt").exists()
     assert "RuntimeError: download_model" in result.stdout and "HTTP 404" in result.stdout
     assert {get["headers"]["Authorization"] for get in recorder.gets} == {f"Bearer {TOKEN}"}
+
+
+@pytest.mark.slow
+def test_the_distribution_installs_as_bdrk_with_the_pip_python_36_ships(tmp_path: Path) -> None:
+    # Python 3.6 has pip 18 and setuptools 40: no [project] table, no wheel package, no network.
+    if not PYTHON36.exists():
+        pytest.skip(f"Python 3.6 is not installed at {PYTHON36}")
+    venv = tmp_path / "venv"
+    subprocess.run([str(PYTHON36), "-m", "venv", str(venv)], check=True, timeout=120)
+    pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "--no-index"]
+    install = [*pip, "--no-build-isolation", "--no-deps", str(CLIENT)]
+    subprocess.run(install, check=True, capture_output=True, timeout=300, cwd=tmp_path)
+    shown = subprocess.run(
+        [str(venv / "bin" / "python"), "-c", "import bdrk; print(bdrk.__version__)"],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=tmp_path,
+    )
+    assert shown.stdout == "0.10.0\n"
+    listed = subprocess.run(
+        [str(venv / "bin" / "python"), "-m", "pip", "show", "bdrk"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
+    assert "Version: 0.10.0" in listed.stdout
