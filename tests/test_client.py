@@ -541,3 +541,42 @@ def test_the_distribution_installs_as_bdrk_with_the_pip_python_36_ships(tmp_path
         cwd=tmp_path,
     )
     assert "Version: 0.10.0" in listed.stdout
+
+
+FAKE_SHAP = """
+class TreeExplainer:
+    def __init__(self, model):
+        self.model = model
+        self.expected_value = 0.5
+
+    def shap_values(self, features):
+        return [[1.0, -2.0], [3.0, 0.0]]
+"""
+
+
+def test_with_shap_the_analysis_logs_each_features_mean_absolute_shap_value(
+    step: Step, tmp_path: Path
+) -> None:
+    # A stand-in with shap's interface: the real one needs a compiled model stack to install.
+    (tmp_path / "shap.py").write_text(FAKE_SHAP)
+    result = step(
+        """
+        from bedrock_client.bedrock.analyzer import ModelTypes
+        from bedrock_client.bedrock.analyzer.model_analyzer import ModelAnalyzer
+
+        class Frame:
+            columns = ["age", "income"]
+
+        shap_values, base_values, global_xai, fairness = (
+            ModelAnalyzer(object(), model_name="tree", model_type=ModelTypes.TREE)
+            .test_features(Frame())
+            .analyze()
+        )
+        print(shap_values, base_values, global_xai, fairness)
+        """,
+        extra_path=tmp_path,
+    )
+    importance = {"age": 2.0, "income": 1.0}
+    assert result.stdout == f"[[1.0, -2.0], [3.0, 0.0]] 0.5 { ({'importance': importance}) } None\n"
+    for feature, value in importance.items():
+        assert step.recorder.series(f"feature_importance/{feature}")["value"] == [value]
