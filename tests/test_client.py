@@ -294,6 +294,7 @@ def test_a_value_that_is_not_a_finite_number_or_a_bad_name_raises_at_the_call(
                 lambda: bdrk.log_metric("", 1.0),
                 lambda: bdrk.log_metric("n" * 251, 1.0),
                 lambda: BedrockApi(None).log_metric("loss", float("nan")),
+                lambda: bdrk.log_param("notes", "n" * 6001),
             ]
             for call in calls:
                 try:
@@ -307,13 +308,14 @@ def test_a_value_that_is_not_a_finite_number_or_a_bad_name_raises_at_the_call(
         )
     )
     lines = result.stdout.splitlines()
-    assert len(lines) == 8 and lines[-1] == "250 accepted"
+    assert len(lines) == 9 and lines[-1] == "250 accepted"
     assert all(line.startswith("ValueError: log_metric") for line in lines[:3] + lines[4:7])
     assert "'loss'" in lines[0] and "nan" in lines[0]
     assert "'loss'" in lines[1] and "inf" in lines[1]
     assert lines[3].startswith("ValueError: log_metrics") and "'auc'" in lines[3]
     assert "non-empty" in lines[4]
     assert "251 characters" in lines[5]
+    assert lines[7].startswith("ValueError: log_param: the value of 'notes' is 6001 characters")
     assert "metric auc" not in result.stderr and "metric acc" not in result.stderr
 
 
@@ -424,6 +426,29 @@ def test_a_5xx_is_retried_until_the_points_are_stored(
     recorder.failures_before_success = 2
     step('import bdrk\nbdrk.log_metric("loss", 0.5)\n')
     assert recorder.series("loss")["value"] == [0.5]
+
+
+@pytest.mark.slow
+def test_an_unreachable_server_is_reported_once_and_the_script_still_succeeds(
+    python: str,
+) -> None:
+    # Port 9 (discard) is closed here: every attempt is refused at once, then backed off.
+    result = ok(
+        run(
+            python,
+            """
+            import bdrk
+            with bdrk.start_run():
+                for i in range(25000):
+                    bdrk.log_metric("loss", i)
+            print("done")
+            """,
+            api="http://127.0.0.1:9",
+        )
+    )
+    assert result.stdout == "done\n"
+    assert result.stderr.count("failed 4 times") == 1
+    assert "the points logged so far were not recorded" in result.stderr
 
 
 def test_every_module_real_repositories_import_imports(python: str) -> None:

@@ -109,7 +109,7 @@ def log_metrics(metrics: Mapping[str, Any], x: Any = None) -> None:
     for key, value in dict(metrics).items():
         name = _values.check_name("log_metrics", key)
         checked.append((name, _values.check_number("log_metrics", name, value)))
-    position = _values.check_x("log_metrics", "x", x)
+    position = _values.check_x("log_metrics", "metrics", x)
     for name, number in checked:
         _point(name, number, position, timestamp)
 
@@ -128,7 +128,8 @@ def log_params(params: Mapping[str, Any]) -> None:
     """Parameters of this step, kept as strings; a name logged again takes the new value."""
     checked = {}
     for key, value in dict(params).items():
-        checked[_values.check_name("log_params", key)] = str(_values.plain(value))
+        name = _values.check_name("log_params", key)
+        checked[name] = _values.check_param("log_params", name, value)
     transport = _sender()
     if transport is not None:
         transport.params(checked)
@@ -138,8 +139,9 @@ def log_params(params: Mapping[str, Any]) -> None:
 
 
 def log_param(key: str, value: Any) -> None:
-    _values.check_name("log_param", key)
-    log_params({key: value})
+    name = _values.check_name("log_param", key)
+    _values.check_param("log_param", name, value)
+    log_params({name: value})
 
 
 def log_classifier_chart(call: str, actual: Any, probability: Any) -> None:

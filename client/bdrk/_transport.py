@@ -123,13 +123,17 @@ class Transport:
             number = self._drains_started
         try:
             for body in requests_for(self.step, points, params, charts):
-                self._send(body)
+                if not self._send(body):
+                    # The server is down: retrying each remaining request would only hold up the
+                    # step's exit. What is logged from now on is tried again at the next drain.
+                    break
         finally:
             with self._done:
                 self._drains_finished = number
                 self._done.notify_all()
 
-    def _send(self, body: dict) -> None:
+    def _send(self, body: dict) -> bool:
+        """False when the server could not be reached; a refusal is final and counts as sent."""
         points = sum(len(series["value"]) for series in body.get("metrics", {}).values())
         try:
             _http.call("POST", PATH, json.dumps(body).encode("utf-8"))
@@ -138,11 +142,13 @@ class Transport:
                 f"Bedrock refused what this step logged (HTTP {error.status}): {error.message}"
             )
         except _http.Unreachable as error:
-            self._report_once(f"{error}; {points} points were not recorded.")
+            self._report_once(f"{error}; the points logged so far were not recorded.")
+            return False
         except Exception as error:  # the thread must outlive any one request
             self._report_once(f"sending failed: {error!r}")
         else:
             self.sent_points += points
+        return True
 
     def _report_once(self, message: str) -> None:
         # A rejected series is usually rejected again every second: say so once, not each time.

@@ -5,6 +5,7 @@ import numbers
 from typing import Any, Optional
 
 MAX_NAME = 250
+MAX_PARAM_VALUE = 6000  # the server refuses the whole request beyond it, metrics included
 
 
 def check_name(call: str, name: Any) -> str:
@@ -41,6 +42,16 @@ def check_number(call: str, name: str, value: Any, what: str = "value") -> float
     if not math.isfinite(number):
         raise ValueError(f"{call}: {what} of {name!r} must be a finite number, got {value!r}.")
     return number
+
+
+def check_param(call: str, name: str, value: Any) -> str:
+    text = str(plain(value))
+    if len(text) > MAX_PARAM_VALUE:
+        raise ValueError(
+            f"{call}: the value of {name!r} is {len(text)} characters long; "
+            f"at most {MAX_PARAM_VALUE} are allowed."
+        )
+    return text
 
 
 def check_x(call: str, name: str, x: Any) -> Optional[float]:
