@@ -241,6 +241,8 @@ def test_metrics_params_and_the_classifier_chart_of_both_generations_reach_the_r
             bdrk.log_metric("mixed", 1.0)
             bdrk.log_metric("mixed", 2.0, x=5)
             bdrk.log_metric("mixed", 3.0)
+            bdrk.log_batch({{"batch": [1, 2, 3], "other": [4, 5, 6]}}, x=[10, 20, 30])
+            bdrk.log_batch({{"batch": [7]}})
             bdrk.log_params({{"LR": 0.01, "NUM_LEAVES": 31}})
             bdrk.log_param("N_ESTIMATORS", 100)
             bdrk.log_binary_classifier_metrics(actual={ACTUAL}, probability={PROBABILITY})
@@ -266,6 +268,9 @@ def test_metrics_params_and_the_classifier_chart_of_both_generations_reach_the_r
     for body in recorder.bodies():
         mixed = body.get("metrics", {}).get("mixed", {"value": []})
         assert len(mixed.get("x", mixed["value"])) == len(mixed["value"])
+    assert recorder.series("batch")["value"] == [1.0, 2.0, 3.0, 7.0]
+    assert recorder.series("batch")["x"] == [10.0, 20.0, 30.0]
+    assert recorder.series("other")["value"] == [4.0, 5.0, 6.0]
     assert recorder.series("Precision")["value"] == [0.25]
     assert recorder.series("Recall")["value"] == [1.0]
     params: dict[str, str] = {}

@@ -17,7 +17,9 @@ from bdrk._version import __version__
 __all__ = [
     "__version__",
     "download_model",
+    "flush",
     "init",
+    "log_batch",
     "log_binary_classifier_metrics",
     "log_metric",
     "log_metrics",
@@ -112,6 +114,39 @@ def log_metrics(metrics: Mapping[str, Any], x: Any = None) -> None:
     position = _values.check_x("log_metrics", "metrics", x)
     for name, number in checked:
         _point(name, number, position, timestamp)
+
+
+def log_batch(metrics: Mapping[str, Any], x: Any = None) -> None:
+    """Many points per series in one call: ``{name: [value, ...]}``, one timestamp for all.
+
+    Not in Basis AI's client; for a step that has its series at hand. ``x``, when given, is a
+    list as long as every series.
+    """
+    timestamp = time.time()
+    positions = None  # type: Optional[list]
+    if x is not None:
+        positions = [
+            _values.check_x("log_batch", "x", item) for item in _values.as_list("log_batch", "x", x)
+        ]
+    checked = []
+    for key, values in dict(metrics).items():
+        name = _values.check_name("log_batch", key)
+        numbers = [
+            _values.check_number("log_batch", name, value)
+            for value in _values.as_list("log_batch", name, values)
+        ]
+        if positions is not None and len(positions) != len(numbers):
+            raise ValueError(
+                f"log_batch: {name!r} has {len(numbers)} values but x has {len(positions)}."
+            )
+        checked.append((name, numbers))
+    transport = _sender()
+    for name, numbers in checked:
+        xs = positions if positions is not None else [None] * len(numbers)
+        if transport is not None:
+            transport.metrics(name, numbers, xs, timestamp)
+        else:
+            _http.console(f"metric {name}: {len(numbers)} values, the last {numbers[-1:]}")
 
 
 def _point(name: str, value: float, x: Optional[float], timestamp: float) -> None:

@@ -86,6 +86,16 @@ class Transport:
         if full:
             self._wake.set()
 
+    def metrics(
+        self, name: str, values: List[float], xs: List[Optional[float]], timestamp: float
+    ) -> None:
+        points = [(name, value, x, timestamp) for value, x in zip(values, xs)]
+        with self._lock:
+            self._points.extend(points)
+            full = len(self._points) >= MAX_POINTS_PER_REQUEST
+        if full:
+            self._wake.set()
+
     def params(self, params: Dict[str, str]) -> None:
         with self._lock:
             self._params.update(params)
