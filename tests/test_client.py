@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import secrets
 import subprocess
 import sys
 import textwrap
@@ -610,3 +611,53 @@ def test_with_shap_the_analysis_logs_each_features_mean_absolute_shap_value(
     assert result.stdout == f"[[1.0, -2.0], [3.0, 0.0]] 0.5 { ({'importance': importance}) } None\n"
     for feature, value in importance.items():
         assert step.recorder.series(f"feature_importance/{feature}")["value"] == [value]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_what_a_step_logs_is_stored_by_bedrocks_own_endpoint(python: str, live_server) -> None:
+    from bedrock.accounts.models import hash_token
+    from bedrock.runs.models import Run, RunStatus, RunStep
+    from bedrock.tracking.models import Chart, Metric
+    from bedrock.tracking.series import metric_points
+    from tests import factories
+
+    pipeline = factories.pipeline(factories.project())
+    token = "bdrkrun_" + secrets.token_urlsafe(32)
+    logged = Run.objects.create(
+        pipeline=pipeline,
+        number=1,
+        ref="main",
+        status=RunStatus.RUNNING,
+        token_hash=hash_token(token),
+    )
+    RunStep.objects.create(run=logged, name="train", position=0)
+    ok(
+        run(
+            python,
+            f"""
+            import bdrk
+            from bedrock_client.bedrock.api import BedrockApi
+            with bdrk.start_run():
+                for i in range(25000):
+                    bdrk.log_metric("loss", i / 25000)
+                bdrk.log_metric("epoch", 1, x=7)
+                bdrk.log_batch({{"lr": [0.1, 0.01]}})
+                bdrk.log_params({{"LR": 0.01}})
+                BedrockApi(None).log_chart_data({ACTUAL}, {PROBABILITY})
+            """,
+            BEDROCK_API_DOMAIN=live_server.url,
+            BEDROCK_API_TOKEN=token,
+            BEDROCK_RUN_STEP_NAME="train",
+        )
+    )
+    loss = Metric.objects.get(run=logged, name="loss")
+    assert [point.value for point in metric_points(loss)] == [i / 25000 for i in range(25000)]
+    assert loss.step_name == "train"
+    epoch = Metric.objects.get(run=logged, name="epoch")
+    assert (epoch.count, epoch.latest_x, epoch.latest_value) == (1, 7, 1.0)
+    assert Metric.objects.get(run=logged, name="lr").count == 2
+    assert dict(logged.logged_params.values_list("name", "value")) == {"LR": "0.01"}
+    chart = Chart.objects.get(run=logged, name="binary_classifier")
+    assert {key: chart.data[key] for key in ("tp", "fp", "tn", "fn")} == {
+        key: expected_chart()[key] for key in ("tp", "fp", "tn", "fn")
+    }
