@@ -1,0 +1,1 @@
+"""Basis AI's first client generation, ``bedrock_client.bedrock``, on the same implementation."""

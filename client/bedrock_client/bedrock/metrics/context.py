@@ -1,0 +1,5 @@
+"""``PredictionContext``, from boxkite."""
+
+from bedrock_client.bedrock.metrics import reexport
+
+reexport(globals(), "monitoring.context")

@@ -1,0 +1,5 @@
+"""Prediction log exporters, from boxkite."""
+
+from bedrock_client.bedrock.metrics import reexport
+
+reexport(globals(), "monitoring.exporter")

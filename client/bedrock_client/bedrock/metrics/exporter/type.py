@@ -1,0 +1,5 @@
+"""The exporters' base class, from boxkite."""
+
+from bedrock_client.bedrock.metrics import reexport
+
+reexport(globals(), "monitoring.exporter.type")

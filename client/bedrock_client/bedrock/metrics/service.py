@@ -1,0 +1,5 @@
+"""``ModelMonitoringService``, from boxkite."""
+
+from bedrock_client.bedrock.metrics import reexport
+
+reexport(globals(), "monitoring.service")
