@@ -21,3 +21,15 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if SLOW_FIXTURES.intersection(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.slow)
+
+
+@pytest.fixture
+def step_api(settings):
+    """Bedrock's API served where a run's steps reach it, local or in a container: the example
+    installs Bedrock's client from the package index the API serves, and logs to it."""
+    from bedrock.runs.stepapi import api_for_steps
+
+    settings.ALLOWED_HOSTS = [*settings.ALLOWED_HOSTS, "127.0.0.1", "host.docker.internal"]
+    # Every address, so that containers reach it through the bridge's gateway.
+    with api_for_steps(lambda line: None, bind="0.0.0.0", force=True) as address:  # noqa: S104
+        yield address

@@ -114,7 +114,7 @@ def test_a_step_without_gpus_requests_no_devices(tmp_path):
 @needs_docker
 @pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
-def test_the_example_trains_and_batch_scores_in_containers(tmp_path, docker_executor):
+def test_the_example_trains_and_batch_scores_in_containers(tmp_path, docker_executor, step_api):
     repo = make_repo(tmp_path / "churn", copy=EXAMPLE)
     training = pipeline_for(repo, name="churn-train")
     scoring = pipeline_for(repo, kind=PipelineKind.BATCH_SCORING, project=training.project)
@@ -122,6 +122,8 @@ def test_the_example_trains_and_batch_scores_in_containers(tmp_path, docker_exec
     run = wait_until_done(run_create(actor=SYSTEM, pipeline=training))
 
     assert run.status == RunStatus.SUCCEEDED, run.failure_reason
+    # The container's pip found Bedrock's client through the host, and it logged there.
+    assert run.metrics.filter(name="validation_auc").exists()
     version = ModelVersion.objects.get(run=run)
     with default_storage.open(version.storage_key) as handle:
         assert "model.json" in zipfile.ZipFile(handle).namelist()

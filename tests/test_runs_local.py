@@ -29,7 +29,7 @@ def start(pipeline, **kwargs) -> Run:
 
 
 @pytest.mark.slow
-def test_the_example_trains_publishes_version_1_and_batch_scores_with_it(tmp_path):
+def test_the_example_trains_publishes_version_1_and_batch_scores_with_it(tmp_path, step_api):
     repo = make_repo(tmp_path / "churn", copy=EXAMPLE)
     training = pipeline_for(repo, name="churn-train")
     scoring = pipeline_for(repo, kind=PipelineKind.BATCH_SCORING, project=training.project)
@@ -40,6 +40,11 @@ def test_the_example_trains_publishes_version_1_and_batch_scores_with_it(tmp_pat
     assert [s.status for s in run.steps.order_by("position")] == [RunStatus.SUCCEEDED] * 2
     assert run.parameters["EPOCHS"] == "100" and run.parameters["LEARNING_RATE"] == "0.5"
     assert "validation accuracy" in step_log(run, "train")
+    logged = set(run.metrics.values_list("name", flat=True))
+    assert logged == {"train_log_loss", "validation_accuracy", "validation_auc"}
+    assert run.metrics.get(name="train_log_loss").count == 10  # every 10th of 100 epochs
+    chart = run.charts.get().data  # at threshold 0 every customer is predicted to churn
+    assert chart["tn"][0] == chart["fn"][0] == 0 and chart["tp"][0] > 0 and chart["fp"][0] > 0
     version = ModelVersion.objects.get(run=run)
     assert version.number == 1
     with default_storage.open(version.storage_key) as handle, zipfile.ZipFile(handle) as archive:

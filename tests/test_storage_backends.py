@@ -877,13 +877,13 @@ def whole_path(tmp_path: Path, storage) -> None:
 
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.slow
-def test_the_whole_path_runs_on_s3(s3_storage, tmp_path: Path):
+def test_the_whole_path_runs_on_s3(s3_storage, tmp_path: Path, step_api):
     whole_path(tmp_path, s3_storage)
 
 
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.slow
-def test_the_whole_path_runs_on_gcs(gcs_storage, tmp_path: Path):
+def test_the_whole_path_runs_on_gcs(gcs_storage, tmp_path: Path, step_api):
     whole_path(tmp_path, gcs_storage)
 
 

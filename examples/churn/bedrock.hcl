@@ -14,6 +14,7 @@ train {
 
   step "train" {
     image      = "python:3.11-slim"
+    install    = ["pip install bdrk"]
     script     = [{ sh = ["python3 train.py"] }]
     depends_on = ["prepare"]
     resources {

@@ -52,7 +52,8 @@ def browser():
 
 
 @pytest.fixture
-def page(browser, live_server):
+def page(browser, live_server, settings):
+    settings.BEDROCK_API_DOMAIN = live_server.url  # for the client the example installs
     context = browser.new_context(
         base_url=live_server.url,
         viewport={"width": 1280, "height": 860},

@@ -1,21 +1,14 @@
 from __future__ import annotations
 
 import contextlib
-import os
 import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any, NoReturn
 
-from django.conf import settings
 from django.core.files.storage import default_storage
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandParser
-from django.core.servers.basehttp import (
-    ThreadedWSGIServer,
-    WSGIRequestHandler,
-    get_internal_wsgi_application,
-)
 from django.db import DatabaseError, connection
 
 from bedrock.actors import SYSTEM
@@ -24,6 +17,7 @@ from bedrock.runs.examples import example_load
 from bedrock.runs.management.commands.run import follow
 from bedrock.runs.models import Run, RunStatus, Trigger
 from bedrock.runs.services import run_create, run_submit, runs_reconcile
+from bedrock.runs.stepapi import api_for_steps
 from bedrock.runs.workspace import read_log
 from bedrock.transient import retry_transient
 
@@ -39,7 +33,7 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, quiet: bool, **options: Any) -> None:
         call_command("migrate", interactive=False, verbosity=0)
-        with _api_for_steps(self.stdout.write):
+        with api_for_steps(self.stdout.write):
             self._demo(quiet)
 
     def _demo(self, quiet: bool) -> None:
@@ -89,33 +83,6 @@ class Command(BaseCommand):
     def _fail(self, run: Run) -> NoReturn:
         self.stderr.write(f"{run.pipeline}: run {run.number} {run.status}: {run.failure_reason}")
         sys.exit(1)
-
-
-@contextlib.contextmanager
-def _api_for_steps(write: Callable[[str], None]) -> Iterator[None]:
-    """Serve the API on a free loopback port while the demo runs, for its steps' client and
-    pip (the example installs Bedrock's client from the package index the API serves), unless
-    BEDROCK_API_DOMAIN names a server already."""
-    if os.environ.get("BEDROCK_API_DOMAIN", "").strip():
-        yield
-        return
-    server = ThreadedWSGIServer(("127.0.0.1", 0), QuietHandler)
-    server.set_app(get_internal_wsgi_application())
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    address = f"http://127.0.0.1:{server.server_address[1]}"
-    os.environ["BEDROCK_API_DOMAIN"] = settings.BEDROCK_API_DOMAIN = address
-    write(f"Steps reach the API at {address} while the demo runs.")
-    try:
-        yield
-    finally:
-        server.shutdown()
-        server.server_close()
-        del os.environ["BEDROCK_API_DOMAIN"]
-
-
-class QuietHandler(WSGIRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
 
 
 def _reconcile_until(done: threading.Event, every: float = 15.0) -> None:

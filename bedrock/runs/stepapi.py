@@ -1,0 +1,54 @@
+"""The API served for a run's steps by a command that has no server of its own (``bedrock demo``).
+
+Steps reach Bedrock's API for their client (metrics) and for pip (the package index that serves
+the client): without a server, a step that installs ``bdrk`` fails.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from django.conf import settings
+from django.core.servers.basehttp import (
+    ThreadedWSGIServer,
+    WSGIRequestHandler,
+    get_internal_wsgi_application,
+)
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def api_for_steps(
+    write: Callable[[str], None], *, bind: str = "127.0.0.1", force: bool = False
+) -> Iterator[str]:
+    """Serve the API on a free port of ``bind`` while the block runs, and tell steps where it is
+    (a loopback address, which the Docker executor rewrites for containers), unless
+    BEDROCK_API_DOMAIN names a server already and ``force`` is not given."""
+    if os.environ.get("BEDROCK_API_DOMAIN", "").strip() and not force:
+        yield settings.BEDROCK_API_DOMAIN
+        return
+    before = os.environ.get("BEDROCK_API_DOMAIN"), settings.BEDROCK_API_DOMAIN
+    server = ThreadedWSGIServer((bind, 0), _QuietHandler)
+    server.set_app(get_internal_wsgi_application())
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    address = f"http://127.0.0.1:{server.server_address[1]}"
+    os.environ["BEDROCK_API_DOMAIN"] = settings.BEDROCK_API_DOMAIN = address
+    write(f"Steps reach the API at {address} while this runs.")
+    try:
+        yield address
+    finally:
+        server.shutdown()
+        server.server_close()
+        settings.BEDROCK_API_DOMAIN = before[1]
+        if before[0] is None:
+            os.environ.pop("BEDROCK_API_DOMAIN", None)
+        else:
+            os.environ["BEDROCK_API_DOMAIN"] = before[0]
