@@ -121,7 +121,7 @@ def test_the_example_trains_and_batch_scores_in_containers(tmp_path, docker_exec
 
     run = wait_until_done(run_create(actor=SYSTEM, pipeline=training))
 
-    assert run.status == RunStatus.SUCCEEDED, run.failure_reason
+    assert run.status == RunStatus.SUCCEEDED, (run.failure_reason, step_log(run, "train")[-2000:])
     # The container's pip found Bedrock's client through the host, and it logged there.
     assert run.metrics.filter(name="validation_auc").exists()
     version = ModelVersion.objects.get(run=run)
