@@ -349,14 +349,30 @@ def test_listing_runs_with_their_records_costs_the_same_queries_for_3_as_for_30(
     assert not any("metricchunk" in sql for sql in queries_for_many)
 
 
-def test_points_of_thirty_metrics_are_read_in_one_query(world):
+def test_points_of_thirty_metrics_are_read_one_query_per_series_asked_for(world):
     runs_with_records(world.pipeline, 10)
     query = """{ runs(first: 50) { edges { node { metrics { name points { value } } } } } }"""
 
     answer, queries = counted(query, world.member)
 
     assert sum(len(edge["node"]["metrics"]) for edge in answer["runs"]["edges"]) == 32
-    assert sum("metricchunk" in sql for sql in queries) == 1
+    assert sum("metricchunk" in sql for sql in queries) == 32
+
+
+def test_one_request_reads_no_more_stored_points_than_its_budget(world, monkeypatch):
+    from bedrock.tracking.graphql import types
+
+    runs_with_records(world.pipeline, 10)
+    monkeypatch.setattr(types, "POINTS_READ_PER_REQUEST", 5)
+    query = """{ runs(first: 50) { edges { node { metrics { name points { value } } } } } }"""
+
+    with CaptureQueriesContext(connection) as captured:
+        answer = post(query, user=world.member)
+
+    assert "past the 5 one request may: ask for the points of fewer series" in str(answer["errors"])
+    # Refused before their chunks were read: only the series within the budget were.
+    chunk_reads = [q for q in captured.captured_queries if "metricchunk" in q["sql"]]
+    assert 0 < len(chunk_reads) < 5
 
 
 # --- filtering and ordering by a metric -----------------------------------------------------------

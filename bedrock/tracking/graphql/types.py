@@ -19,7 +19,7 @@ from bedrock.graphql.scalars import choices_enum
 from bedrock.graphql.types import ScopedType
 from bedrock.runs.models import Run
 from bedrock.tracking.graphql.filters import ChartFilter, MetricFilter
-from bedrock.tracking.models import Chart, ChartKind, Metric, MetricChunk, Param
+from bedrock.tracking.models import Chart, ChartKind, Metric, Param
 from bedrock.tracking.selectors import charts_for, metrics_for, params_for
 from bedrock.tracking.series import Point, points, thinned
 
@@ -30,6 +30,9 @@ else:
 
 DEFAULT_POINTS = 1000
 MAX_POINTS = 10_000
+# What the `points` of one request may read, over all the series it asks for: the output is
+# thinned, but the stored points are read whole first.
+POINTS_READ_PER_REQUEST = 2_000_000
 
 
 class OwnRunRows:
@@ -45,6 +48,17 @@ class MetricPoint:
     x: float = strawberry.field(description="The step index it was logged at.")
     value: float
     timestamp: float = strawberry.field(description="When it was logged: seconds since the epoch.")
+
+
+def _spend_points(info: Info, metric: Metric) -> None:
+    request = info.context.request
+    spent = getattr(request, "_bedrock_points_read", 0) + metric.count
+    if spent > POINTS_READ_PER_REQUEST:
+        raise ValueError(
+            f"This request would read {spent:,} stored points for `points`, past the "
+            f"{POINTS_READ_PER_REQUEST:,} one request may: ask for the points of fewer series."
+        )
+    request._bedrock_points_read = spent
 
 
 def within(series: list[Point], limit: int) -> list[Point]:
@@ -80,14 +94,16 @@ class MetricType(OwnRunRows, ScopedType, selector=metrics_for):
     max: float = strawberry_django.field(field_name="max_value")
 
     @strawberry_django.field(
-        prefetch_related=[Prefetch("chunks", queryset=MetricChunk.objects.order_by("seq"))],
         description=f"The series in the order logged, thinned to at most `limit` points (at most "
-        f"{MAX_POINTS}) that keep each stretch's lowest and highest value.",
+        f"{MAX_POINTS}) that keep each stretch's lowest and highest value. One request reads at "
+        f"most {POINTS_READ_PER_REQUEST:,} stored points: ask for fewer series beyond that.",
     )
-    def points(self, root: Metric, limit: int = DEFAULT_POINTS) -> list[MetricPoint]:
+    def points(self, root: Metric, info: Info, limit: int = DEFAULT_POINTS) -> list[MetricPoint]:
         if not 1 <= limit <= MAX_POINTS:
             raise ValueError(f"limit must be between 1 and {MAX_POINTS}, got {limit}.")
-        series = within(points(root.chunks.all()), limit)
+        _spend_points(info, root)
+        # Read here, not prefetched: the budget is checked before any chunk is in memory.
+        series = within(points(root.chunks.order_by("seq")), limit)
         return [MetricPoint(x=p.x, value=p.value, timestamp=p.timestamp) for p in series]
 
 
