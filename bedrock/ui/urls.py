@@ -20,6 +20,7 @@ urlpatterns = [
     path("pipelines/<int:pk>/edit", views.pipeline_edit, name="pipeline_edit"),
     path("pipelines/<int:pk>/archive", views.pipeline_archive, name="pipeline_archive"),
     path("pipelines/<int:pk>/run", views.run_new, name="run_new"),
+    path("pipelines/<int:pk>/compare", views.run_compare, name="run_compare"),
     path("pipelines/<int:pk>/secrets", views.secrets, name="secrets"),
     path("pipelines/<int:pk>/secrets/delete", views.secret_delete, name="secret_delete"),
     path("runs/<int:pk>/", views.run_detail, name="run"),

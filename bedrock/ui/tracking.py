@@ -1,0 +1,289 @@
+"""What the run, model and compare pages show of the metrics, parameters and charts runs record.
+
+A page reads the metric rows (each keeps its latest value, count and extremes) and the chunks of
+only the series it charts, at most ``CHARTED_SERIES`` of them, each thinned to about
+``CHART_POINTS`` points: a run with a million points costs the page a few queries and a chart of
+a thousand points, not a million rows. The charts' data goes to the page as one ``json_script``
+object, keyed by the ids of the figures that draw it (``static/ui/charts.js``); the tables beside
+them carry every number, so the page needs no JavaScript to be read.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from bedrock.pipelines.models import Pipeline
+from bedrock.runs.models import Run
+from bedrock.tracking.models import Chart, ChartKind, Metric, MetricChunk, Param
+from bedrock.tracking.series import Point, points, thinned
+
+CHART_POINTS = 1000
+CHARTED_SERIES = 20
+COMPARE_MIN = 2
+COMPARE_MAX = 10
+# The columns of a binary classifier's chart data, one value per threshold.
+CONFUSION = ("tp", "fp", "tn", "fn")
+
+ChartData = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Figure:
+    """A chart the page draws: ``id`` keys its data in the page's chart data."""
+
+    id: str
+    title: str
+
+
+@dataclass(frozen=True)
+class ParamRow:
+    name: str
+    value: str
+    logged: bool = False
+    step_name: str = ""
+
+
+@dataclass(frozen=True)
+class ThresholdRow:
+    threshold: float
+    tp: float
+    fp: float
+    tn: float
+    fn: float
+    precision: float | None
+    recall: float | None
+
+
+@dataclass
+class Classifier:
+    """A binary classifier's chart: a row per threshold, or why its data cannot be shown."""
+
+    name: str
+    step_name: str
+    rows: list[ThresholdRow] = field(default_factory=list)
+    problem: str = ""
+    figure: Figure | None = None
+
+
+@dataclass
+class Charted:
+    """Metrics in a table, the first ``CHARTED_SERIES`` of them also charted."""
+
+    metrics: list[Any]
+    figures: list[Figure]
+    chart_data: dict[str, ChartData]
+
+    @property
+    def uncharted(self) -> int:
+        return len(self.metrics) - len(self.figures)
+
+
+@dataclass
+class RunTracking(Charted):
+    params: list[ParamRow]
+    classifiers: list[Classifier]
+
+
+# --- series --------------------------------------------------------------------------------------
+def _line(label: str, series: Sequence[Point], limit: int, colour: int = 0) -> dict[str, Any]:
+    """A line of a chart; ``colour`` indexes the palette, so a run keeps its colour everywhere."""
+    # uPlot draws x in ascending order; a step that logged its x out of order still gets a line.
+    kept = sorted(thinned(list(series), limit), key=lambda point: point.x)
+    return {
+        "label": label,
+        "colour": colour,
+        "x": [p.x for p in kept],
+        "y": [p.value for p in kept],
+    }
+
+
+def _series_of(metrics: Iterable[Metric]) -> dict[int, list[Point]]:
+    """Every point of the given metrics, read in one query."""
+    ids = [metric.pk for metric in metrics]
+    by_metric: dict[int, list[MetricChunk]] = defaultdict(list)
+    for chunk in MetricChunk.objects.filter(metric_id__in=ids).order_by("metric_id", "seq"):
+        by_metric[chunk.metric_id].append(chunk)
+    return {metric_id: points(chunks) for metric_id, chunks in by_metric.items()}
+
+
+def _metric_chart(title: str, lines: list[dict[str, Any]]) -> ChartData:
+    return {"title": title, "x_label": "step", "lines": lines}
+
+
+# --- parameters and charts -----------------------------------------------------------------------
+def _params(run: Run, logged: Iterable[Param]) -> list[ParamRow]:
+    own = [ParamRow(name, str(value)) for name, value in sorted((run.parameters or {}).items())]
+    return own + [ParamRow(p.name, p.value, logged=True, step_name=p.step_name) for p in logged]
+
+
+def _ratio(part: float, whole: float) -> float | None:
+    return part / whole if whole else None
+
+
+def _threshold_rows(data: dict[str, Any]) -> list[ThresholdRow]:
+    """The rows of a binary classifier's data; ValueError says what is wrong with it."""
+    columns: dict[str, list] = {}
+    for key in ("thresholds", *CONFUSION):
+        values = data.get(key)
+        if not isinstance(values, list):
+            raise ValueError(f"its data has no list {key!r}")
+        columns[key] = values
+    if len({len(values) for values in columns.values()}) != 1:
+        raise ValueError("its lists thresholds, tp, fp, tn and fn differ in length")
+    rows = []
+    for threshold, tp, fp, tn, fn in zip(*columns.values(), strict=True):
+        tp, fp, tn, fn = (float(tp), float(fp), float(tn), float(fn))
+        rows.append(
+            ThresholdRow(float(threshold), tp, fp, tn, fn, _ratio(tp, tp + fp), _ratio(tp, tp + fn))
+        )
+    return rows
+
+
+def _classifier(chart: Chart, index: int) -> tuple[Classifier, ChartData | None]:
+    classifier = Classifier(name=chart.name, step_name=chart.step_name)
+    try:
+        classifier.rows = _threshold_rows(chart.data if isinstance(chart.data, dict) else {})
+    except (TypeError, ValueError) as exc:
+        classifier.problem = f"The chart {chart.name} cannot be shown: {exc}."
+        return classifier, None
+    classifier.figure = Figure(f"classifier-{index}", chart.name)
+    thresholds = [row.threshold for row in classifier.rows]
+    lines = [
+        {
+            "label": label,
+            "colour": colour,
+            "x": thresholds,
+            "y": [getattr(row, label) for row in classifier.rows],
+        }
+        for colour, label in enumerate(("precision", "recall"))
+    ]
+    data = {"title": chart.name, "x_label": "threshold", "y_range": [0, 1], "lines": lines}
+    return classifier, data
+
+
+# --- the run page --------------------------------------------------------------------------------
+def run_tracking(run: Run) -> RunTracking:
+    """The run's metrics, parameters and charts, with the data of the charts the page draws."""
+    metrics = list(Metric.objects.filter(run=run).order_by("name"))
+    charted = metrics[:CHARTED_SERIES]
+    series = _series_of(charted)
+    chart_data: dict[str, ChartData] = {}
+    figures = []
+    for index, metric in enumerate(charted):
+        figure = Figure(f"metric-{index}", metric.name)
+        line = _line(metric.name, series.get(metric.pk, []), CHART_POINTS)
+        chart_data[figure.id] = _metric_chart(metric.name, [line])
+        figures.append(figure)
+    classifiers = []
+    charts = Chart.objects.filter(run=run, kind=ChartKind.BINARY_CLASSIFIER).order_by("name")
+    for index, chart in enumerate(charts):
+        classifier, data = _classifier(chart, index)
+        if classifier.figure is not None and data is not None:
+            chart_data[classifier.figure.id] = data
+        classifiers.append(classifier)
+    return RunTracking(
+        metrics=metrics,
+        params=_params(run, Param.objects.filter(run=run).order_by("name")),
+        classifiers=classifiers,
+        figures=figures,
+        chart_data=chart_data,
+    )
+
+
+# --- the compare page ----------------------------------------------------------------------------
+class CompareError(ValueError):
+    """The runs asked for cannot be compared; the message says why and what to tick instead."""
+
+
+@dataclass(frozen=True)
+class CompareRow:
+    """One parameter or metric across the runs compared: a value per run, None where it has none."""
+
+    name: str
+    values: list[Any]
+    logged: bool = False
+
+    @property
+    def differs(self) -> bool:
+        return len(set(self.values)) > 1
+
+
+@dataclass
+class Comparison(Charted):
+    runs: list[Run]
+    params: list[CompareRow]
+
+
+def compared_numbers(pipeline: Pipeline, asked: Sequence[str]) -> list[int]:
+    """The run numbers of a compare request, checked: whole numbers, 2 to 10 of them."""
+    numbers: list[int] = []
+    for text in asked:
+        try:
+            number = int(text.strip().lstrip("#"))
+        except ValueError:
+            raise CompareError(f"{text!r} is not a run number.") from None
+        if number not in numbers:
+            numbers.append(number)
+    if not COMPARE_MIN <= len(numbers) <= COMPARE_MAX:
+        raise CompareError(
+            f"Tick between {COMPARE_MIN} and {COMPARE_MAX} runs of {pipeline.name} to compare "
+            f"them; {len(numbers)} {'was' if len(numbers) == 1 else 'were'} ticked."
+        )
+    return sorted(numbers)
+
+
+def _runs(pipeline: Pipeline, numbers: list[int]) -> list[Run]:
+    runs = list(pipeline.runs.filter(number__in=numbers).order_by("number"))
+    missing = sorted(set(numbers) - {run.number for run in runs})
+    if missing:
+        listed = ", ".join(f"#{number}" for number in missing)
+        raise CompareError(f"{pipeline.name} has no run {listed}.")
+    return runs
+
+
+def _param_rows(runs: list[Run]) -> list[CompareRow]:
+    own = sorted({name for run in runs for name in (run.parameters or {})})
+    rows = [CompareRow(name, [(run.parameters or {}).get(name) for run in runs]) for name in own]
+    logged: dict[str, dict[int, str]] = defaultdict(dict)
+    for param in Param.objects.filter(run__in=runs):
+        logged[param.name][param.run_id] = param.value
+    for name in sorted(logged):
+        rows.append(CompareRow(name, [logged[name].get(run.pk) for run in runs], logged=True))
+    return rows
+
+
+def compare_runs(pipeline: Pipeline, asked: Sequence[str]) -> Comparison:
+    """The runs of the pipeline numbered in ``asked``, side by side; CompareError if they cannot."""
+    runs = _runs(pipeline, compared_numbers(pipeline, asked))
+    by_name: dict[str, dict[int, Metric]] = defaultdict(dict)
+    for metric in Metric.objects.filter(run__in=runs):
+        by_name[metric.name][metric.run_id] = metric
+    names = sorted(by_name)
+    metric_rows = [
+        CompareRow(name, [getattr(by_name[name].get(run.pk), "latest_value", None) for run in runs])
+        for name in names
+    ]
+    charted = names[:CHARTED_SERIES]
+    series = _series_of(metric for name in charted for metric in by_name[name].values())
+    # Each run's line is thinner the more runs share the chart, so a chart stays ~2,000 points.
+    limit = max(200, 2 * CHART_POINTS // len(runs))
+    figures, chart_data = [], {}
+    for index, name in enumerate(charted):
+        figure = Figure(f"metric-{index}", name)
+        lines = [
+            _line(f"#{run.number}", series.get(by_name[name][run.pk].pk, []), limit, colour)
+            for colour, run in enumerate(runs)
+            if run.pk in by_name[name]
+        ]
+        chart_data[figure.id] = _metric_chart(name, lines)
+        figures.append(figure)
+    return Comparison(
+        runs=runs,
+        params=_param_rows(runs),
+        metrics=metric_rows,
+        figures=figures,
+        chart_data=chart_data,
+    )
