@@ -8,6 +8,7 @@ latest value and extremes, its points in chunks.
 from __future__ import annotations
 
 import json
+import random
 import re
 from urllib.parse import urlencode
 
@@ -19,7 +20,8 @@ from bedrock.models.models import ModelVersion
 from bedrock.pipelines.models import Role
 from bedrock.runs.models import Run, RunStatus
 from bedrock.tracking.models import Param
-from bedrock.ui.tracking import CHART_POINTS, CHARTED_SERIES
+from bedrock.tracking.series import Point, thinned
+from bedrock.ui.tracking import CHART_POINTS, CHARTED_SERIES, thinned_indices
 from tests import factories
 from tests.tracking_rows import THRESHOLDS, add_classifier, add_metric
 
@@ -203,6 +205,22 @@ def test_the_run_page_charts_the_first_series_by_name_and_says_how_many_it_left_
     assert sorted(chart_data(page)) == sorted(f"metric-{i}" for i in range(CHARTED_SERIES))
     assert page.count("data-metric=") == CHARTED_SERIES + 5
     assert f"the first {CHARTED_SERIES} metrics by name, of {CHARTED_SERIES + 5}" in page
+
+
+@pytest.mark.parametrize("length", [0, 3, 999, 1000, 1001, 1003, 2_500, 100_000])
+@pytest.mark.parametrize("limit", [2, 4, 5, 1000])
+def test_the_charts_keep_the_very_points_the_series_thinning_keeps(length, limit):
+    shuffled = random.Random(length * limit)
+    # Few distinct values, so that buckets have ties, and a spike or two.
+    values = [float(shuffled.randrange(20)) for _ in range(length)]
+    for _ in range(min(2, length)):
+        values[shuffled.randrange(length)] = 1e6
+    series = [Point(float(i), value, 0.0) for i, value in enumerate(values)]
+
+    kept = [series[at] for at in thinned_indices(values, limit)]
+
+    assert kept == thinned(series, limit)
+    assert [id(point) for point in kept] == [id(point) for point in thinned(series, limit)]
 
 
 def run_page_queries(client, run: Run) -> tuple[int, str]:

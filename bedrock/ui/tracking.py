@@ -18,7 +18,6 @@ from typing import Any
 from bedrock.pipelines.models import Pipeline
 from bedrock.runs.models import Run
 from bedrock.tracking.models import Chart, ChartKind, Metric, MetricChunk, Param
-from bedrock.tracking.series import Point, points, thinned
 
 CHART_POINTS = 1000
 CHARTED_SERIES = 20
@@ -88,25 +87,62 @@ class RunTracking(Charted):
 
 
 # --- series --------------------------------------------------------------------------------------
-def _line(label: str, series: Sequence[Point], limit: int, colour: int = 0) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Series:
+    """A metric's points as two arrays, read without their timestamps: a chart draws none."""
+
+    x: list[float]
+    value: list[float]
+
+
+def thinned_indices(values: list[float], limit: int) -> list[int]:
+    """The positions of the points ``bedrock.tracking.series.thinned`` keeps (the lowest and the
+    highest of each of ``limit // 2`` buckets, the first and the last), found on the bare values.
+
+    The same points, without making a ``Point`` of each point of the series first: that costs
+    about a microsecond a point, 0.1 s of the page for a series of 100,000.
+    """
+    count = len(values)
+    if count <= limit or limit < 4:
+        return list(range(count))
+    buckets = limit // 2
+    size = count / buckets
+    kept: list[int] = []
+    for index in range(buckets):
+        start, end = int(index * size), int((index + 1) * size)
+        bucket = values[start:end]
+        if bucket:
+            low, high = bucket.index(min(bucket)), bucket.index(max(bucket))
+            kept.extend(start + at for at in sorted({low, high}))
+    if kept[0] != 0:
+        kept.insert(0, 0)
+    if kept[-1] != count - 1:
+        kept.append(count - 1)
+    return kept
+
+
+def _line(label: str, series: Series, limit: int, colour: int = 0) -> dict[str, Any]:
     """A line of a chart; ``colour`` indexes the palette, so a run keeps its colour everywhere."""
+    kept = thinned_indices(series.value, limit)
     # uPlot draws x in ascending order; a step that logged its x out of order still gets a line.
-    kept = sorted(thinned(list(series), limit), key=lambda point: point.x)
+    kept.sort(key=series.x.__getitem__)
     return {
         "label": label,
         "colour": colour,
-        "x": [p.x for p in kept],
-        "y": [p.value for p in kept],
+        "x": [series.x[at] for at in kept],
+        "y": [series.value[at] for at in kept],
     }
 
 
-def _series_of(metrics: Iterable[Metric]) -> dict[int, list[Point]]:
-    """Every point of the given metrics, read in one query."""
+def _series_of(metrics: Iterable[Metric]) -> dict[int, Series]:
+    """The points of the given metrics, read in one query."""
     ids = [metric.pk for metric in metrics]
-    by_metric: dict[int, list[MetricChunk]] = defaultdict(list)
-    for chunk in MetricChunk.objects.filter(metric_id__in=ids).order_by("metric_id", "seq"):
-        by_metric[chunk.metric_id].append(chunk)
-    return {metric_id: points(chunks) for metric_id, chunks in by_metric.items()}
+    by_metric: dict[int, Series] = defaultdict(lambda: Series([], []))
+    chunks = MetricChunk.objects.filter(metric_id__in=ids).order_by("metric_id", "seq")
+    for metric_id, x, value in chunks.values_list("metric_id", "x", "value"):
+        by_metric[metric_id].x.extend(x)
+        by_metric[metric_id].value.extend(value)
+    return by_metric
 
 
 def _metric_chart(title: str, lines: list[dict[str, Any]]) -> ChartData:
@@ -174,7 +210,7 @@ def run_tracking(run: Run) -> RunTracking:
     figures = []
     for index, metric in enumerate(charted):
         figure = Figure(f"metric-{index}", metric.name)
-        line = _line(metric.name, series.get(metric.pk, []), CHART_POINTS)
+        line = _line(metric.name, series[metric.pk], CHART_POINTS)
         chart_data[figure.id] = _metric_chart(metric.name, [line])
         figures.append(figure)
     classifiers = []
@@ -274,7 +310,7 @@ def compare_runs(pipeline: Pipeline, asked: Sequence[str]) -> Comparison:
     for index, name in enumerate(charted):
         figure = Figure(f"metric-{index}", name)
         lines = [
-            _line(f"#{run.number}", series.get(by_name[name][run.pk].pk, []), limit, colour)
+            _line(f"#{run.number}", series[by_name[name][run.pk].pk], limit, colour)
             for colour, run in enumerate(runs)
             if run.pk in by_name[name]
         ]
