@@ -115,6 +115,19 @@ def test_the_run_page_embeds_each_series_for_its_chart_and_loads_the_vendored_li
     assert not re.search(r'(src|href)="(https?:)?//', page)
 
 
+def test_a_metric_named_like_markup_is_shown_as_text_everywhere(client, world):
+    name = "</script><script>alert(1)</script>"
+    add_metric(world.run, name, [1.0, 2.0])
+    Param.objects.create(run=world.run, name="<b>p</b>", value="<i>v</i>")
+    client.force_login(world.viewer)
+
+    page = text(client.get(f"/runs/{world.run.pk}/"))
+
+    assert "<script>alert(1)" not in page and "<b>p</b>" not in page and "<i>v</i>" not in page
+    assert "&lt;/script&gt;&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert chart_data(page)["metric-0"]["title"] == name
+
+
 def test_a_series_logged_with_its_x_out_of_order_is_charted_in_order_of_x(client, world):
     add_metric(world.run, "loss", [0.3, 0.9, 0.5], xs=[2, 0, 1])
     client.force_login(world.viewer)

@@ -8,11 +8,12 @@ import re
 
 import pytest
 
+from bedrock.models.models import ModelVersion
 from bedrock.pipelines.models import Pipeline, PipelineKind, Project
 from bedrock.runs.models import Run, RunStatus
 from bedrock.tracking.models import Param
 from tests.browser.conftest import SCREENSHOTS
-from tests.tracking_rows import add_classifier, add_metric
+from tests.tracking_rows import THRESHOLDS, add_classifier, add_metric
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -59,8 +60,22 @@ def tracked(scientist) -> Pipeline:
         add_metric(run, "loss", loss, chunk_size=5_000)
         add_metric(run, "auc", [0.6 + 0.3 * (1 - math.exp(-e / (3 + number))) for e in range(30)])
         Param.objects.create(run=run, name="max_depth", value=str(4 + number), step_name="train")
-        add_classifier(run)
+        add_classifier(run, **confusion(THRESHOLDS))
     return pipeline
+
+
+def confusion(thresholds: list[float]) -> dict[str, list[int]]:
+    """A classifier's confusion matrices: 100 positives scored 0.3 to 1, 100 negatives 0 to 0.7."""
+    positives = [0.3 + 0.007 * i for i in range(100)]
+    negatives = [0.007 * i for i in range(100)]
+    tp = [sum(p >= t for p in positives) for t in thresholds]
+    fp = [sum(n >= t for n in negatives) for t in thresholds]
+    return {
+        "tp": tp,
+        "fp": fp,
+        "tn": [100 - count for count in fp],
+        "fn": [100 - count for count in tp],
+    }
 
 
 def figure_of(page, metric: str):
@@ -108,6 +123,29 @@ def test_the_run_page_charts_each_series_and_the_classifier(
     page.mouse.move(box["x"] + box["width"] / 3, box["y"] + box["height"] / 2)
     expect(loss.locator(".u-legend .u-series").nth(1).locator(".u-value")).not_to_have_text("—")
     screenshot("tracking-02-run-hover")
+
+
+def test_the_model_page_shows_each_versions_metrics(
+    page, login, screenshot, scientist, tracked, expect
+):
+    run = tracked.runs.get(number=1)
+    ModelVersion.objects.create(
+        model=tracked.model,
+        number=1,
+        run=run,
+        storage_key="k",
+        size=1,
+        file_count=1,
+        sha256="ab" * 32,
+    )
+    login(scientist)
+
+    page.goto(f"/models/{tracked.model_id}/")
+
+    metrics = page.locator("#version-1 [data-version-metrics]")
+    expect(metrics).to_contain_text("auc 0.899787")
+    expect(metrics).to_contain_text("loss 0.0486342")
+    screenshot("tracking-06-model")
 
 
 def test_runs_ticked_on_the_pipeline_page_are_compared_with_their_series_overlaid(
