@@ -16,7 +16,6 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from bedrock.models.models import ModelVersion
 from bedrock.pipelines.models import Role
 from bedrock.runs.models import Run, RunStatus
 from bedrock.tracking.models import Param
@@ -271,24 +270,8 @@ def test_a_run_with_100000_points_costs_the_page_no_more_queries_and_embeds_abou
 def test_the_model_page_shows_each_versions_metrics_beside_its_provenance(client, world):
     add_metric(world.run, "auc", [0.7, 0.912345678])
     add_metric(world.run, "loss", [0.25])
-    ModelVersion.objects.create(
-        model=world.model,
-        number=1,
-        run=world.run,
-        storage_key="k",
-        size=1,
-        file_count=1,
-        sha256="ab" * 32,
-    )
-    ModelVersion.objects.create(
-        model=world.model,
-        number=2,
-        run=world.runs[1],
-        storage_key="k2",
-        size=1,
-        file_count=1,
-        sha256="cd" * 32,
-    )
+    factories.model_version(world.model, world.run, 1)
+    factories.model_version(world.model, world.runs[1], 2)
     client.force_login(world.viewer)
 
     page = text(client.get(f"/models/{world.model.pk}/"))

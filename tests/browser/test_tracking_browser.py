@@ -8,10 +8,10 @@ import re
 
 import pytest
 
-from bedrock.models.models import ModelVersion
 from bedrock.pipelines.models import Pipeline, PipelineKind, Project
 from bedrock.runs.models import Run, RunStatus
 from bedrock.tracking.models import Param
+from tests import factories
 from tests.browser.conftest import SCREENSHOTS
 from tests.tracking_rows import THRESHOLDS, add_classifier, add_metric
 
@@ -129,15 +129,7 @@ def test_the_model_page_shows_each_versions_metrics(
     page, login, screenshot, scientist, tracked, expect
 ):
     run = tracked.runs.get(number=1)
-    ModelVersion.objects.create(
-        model=tracked.model,
-        number=1,
-        run=run,
-        storage_key="k",
-        size=1,
-        file_count=1,
-        sha256="ab" * 32,
-    )
+    factories.model_version(tracked.model, run)
     login(scientist)
 
     page.goto(f"/models/{tracked.model_id}/")
