@@ -10,14 +10,16 @@ from __future__ import annotations
 import json
 import random
 import re
+import secrets
 from urllib.parse import urlencode
 
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
+from bedrock.accounts.models import hash_token
 from bedrock.pipelines.models import Role
-from bedrock.runs.models import Run, RunStatus
+from bedrock.runs.models import Run, RunStatus, RunStep
 from bedrock.tracking.models import Param
 from bedrock.tracking.series import Point, thinned
 from bedrock.ui.tracking import CHART_POINTS, CHARTED_SERIES, thinned_indices
@@ -134,6 +136,37 @@ def test_a_series_logged_with_its_x_out_of_order_is_charted_in_order_of_x(client
     line = chart_data(text(client.get(f"/runs/{world.run.pk}/")))["metric-0"]["lines"][0]
 
     assert line["x"] == [0, 1, 2] and line["y"] == [0.9, 0.5, 0.3]
+
+
+def test_what_a_step_sends_to_the_tracking_endpoint_shows_on_the_run_page(client, world):
+    token = "bdrkrun_" + secrets.token_urlsafe(32)
+    run = world.runs[2]
+    Run.objects.filter(pk=run.pk).update(status=RunStatus.RUNNING, token_hash=hash_token(token))
+    RunStep.objects.create(run=run, name="train", position=0)
+    chart = {"kind": "binary_classifier", "thresholds": [0.0, 0.5]}
+    chart.update(tp=[10, 6], fp=[10, 2], tn=[0, 8], fn=[0, 4])
+    for batch in (
+        {"step": "train", "metrics": {"loss": {"value": [0.9, 0.6]}}, "params": {"depth": "6"}},
+        {"step": "train", "metrics": {"loss": {"value": [0.3]}}, "charts": {"roc": chart}},
+    ):
+        response = client.post(
+            "/api/tracking",
+            json.dumps(batch),
+            content_type="application/json",
+            HTTP_AUTHORIZATION=f"Bearer {token}",
+        )
+        assert response.status_code == 200, response.content
+    client.force_login(world.viewer)
+
+    page = text(client.get(f"/runs/{run.pk}/"))
+
+    cells = re.findall(r'<td class="num"[^>]*>([^<]*)</td>', row(page, 'data-metric="loss"'))
+    assert cells == ["0.3", "0.3", "0.9", "3"]
+    assert chart_data(page)["metric-0"]["lines"][0]["y"] == [0.9, 0.6, 0.3]
+    assert "reload it for newer points" in page
+    assert "<code>depth</code>" in row(page, "data-logged")
+    precision = chart_data(page)["classifier-0"]["lines"][0]
+    assert precision["label"] == "precision" and precision["y"] == [0.5, 0.75]
 
 
 def test_a_run_without_metrics_says_how_to_log_them_and_loads_no_chart_code(client, world):
