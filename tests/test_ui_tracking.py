@@ -22,6 +22,7 @@ from bedrock.pipelines.models import Role
 from bedrock.runs.models import Run, RunStatus, RunStep
 from bedrock.tracking.models import Param
 from bedrock.tracking.series import Point, thinned
+from bedrock.ui import tracking
 from bedrock.ui.tracking import CHART_POINTS, CHARTED_SERIES, thinned_indices
 from tests import factories
 from tests.tracking_rows import THRESHOLDS, add_classifier, add_metric
@@ -249,7 +250,34 @@ def test_the_run_page_charts_the_first_series_by_name_and_says_how_many_it_left_
 
     assert sorted(chart_data(page)) == sorted(f"metric-{i}" for i in range(CHARTED_SERIES))
     assert page.count("data-metric=") == CHARTED_SERIES + 5
-    assert f"the first {CHARTED_SERIES} metrics by name, of {CHARTED_SERIES + 5}" in page
+    assert (
+        f"Charted: {CHARTED_SERIES} of the {CHARTED_SERIES + 5} metrics, the first by name" in page
+    )
+
+
+def test_compare_charts_no_more_points_than_a_page_may_read(client, world, monkeypatch):
+    monkeypatch.setattr(tracking, "CHART_READ_POINTS", 100)
+    for run in world.runs[:2]:
+        add_metric(run, "a_small", [1.0] * 10)
+        add_metric(run, "b_large", [1.0] * 60)  # 120 points over both runs: too many
+        add_metric(run, "c_small", [1.0] * 30)
+    read: list[str] = []
+
+    def series_of(metrics):
+        metrics = list(metrics)
+        read.extend(metric.name for metric in metrics)
+        return real_series_of(metrics)
+
+    real_series_of = tracking._series_of
+    monkeypatch.setattr(tracking, "_series_of", series_of)
+    client.force_login(world.viewer)
+
+    page = text(client.get(compare_url(world, 1, 2)))
+
+    assert [chart["title"] for chart in chart_data(page).values()] == ["a_small", "c_small"]
+    assert "Charted: 2 of the 3 metrics" in page and "reading 100 points in all" in page
+    assert 'data-row="b_large"' in page
+    assert sorted(read) == ["a_small", "a_small", "c_small", "c_small"]
 
 
 @pytest.mark.parametrize("length", [0, 3, 999, 1000, 1001, 1003, 2_500, 100_000])

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from bedrock.pipelines.models import Pipeline
 from bedrock.runs.models import Run
@@ -21,12 +21,16 @@ from bedrock.tracking.models import Chart, ChartKind, Metric, MetricChunk, Param
 
 CHART_POINTS = 1000
 CHARTED_SERIES = 20
+# The points a page reads for its charts, at most: ~0.3 s a million. A run holds at most
+# BEDROCK_TRACKING_MAX_POINTS_PER_RUN (1M) but ten runs compared could hold ten times that.
+CHART_READ_POINTS = 2_000_000
 COMPARE_MIN = 2
 COMPARE_MAX = 10
 # The columns of a binary classifier's chart data, one value per threshold.
 CONFUSION = ("tp", "fp", "tn", "fn")
 
 ChartData = dict[str, Any]
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -69,15 +73,37 @@ class Classifier:
 
 @dataclass
 class Charted:
-    """Metrics in a table, the first ``CHARTED_SERIES`` of them also charted."""
+    """Metrics in a table, the first of them by name also charted (see ``to_chart``)."""
 
     metrics: list[Any]
     figures: list[Figure]
     chart_data: dict[str, ChartData]
 
     @property
-    def uncharted(self) -> int:
-        return len(self.metrics) - len(self.figures)
+    def uncharted_note(self) -> str:
+        """What the page says of the metrics it does not chart; empty when it charts them all."""
+        if len(self.figures) == len(self.metrics):
+            return ""
+        return (
+            f"Charted: {len(self.figures)} of the {len(self.metrics)} metrics, the first by name"
+            f" that {CHARTED_SERIES} charts reading {CHART_READ_POINTS:,} points in all can"
+            " draw; the table lists every one."
+        )
+
+
+def to_chart(items: Iterable[tuple[T, int]]) -> list[T]:
+    """The items to chart, each with the points charting it reads, in order: at most
+    ``CHARTED_SERIES`` of them, reading ``CHART_READ_POINTS`` together at most (one that would
+    read more is passed over for the next)."""
+    chosen: list[T] = []
+    budget = CHART_READ_POINTS
+    for item, cost in items:
+        if len(chosen) == CHARTED_SERIES:
+            break
+        if cost <= budget:
+            chosen.append(item)
+            budget -= cost
+    return chosen
 
 
 @dataclass
@@ -135,7 +161,7 @@ def _line(label: str, series: Series, limit: int, colour: int = 0) -> dict[str, 
 
 
 def _series_of(metrics: Iterable[Metric]) -> dict[int, Series]:
-    """The points of the given metrics, read in one query."""
+    """The points of the given metrics, read in one query (a metric without any, none)."""
     ids = [metric.pk for metric in metrics]
     by_metric: dict[int, Series] = defaultdict(lambda: Series([], []))
     chunks = MetricChunk.objects.filter(metric_id__in=ids).order_by("metric_id", "seq")
@@ -204,7 +230,7 @@ def _classifier(chart: Chart, index: int) -> tuple[Classifier, ChartData | None]
 def run_tracking(run: Run) -> RunTracking:
     """The run's metrics, parameters and charts, with the data of the charts the page draws."""
     metrics = list(Metric.objects.filter(run=run).order_by("name"))
-    charted = metrics[:CHARTED_SERIES]
+    charted = to_chart((metric, metric.count) for metric in metrics)
     series = _series_of(charted)
     chart_data: dict[str, ChartData] = {}
     figures = []
@@ -302,7 +328,9 @@ def compare_runs(pipeline: Pipeline, asked: Sequence[str]) -> Comparison:
         CompareRow(name, [getattr(by_name[name].get(run.pk), "latest_value", None) for run in runs])
         for name in names
     ]
-    charted = names[:CHARTED_SERIES]
+    charted = to_chart(
+        (name, sum(metric.count for metric in by_name[name].values())) for name in names
+    )
     series = _series_of(metric for name in charted for metric in by_name[name].values())
     # Each run's line is thinner the more runs share the chart, so a chart stays ~2,000 points.
     limit = max(200, 2 * CHART_POINTS // len(runs))
