@@ -25,9 +25,22 @@ from bedrock.tracking.series import Point, thinned
 from bedrock.ui import tracking
 from bedrock.ui.tracking import CHART_POINTS, CHARTED_SERIES, thinned_indices
 from tests import factories
-from tests.tracking_rows import THRESHOLDS, add_classifier, add_metric
 
 pytestmark = pytest.mark.django_db
+
+THRESHOLDS = [round(0.05 * i, 2) for i in range(20)]
+
+
+def classifier_data(**columns: list[int]) -> dict[str, list]:
+    """A binary classifier's data as the tracking endpoint stores it, with ``columns`` replaced."""
+    data: dict[str, list] = {
+        "thresholds": THRESHOLDS,
+        "tp": [40 - 2 * i for i in range(20)],
+        "fp": [60 - 3 * i for i in range(20)],
+        "tn": [3 * i for i in range(20)],
+        "fn": [2 * i for i in range(20)],
+    }
+    return data | columns
 
 
 class World:
@@ -81,8 +94,8 @@ def compare_url(w: World, *numbers: object) -> str:
 
 # --- the run page --------------------------------------------------------------------------------
 def test_the_run_page_lists_each_metrics_latest_min_max_points_and_step(client, world):
-    add_metric(world.run, "loss", [0.9, 0.5, 0.25, 0.3125])
-    add_metric(world.run, "auc", [0.912345678], step="evaluate")
+    factories.metric(world.run, "loss", [0.9, 0.5, 0.25, 0.3125])
+    factories.metric(world.run, "auc", [0.912345678], step_name="evaluate")
     client.force_login(world.viewer)
 
     page = text(client.get(f"/runs/{world.run.pk}/"))
@@ -100,7 +113,7 @@ def test_the_run_page_lists_each_metrics_latest_min_max_points_and_step(client, 
 def test_the_run_page_embeds_each_series_for_its_chart_and_loads_the_vendored_library(
     client, world
 ):
-    add_metric(world.run, "loss", [0.9, 0.5, 0.25])
+    factories.metric(world.run, "loss", [0.9, 0.5, 0.25])
     client.force_login(world.viewer)
 
     page = text(client.get(f"/runs/{world.run.pk}/"))
@@ -119,7 +132,7 @@ def test_the_run_page_embeds_each_series_for_its_chart_and_loads_the_vendored_li
 
 def test_a_metric_named_like_markup_is_shown_as_text_everywhere(client, world):
     name = "</script><script>alert(1)</script>"
-    add_metric(world.run, name, [1.0, 2.0])
+    factories.metric(world.run, name, [1.0, 2.0])
     Param.objects.create(run=world.run, name="<b>p</b>", value="<i>v</i>")
     client.force_login(world.viewer)
 
@@ -131,7 +144,8 @@ def test_a_metric_named_like_markup_is_shown_as_text_everywhere(client, world):
 
 
 def test_a_series_logged_with_its_x_out_of_order_is_charted_in_order_of_x(client, world):
-    add_metric(world.run, "loss", [0.3, 0.9, 0.5], xs=[2, 0, 1])
+    metric = factories.metric(world.run, "loss", [0.3, 0.9, 0.5])
+    metric.chunks.update(x=[2, 0, 1])
     client.force_login(world.viewer)
 
     line = chart_data(text(client.get(f"/runs/{world.run.pk}/")))["metric-0"]["lines"][0]
@@ -197,7 +211,7 @@ def test_the_run_page_lists_the_runs_parameters_and_those_its_steps_logged_marke
 def test_the_run_page_shows_a_binary_classifiers_confusion_matrix_precision_and_recall(
     client, world
 ):
-    add_classifier(world.run)
+    factories.chart(world.run, **classifier_data())
     client.force_login(world.viewer)
 
     page = text(client.get(f"/runs/{world.run.pk}/"))
@@ -210,7 +224,7 @@ def test_the_run_page_shows_a_binary_classifiers_confusion_matrix_precision_and_
         r"<td class=\"num\">0.400</td>\s*<td class=\"num\">0.900</td>",
         section,
     )
-    assert "logged by evaluate" in section
+    assert "logged by train" in section
     lines = chart_data(page)["classifier-0"]["lines"]
     assert [line["label"] for line in lines] == ["precision", "recall"]
     assert lines[0]["x"] == THRESHOLDS
@@ -218,7 +232,7 @@ def test_the_run_page_shows_a_binary_classifiers_confusion_matrix_precision_and_
 
 
 def test_a_threshold_without_predicted_positives_shows_no_precision(client, world):
-    add_classifier(world.run, tp=[0] * 20, fp=[0] * 20)
+    factories.chart(world.run, **classifier_data(tp=[0] * 20, fp=[0] * 20))
     client.force_login(world.viewer)
 
     page = text(client.get(f"/runs/{world.run.pk}/"))
@@ -228,7 +242,7 @@ def test_a_threshold_without_predicted_positives_shows_no_precision(client, worl
 
 
 def test_a_classifier_chart_whose_lists_differ_in_length_is_reported_not_drawn(client, world):
-    add_classifier(world.run, tp=[1, 2, 3])
+    factories.chart(world.run, **classifier_data(tp=[1, 2, 3]))
     client.force_login(world.viewer)
 
     response = client.get(f"/runs/{world.run.pk}/")
@@ -243,7 +257,7 @@ def test_a_classifier_chart_whose_lists_differ_in_length_is_reported_not_drawn(c
 
 def test_the_run_page_charts_the_first_series_by_name_and_says_how_many_it_left_out(client, world):
     for index in range(CHARTED_SERIES + 5):
-        add_metric(world.run, f"m{index:02d}", [1.0, 2.0])
+        factories.metric(world.run, f"m{index:02d}", [1.0, 2.0])
     client.force_login(world.viewer)
 
     page = text(client.get(f"/runs/{world.run.pk}/"))
@@ -258,9 +272,9 @@ def test_the_run_page_charts_the_first_series_by_name_and_says_how_many_it_left_
 def test_compare_charts_no_more_points_than_a_page_may_read(client, world, monkeypatch):
     monkeypatch.setattr(tracking, "CHART_READ_POINTS", 100)
     for run in world.runs[:2]:
-        add_metric(run, "a_small", [1.0] * 10)
-        add_metric(run, "b_large", [1.0] * 60)  # 120 points over both runs: too many
-        add_metric(run, "c_small", [1.0] * 30)
+        factories.metric(run, "a_small", [1.0] * 10)
+        factories.metric(run, "b_large", [1.0] * 60)  # 120 points over both runs: too many
+        factories.metric(run, "c_small", [1.0] * 30)
     read: list[str] = []
 
     def series_of(metrics):
@@ -307,12 +321,12 @@ def test_a_run_with_100000_points_costs_the_page_no_more_queries_and_embeds_abou
     client, world
 ):
     small = world.runs[1]
-    add_metric(small, "loss", [0.5, 0.4, 0.3])
+    factories.metric(small, "loss", [0.5, 0.4, 0.3])
     values = [1.0 / (1 + i) for i in range(100_000)]
     values[54_321] = 50.0  # a spike the thinned chart must keep
-    add_metric(world.run, "loss", values)
+    factories.metric(world.run, "loss", values)
     for name in ("auc", "f1", "precision", "recall"):
-        add_metric(world.run, name, [0.8] * 100)
+        factories.metric(world.run, name, [0.8] * 100)
     client.force_login(world.viewer)
     run_page_queries(client, small)  # the session and the user, read once
 
@@ -329,8 +343,8 @@ def test_a_run_with_100000_points_costs_the_page_no_more_queries_and_embeds_abou
 
 # --- the model page ------------------------------------------------------------------------------
 def test_the_model_page_shows_each_versions_metrics_beside_its_provenance(client, world):
-    add_metric(world.run, "auc", [0.7, 0.912345678])
-    add_metric(world.run, "loss", [0.25])
+    factories.metric(world.run, "auc", [0.7, 0.912345678])
+    factories.metric(world.run, "loss", [0.25])
     factories.model_version(world.model, world.run, 1)
     factories.model_version(world.model, world.runs[1], 2)
     client.force_login(world.viewer)
@@ -358,10 +372,10 @@ def test_the_pipeline_page_offers_a_checkbox_per_run_and_a_compare_button(client
 def test_compare_shows_parameters_and_metrics_side_by_side_and_highlights_differences(
     client, world
 ):
-    add_metric(world.runs[0], "auc", [0.5, 0.8])
-    add_metric(world.runs[1], "auc", [0.6, 0.9])
-    add_metric(world.runs[0], "epochs_done", [10.0])
-    add_metric(world.runs[1], "epochs_done", [10.0])
+    factories.metric(world.runs[0], "auc", [0.5, 0.8])
+    factories.metric(world.runs[1], "auc", [0.6, 0.9])
+    factories.metric(world.runs[0], "epochs_done", [10.0])
+    factories.metric(world.runs[1], "epochs_done", [10.0])
     Param.objects.create(run=world.runs[0], name="max_depth", value="6", step_name="train")
     client.force_login(world.viewer)
 
@@ -384,8 +398,8 @@ def test_compare_shows_parameters_and_metrics_side_by_side_and_highlights_differ
 
 
 def test_compare_overlays_each_metrics_series_one_line_per_run(client, world):
-    add_metric(world.runs[0], "loss", [0.9, 0.5])
-    add_metric(world.runs[2], "loss", [0.8, 0.4, 0.2])
+    factories.metric(world.runs[0], "loss", [0.9, 0.5])
+    factories.metric(world.runs[2], "loss", [0.8, 0.4, 0.2])
     client.force_login(world.viewer)
 
     page = text(client.get(compare_url(world, 1, 2, 3)))
@@ -400,7 +414,7 @@ def test_compare_overlays_each_metrics_series_one_line_per_run(client, world):
 
 def test_compare_thins_each_runs_series_so_an_overlay_stays_small(client, world):
     for run in world.runs:
-        add_metric(run, "loss", [float(i % 97) for i in range(20_000)], chunk_size=5000)
+        factories.metric(run, "loss", [float(i % 97) for i in range(20_000)], chunk=5000)
     client.force_login(world.viewer)
 
     lines = chart_data(text(client.get(compare_url(world, 1, 2, 3))))["metric-0"]["lines"]

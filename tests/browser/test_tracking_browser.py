@@ -13,9 +13,10 @@ from bedrock.runs.models import Run, RunStatus
 from bedrock.tracking.models import Param
 from tests import factories
 from tests.browser.conftest import SCREENSHOTS
-from tests.tracking_rows import THRESHOLDS, add_classifier, add_metric
 
 pytestmark = pytest.mark.django_db(transaction=True)
+
+THRESHOLDS = [round(0.05 * i, 2) for i in range(20)]
 
 # How many of a canvas's pixels are painted: a chart that drew its lines paints some.
 PAINTED = """(canvas) => {
@@ -57,10 +58,12 @@ def tracked(scientist) -> Pipeline:
         points = 100_000 if number == 1 else 2_000
         decay = 1 / (points / 5)
         loss = [0.7 * math.exp(-decay * i) + 0.05 * math.sin(i / 50) ** 2 for i in range(points)]
-        add_metric(run, "loss", loss, chunk_size=5_000)
-        add_metric(run, "auc", [0.6 + 0.3 * (1 - math.exp(-e / (3 + number))) for e in range(30)])
+        factories.metric(run, "loss", loss, chunk=5_000)
+        factories.metric(
+            run, "auc", [0.6 + 0.3 * (1 - math.exp(-e / (3 + number))) for e in range(30)]
+        )
         Param.objects.create(run=run, name="max_depth", value=str(4 + number), step_name="train")
-        add_classifier(run, **confusion(THRESHOLDS))
+        factories.chart(run, thresholds=THRESHOLDS, **confusion(THRESHOLDS))
     return pipeline
 
 
