@@ -11,6 +11,7 @@ import json
 import random
 import re
 import secrets
+from datetime import timedelta
 from urllib.parse import urlencode
 
 import pytest
@@ -178,10 +179,45 @@ def test_what_a_step_sends_to_the_tracking_endpoint_shows_on_the_run_page(client
     cells = re.findall(r'<td class="num"[^>]*>([^<]*)</td>', row(page, 'data-metric="loss"'))
     assert cells == ["0.3", "0.3", "0.9", "3"]
     assert chart_data(page)["metric-0"]["lines"][0]["y"] == [0.9, 0.6, 0.3]
-    assert "reload it for newer points" in page
+    assert "shown as the run logs them" in page
     assert "<code>depth</code>" in row(page, "data-logged")
     precision = chart_data(page)["classifier-0"]["lines"][0]
     assert precision["label"] == "precision" and precision["y"] == [0.5, 0.75]
+
+
+def test_the_status_of_a_run_changes_whenever_its_steps_log_and_the_parts_follow(client, world):
+    client.force_login(world.viewer)
+
+    def state() -> str:
+        return client.get(f"/runs/{world.run.pk}/status").json()["tracking"]
+
+    seen = [state()]
+    metric = factories.metric(world.run, "loss", [0.5])
+    seen.append(state())
+    metric.count = 2
+    metric.save()
+    seen.append(state())
+    param = Param.objects.create(run=world.run, name="depth", value="6")
+    seen.append(state())
+    Param.objects.filter(pk=param.pk).update(logged_at=param.logged_at + timedelta(seconds=1))
+    seen.append(state())
+    factories.chart(world.run, **classifier_data())
+    seen.append(state())
+
+    assert len(set(seen)) == len(seen)
+    page = text(client.get(f"/runs/{world.run.pk}/"))
+    assert f'data-tracking-state="{seen[-1]}"' in page
+    parts = text(client.get(f"/runs/{world.run.pk}/tracking"))
+    assert '<section class="panel" id="parameters" data-tracking-part="params">' in parts
+    assert '<tr data-metric="loss">' in parts and 'id="chart-data"' in parts
+    assert "<html" not in parts
+
+
+def test_an_outsider_gets_a_404_for_a_runs_tracking_parts(client, world):
+    factories.metric(world.run, "loss", [0.5])
+    client.force_login(world.outsider)
+
+    assert client.get(f"/runs/{world.run.pk}/tracking").status_code == 404
 
 
 def test_a_run_without_metrics_says_how_to_log_them_and_loads_no_chart_code(client, world):
@@ -264,9 +300,21 @@ def test_the_run_page_charts_the_first_series_by_name_and_says_how_many_it_left_
 
     assert sorted(chart_data(page)) == sorted(f"metric-{i}" for i in range(CHARTED_SERIES))
     assert page.count("data-metric=") == CHARTED_SERIES + 5
-    assert (
-        f"Charted: {CHARTED_SERIES} of the {CHARTED_SERIES + 5} metrics, the first by name" in page
-    )
+    assert f"Charted: the first {CHARTED_SERIES} metrics by name" in page
+    assert "single point" not in page
+
+
+def test_a_metric_of_one_point_is_in_the_table_and_not_charted(client, world):
+    factories.metric(world.run, "accuracy", [0.78])
+    factories.metric(world.run, "loss", [0.5, 0.4])
+    client.force_login(world.viewer)
+
+    page = text(client.get(f"/runs/{world.run.pk}/"))
+
+    assert [chart["title"] for chart in chart_data(page).values()] == ["loss"]
+    assert ">0.78</td>" in row(page, 'data-metric="accuracy"')
+    assert "A metric of a single point is in the table only." in page
+    assert "Charted: the first" not in page
 
 
 def test_compare_charts_no_more_points_than_a_page_may_read(client, world, monkeypatch):
@@ -289,7 +337,7 @@ def test_compare_charts_no_more_points_than_a_page_may_read(client, world, monke
     page = text(client.get(compare_url(world, 1, 2)))
 
     assert [chart["title"] for chart in chart_data(page).values()] == ["a_small", "c_small"]
-    assert "Charted: 2 of the 3 metrics" in page and "reading 100 points in all" in page
+    assert "Charted: the first 2 metrics by name" in page and "from 100 points in all" in page
     assert 'data-row="b_large"' in page
     assert sorted(read) == ["a_small", "a_small", "c_small", "c_small"]
 

@@ -15,6 +15,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from django.db.models import Max, OuterRef, Subquery, Sum
+
 from bedrock.pipelines.models import Pipeline
 from bedrock.runs.models import Run
 from bedrock.tracking.models import Chart, ChartKind, Metric, MetricChunk, Param
@@ -71,24 +73,27 @@ class Classifier:
     figure: Figure | None = None
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Charted:
     """Metrics in a table, the first of them by name also charted (see ``to_chart``)."""
 
     metrics: list[Any]
     figures: list[Figure]
     chart_data: dict[str, ChartData]
+    single_points: int = 0  # metrics of one point (in every run): a chart would draw no line
 
     @property
     def uncharted_note(self) -> str:
         """What the page says of the metrics it does not chart; empty when it charts them all."""
-        if len(self.figures) == len(self.metrics):
-            return ""
-        return (
-            f"Charted: {len(self.figures)} of the {len(self.metrics)} metrics, the first by name"
-            f" that {CHARTED_SERIES} charts reading {CHART_READ_POINTS:,} points in all can"
-            " draw; the table lists every one."
-        )
+        notes = []
+        if len(self.figures) + self.single_points < len(self.metrics):
+            notes.append(
+                f"Charted: the first {len(self.figures)} metrics by name; a page draws at most"
+                f" {CHARTED_SERIES} charts, from {CHART_READ_POINTS:,} points in all."
+            )
+        if self.single_points:
+            notes.append("A metric of a single point is in the table only.")
+        return " ".join(notes)
 
 
 def to_chart(items: Iterable[tuple[T, int]]) -> list[T]:
@@ -106,10 +111,11 @@ def to_chart(items: Iterable[tuple[T, int]]) -> list[T]:
     return chosen
 
 
-@dataclass
+@dataclass(kw_only=True)
 class RunTracking(Charted):
     params: list[ParamRow]
     classifiers: list[Classifier]
+    state: str = ""
 
 
 # --- series --------------------------------------------------------------------------------------
@@ -227,10 +233,28 @@ def _classifier(chart: Chart, index: int) -> tuple[Classifier, ChartData | None]
 
 
 # --- the run page --------------------------------------------------------------------------------
+def tracking_state(run_id: int) -> str:
+    """A value that changes whenever the run's steps log anything, read in one query: the run
+    page, following a running run, fetches its metrics again when it does."""
+    mine = {"run": OuterRef("pk")}
+    points = Metric.objects.filter(**mine).values("run").annotate(v=Sum("count")).values("v")
+    params = Param.objects.filter(**mine).values("run").annotate(v=Max("logged_at")).values("v")
+    charts = Chart.objects.filter(**mine).values("run").annotate(v=Max("logged_at")).values("v")
+    row = (
+        Run.objects.filter(pk=run_id)
+        .values_list(Subquery(points), Subquery(params), Subquery(charts))
+        .first()
+    )
+    return "" if row is None else " ".join(str(value or 0) for value in row)
+
+
 def run_tracking(run: Run) -> RunTracking:
     """The run's metrics, parameters and charts, with the data of the charts the page draws."""
+    # Read first: what is logged while the rest is read makes the page fetch it all once more.
+    state = tracking_state(run.pk)
     metrics = list(Metric.objects.filter(run=run).order_by("name"))
-    charted = to_chart((metric, metric.count) for metric in metrics)
+    drawable = [metric for metric in metrics if metric.count > 1]
+    charted = to_chart((metric, metric.count) for metric in drawable)
     series = _series_of(charted)
     chart_data: dict[str, ChartData] = {}
     figures = []
@@ -252,6 +276,8 @@ def run_tracking(run: Run) -> RunTracking:
         classifiers=classifiers,
         figures=figures,
         chart_data=chart_data,
+        single_points=len(metrics) - len(drawable),
+        state=state,
     )
 
 
@@ -273,7 +299,7 @@ class CompareRow:
         return len(set(self.values)) > 1
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Comparison(Charted):
     runs: list[Run]
     params: list[CompareRow]
@@ -328,9 +354,9 @@ def compare_runs(pipeline: Pipeline, asked: Sequence[str]) -> Comparison:
         CompareRow(name, [getattr(by_name[name].get(run.pk), "latest_value", None) for run in runs])
         for name in names
     ]
-    charted = to_chart(
-        (name, sum(metric.count for metric in by_name[name].values())) for name in names
-    )
+    counts = {name: [metric.count for metric in by_name[name].values()] for name in names}
+    drawable = [name for name in names if max(counts[name]) > 1]
+    charted = to_chart((name, sum(counts[name])) for name in drawable)
     series = _series_of(metric for name in charted for metric in by_name[name].values())
     # Each run's line is thinner the more runs share the chart, so a chart stays ~2,000 points.
     limit = max(200, 2 * CHART_POINTS // len(runs))
@@ -350,4 +376,5 @@ def compare_runs(pipeline: Pipeline, asked: Sequence[str]) -> Comparison:
         metrics=metric_rows,
         figures=figures,
         chart_data=chart_data,
+        single_points=len(names) - len(drawable),
     )

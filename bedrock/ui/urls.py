@@ -25,6 +25,7 @@ urlpatterns = [
     path("pipelines/<int:pk>/secrets/delete", views.secret_delete, name="secret_delete"),
     path("runs/<int:pk>/", views.run_detail, name="run"),
     path("runs/<int:pk>/status", views.run_status, name="run_status"),
+    path("runs/<int:pk>/tracking", views.run_tracking_parts, name="run_tracking"),
     path("runs/<int:pk>/steps/<str:step>/log", views.step_log, name="step_log"),
     path("runs/<int:pk>/stop", views.run_stop, name="run_stop"),
     path("runs/<int:pk>/rerun", views.run_rerun, name="run_rerun"),

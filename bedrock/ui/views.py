@@ -50,7 +50,7 @@ from bedrock.tracking.models import Metric
 from bedrock.ui.config import config_keep, kept_config, read_config
 from bedrock.ui.forms import PipelineForm, RunForm, SecretForm, TokenForm
 from bedrock.ui.templatetags.bedrock_ui import elapsed
-from bedrock.ui.tracking import CompareError, compare_runs, run_tracking
+from bedrock.ui.tracking import CompareError, compare_runs, run_tracking, tracking_state
 
 PER_PAGE = 25
 # The run page shows this much of each log at once; the rest follows through the log endpoint.
@@ -455,6 +455,7 @@ def run_status(request: HttpRequest, pk: int) -> JsonResponse:
             "failure_reason": run.failure_reason,
             "exit_code": run.exit_code,
             "output_model_version": _version_json(output),
+            "tracking": tracking_state(run.pk),
             "steps": [
                 {
                     "name": step.name,
@@ -468,6 +469,16 @@ def run_status(request: HttpRequest, pk: int) -> JsonResponse:
                 for step in (_row(step, with_log=False) for step in run.steps.all())
             ],
         }
+    )
+
+
+@require_GET
+@login_required
+def run_tracking_parts(request: HttpRequest, pk: int) -> HttpResponse:
+    """The run page's parameters, metrics and charts, for the page that follows a run."""
+    run = _run(request, pk)
+    return render(
+        request, "ui/run_tracking_parts.html", {"run": run, "tracking": run_tracking(run)}
     )
 
 

@@ -128,6 +128,34 @@ def test_the_run_page_charts_each_series_and_the_classifier(
     screenshot("tracking-02-run-hover")
 
 
+def test_the_page_of_a_running_run_shows_what_its_steps_log_without_reloading(
+    page, login, screenshot, scientist, tracked, expect
+):
+    run = Run.objects.create(
+        pipeline=tracked, number=4, ref="main", status=RunStatus.RUNNING, parameters={"EPOCHS": "9"}
+    )
+    login(scientist)
+    page.goto(f"/runs/{run.pk}/")
+    expect(page.locator("#metrics")).to_contain_text("None logged.")
+    page.evaluate("window.notReloaded = true")
+
+    factories.metric(run, "loss", [0.9, 0.7, 0.6])
+    Param.objects.create(run=run, name="max_depth", value="8", step_name="train")
+    expect(page.locator('tr[data-metric="loss"]')).to_contain_text("0.6")
+    expect(page.locator("tr[data-logged]")).to_contain_text("max_depth")
+    charts_drew(page, expect, 1)
+    factories.chart(run, thresholds=THRESHOLDS, **confusion(THRESHOLDS))
+    factories.metric(run, "auc", [0.7, 0.81])
+    Run.objects.filter(pk=run.pk).update(status=RunStatus.SUCCEEDED)
+
+    expect(page.locator("[data-run-status]")).to_have_text("Succeeded")
+    expect(page.locator('tr[data-metric="auc"]')).to_contain_text("0.81")
+    expect(page.locator("#metrics")).not_to_contain_text("as the run logs them")
+    charts_drew(page, expect, 3)
+    assert page.evaluate("window.notReloaded") is True
+    screenshot("tracking-07-run-followed")
+
+
 def test_the_model_page_shows_each_versions_metrics(
     page, login, screenshot, scientist, tracked, expect
 ):

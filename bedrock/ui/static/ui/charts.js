@@ -1,10 +1,12 @@
 // Line charts of metrics, drawn with the vendored uPlot from the page's chart data: a json_script
 // element "chart-data" holding {figure id: {title, x_label, y_range?, lines: [{label, colour, x, y}]}}.
 // Each <figure data-chart="id" hidden> is shown and drawn into; without JavaScript the figures
-// stay hidden and the tables beside them carry every number.
+// stay hidden and the tables beside them carry every number. The run page replaces its figures
+// as a running run logs more, and says so with the event "bedrock:charts".
 "use strict";
 
 const CHART_HEIGHT = 240;
+const drawn = [];  // {figure, plot, observer} of every chart drawn
 
 // The palette is the stylesheet's (--series-0 …), so the swatches beside run numbers match.
 function palette() {
@@ -62,18 +64,31 @@ function draw(figure, spec, colours) {
   figure.hidden = false;
   const plot = new uPlot(options(spec, figure.clientWidth, colours), alignedData(spec.lines), figure);
   // Keep the chart as wide as its figure when the window or the grid around it changes.
-  new ResizeObserver(() => {
+  const observer = new ResizeObserver(() => {
     const width = figure.clientWidth;
     if (width && width !== plot.width) plot.setSize({ width, height: CHART_HEIGHT });
-  }).observe(figure);
+  });
+  observer.observe(figure);
+  drawn.push({ figure, plot, observer });
 }
 
-document.addEventListener("DOMContentLoaded", () => {
+function drawAll() {
+  // Charts whose figures the page has replaced let go of them.
+  for (let index = drawn.length - 1; index >= 0; index--) {
+    const chart = drawn[index];
+    if (chart.figure.isConnected) continue;
+    chart.observer.disconnect();
+    chart.plot.destroy();
+    drawn.splice(index, 1);
+  }
   const source = document.getElementById("chart-data");
   if (!source || typeof uPlot === "undefined") return;
   const data = JSON.parse(source.textContent);
   const colours = palette();
-  document.querySelectorAll("figure[data-chart]").forEach((figure) => {
+  document.querySelectorAll("figure[data-chart][hidden]").forEach((figure) => {
     draw(figure, data[figure.dataset.chart], colours);
   });
-});
+}
+
+document.addEventListener("DOMContentLoaded", drawAll);
+document.addEventListener("bedrock:charts", drawAll);
