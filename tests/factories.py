@@ -6,8 +6,9 @@ import itertools
 
 from django.contrib.auth import get_user_model
 
-from bedrock.models.models import Model
+from bedrock.models.models import Model, ModelVersion
 from bedrock.pipelines.models import Membership, Pipeline, PipelineKind, Project, Role
+from bedrock.runs.models import Run
 from bedrock.tracking.models import Chart, ChartKind, Metric, MetricChunk
 
 _seq = itertools.count(1)
@@ -69,4 +70,17 @@ def metric(run, name: str, values: list[float], *, chunk: int = 1000, step_name:
 def chart(run, name: str = "binary_classifier", **data):
     return Chart.objects.create(
         run=run, name=name, kind=ChartKind.BINARY_CLASSIFIER, data=data, step_name="train"
+    )
+
+
+def model_version(model: Model, run: Run, number: int = 1) -> ModelVersion:
+    """A version as a run publishes it, its archive never read."""
+    return ModelVersion.objects.create(
+        model=model,
+        number=number,
+        run=run,
+        storage_key=f"models/{model.pk}/v{number}.zip",
+        size=1,
+        file_count=1,
+        sha256=f"{number:02x}" * 32,
     )

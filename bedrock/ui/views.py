@@ -46,9 +46,11 @@ from bedrock.runs.selectors import run_with_role
 from bedrock.runs.workspace import read_log
 from bedrock.secrets import services as secret_services
 from bedrock.secrets.selectors import secret_rows_for
+from bedrock.tracking.models import Metric
 from bedrock.ui.config import config_keep, kept_config, read_config
 from bedrock.ui.forms import PipelineForm, RunForm, SecretForm, TokenForm
 from bedrock.ui.templatetags.bedrock_ui import elapsed
+from bedrock.ui.tracking import CompareError, compare_runs, run_tracking, tracking_state
 
 PER_PAGE = 25
 # The run page shows this much of each log at once; the rest follows through the log endpoint.
@@ -398,7 +400,25 @@ def run_detail(request: HttpRequest, pk: int) -> HttpResponse:
             "steps": steps,
             "open_step": _step_to_open(run, steps),
             "can_run": role_allows(role, Role.DEVELOPER),
+            "tracking": run_tracking(run),
         },
+    )
+
+
+@require_GET
+@login_required
+def run_compare(request: HttpRequest, pk: int) -> HttpResponse:
+    """Runs of one pipeline side by side: ``?run=3&run=5`` names them by their numbers."""
+    pipeline = _pipeline(request, pk)
+    try:
+        comparison = compare_runs(pipeline, request.GET.getlist("run"))
+    except CompareError as exc:
+        messages.error(request, str(exc))
+        return redirect("ui:pipeline", pk=pipeline.pk)
+    return render(
+        request,
+        "ui/run_compare.html",
+        {"pipeline": pipeline, "current_project": pipeline.project, "comparison": comparison},
     )
 
 
@@ -435,6 +455,7 @@ def run_status(request: HttpRequest, pk: int) -> JsonResponse:
             "failure_reason": run.failure_reason,
             "exit_code": run.exit_code,
             "output_model_version": _version_json(output),
+            "tracking": tracking_state(run.pk),
             "steps": [
                 {
                     "name": step.name,
@@ -448,6 +469,16 @@ def run_status(request: HttpRequest, pk: int) -> JsonResponse:
                 for step in (_row(step, with_log=False) for step in run.steps.all())
             ],
         }
+    )
+
+
+@require_GET
+@login_required
+def run_tracking_parts(request: HttpRequest, pk: int) -> HttpResponse:
+    """The run page's parameters, metrics and charts, for the page that follows a run."""
+    run = _run(request, pk)
+    return render(
+        request, "ui/run_tracking_parts.html", {"run": run, "tracking": run_tracking(run)}
     )
 
 
@@ -520,7 +551,8 @@ def model_detail(request: HttpRequest, pk: int) -> HttpResponse:
     model = get_object_or_404(models_for(request.user), pk=pk)
     scoring_runs = Run.objects.select_related("pipeline").order_by("-created_at", "-id")
     versions = model.versions.select_related("run__pipeline", "run__triggered_by").prefetch_related(
-        Prefetch("scoring_runs", queryset=scoring_runs)
+        Prefetch("scoring_runs", queryset=scoring_runs),
+        Prefetch("run__metrics", queryset=Metric.objects.order_by("name")),
     )
     can_run = has_role(request.user, model.project, Role.DEVELOPER)
     return render(

@@ -73,3 +73,12 @@ def project_switcher(context: template.Context) -> dict[str, Any]:
         "current": getattr(current, "name", None),
         "target": "ui:models" if context.get("section") == "models" else "ui:home",
     }
+
+
+@register.filter
+def metric_value(value: float | None) -> str:
+    """A metric's value in six significant digits (``0.912346``, ``1.5e-07``); the page's title
+    attributes carry the full value."""
+    if value is None:
+        return ""
+    return f"{value:.6g}"

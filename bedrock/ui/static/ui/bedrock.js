@@ -109,6 +109,30 @@ function followRun(root) {
     }
   }
 
+  // What the steps log while the page is open (parameters, metrics, charts) is fetched again
+  // when the status says it changed: at most every few seconds, and once more as the run ends.
+  let trackingFetched = 0;
+  async function refreshTracking(state, final) {
+    if (state === undefined || state === root.dataset.trackingState) return;
+    if (!final && Date.now() - trackingFetched < 3000) return;
+    trackingFetched = Date.now();
+    let response;
+    try {
+      response = await fetch(root.dataset.trackingUrl);
+    } catch (error) {
+      return;  // the next status says it changed still
+    }
+    if (!response.ok) return;
+    const parts = document.createElement("template");
+    parts.innerHTML = await response.text();
+    parts.content.querySelectorAll("[data-tracking-part]").forEach((part) => {
+      const shown = root.querySelector(`[data-tracking-part="${part.dataset.trackingPart}"]`);
+      if (shown) shown.replaceWith(part);
+    });
+    root.dataset.trackingState = state;
+    document.dispatchEvent(new CustomEvent("bedrock:charts"));
+  }
+
   async function tick() {
     let data;
     try {
@@ -120,6 +144,7 @@ function followRun(root) {
       return;
     }
     showOutcome(data);
+    refreshTracking(data.tracking, !data.active);
     for (const step of data.steps) {
       const row = root.querySelector(`tr[data-step="${CSS.escape(step.name)}"]`);
       const panel = panels.get(step.name);
