@@ -75,6 +75,63 @@ def test_the_corpus_holds_the_34_files_its_manifest_lists() -> None:
     assert all(path.name in manifest for path in CORPUS_FILES)
 
 
+MORE = CORPUS.parent / "bedrock-hcl-corpus-more"
+MORE_FILES = sorted(MORE.glob("*.hcl")) if MORE.is_dir() else []
+MORE_ABSENT = ABSENT.replace(str(CORPUS), str(MORE))
+
+
+def expected_errors() -> dict[str, tuple[int, int]]:
+    """The broken files of the second corpus, each with the line and column of its fault."""
+    rows = (MORE / "expected-errors.tsv").read_text(encoding="utf-8").splitlines()[1:]
+    places = {}
+    for row in rows:
+        name, place, _why = row.split("\t")
+        line, column = place.split(":")
+        places[name] = (int(line), int(column))
+    return places
+
+
+def more_params(*, broken: bool) -> list:
+    if not MORE_FILES:
+        return [pytest.param(None, id="corpus-absent", marks=pytest.mark.skip(reason=MORE_ABSENT))]
+    faulty = expected_errors()
+    chosen = [path for path in MORE_FILES if (path.name in faulty) == broken]
+    return [pytest.param(path, id=path.stem) for path in chosen]
+
+
+@pytest.mark.parametrize("path", more_params(broken=False))
+def test_every_file_of_the_second_corpus_but_the_broken_ones_loads(path: Path) -> None:
+    loaded = spec.load_file(path)
+
+    assert loaded.stanzas, f"{path.name} yielded no stanzas"
+    for stanza in loaded.stanzas.values():
+        for step in stanza.steps:
+            assert step.image, f"{path.name}: {stanza.name}.{step.name} has no image"
+            assert step.command(), f"{path.name}: {stanza.name}.{step.name} has no command"
+
+
+@pytest.mark.parametrize("path", more_params(broken=True))
+def test_a_broken_file_of_the_second_corpus_fails_at_the_place_its_authors_left_the_fault(
+    path: Path,
+) -> None:
+    with pytest.raises(SpecError) as raised:
+        spec.load_file(path)
+
+    places = [(p.line, p.column) for p in raised.value.problems if p.is_error]
+    assert expected_errors()[path.name] in places, places
+
+
+def test_the_second_corpus_holds_105_files_eight_of_them_broken() -> None:
+    if not MORE_FILES:
+        pytest.skip(MORE_ABSENT)
+    manifest = (MORE / "MANIFEST.md").read_text(encoding="utf-8")
+
+    assert len(MORE_FILES) == 105
+    assert all(path.name in manifest for path in MORE_FILES)
+    assert len(expected_errors()) == 8
+    assert set(expected_errors()) <= {path.name for path in MORE_FILES}
+
+
 def test_python_hcl2_reads_exactly_the_twenty_corpus_files_without_hcl1_forms() -> None:
     if not CORPUS_FILES:
         pytest.skip(ABSENT)
