@@ -12,8 +12,9 @@ container):
 - ``fetch`` (prestart, the hook image): ``bedrock hook fetch`` downloads the run's source at its
   commit into ``/alloc/data/app``, and into ``/alloc/data/artefact`` the input model version (batch
   scoring) and what the step's dependencies left in /artefact;
-- ``main`` (the step's image): ``bash -c`` over the step's command in ``/app``, wrapped in
-  ``timeout`` at the time the run has left, writing its exit code to ``/alloc/data/main.exit``;
+- ``main`` (the step's image): ``bash -c`` over the step's command in its config file's folder
+  (``/app`` or below it, :mod:`bedrock.runs.workdir`), wrapped in ``timeout`` at the time the run
+  has left, writing its exit code to ``/alloc/data/main.exit``;
 - ``upload`` (poststop, the hook image): ``bedrock hook upload`` packs ``/alloc/data/artefact``
   and sends it to Bedrock when ``main`` exited 0.
 
@@ -311,7 +312,7 @@ def _main_task(step: StepPlan, job_id: str, limit_seconds: int) -> dict:
             # entrypoint, not command: an image's ENTRYPOINT would otherwise swallow bash -c.
             "entrypoint": ["bash"],
             "args": ["-c", main_wrapper(limit_seconds), "bedrock-step", step.command],
-            "work_dir": "/app",
+            "work_dir": step.workdir,
             # Relative sources stay inside the allocation directory, which Nomad allows without
             # enabling host volumes on the client.
             "volumes": [f"../{ALLOC_DATA[1:]}/app:/app", f"../{ALLOC_DATA[1:]}/artefact:/artefact"],

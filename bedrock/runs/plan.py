@@ -20,18 +20,21 @@ from django.conf import settings
 from bedrock.envconfig import format_duration
 from bedrock.pipelines import spec as hcl
 from bedrock.pipelines.models import PipelineKind
+from bedrock.runs.workdir import APP, step_workdir
 
 
 @dataclass(frozen=True)
 class StepPlan:
     name: str
     image: str
-    command: str  # run as `bash -c COMMAND` in /app
+    command: str  # run as `bash -c COMMAND` in ``workdir``
     environment: dict[str, str]  # parameters and BEDROCK_* variables, never secrets
     secret_names: tuple[str, ...]
     resources: hcl.Resources
     depends_on: tuple[str, ...]
     retry_limit: int
+    # Where the command starts: the config file's folder in the checkout (bedrock.runs.workdir).
+    workdir: str = APP
 
     @property
     def max_attempts(self) -> int:
@@ -94,6 +97,7 @@ def build(run: Run) -> RunPlan:
         time_limit=run.max_run_time,
         publishes_model=pipeline.kind == PipelineKind.TRAINING,
         run_key=run_key_for(run),
+        config_path=pipeline.config_path,
     )
 
 
@@ -114,6 +118,7 @@ def build_plan(
     time_limit: timedelta,
     publishes_model: bool,
     run_key: str = "",
+    config_path: str = "bedrock.hcl",
 ) -> RunPlan:
     """The plan of one stanza; ``bedrock nomad render`` builds one without a run."""
     base_env = {
@@ -124,6 +129,7 @@ def build_plan(
         "BEDROCK_PIPELINE_RUN_ID": str(run_number),
         "BEDROCK_API_DOMAIN": settings.BEDROCK_API_DOMAIN,
     }
+    workdir = step_workdir(config_path)
     if input_model_version_id:
         base_env["BEDROCK_MODEL_VERSION_ID"] = str(input_model_version_id)
     steps = tuple(
@@ -136,6 +142,7 @@ def build_plan(
             resources=step.resources,
             depends_on=tuple(step.depends_on),
             retry_limit=step.retry_limit,
+            workdir=workdir,
         )
         for step in stanza.steps
     )

@@ -36,6 +36,8 @@ from django.conf import settings
 from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 from docker.models.containers import Container
 from docker.models.images import Image
+from docker.utils import parse_repository_tag
+from requests.exceptions import RequestException
 
 from bedrock.runs.executors.base import (
     ExecutorError,
@@ -46,6 +48,7 @@ from bedrock.runs.executors.base import (
     step_variables,
 )
 from bedrock.runs.plan import StepPlan
+from bedrock.runs.workdir import host_workdir, missing_workdir
 
 if TYPE_CHECKING:
     from docker._types import WaitContainerResponse  # the stubs' name; not in the SDK
@@ -112,7 +115,7 @@ def container_options(step: StepPlan, context: StepContext, user: str = "") -> d
     options: dict[str, Any] = {
         "image": step.image,
         "command": ["bash", "-c", command],
-        "working_dir": "/app",
+        "working_dir": step.workdir,
         "environment": environment,
         "volumes": volumes,
         "labels": {LABEL_RUN: str(context.run_id), LABEL_STEP: step.name},
@@ -180,6 +183,12 @@ def _open_to_the_image_user(context: StepContext) -> None:
         for path in (top, *top.rglob("*")):
             if not path.is_symlink():
                 path.chmod(path.stat().st_mode | (0o777 if path.is_dir() else 0o666))
+
+
+def _image_problem(step: StepPlan, cause: Exception | str) -> str:
+    if isinstance(cause, APIError) and cause.explanation:
+        cause = cause.explanation  # the Engine's own words, without the request's URL
+    return f"image {step.image} is not on this Docker Engine and could not be pulled: {cause}"
 
 
 def _start_error(step: StepPlan, exc: DockerException) -> str:
@@ -297,6 +306,9 @@ class DockerExecutor:
         self.client = client()
 
     def start(self, step: StepPlan, context: StepContext) -> DockerHandle:
+        # Docker would make a missing working directory, empty: the step's files are not there.
+        if host_workdir(context.app_dir, step.workdir) is None:
+            raise ExecutorError(missing_workdir(step.workdir))
         image = self._image(step)
         user = _image_user(image)
         options = container_options(step, context, user)
@@ -311,16 +323,34 @@ class DockerExecutor:
         return DockerHandle(container, context, step)
 
     def _image(self, step: StepPlan) -> Image:
+        """The step's image, pulled when the Engine lacks it; ExecutorError naming the image
+        when it cannot be had, so that the step fails at once rather than at the run's end."""
         try:
             return self.client.images.get(step.image)
         except ImageNotFound:
-            try:
-                return self.client.images.pull(step.image)
-            except DockerException as exc:
-                raise ExecutorError(
-                    f"the image {step.image!r} of step {step.name!r} is not on this Docker Engine "
-                    f"and could not be pulled: {exc}"
-                ) from exc
+            pass
+        except (DockerException, RequestException) as exc:
+            raise ExecutorError(_image_problem(step, exc)) from exc
+        try:
+            refused = self._pull(step.image)
+            if refused:
+                raise ExecutorError(_image_problem(step, refused))
+            return self.client.images.get(step.image)
+        except (DockerException, RequestException) as exc:
+            raise ExecutorError(_image_problem(step, exc)) from exc
+
+    def _pull(self, image: str) -> str:
+        """Pull ``image``; the error the Engine reported in the pull's progress, or "".
+
+        The SDK's ``images.pull`` reads past such an error (a registry that refused the pull
+        half-way, a rate limit) and then reports only "No such image"."""
+        repository, tag = parse_repository_tag(image)
+        events = self.client.api.pull(repository, tag=tag or "latest", stream=True, decode=True)
+        for event in events:
+            if isinstance(event, dict) and event.get("error"):
+                detail = event.get("errorDetail") or {}
+                return str(detail.get("message") or event["error"])
+        return ""
 
     def _remove_created(self, name: str) -> None:
         # ``run`` creates the container before starting it: a start that failed leaves it behind.

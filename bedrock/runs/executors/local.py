@@ -48,6 +48,7 @@ from bedrock.runs.executors.base import (
     step_variables,
 )
 from bedrock.runs.plan import StepPlan
+from bedrock.runs.workdir import APP, host_workdir, missing_workdir
 from bedrock.runs.workspace import Workspace, remove_step_tree
 
 # The host's programs and libraries. /opt, /srv and /usr's siblings hold other software and
@@ -293,7 +294,7 @@ def _hidden_args() -> list[str]:
     return args
 
 
-def _sandbox_args(context: StepContext) -> list[str]:
+def _sandbox_args(context: StepContext, workdir: str = APP) -> list[str]:
     mounts = [
         *_system_args(),
         *_hidden_args(),
@@ -333,7 +334,7 @@ def _sandbox_args(context: StepContext) -> list[str]:
         "--remount-ro",
         "/",
         "--chdir",
-        "/app",
+        workdir,
         *_isolation_args(),
         "--",
         *_drop_args(),
@@ -496,11 +497,14 @@ class LocalExecutor:
 
     def start(self, step: StepPlan, context: StepContext) -> LocalHandle:
         self.prepare(step, context)  # at once when the supervisor has prepared it already
+        cwd = host_workdir(context.app_dir, step.workdir)
+        if cwd is None:
+            raise ExecutorError(missing_workdir(step.workdir))
         sandbox = bubblewrap() is not None
         venv = context.step_dir / "venv"
         home = context.step_dir / "home"
         tmp = context.step_dir / "tmp"
-        prefix = _sandbox_args(context) if sandbox else []
+        prefix = _sandbox_args(context, step.workdir) if sandbox else []
         if sandbox:
             paths = {"VIRTUAL_ENV": VENV, "HOME": HOME, "TMPDIR": "/tmp"}  # noqa: S108
             paths |= {"PIP_CACHE_DIR": PIP_CACHE, "BEDROCK_APP_DIR": "/app"}
@@ -519,7 +523,7 @@ class LocalExecutor:
         )
         process = subprocess.Popen(
             [*prefix, "bash", "-c", step.command],
-            cwd=context.app_dir,
+            cwd=cwd,
             env=env,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
