@@ -10,17 +10,18 @@ from __future__ import annotations
 
 from pathlib import Path, PurePosixPath
 
+from bedrock.pipelines.git.validation import normalize_path
+
 APP = "/app"
 
 
 def step_workdir(config_path: str) -> str:
     """The folder a step starts in, as the step sees it: ``/app`` for a config at the root,
     ``/app/sub`` for ``sub/bedrock.hcl``."""
-    # Pipeline.clean refuses absolute paths and "..": what is left is a path inside the
-    # checkout, perhaps written "./sub//bedrock.hcl", which PurePosixPath tidies.
-    folder = PurePosixPath(config_path or "bedrock.hcl").parent
-    parts = [part for part in folder.parts if part not in ("", ".", "/")]
-    return str(PurePosixPath(APP, *parts))
+    # Tidied as the config file was read at the run's commit ("./sub//bedrock.hcl" is
+    # "sub/bedrock.hcl"), so that the folder is the one the file came from.
+    folder = PurePosixPath(normalize_path(config_path or "bedrock.hcl")).parent
+    return str(PurePosixPath(APP, folder))
 
 
 def relative_workdir(workdir: str) -> PurePosixPath:
