@@ -324,7 +324,7 @@ class DockerExecutor:
 
     def _image(self, step: StepPlan) -> Image:
         """The step's image, pulled when the Engine lacks it; ExecutorError naming the image
-        when it cannot be had, so that the step fails at once rather than at the run's end."""
+        when it cannot be had, so that the step fails at once and says which image and why."""
         try:
             return self.client.images.get(step.image)
         except ImageNotFound:
