@@ -9,6 +9,8 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -52,3 +54,14 @@ def api_for_steps(
             os.environ.pop("BEDROCK_API_DOMAIN", None)
         else:
             os.environ["BEDROCK_API_DOMAIN"] = before[0]
+
+
+def api_answers(domain: str, *, timeout: float = 2.0) -> bool:
+    """Whether a server answers at ``domain`` (any HTTP status will do)."""
+    try:
+        with urllib.request.urlopen(f"{domain.rstrip('/')}/pypi/simple/", timeout=timeout):  # noqa: S310 - Bedrock's own setting
+            return True
+    except urllib.error.HTTPError:
+        return True
+    except (OSError, ValueError):
+        return False

@@ -1,10 +1,12 @@
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
 from collections.abc import Callable
 from typing import Any
 
+from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
@@ -12,6 +14,7 @@ from bedrock.actors import SYSTEM
 from bedrock.pipelines.models import Pipeline
 from bedrock.runs.models import TERMINAL_STATUSES, Run, RunStatus, Trigger
 from bedrock.runs.services import run_create, run_submit
+from bedrock.runs.stepapi import api_answers, api_for_steps
 from bedrock.runs.workspace import read_log
 from bedrock.transient import retry_transient
 
@@ -91,6 +94,19 @@ class Command(BaseCommand):
         parser.add_argument("--model-version", type=int, help="model version id (batch scoring)")
         parser.add_argument("--wait", action="store_true", help="follow the run until it ends")
 
+    def _api_for_steps(self, *, wait: bool) -> contextlib.AbstractContextManager[object]:
+        """Steps install Bedrock's client from the API's package index and log to the API: when
+        nothing answers at BEDROCK_API_DOMAIN, serve it here while the run is followed."""
+        if api_answers(settings.BEDROCK_API_DOMAIN):
+            return contextlib.nullcontext()
+        if wait:
+            return api_for_steps(self.stdout.write, force=True)
+        self.stderr.write(
+            f"Nothing answers at BEDROCK_API_DOMAIN ({settings.BEDROCK_API_DOMAIN}): steps that "
+            "install Bedrock's client or log metrics need the server (`bedrock up`), or --wait."
+        )
+        return contextlib.nullcontext()
+
     def handle(self, *args: Any, **options: Any) -> None:
         pipeline = find_pipeline(options["pipeline"])
         try:
@@ -111,11 +127,13 @@ class Command(BaseCommand):
         if run.status == RunStatus.REJECTED:
             self.stderr.write(f"rejected: {run.failure_reason}")
             sys.exit(1)
-        # Submit now rather than wait for a worker; if a worker gets there first, this is a no-op.
-        retry_transient(lambda: run_submit(run_id=run.pk))
-        if not options["wait"]:
-            return
-        run = follow(run, self.stdout.write)
+        with self._api_for_steps(wait=options["wait"]):
+            # Submit now rather than wait for a worker; if a worker gets there first, this is a
+            # no-op.
+            retry_transient(lambda: run_submit(run_id=run.pk))
+            if not options["wait"]:
+                return
+            run = follow(run, self.stdout.write)
         if run.failure_reason:
             self.stderr.write(f"run {run.number} {run.status.lower()}: {run.failure_reason}")
         sys.exit(0 if run.status == RunStatus.SUCCEEDED else 1)
