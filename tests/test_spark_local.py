@@ -121,6 +121,17 @@ def test_the_venvs_python_chooses_the_pyspark(python: tuple[int, int], requireme
     assert spark.pyspark_requirement(python) == requirement
 
 
+def test_spark_before_3_3_gets_the_jdk_modules_java_17_closes(tmp_path: Path) -> None:
+    (tmp_path / "version.py").write_text("__version__: str = '3.2.4'\n")
+    old = spark_submit.pyspark_version([str(tmp_path)])
+
+    assert old == (3, 2)
+    assert spark_submit.java_options(old, "-Xss4m") == f"-Xss4m {spark_submit.JAVA_OPENS}"
+    assert spark_submit.java_options((3, 5), "") == ""
+    assert spark_submit.java_options(None, "") == ""
+    assert "--add-opens=java.base/sun.nio.ch=ALL-UNNAMED" in spark_submit.JAVA_OPENS
+
+
 @pytest.mark.parametrize(
     ("command", "uses"),
     [

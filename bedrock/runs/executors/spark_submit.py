@@ -7,7 +7,9 @@ annotations``, no imports from Bedrock, and annotations in quotes. The executor 
 of :func:`main` with the step's master and driver memory.
 """
 
+import importlib.util
 import os
+import re
 import sys
 
 # Options of spark-submit that choose or size a cluster: in local mode the master is this
@@ -36,6 +38,10 @@ CLUSTER_CONF = (
 )
 CLUSTER_CONF_PREFIXES = ("spark.kubernetes.", "spark.yarn.", "spark.mesos.")
 DRIVER_MEMORY_CONF = "spark.driver.memory"
+# Spark before 3.3 reaches into the JDK's internals, which Java 17 closes unless they are opened
+# (Spark 3.3's launcher opens them itself). Java 8 does not read JDK_JAVA_OPTIONS at all.
+_OPENED_PACKAGES = ("java.lang", "java.lang.invoke", "java.nio", "java.util", "sun.nio.ch")
+JAVA_OPENS = " ".join("--add-opens=java.base/" + name + "=ALL-UNNAMED" for name in _OPENED_PACKAGES)
 
 
 def is_cluster_conf(key: "str") -> "bool":
@@ -90,6 +96,30 @@ def _takes_value(name: "str") -> "bool":
     return name not in _FLAGS
 
 
+def pyspark_version(search: "list[str] | None" = None) -> "tuple[int, int] | None":
+    """The installed pyspark's version, read from its ``version.py`` without importing it."""
+    if search is None:
+        found = importlib.util.find_spec("pyspark")
+        search = list(found.submodule_search_locations or []) if found else []
+    for directory in search:
+        try:
+            with open(os.path.join(directory, "version.py")) as handle:
+                text = handle.read()
+        except OSError:
+            continue
+        match = re.search(r"__version__[^=]*=\s*['\"](\d+)\.(\d+)", text)
+        if match:
+            return int(match.group(1)), int(match.group(2))
+    return None
+
+
+def java_options(version: "tuple[int, int] | None", current: "str") -> "str":
+    """``JDK_JAVA_OPTIONS`` for a pyspark of ``version``: Spark before 3.3 needs modules opened."""
+    if version is None or version >= (3, 3) or JAVA_OPENS in current:
+        return current
+    return (current + " " + JAVA_OPENS).strip()
+
+
 def main(master: "str", driver_memory: "str") -> None:
     pyspark = os.path.join(os.path.dirname(sys.executable), "spark-submit")
     if not os.access(pyspark, os.X_OK):
@@ -108,4 +138,7 @@ def main(master: "str", driver_memory: "str") -> None:
     # a driver and executors of one machine talk over the loopback.
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     os.environ.setdefault("SPARK_LOCAL_HOSTNAME", "localhost")
+    options = java_options(pyspark_version(), os.environ.get("JDK_JAVA_OPTIONS", ""))
+    if options:
+        os.environ["JDK_JAVA_OPTIONS"] = options
     os.execv(pyspark, [pyspark, *local, *args])  # noqa: S606 (pyspark's own launcher, by path)
