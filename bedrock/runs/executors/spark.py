@@ -106,14 +106,22 @@ def prepare(step: StepPlan, venv: Path, inside: str, visible: Callable[[str], bo
     if not uses_spark_submit(step):
         return
     find_java(visible)
-    shim = venv / SHIM_DIR / "spark-submit"
-    shim.parent.mkdir(exist_ok=True)
+    shim_dir = venv / SHIM_DIR
+    shim_dir.mkdir(exist_ok=True)
     source = Path(spark_submit.__file__).read_text()
     call = (
         f"main(master={local_master(step.resources)!r}, "
         f"driver_memory={driver_memory(step.resources)!r})"
     )
-    shim.write_text(f"#!{inside}/bin/python\n{source}\n\nif __name__ == '__main__':\n    {call}\n")
+    (shim_dir / "spark_submit.py").write_text(
+        f"{source}\n\nif __name__ == '__main__':\n    {call}\n"
+    )
+    # A shell script, not a #! line naming the venv's Python: the kernel cuts #! lines short,
+    # and a venv's path holds the step's name, up to 512 characters.
+    python = shlex.quote(f"{inside}/bin/python")
+    script = shlex.quote(f"{inside}/{SHIM_DIR}/spark_submit.py")
+    shim = shim_dir / "spark-submit"
+    shim.write_text(f'#!/bin/sh\nexec {python} {script} "$@"\n')
     shim.chmod(0o755)
 
 
