@@ -152,7 +152,7 @@ def test_pyspark_is_installed_before_the_steps_own_install_lines(tmp_path: Path)
 
     command = spark.command(step, tmp_path)
 
-    install = "pip install --quiet --progress-bar off 'pyspark>=3.3,<3.4';"
+    install = "python -m pip install --quiet --progress-bar off 'pyspark>=3.3,<3.4';"
     assert command.index(install) < command.index("requirements.txt")
     assert command.endswith(step.command)
     assert spark.command(plan("{ python train.py; }"), tmp_path) == "{ python train.py; }"
@@ -164,6 +164,10 @@ def test_a_missing_java_fails_the_step_naming_debians_package(monkeypatch, tmp_p
 
     with pytest.raises(ExecutorError, match=r"apt-get install default-jre-headless"):
         spark.prepare(plan("{ spark-submit t.py; }"), tmp_path, str(tmp_path), None)
+    # A step without spark-submit needs no Java, and its PATH is the executor's own.
+    spark.prepare(plan("{ python t.py; }"), tmp_path, str(tmp_path), None)
+    assert spark.variables(plan("{ python t.py; }"), str(tmp_path), None) == {}
+    assert not (tmp_path / spark.SHIM_DIR).exists()
 
 
 def test_a_java_the_sandbox_cannot_see_is_no_java(monkeypatch, tmp_path) -> None:

@@ -141,6 +141,8 @@ def command(step: StepPlan, venv: Path) -> str:
     install = (
         f"echo 'Bedrock: installing {requirement} for spark-submit (the image supplied Spark; "
         f"this machine runs it in local mode)'; "
-        f"pip install --quiet --progress-bar off {shlex.quote(requirement)};"
+        # The venv's own pip, whatever stands in for ``pip`` on PATH: pyspark matches the
+        # machine's Java and the venv's Python, not the date of the step's other packages.
+        f"python -m pip install --quiet --progress-bar off {shlex.quote(requirement)};"
     )
     return f"{{ {install} }} && {step.command}"
