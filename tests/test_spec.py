@@ -988,11 +988,68 @@ def test_an_unknown_key_is_a_warning_at_its_line() -> None:
     assert "unknown key 'timeout' in step 'a' is ignored" in warnings[0].message
 
 
-def test_features_and_spark_blocks_are_ignored_with_warnings() -> None:
-    warnings = spec.load_file(corpus("01")).warnings
+def test_the_features_stanza_is_ignored_with_a_warning_and_the_spark_block_is_used() -> None:
+    loaded = spec.load_file(corpus("01"))
 
-    assert ("train.spark", 22) in [(w.path, w.line) for w in warnings]
-    assert ("features", 44) in [(w.path, w.line) for w in warnings]
+    assert ("features", 44) in [(w.path, w.line) for w in loaded.warnings]
+    assert "train.spark" not in [w.path for w in loaded.warnings]
+    train = loaded.stanza("train")
+    assert train is not None
+    assert train.steps[0].script[0].startswith("spark-submit --conf spark.executor.instances=2 ")
+
+
+def test_a_2019_spark_block_turns_the_scripts_python_files_into_spark_submit_commands() -> None:
+    loaded = spec.load(
+        hcl(
+            """
+            version = "1.0"
+            train {
+              image = "asia.gcr.io/span-ai/ds_suite-pyspark:v0.11"
+              script = ["train.py", "python3 report.py"]
+              spark {
+                conf {
+                  spark.executor.instances = "2"
+                  spark.sql.parquet.compression.codec = "gzip"
+                }
+                settings {
+                  jars = "gs://spark-lib/bigquery/spark-bigquery-latest.jar"
+                }
+              }
+            }
+            """
+        )
+    )
+
+    train = loaded.stanza("train")
+    assert train is not None
+    assert train.steps[0].script == (
+        "spark-submit --conf spark.executor.instances=2"
+        " --conf spark.sql.parquet.compression.codec=gzip"
+        " --jars gs://spark-lib/bigquery/spark-bigquery-latest.jar train.py",
+        "python3 report.py",
+    )
+    assert [w.path for w in loaded.warnings] == ["train.script"]
+    assert "a Python file runs as spark-submit" in loaded.warnings[0].message
+
+
+def test_a_spark_block_beside_step_blocks_is_ignored_with_a_warning() -> None:
+    text = hcl(
+        """
+        version = "1.0"
+        train {
+          step "a" {
+            @STEP@
+          }
+          spark {
+            conf {
+              spark.executor.instances = "2"
+            }
+          }
+        }
+        """
+    )
+
+    assert [(w.path, w.line) for w in warnings_of(text)] == [("train.spark", 9)]
 
 
 def test_plain_string_scripts_run_as_shell_commands_with_a_warning() -> None:

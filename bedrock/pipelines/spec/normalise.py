@@ -131,14 +131,15 @@ class Normaliser(StepReader):
         body = self.block(value, path, f'{name} {{ step "{name}" {{ … }} }}')
         if body is None:
             return None
+        legacy = [key for key in _LEGACY_STEP_KEYS if key in body]
         for key in body:
-            if key == "spark":
+            if key == "spark" and ("step" in body or "script" not in legacy):
                 self.warn(
                     (*path, key),
-                    "the spark block (2019) is ignored; put Spark settings in a "
-                    "spark-submit script item",
+                    "the spark block (2019) is ignored beside step blocks; put Spark settings "
+                    "in a spark-submit script item",
                 )
-            elif key not in _STANZA_KEYS and key not in _LEGACY_STEP_KEYS:
+            elif key != "spark" and key not in _STANZA_KEYS and key not in _LEGACY_STEP_KEYS:
                 self.warn(
                     (*path, key),
                     f"unknown key {key!r} in {name} is ignored; expected step, parameters "
@@ -146,7 +147,6 @@ class Normaliser(StepReader):
                 )
         parameters = self._parameters(body, path)
         secrets = list(self._secrets(body, path))
-        legacy = [key for key in _LEGACY_STEP_KEYS if key in body]
         drafts: list[StepDraft] = []
         if "step" in body:
             for key in legacy:
@@ -162,7 +162,10 @@ class Normaliser(StepReader):
         elif legacy:
             # The 2019 single-step form: the stanza itself is the one step.
             only_step_keys = {key: body[key] for key in _LEGACY_STEP_KEYS if key in body}
-            drafts.append(self.step_draft(name, only_step_keys, path, check_keys=False))
+            spark = body.get("spark")
+            drafts.append(
+                self.step_draft(name, only_step_keys, path, check_keys=False, spark=spark)
+            )
         else:
             self.error(
                 (*path, "step"),

@@ -3,6 +3,7 @@ retry), and the checks on a stanza's steps as a whole."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,6 +22,8 @@ from bedrock.pipelines.spec.resources import ResourceReader
 MAX_COMMAND_BYTES = 120 * 1024
 _STEP_KEYS = ("image", "install", "script", "resources", "depends_on", "retry")
 _STEP_EXTRA_KEYS = ("parameters", "secrets")
+# A script item of span.hcl that names a Python file to run with spark-submit.
+_PYTHON_FILE = re.compile(r"[^\s;&|<>()$`'\"]+\.py")
 
 
 @dataclass
@@ -94,7 +97,10 @@ class StepReader(ResourceReader):
         *,
         check_keys: bool = True,
         serve: bool = False,
+        spark: Any = None,
     ) -> StepDraft:
+        """The draft of one step; ``spark`` is the 2019 stanza-level ``spark {}`` block, whose
+        settings turn the script's Python files into spark-submit commands."""
         if check_keys:
             for key in body:
                 if key not in _STEP_KEYS and key not in _STEP_EXTRA_KEYS:
@@ -125,7 +131,11 @@ class StepReader(ResourceReader):
                 )
                 or ()
             )
-        script = self._script(body, path, allow_spark=not serve)
+        spark_options = None
+        if spark is not None:
+            # Only a stanza that is its own step has one: the step's path is the stanza's.
+            spark_options = self._spark_options(spark, (*path, "spark"))
+        script = self._script(body, path, allow_spark=not serve, spark_options=spark_options)
         resources = Resources()
         if "resources" in body:
             resources = self.read_resources(body["resources"], (*path, "resources"))
@@ -147,7 +157,14 @@ class StepReader(ResourceReader):
             retry_limit=retry_limit,
         )
 
-    def _script(self, body: dict, path: KeyPath, *, allow_spark: bool) -> tuple[str, ...]:
+    def _script(
+        self,
+        body: dict,
+        path: KeyPath,
+        *,
+        allow_spark: bool,
+        spark_options: list[str] | None = None,
+    ) -> tuple[str, ...]:
         where = (*path, "script")
         if "script" not in body:
             self.error(
@@ -171,6 +188,9 @@ class StepReader(ResourceReader):
             item_path = (*where, index)
             if isinstance(item, str):
                 plain = True
+                if spark_options is not None and _PYTHON_FILE.fullmatch(item.strip()):
+                    # span.hcl ran each Python file of its script with the spark block's settings.
+                    item = " ".join(["spark-submit", *spark_options, item.strip()])
                 commands.append(item)
             elif isinstance(item, dict):
                 commands.extend(self._script_item(item, item_path, allow_spark=allow_spark))
@@ -182,7 +202,14 @@ class StepReader(ResourceReader):
                     + f"; found {describe(item)}",
                     value=True,
                 )
-        if plain:
+        if plain and spark_options is not None:
+            self.warn(
+                where,
+                "plain strings in script are the 2019 form; beside the spark block a Python "
+                "file runs as spark-submit with its conf and settings, anything else as a shell "
+                'command. Write script = [{spark-submit {script = "train.py" conf {…}}}]',
+            )
+        elif plain:
             self.warn(
                 where,
                 "plain strings in script are the 2019 form; they run as shell commands. "
@@ -240,15 +267,29 @@ class StepReader(ResourceReader):
                 value="script" in body,
             )
             return None
+        return " ".join(["spark-submit", *self._conf_and_settings(body, path), script])
+
+    def _spark_options(self, value: Any, path: KeyPath) -> list[str] | None:
+        """spark-submit's options from the 2019 stanza-level ``spark { conf {} settings {} }``."""
+        body = self.block(value, path, 'spark { conf { "k" = "v" } settings { jars = "…" } }')
+        if body is None:
+            return None
+        for key in body:
+            if key not in ("conf", "settings"):
+                self.warn(
+                    (*path, key),
+                    f"unknown key {key!r} in spark is ignored; expected conf or settings",
+                )
+        return self._conf_and_settings(body, path)
+
+    def _conf_and_settings(self, body: dict, path: KeyPath) -> list[str]:
+        """`--conf k=v …` then `--key value …`, as Bedrock rendered them."""
         conf = self.string_map(body.get("conf", {}), (*path, "conf"), 'conf { "k" = "v" }')
         settings = self.string_map(
             body.get("settings", {}), (*path, "settings"), 'settings { jars = "…" }'
         )
-        parts = ["spark-submit"]
-        parts += [f"--conf {key}={value}" for key, value in conf.items()]
-        parts += [f"--{key} {value}" for key, value in settings.items()]
-        parts.append(script)
-        return " ".join(parts)
+        parts = [f"--conf {key}={value}" for key, value in conf.items()]
+        return parts + [f"--{key} {value}" for key, value in settings.items()]
 
     def check_step_count(self, stanza: str, drafts: list[StepDraft]) -> None:
         limit = self.limits.steps

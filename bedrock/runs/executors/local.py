@@ -33,12 +33,13 @@ import stat
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from django.conf import settings
 
 from bedrock.actors import SYSTEM, Actor, is_site_administrator
+from bedrock.runs.executors import spark
 from bedrock.runs.executors.base import (
     ExecutorError,
     StepContext,
@@ -269,6 +270,11 @@ def _under_system_dirs(path: str) -> bool:
     return any(path == f"/{d}" or path.startswith(f"/{d}/") for d in _SYSTEM_DIRS)
 
 
+def _visible(sandboxed: bool) -> Callable[[str], bool] | None:
+    """Whether a step sees a host path: in the sandbox, only under the system directories."""
+    return _under_system_dirs if sandboxed else None
+
+
 def _bound_paths() -> list[str]:
     """The host paths bound read-only into every sandbox, resolved."""
     paths = [os.path.realpath(f"/{d}") for d in _SYSTEM_DIRS if os.path.isdir(f"/{d}")]
@@ -488,6 +494,7 @@ class LocalExecutor:
             _hand_over(context)
         prefix = _sandbox_args(context) if sandbox else []
         self._create_venv(prefix, venv, VENV if sandbox else str(venv))
+        spark.prepare(step, venv, VENV if sandbox else str(venv), _visible(sandbox))
 
     @staticmethod
     def _reset_tmp(context: StepContext) -> None:
@@ -515,6 +522,7 @@ class LocalExecutor:
             paths |= {"BEDROCK_APP_DIR": str(context.app_dir)}
             paths["BEDROCK_ARTEFACT_DIR"] = str(context.artefact_dir)
         paths["PATH"] = f"{paths['VIRTUAL_ENV']}/bin:/usr/local/bin:/usr/bin:/bin"
+        paths |= spark.variables(step, paths["VIRTUAL_ENV"], _visible(sandbox))
         env = layered_environment(
             context,
             defaults={"LANG": "C.UTF-8", "PYTHONUNBUFFERED": "1"}
@@ -522,7 +530,7 @@ class LocalExecutor:
             own=paths | _package_index(context),
         )
         process = subprocess.Popen(
-            [*prefix, "bash", "-c", step.command],
+            [*prefix, "bash", "-c", spark.command(step, venv)],
             cwd=cwd,
             env=env,
             stdin=subprocess.DEVNULL,
