@@ -26,7 +26,16 @@ class _PipelineLastRun(TypedDict):
 
 
 # The fields the admin edits that pipeline_update takes by name.
-PIPELINE_FIELDS = ("name", "git_url", "branch", "config_path", "kind", "model", "max_run_time")
+PIPELINE_FIELDS = (
+    "name",
+    "git_url",
+    "branch",
+    "config_path",
+    "kind",
+    "model",
+    "max_run_time",
+    "dated_installs",
+)
 
 
 class MembershipInline(admin.TabularInline):
@@ -135,6 +144,7 @@ class PipelineAdmin(admin.ModelAdmin):
         (None, {"fields": ["project", "name", "kind", "model"]}),
         ("Source", {"fields": ["git_url", "branch", "config_path"]}),
         ("Limits", {"fields": ["max_run_time"]}),
+        ("Installs", {"fields": ["dated_installs"]}),
         ("History", {"fields": ["created_by", "created_at", "archived_at"]}),
     ]
     inlines = [SecretInline]

@@ -58,8 +58,13 @@ class PipelineForm(forms.ModelForm):
             "config_path",
             "model",
             "max_run_time",
+            "dated_installs",
         ]
-        labels = {"git_url": "Repository", "config_path": "Config path"}
+        labels = {
+            "git_url": "Repository",
+            "config_path": "Config path",
+            "dated_installs": "Installs resolve",
+        }
         help_texts = {
             "git_url": "https:// or ssh:// URL (or git@host:owner/repo.git) of the repository.",
             "branch": "Runs start from this branch's head unless given another ref.",
@@ -85,7 +90,8 @@ class PipelineForm(forms.ModelForm):
 
     def service_fields(self) -> dict:
         """The cleaned values the pipeline services take."""
-        names = ("name", "git_url", "branch", "config_path", "kind", "model", "max_run_time")
+        names = ["name", "git_url", "branch", "config_path", "kind", "model", "max_run_time"]
+        names.append("dated_installs")
         return {name: self.cleaned_data[name] for name in names}
 
 

@@ -39,6 +39,7 @@ from pathlib import Path
 from django.conf import settings
 
 from bedrock.actors import SYSTEM, Actor, is_site_administrator
+from bedrock.runs import installs
 from bedrock.runs.executors.base import (
     ExecutorError,
     StepContext,
@@ -323,6 +324,7 @@ def _sandbox_args(context: StepContext) -> list[str]:
         "--bind",
         str(context.artefact_dir),
         "/artefact",
+        *installs.sandbox_mounts(),
     ]
     return [
         "bwrap",
@@ -487,6 +489,7 @@ class LocalExecutor:
             _hand_over(context)
         prefix = _sandbox_args(context) if sandbox else []
         self._create_venv(prefix, venv, VENV if sandbox else str(venv))
+        installs.prepare_venv(context.run_id, venv, sandboxed=sandbox, interpreter=_host_python())
 
     @staticmethod
     def _reset_tmp(context: StepContext) -> None:
@@ -529,7 +532,8 @@ class LocalExecutor:
         # Recorded so that a reconciler can kill the step if this supervisor dies first.
         with (context.step_dir / "pids").open("a") as pids:
             pids.write(f"{process.pid}\n")
-        return LocalHandle(process, sandboxed=sandbox, notice=refusal_notice(context))
+        notice = refusal_notice(context) + installs.notice(context.run_id)
+        return LocalHandle(process, sandboxed=sandbox, notice=notice)
 
     @staticmethod
     def _check_allowed(context: StepContext) -> None:
