@@ -9,7 +9,7 @@ from django.db.models import Count, Max
 
 from bedrock.actors import Staff
 from bedrock.pipelines import services
-from bedrock.pipelines.models import Membership, Pipeline, Project
+from bedrock.pipelines.models import DatedInstalls, Membership, Pipeline, Project
 from bedrock.secrets.admin import SecretInline, save_secret_formset
 
 if TYPE_CHECKING:
@@ -206,6 +206,14 @@ class PipelineRulesForm(forms.ModelForm):
     """Checks the pipeline services' rules for the person in the admin (``actor``)."""
 
     actor: Staff
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        # A post without it (a form of before the choice existed) keeps the server's default.
+        self.fields["dated_installs"].required = False
+
+    def clean_dated_installs(self) -> str:
+        return self.cleaned_data.get("dated_installs") or DatedInstalls.DEFAULT
 
     def clean(self) -> dict[str, Any]:
         super().clean()

@@ -11,7 +11,12 @@ from django.core.exceptions import ValidationError
 from bedrock.envconfig import parse_duration
 from bedrock.models.models import ModelVersion
 from bedrock.pipelines.environment import is_environment_name
-from bedrock.pipelines.models import Pipeline, PipelineKind, default_max_run_time
+from bedrock.pipelines.models import (
+    DatedInstalls,
+    Pipeline,
+    PipelineKind,
+    default_max_run_time,
+)
 from bedrock.secrets.models import secret_name_validator
 from bedrock.secrets.services import secret_problems
 from bedrock.ui.templatetags.bedrock_ui import run_time_text
@@ -86,7 +91,12 @@ class PipelineForm(forms.ModelForm):
         model.queryset = models
         model.empty_label = "— none (batch scoring) —"
         self.fields["kind"].widget = forms.RadioSelect(choices=PipelineKind.choices)
+        # A post without it (a script written before the choice existed) keeps the default.
+        self.fields["dated_installs"].required = False
         self.order_fields(["project", "name", "kind", "git_url", "branch", "config_path", "model"])
+
+    def clean_dated_installs(self) -> str:
+        return self.cleaned_data.get("dated_installs") or DatedInstalls.DEFAULT
 
     def service_fields(self) -> dict:
         """The cleaned values the pipeline services take."""
