@@ -106,6 +106,14 @@ def test_pip_environment_indexes_are_passed_to_uv_after_the_command_line_ones():
     ]
 
 
+def test_an_index_url_on_the_command_line_replaces_the_variables():
+    environ = {"PIP_INDEX_URL": "https://mirror/simple"}
+
+    assert args("install", "-i", "https://own/simple", "x", **environ) == [
+        *("--index-url", "https://own/simple", "x"),
+    ]
+
+
 def test_the_uv_command_bounds_the_date_but_not_for_bedrocks_undated_client(monkeypatch):
     monkeypatch.setattr(pipshim, "DATE", "2022-03-04T05:06:07Z")
     monkeypatch.setattr(pipshim, "UV", "/bedrock/bin/uv")

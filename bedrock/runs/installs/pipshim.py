@@ -146,6 +146,8 @@ def uv_arguments(args: list[str], environ: Mapping[str, str]) -> list[str] | Non
     if command != "install":
         return None
     for variable, uv in ENVIRONMENT:
+        if uv == "--index-url" and uv in translated:
+            continue  # pip's command line replaces the variable's one index
         for value in environ.get(variable, "").split():
             translated += [uv, value]
     if environ.get("PIP_NO_CACHE_DIR", "").lower() in ("1", "true", "yes", "on"):
