@@ -33,12 +33,18 @@ SCRIPT = ("pip install -r requirements.txt", "python show.py")
 
 
 @pytest.mark.parametrize(
-    ("setting", "dep", "noticed"),
-    [(DatedInstalls.ON, "1.0", True), (DatedInstalls.OFF, "2.0", False)],
+    ("setting", "sandbox", "dep", "noticed"),
+    [
+        (DatedInstalls.ON, True, "1.0", True),
+        # Without bubblewrap the shim runs uv from where Bedrock has it, not from /bedrock/bin.
+        (DatedInstalls.ON, False, "1.0", True),
+        (DatedInstalls.OFF, True, "2.0", False),
+    ],
 )
 def test_an_unpinned_dependency_resolves_as_of_the_commit_date_when_the_pipeline_asks(
-    tmp_path, step_api, setting, dep, noticed
+    tmp_path, settings, step_api, setting, sandbox, dep, noticed
 ):
+    settings.BEDROCK_LOCAL_SANDBOX = sandbox
     # Bedrock's own index (step_api) serves its client bdrk, with no upload times.
     files = {
         "bedrock.hcl": hcl("train", step("train", *SCRIPT)),
