@@ -76,3 +76,14 @@ def test_the_admin_sets_dated_installs_on_a_pipeline(admin_client, world):  # no
 
     assert page.status_code == 200
     assert 'name="dated_installs"' in page.content.decode()
+
+
+def test_the_run_page_says_what_date_the_installs_resolved_as_of(client, ui_world):  # noqa: F811
+    client.force_login(ui_world.viewer)
+    undated = client.get(f"/runs/{ui_world.run.pk}/").content.decode()
+    Run.objects.filter(pk=ui_world.run.pk).update(installs_as_of=datetime(2022, 3, 4, tzinfo=UTC))
+
+    page = client.get(f"/runs/{ui_world.run.pk}/").content.decode()
+
+    assert "Installs as of" not in undated
+    assert "<dt>Installs as of</dt>" in page and "2022-03-04 00:00:00" in page
