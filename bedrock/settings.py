@@ -421,3 +421,7 @@ BEDROCK_LOCAL_SANDBOX = env_bool("BEDROCK_LOCAL_SANDBOX", True)
 # Without bubblewrap a local step is the server's own user (keys, database): only site
 # administrators' runs execute then, unless the operator accepts the risk here.
 BEDROCK_ALLOW_UNSANDBOXED = env_bool("BEDROCK_ALLOW_UNSANDBOXED", False)
+# Whether a pipeline left at "the server's default" resolves its steps' pip installs as of the
+# run's commit date (bedrock.runs.installs): old requirement files pin their direct dependencies
+# only, and today's releases of the rest often break them.
+BEDROCK_DATED_INSTALLS = env_bool("BEDROCK_DATED_INSTALLS", False)

@@ -9,7 +9,7 @@ from django.db.models import Count, Max
 
 from bedrock.actors import Staff
 from bedrock.pipelines import services
-from bedrock.pipelines.models import Membership, Pipeline, Project
+from bedrock.pipelines.models import DatedInstalls, Membership, Pipeline, Project
 from bedrock.secrets.admin import SecretInline, save_secret_formset
 
 if TYPE_CHECKING:
@@ -26,7 +26,16 @@ class _PipelineLastRun(TypedDict):
 
 
 # The fields the admin edits that pipeline_update takes by name.
-PIPELINE_FIELDS = ("name", "git_url", "branch", "config_path", "kind", "model", "max_run_time")
+PIPELINE_FIELDS = (
+    "name",
+    "git_url",
+    "branch",
+    "config_path",
+    "kind",
+    "model",
+    "max_run_time",
+    "dated_installs",
+)
 
 
 class MembershipInline(admin.TabularInline):
@@ -135,6 +144,7 @@ class PipelineAdmin(admin.ModelAdmin):
         (None, {"fields": ["project", "name", "kind", "model"]}),
         ("Source", {"fields": ["git_url", "branch", "config_path"]}),
         ("Limits", {"fields": ["max_run_time"]}),
+        ("Installs", {"fields": ["dated_installs"]}),
         ("History", {"fields": ["created_by", "created_at", "archived_at"]}),
     ]
     inlines = [SecretInline]
@@ -196,6 +206,14 @@ class PipelineRulesForm(forms.ModelForm):
     """Checks the pipeline services' rules for the person in the admin (``actor``)."""
 
     actor: Staff
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        # A post without it (a form of before the choice existed) keeps the server's default.
+        self.fields["dated_installs"].required = False
+
+    def clean_dated_installs(self) -> str:
+        return self.cleaned_data.get("dated_installs") or DatedInstalls.DEFAULT
 
     def clean(self) -> dict[str, Any]:
         super().clean()

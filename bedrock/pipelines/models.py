@@ -84,6 +84,14 @@ class PipelineKind(models.TextChoices):
         return {"training": "train", "batch_scoring": "batch_score"}[self.value]
 
 
+class DatedInstalls(models.TextChoices):
+    """Whether a pipeline's step installs resolve packages as of its run's commit date."""
+
+    DEFAULT = "default", "The server's default"
+    ON = "on", "As of the commit's date"
+    OFF = "off", "The latest releases"
+
+
 class Pipeline(models.Model):
     """A Git repository and the bedrock.hcl in it, run as training or batch scoring."""
 
@@ -108,6 +116,15 @@ class Pipeline(models.Model):
     max_run_time = models.DurationField(
         default=default_max_run_time,
         help_text="Runs past this are stopped and failed. Only site administrators may raise it.",
+    )
+    dated_installs = models.CharField(
+        max_length=8,
+        choices=DatedInstalls.choices,
+        default=DatedInstalls.DEFAULT,
+        help_text=(
+            "Resolve the steps' pip installs as of the run's commit date, so that the unpinned "
+            "dependencies of old requirement files get the releases of their day."
+        ),
     )
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL,

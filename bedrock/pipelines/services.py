@@ -110,11 +110,14 @@ def pipeline_create(
     branch: str | None = None,
     config_path: str | None = None,
     max_run_time: timedelta | None = None,
+    dated_installs: str | None = None,
 ) -> Pipeline:
-    """Create a pipeline. ``None`` for branch, config path or run-time limit keeps the default."""
+    """Create a pipeline. ``None`` for branch, config path, run-time limit or dated installs
+    keeps the default."""
     require_role(actor, project, Role.ADMIN, "Only a project admin may create pipelines.")
     _check_max_run_time(actor=actor, new=max_run_time, current=None)
     defaults = {"branch": branch, "config_path": config_path, "max_run_time": max_run_time}
+    defaults["dated_installs"] = dated_installs
     pipeline = Pipeline(
         project=project,
         name=name,
@@ -141,6 +144,7 @@ def pipeline_update(
     branch: str | _Unset = UNSET,
     config_path: str | _Unset = UNSET,
     max_run_time: timedelta | _Unset = UNSET,
+    dated_installs: str | _Unset = UNSET,
 ) -> Pipeline:
     """Change the fields given; those left UNSET keep their value."""
     require_role(actor, pipeline.project, Role.ADMIN, "Only a project admin may edit pipelines.")
@@ -152,6 +156,7 @@ def pipeline_update(
         "branch": branch,
         "config_path": config_path,
         "max_run_time": max_run_time,
+        "dated_installs": dated_installs,
     }
     changes = {field: value for field, value in given.items() if value is not UNSET}
     if "max_run_time" in changes:

@@ -61,6 +61,11 @@ class Run(models.Model):
     parameters = models.JSONField(
         default=dict, blank=True, help_text="The file's defaults overridden by the run's."
     )
+    installs_as_of = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="The date the steps' pip installs resolved packages as of; empty: the latest.",
+    )
     input_model_version = models.ForeignKey(
         "models.ModelVersion",
         on_delete=models.PROTECT,

@@ -34,7 +34,7 @@ from bedrock.models.services import archives_reconcile
 from bedrock.pipelines import environment, git
 from bedrock.pipelines import spec as hcl
 from bedrock.pipelines.models import Pipeline, PipelineKind, Role
-from bedrock.runs import transitions
+from bedrock.runs import installs, transitions
 from bedrock.runs.cleanup import run_cleanup
 from bedrock.runs.executors.local import unsandboxed_refusal
 from bedrock.runs.models import ACTIVE_STATUSES, Run, RunStatus, Trigger
@@ -238,6 +238,14 @@ def _resolve(
             if problem.severity == "error"
         )
         raise _Rejection(f"{pipeline.config_path} at {sha[:10]} is invalid: {problems}") from exc
+    if refusal := installs.conda_refusal(stanza, pipeline.config_path):
+        raise _Rejection(refusal)
+    try:
+        fields["installs_as_of"] = installs.installs_as_of(
+            pipeline, sha, cache_key=cache_key, credentials=credentials
+        )
+    except git.GitError as exc:
+        raise _Rejection(str(exc)) from exc
     fields["parameters"] = merge_parameters(stanza.parameters, overrides)
     values = secret_values_for(pipeline=pipeline, names=list(stanza.secrets))
     missing = [name for name in stanza.secrets if not values.get(name)]

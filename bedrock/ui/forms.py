@@ -11,7 +11,12 @@ from django.core.exceptions import ValidationError
 from bedrock.envconfig import parse_duration
 from bedrock.models.models import ModelVersion
 from bedrock.pipelines.environment import is_environment_name
-from bedrock.pipelines.models import Pipeline, PipelineKind, default_max_run_time
+from bedrock.pipelines.models import (
+    DatedInstalls,
+    Pipeline,
+    PipelineKind,
+    default_max_run_time,
+)
 from bedrock.secrets.models import secret_name_validator
 from bedrock.secrets.services import secret_problems
 from bedrock.ui.templatetags.bedrock_ui import run_time_text
@@ -58,8 +63,13 @@ class PipelineForm(forms.ModelForm):
             "config_path",
             "model",
             "max_run_time",
+            "dated_installs",
         ]
-        labels = {"git_url": "Repository", "config_path": "Config path"}
+        labels = {
+            "git_url": "Repository",
+            "config_path": "Config path",
+            "dated_installs": "Installs resolve",
+        }
         help_texts = {
             "git_url": "https:// or ssh:// URL (or git@host:owner/repo.git) of the repository.",
             "branch": "Runs start from this branch's head unless given another ref.",
@@ -81,11 +91,17 @@ class PipelineForm(forms.ModelForm):
         model.queryset = models
         model.empty_label = "— none (batch scoring) —"
         self.fields["kind"].widget = forms.RadioSelect(choices=PipelineKind.choices)
+        # A post without it (a script written before the choice existed) keeps the default.
+        self.fields["dated_installs"].required = False
         self.order_fields(["project", "name", "kind", "git_url", "branch", "config_path", "model"])
+
+    def clean_dated_installs(self) -> str:
+        return self.cleaned_data.get("dated_installs") or DatedInstalls.DEFAULT
 
     def service_fields(self) -> dict:
         """The cleaned values the pipeline services take."""
-        names = ("name", "git_url", "branch", "config_path", "kind", "model", "max_run_time")
+        names = ["name", "git_url", "branch", "config_path", "kind", "model", "max_run_time"]
+        names.append("dated_installs")
         return {name: self.cleaned_data[name] for name in names}
 
 

@@ -13,7 +13,8 @@ SSH key is written to a 0600 file in a private temporary directory for the lengt
 The modules: ``errors`` (GitError), ``credentials`` (GitCredentials, redact), ``validation``
 (URLs, refs, SHAs, paths), ``session`` (running git), ``cache`` (the locked bare repository),
 ``fetch`` (resolving refs), ``head`` (a branch head without the cache), ``read`` (a file or a
-working tree at a commit) and ``publish`` (the example repository).
+working tree at a commit), ``dates`` (when a commit was made) and ``publish`` (the example
+repository).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from bedrock.pipelines.git.credentials import (
     GitCredentials,
     redact,
 )
+from bedrock.pipelines.git.dates import commit_date
 from bedrock.pipelines.git.errors import GitError
 from bedrock.pipelines.git.fetch import resolve_ref
 from bedrock.pipelines.git.head import remote_head
@@ -40,6 +42,7 @@ __all__ = [
     "GitCredentials",
     "GitError",
     "checkout",
+    "commit_date",
     "init_repository",
     "read_file",
     "redact",

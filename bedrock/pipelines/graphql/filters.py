@@ -10,17 +10,24 @@ from strawberry import UNSET, auto
 
 from bedrock.graphql.filters import DateTimeFilter, IDFilter, TextFilter
 from bedrock.graphql.scalars import choices_enum
-from bedrock.pipelines.models import Pipeline, PipelineKind, Project
+from bedrock.pipelines.models import DatedInstalls, Pipeline, PipelineKind, Project
 
 if TYPE_CHECKING:
     # The enum is built at runtime, which mypy cannot follow; its members mirror these.
     PipelineKindEnum = PipelineKind
+    DatedInstallsEnum = DatedInstalls
 else:
     PipelineKindEnum = choices_enum(
         PipelineKind,
         "PipelineKind",
         "TRAINING runs `train` and publishes model versions; "
         "BATCH_SCORING runs `batch_score` with a chosen model version.",
+    )
+    DatedInstallsEnum = choices_enum(
+        DatedInstalls,
+        "DatedInstalls",
+        "Whether the steps' pip installs resolve as of the run's commit date: ON, OFF (the "
+        "latest releases) or DEFAULT (as the server is set).",
     )
 
 

@@ -15,7 +15,7 @@ from bedrock.graphql.scalars import parse_id
 from bedrock.graphql.viewer import acting_user
 from bedrock.models.selectors import models_for
 from bedrock.pipelines import spec
-from bedrock.pipelines.graphql.filters import PipelineKindEnum
+from bedrock.pipelines.graphql.filters import DatedInstallsEnum, PipelineKindEnum
 from bedrock.pipelines.graphql.types import ConfigCheck, ConfigProblemType, PipelineType
 from bedrock.pipelines.models import Pipeline
 from bedrock.pipelines.selectors import User, projects_for
@@ -38,6 +38,9 @@ class CreatePipelineInput:
     max_run_time: str | None = strawberry.field(
         default=UNSET, description="Such as 90s, 30m, 72h or 7d; the site default unless given."
     )
+    dated_installs: DatedInstallsEnum | None = strawberry.field(
+        default=UNSET, description="DEFAULT unless given."
+    )
 
 
 @strawberry.input(description="What to change in a pipeline; fields left out stay as they are.")
@@ -51,6 +54,7 @@ class UpdatePipelineInput:
         default=UNSET, description="null removes the model (for a batch scoring pipeline)."
     )
     max_run_time: str | None = strawberry.field(default=UNSET, description="Such as 72h.")
+    dated_installs: DatedInstallsEnum | None = UNSET
 
 
 def _pipeline_fields(user: User, data: CreatePipelineInput | UpdatePipelineInput) -> dict[str, Any]:
@@ -60,8 +64,10 @@ def _pipeline_fields(user: User, data: CreatePipelineInput | UpdatePipelineInput
         value = getattr(data, name)
         if value is not UNSET and value is not None:
             fields[name] = value
-    if data.kind is not UNSET and data.kind is not None:
-        fields["kind"] = data.kind.value
+    for name in ("kind", "dated_installs"):
+        choice = getattr(data, name)
+        if choice is not UNSET and choice is not None:
+            fields[name] = choice.value
     if data.model_id is None:
         fields["model"] = None
     elif data.model_id is not UNSET:

@@ -15,6 +15,7 @@ from strawberry_django.relay import DjangoListConnection
 from bedrock.envconfig import format_duration
 from bedrock.graphql.types import ScopedType
 from bedrock.pipelines.graphql.filters import (
+    DatedInstallsEnum,
     PipelineFilter,
     PipelineKindEnum,
     PipelineOrder,
@@ -67,6 +68,9 @@ class PipelineType(ScopedType, selector=partial(pipelines_for, include_archived=
     branch: auto
     config_path: auto
     kind: PipelineKindEnum
+    dated_installs: DatedInstallsEnum = strawberry_django.field(
+        description="Whether runs' pip installs resolve as of their commit's date."
+    )
     model: Annotated[ModelType, strawberry.lazy("bedrock.models.graphql.types")] | None
     created_at: auto
     archived_at: datetime | None

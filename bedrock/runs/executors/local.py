@@ -39,6 +39,7 @@ from pathlib import Path
 from django.conf import settings
 
 from bedrock.actors import SYSTEM, Actor, is_site_administrator
+from bedrock.runs import installs
 from bedrock.runs.executors import spark
 from bedrock.runs.executors.base import (
     ExecutorError,
@@ -330,6 +331,7 @@ def _sandbox_args(context: StepContext, workdir: str = APP) -> list[str]:
         "--bind",
         str(context.artefact_dir),
         "/artefact",
+        *installs.sandbox_mounts(),
     ]
     return [
         "bwrap",
@@ -494,6 +496,7 @@ class LocalExecutor:
             _hand_over(context)
         prefix = _sandbox_args(context) if sandbox else []
         self._create_venv(prefix, venv, VENV if sandbox else str(venv))
+        installs.prepare_venv(context.run_id, venv, sandboxed=sandbox, interpreter=_host_python())
         spark.prepare(step, venv, VENV if sandbox else str(venv), _visible(sandbox))
 
     @staticmethod
@@ -541,7 +544,8 @@ class LocalExecutor:
         # Recorded so that a reconciler can kill the step if this supervisor dies first.
         with (context.step_dir / "pids").open("a") as pids:
             pids.write(f"{process.pid}\n")
-        return LocalHandle(process, sandboxed=sandbox, notice=refusal_notice(context))
+        notice = refusal_notice(context) + installs.notice(context.run_id)
+        return LocalHandle(process, sandboxed=sandbox, notice=notice)
 
     @staticmethod
     def _check_allowed(context: StepContext) -> None:

@@ -115,6 +115,10 @@ class RunType(ScopedType, selector=runs_for):
     finished_at: datetime | None
     failure_reason: auto
     exit_code: int | None
+    installs_as_of: datetime | None = strawberry_django.field(
+        description="The date the steps' pip installs resolved packages as of (the commit's); "
+        "null: the latest releases."
+    )
     steps: DjangoListConnection[RunStepType] = strawberry_django.connection(  # type: ignore[type-var]  # stubs want relay.Node
         description="The steps in plan (dependency) order."
     )
