@@ -421,3 +421,6 @@ BEDROCK_LOCAL_SANDBOX = env_bool("BEDROCK_LOCAL_SANDBOX", True)
 # Without bubblewrap a local step is the server's own user (keys, database): only site
 # administrators' runs execute then, unless the operator accepts the risk here.
 BEDROCK_ALLOW_UNSANDBOXED = env_bool("BEDROCK_ALLOW_UNSANDBOXED", False)
+# Directories the local executor looks in first for the Python a step's image held
+# (bedrock/runs/executors/interpreters.py), before pyenv's, uv's and the PATH.
+BEDROCK_PYTHONS = env_list("BEDROCK_PYTHONS")
