@@ -259,7 +259,7 @@ def test_the_sandbox_binds_the_chosen_interpreters_prefix_instead_of_the_servers
     chosen = Interpreter("3.7.16", str(_fake_python(prefix, "3.7.16")), str(prefix))
     context = StepContext(1, tmp_path / "a", tmp_path / "b", tmp_path / "c", {}, {}, 1)
 
-    args = _sandbox_args(context, chosen)
+    args = _sandbox_args(context, python=chosen)
 
     binds = [args[i + 1] for i, arg in enumerate(args) if arg == "--ro-bind"]
     assert str(prefix) in binds
