@@ -26,6 +26,7 @@
 | bedrock.E040 | BEDROCK_MAX_ENVIRONMENT_BYTES is not between 1 and 131072 |
 | bedrock.E030 | a BEDROCK_MAX_* limit is not a positive number            |
 | bedrock.W050 | BEDROCK_CLIENT_SOURCE holds no client for steps to install |
+| bedrock.W060 | a directory of BEDROCK_PYTHONS does not exist              |
 """
 
 from __future__ import annotations
@@ -304,3 +305,21 @@ def check_client_source(app_configs: Sequence[AppConfig] | None, **kwargs: Any) 
         hint = "Leave BEDROCK_CLIENT_SOURCE unset for the client/ beside the bedrock package."
         return [Warning(str(exc), hint=hint, id="bedrock.W050")]
     return []
+
+
+@register(Tags.compatibility)
+def check_pythons(app_configs: Sequence[AppConfig] | None, **kwargs: Any) -> list[Warning]:
+    # A warning, not an error: the local executor falls back to pyenv, uv, the PATH, then the
+    # server's own Python, and says so in each step's log.
+    missing = [path for path in settings.BEDROCK_PYTHONS if not Path(path).is_dir()]
+    if not missing:
+        return []
+    return [
+        Warning(
+            f"BEDROCK_PYTHONS names {', '.join(missing)}, which is not a directory: the local "
+            "executor finds no interpreter for steps' images there.",
+            hint="Name installations (a prefix with bin/pythonX.Y), directories of them, or "
+            "directories of pythonX.Y programs, separated by commas.",
+            id="bedrock.W060",
+        )
+    ]

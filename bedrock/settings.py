@@ -425,3 +425,6 @@ BEDROCK_ALLOW_UNSANDBOXED = env_bool("BEDROCK_ALLOW_UNSANDBOXED", False)
 # run's commit date (bedrock.runs.installs): old requirement files pin their direct dependencies
 # only, and today's releases of the rest often break them.
 BEDROCK_DATED_INSTALLS = env_bool("BEDROCK_DATED_INSTALLS", False)
+# Directories the local executor looks in first for the Python a step's image held
+# (bedrock/runs/executors/interpreters.py), before pyenv's, uv's and the PATH.
+BEDROCK_PYTHONS = env_list("BEDROCK_PYTHONS")

@@ -81,6 +81,17 @@ def test_misconfiguration_fails_the_check_with_a_stable_id(tmp_path, env, check_
     assert fragment in result.stderr
 
 
+def test_a_bedrock_pythons_directory_that_does_not_exist_is_a_warning(tmp_path):
+    real = tmp_path / "pythons"
+    real.mkdir()
+
+    result = bedrock_check(tmp_path, BEDROCK_PYTHONS=f"{real},/nonexistent/pythons")
+
+    assert result.returncode == 0, result.stderr
+    assert "bedrock.W060" in result.stderr
+    assert "BEDROCK_PYTHONS names /nonexistent/pythons, which is not a directory" in result.stderr
+
+
 @pytest.mark.parametrize(
     "env",
     [

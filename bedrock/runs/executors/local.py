@@ -49,6 +49,7 @@ from bedrock.runs.executors.base import (
     refusal_notice,
     step_variables,
 )
+from bedrock.runs.executors.interpreters import Interpreter, host_interpreter, python_for_image
 from bedrock.runs.plan import StepPlan
 from bedrock.runs.workdir import APP, host_workdir, missing_workdir
 from bedrock.runs.workspace import Workspace, remove_step_tree
@@ -182,11 +183,6 @@ def unsandboxed_refusal(actor: Actor) -> str:
     )
 
 
-def _host_python() -> str:
-    # The interpreter a venv is made from: the base one, not Bedrock's own virtual environment.
-    return getattr(sys, "_base_executable", None) or sys.executable
-
-
 def _isolation_args() -> list[str]:
     common = ["--unshare-pid", "--unshare-ipc", "--unshare-uts", "--hostname", "bedrock-step"]
     common += ["--new-session", "--die-with-parent", "--cap-drop", "ALL"]
@@ -208,7 +204,7 @@ def _drop_args() -> list[str]:
     return [_setpriv() or "setpriv", *ids, *caps, "--"]
 
 
-def _system_args() -> list[str]:
+def _system_args(python: Interpreter) -> list[str]:
     args: list[str] = []
     for name in _SYSTEM_DIRS:
         path = f"/{name}"
@@ -218,7 +214,7 @@ def _system_args() -> list[str]:
             args += ["--ro-bind", path, path]
     for path in _etc_paths():
         args += ["--ro-bind", path, path]
-    for path in _interpreter_paths():
+    for path in _interpreter_paths(python):
         args += ["--ro-bind", path, path]
     return args
 
@@ -258,12 +254,12 @@ def _etc_paths() -> list[str]:
     return [f"/etc/{name}" for name in names if os.path.exists(f"/etc/{name}")]
 
 
-def _interpreter_paths() -> list[str]:
+def _interpreter_paths(python: Interpreter) -> list[str]:
     # A venv links to its base interpreter by path: a pyenv or /opt build must be there too.
-    prefix = os.path.realpath(sys.base_prefix)
+    prefix = python.prefix
     if _under_system_dirs(prefix):
         return []
-    real = os.path.dirname(os.path.realpath(_host_python()))
+    real = os.path.dirname(os.path.realpath(python.executable))
     return [prefix] if real.startswith(prefix + "/") else [prefix, real]
 
 
@@ -276,13 +272,16 @@ def _visible(sandboxed: bool) -> Callable[[str], bool] | None:
     return _under_system_dirs if sandboxed else None
 
 
-def _bound_paths() -> list[str]:
-    """The host paths bound read-only into every sandbox, resolved."""
+def _bound_paths(python: Interpreter) -> list[str]:
+    """The host paths bound read-only into every sandbox, resolved: the step's interpreter, and
+    the server's, which runs the dated pip (bedrock.runs.installs) whatever the step's Python."""
     paths = [os.path.realpath(f"/{d}") for d in _SYSTEM_DIRS if os.path.isdir(f"/{d}")]
-    return paths + [os.path.realpath(p) for p in (*_etc_paths(), *_interpreter_paths())]
+    pythons = [*_interpreter_paths(python), *_interpreter_paths(host_interpreter())]
+    bound = [os.path.realpath(p) for p in (*_etc_paths(), *pythons)]
+    return paths + list(dict.fromkeys(bound))
 
 
-def _hidden_args() -> list[str]:
+def _hidden_args(python: Interpreter) -> list[str]:
     """An empty, read-only tmpfs over each of Bedrock's own directories that lies under a bound
     path: BEDROCK_HOME defaults to the installation's ``var``, which a non-editable install into
     a base interpreter (the python image's /usr/local, a pyenv) puts inside the sandbox."""
@@ -292,7 +291,7 @@ def _hidden_args() -> list[str]:
         own.append(storage.get("OPTIONS", {}).get("location") or settings.MEDIA_ROOT)
     if sys.prefix != sys.base_prefix:
         own.append(sys.prefix)  # the server's virtual environment
-    bound = _bound_paths()
+    bound = _bound_paths(python)
     args: list[str] = []
     for path in dict.fromkeys(os.path.realpath(p) for p in own if p):
         inside = any(path == b or path.startswith(b.rstrip("/") + "/") for b in bound)
@@ -301,10 +300,13 @@ def _hidden_args() -> list[str]:
     return args
 
 
-def _sandbox_args(context: StepContext, workdir: str = APP) -> list[str]:
+def _sandbox_args(
+    context: StepContext, workdir: str = APP, python: Interpreter | None = None
+) -> list[str]:
+    python = python or host_interpreter()
     mounts = [
-        *_system_args(),
-        *_hidden_args(),
+        *_system_args(python),
+        *_hidden_args(python),
         "--dev",
         "/dev",
         "--proc",
@@ -494,9 +496,11 @@ class LocalExecutor:
         self._reset_tmp(context)
         if sandbox and _as_root():
             _hand_over(context)
-        prefix = _sandbox_args(context) if sandbox else []
-        self._create_venv(prefix, venv, VENV if sandbox else str(venv))
-        installs.prepare_venv(context.run_id, venv, sandboxed=sandbox, interpreter=_host_python())
+        python = python_for_image(step.image).interpreter
+        prefix = _sandbox_args(context, python=python) if sandbox else []
+        self._create_venv(prefix, python, venv, VENV if sandbox else str(venv))
+        host = host_interpreter().executable
+        installs.prepare_venv(context.run_id, venv, sandboxed=sandbox, interpreter=host)
         spark.prepare(step, venv, VENV if sandbox else str(venv), _visible(sandbox))
 
     @staticmethod
@@ -514,7 +518,8 @@ class LocalExecutor:
         venv = context.step_dir / "venv"
         home = context.step_dir / "home"
         tmp = context.step_dir / "tmp"
-        prefix = _sandbox_args(context, step.workdir) if sandbox else []
+        python = python_for_image(step.image)
+        prefix = _sandbox_args(context, step.workdir, python.interpreter) if sandbox else []
         if sandbox:
             paths = {"VIRTUAL_ENV": VENV, "HOME": HOME, "TMPDIR": "/tmp"}  # noqa: S108
             paths |= {"PIP_CACHE_DIR": PIP_CACHE, "BEDROCK_APP_DIR": "/app"}
@@ -544,7 +549,7 @@ class LocalExecutor:
         # Recorded so that a reconciler can kill the step if this supervisor dies first.
         with (context.step_dir / "pids").open("a") as pids:
             pids.write(f"{process.pid}\n")
-        notice = refusal_notice(context) + installs.notice(context.run_id)
+        notice = refusal_notice(context) + python.notice.encode() + installs.notice(context.run_id)
         return LocalHandle(process, sandboxed=sandbox, notice=notice)
 
     @staticmethod
@@ -560,12 +565,12 @@ class LocalExecutor:
             raise ExecutorError(refusal)
 
     @staticmethod
-    def _create_venv(prefix: list[str], host_venv: Path, venv: str) -> None:
+    def _create_venv(prefix: list[str], python: Interpreter, host_venv: Path, venv: str) -> None:
         # Made inside the sandbox when there is one, so that its paths are the ones the step sees.
         if (host_venv / "bin" / "python").exists():
             return
         created = subprocess.run(
-            [*prefix, _host_python(), "-m", "venv", venv],
+            [*prefix, python.executable, "-m", "venv", venv],
             capture_output=True,
             text=True,
             timeout=300,
@@ -573,7 +578,8 @@ class LocalExecutor:
         )
         if created.returncode != 0:
             raise ExecutorError(
-                f"could not create the step's virtual environment: {created.stderr.strip()}"
+                f"could not create the step's virtual environment with Python {python.version} "
+                f"at {python.prefix}: {created.stderr.strip()}"
             )
 
     def cleanup_run(self, run_id: int) -> None:
