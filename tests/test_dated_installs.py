@@ -26,6 +26,7 @@ def dated_repo(path: Path, files: dict[str, str], *, when: datetime = COMMITTED)
     """A repository whose one commit was made at ``when``."""
     path.mkdir(parents=True)
     for name, text in files.items():
+        (path / name).parent.mkdir(parents=True, exist_ok=True)
         (path / name).write_text(text)
     stamp = when.isoformat()
     env = GIT_ENV | {"GIT_AUTHOR_DATE": "2001-01-01T00:00:00Z", "GIT_COMMITTER_DATE": stamp}

@@ -63,5 +63,37 @@ def test_an_unpinned_dependency_resolves_as_of_the_commit_date_when_the_pipeline
     assert run.status == RunStatus.SUCCEEDED, (run.failure_reason, log)
     assert f"dep {dep} bdrk 0.3.2" in log
     assert run.installs_as_of == (COMMITTED if noticed else None)
-    first = log.splitlines()[0]
+    first = "\n".join(log.splitlines()[:2])  # after the line on the step's Python
     assert ("bedrock: pip install resolves as of 2022-03-04T05:06:07Z" in first) is noticed
+
+
+def test_a_sub_folder_pipeline_on_an_old_python_with_dated_installs_and_the_pinned_client(
+    tmp_path, settings, step_api
+):
+    """What old repositories combine: a config in a sub-folder with relative paths, a
+    `python:3.9` image whose pins need 3.9, dated installs and `bdrk==0.3.2`."""
+    from bedrock.runs.executors.interpreters import python_for_image
+
+    if python_for_image("python:3.9").interpreter.minor != "3.9":
+        pytest.skip("no Python 3.9 on this machine (pyenv, uv or python3.9 on PATH)")
+    settings.BEDROCK_LOCAL_SANDBOX = True
+    show = SHOW.replace('print("dep"', 'import sys; print(sys.version_info[:2], "dep"')
+    steps = step("train", *SCRIPT).replace("python:3.11-slim", "python:3.9")
+    files = {
+        "sub/bedrock.hcl": hcl("train", steps),
+        "sub/requirements.txt": "top==1.0\nbdrk==0.3.2\n",
+        "sub/show.py": show,
+    }
+    pipeline = pipeline_for(dated_repo(tmp_path / "repo", files))
+    pipeline.config_path = "sub/bedrock.hcl"
+    pipeline.dated_installs = DatedInstalls.ON
+    pipeline.save()
+
+    with serving(INDEXES) as base:
+        index = {"PIP_INDEX_URL": f"{base}/simple/"}
+        run = wait_until_done(run_create(actor=SYSTEM, pipeline=pipeline, parameters=index))
+
+    log = step_log(run, "train")
+    assert run.status == RunStatus.SUCCEEDED, (run.failure_reason, log)
+    assert "(3, 9) dep 1.0 bdrk 0.3.2" in log
+    assert "bedrock: python:3.9: using Python 3.9" in log

@@ -214,9 +214,16 @@ def _system_args(python: Interpreter) -> list[str]:
             args += ["--ro-bind", path, path]
     for path in _etc_paths():
         args += ["--ro-bind", path, path]
-    for path in _interpreter_paths(python):
+    for path in _python_paths(python):
         args += ["--ro-bind", path, path]
     return args
+
+
+def _python_paths(python: Interpreter) -> list[str]:
+    """The step's interpreter, and the server's, which runs the dated pip (bedrock.runs.installs)
+    whatever the step's Python."""
+    both = [*_interpreter_paths(python), *_interpreter_paths(host_interpreter())]
+    return list(dict.fromkeys(both))
 
 
 _ONE_PATH = ("--tmpfs", "--dev", "--proc", "--dir")
@@ -273,12 +280,9 @@ def _visible(sandboxed: bool) -> Callable[[str], bool] | None:
 
 
 def _bound_paths(python: Interpreter) -> list[str]:
-    """The host paths bound read-only into every sandbox, resolved: the step's interpreter, and
-    the server's, which runs the dated pip (bedrock.runs.installs) whatever the step's Python."""
+    """The host paths bound read-only into every sandbox, resolved."""
     paths = [os.path.realpath(f"/{d}") for d in _SYSTEM_DIRS if os.path.isdir(f"/{d}")]
-    pythons = [*_interpreter_paths(python), *_interpreter_paths(host_interpreter())]
-    bound = [os.path.realpath(p) for p in (*_etc_paths(), *pythons)]
-    return paths + list(dict.fromkeys(bound))
+    return paths + [os.path.realpath(p) for p in (*_etc_paths(), *_python_paths(python))]
 
 
 def _hidden_args(python: Interpreter) -> list[str]:
