@@ -135,6 +135,11 @@ def _fake_venv(tmp_path: Path) -> Path:
     for name in ("python", "uv"):
         (bin_dir / name).write_text(
             f'#!/bin/sh\necho "{name} $*" >> {tmp_path}/calls\n'
+            + (
+                f'echo "UV_SYSTEM_CERTS=$UV_SYSTEM_CERTS" >> {tmp_path}/env\n'
+                if name == "uv"
+                else ""
+            )
             # uv installing pip writes pip's own script over the shim, as pip's wheel does.
             + (
                 'case "$*" in *" pip") echo "#!pip" > "$(dirname $0)/pip";; esac\n'
@@ -169,6 +174,17 @@ def test_the_shim_runs_uv_for_installs_and_pip_for_the_rest_and_survives_a_pip_u
     assert calls[1].endswith("--upgrade pip")
     assert calls[2] == "python -m pip freeze"
     assert pipshim.MARKER in shim.read_text()  # put back after uv wrote pip's own script
+
+
+def test_the_shim_has_uv_trust_the_systems_certificates_as_pip_does(tmp_path):
+    bin_dir = _fake_venv(tmp_path)
+    shim = bin_dir / "pip"
+    shim.write_text(shim_text(date=COMMITTED, uv=str(bin_dir / "uv"), interpreter=sys.executable))
+    shim.chmod(0o755)
+
+    subprocess.run([str(shim), "install", "x"], check=True, capture_output=True, env={})
+
+    assert (tmp_path / "env").read_text() == "UV_SYSTEM_CERTS=1\n"
 
 
 def _pipeline(tmp_path: Path, setting: str, *, commands: tuple[str, ...] = ("echo hi",)):

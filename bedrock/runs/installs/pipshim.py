@@ -196,6 +196,10 @@ def main(argv: list[str]) -> int:
         environ.setdefault("UV_CACHE_DIR", os.path.join(environ["PIP_CACHE_DIR"], "uv"))
     # The cache and the environment are separate mounts in the sandbox: hard links fail there.
     environ.setdefault("UV_LINK_MODE", "copy")
+    # pip trusts the system's certificate store (truststore since pip 24.2, or the cert of
+    # /etc/pip.conf); uv only its bundled roots unless told, so behind a proxy whose CA only the
+    # system knows, every dated install failed where pip's own succeeded.
+    environ.setdefault("UV_SYSTEM_CERTS", "1")
     said = " ".join(argv)
     print(f"bedrock: pip {said}: resolved as of {DATE} by uv", file=sys.stderr, flush=True)
     code = subprocess.run(command, env=environ).returncode
