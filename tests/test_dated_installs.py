@@ -128,6 +128,24 @@ def test_the_uv_command_bounds_the_date_but_not_for_bedrocks_undated_client(monk
     ]
 
 
+def test_before_boxkite_existed_the_clients_monitoring_dependencies_resolve_as_of_its_release(
+    monkeypatch,
+):
+    monkeypatch.setattr(pipshim, "DATE", "2020-09-15T08:28:31Z")
+
+    command = pipshim.uv_command(["install", "x"], {}, python="/venv/bin/python")
+
+    assert command is not None
+    later = [command[i + 1] for i, arg in enumerate(command) if arg == "--exclude-newer-package"]
+    assert later == [
+        "bdrk=false",
+        "boxkite=2021-07-07T00:00:00Z",
+        "fluent-logger=2021-07-07T00:00:00Z",
+        "prometheus-client=2021-07-07T00:00:00Z",
+    ]
+    assert command[command.index("--exclude-newer") + 1] == "2020-09-15T08:28:31Z"
+
+
 def _fake_venv(tmp_path: Path) -> Path:
     """A bin directory whose python and uv record how they were called."""
     bin_dir = tmp_path / "venv" / "bin"
