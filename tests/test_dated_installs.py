@@ -141,6 +141,7 @@ def test_before_boxkite_existed_the_clients_monitoring_dependencies_resolve_as_o
         "bdrk=false",
         "boxkite=2021-07-07T00:00:00Z",
         "fluent-logger=2021-07-07T00:00:00Z",
+        "msgpack=2021-07-07T00:00:00Z",
         "prometheus-client=2021-07-07T00:00:00Z",
     ]
     assert command[command.index("--exclude-newer") + 1] == "2020-09-15T08:28:31Z"

@@ -23,10 +23,11 @@ UV = "uv"
 # leaves out every file without one once a date is set, so these are outside the bound.
 UNDATED = ("bdrk",)
 # The client's model-monitoring extra requires boxkite in place of the monitoring the old bdrk
-# carried itself, and boxkite 0.0.5 pins fluent-logger and prometheus-client of 2021: a run of a
-# 2020 repository pinning bdrk[model-monitoring]==0.3.2 would find no solution. These resolve
-# as of the day after boxkite 0.0.5's upload at the earliest; boxkite's own pins bound them.
-CLIENT_NEEDS = ("boxkite", "fluent-logger", "prometheus-client")
+# carried itself, and boxkite 0.0.5 pins fluent-logger and prometheus-client of 2021 (and that
+# fluent-logger a msgpack of 2021): a run of a 2020 repository pinning
+# bdrk[model-monitoring]==0.3.2 would find no solution. These resolve as of the day after
+# boxkite 0.0.5's upload at the earliest; boxkite's own pins bound them.
+CLIENT_NEEDS = ("boxkite", "fluent-logger", "msgpack", "prometheus-client")
 CLIENT_NEEDS_FLOOR = "2021-07-07T00:00:00Z"
 MARKER = "bedrock-dated-pip-shim"
 
