@@ -128,6 +128,25 @@ def test_the_uv_command_bounds_the_date_but_not_for_bedrocks_undated_client(monk
     ]
 
 
+def test_before_boxkite_existed_the_clients_monitoring_dependencies_resolve_as_of_its_release(
+    monkeypatch,
+):
+    monkeypatch.setattr(pipshim, "DATE", "2020-09-15T08:28:31Z")
+
+    command = pipshim.uv_command(["install", "x"], {}, python="/venv/bin/python")
+
+    assert command is not None
+    later = [command[i + 1] for i, arg in enumerate(command) if arg == "--exclude-newer-package"]
+    assert later == [
+        "bdrk=false",
+        "boxkite=2021-07-07T00:00:00Z",
+        "fluent-logger=2021-07-07T00:00:00Z",
+        "msgpack=2021-07-07T00:00:00Z",
+        "prometheus-client=2021-07-07T00:00:00Z",
+    ]
+    assert command[command.index("--exclude-newer") + 1] == "2020-09-15T08:28:31Z"
+
+
 def _fake_venv(tmp_path: Path) -> Path:
     """A bin directory whose python and uv record how they were called."""
     bin_dir = tmp_path / "venv" / "bin"
@@ -135,6 +154,11 @@ def _fake_venv(tmp_path: Path) -> Path:
     for name in ("python", "uv"):
         (bin_dir / name).write_text(
             f'#!/bin/sh\necho "{name} $*" >> {tmp_path}/calls\n'
+            + (
+                f'echo "UV_SYSTEM_CERTS=$UV_SYSTEM_CERTS" >> {tmp_path}/env\n'
+                if name == "uv"
+                else ""
+            )
             # uv installing pip writes pip's own script over the shim, as pip's wheel does.
             + (
                 'case "$*" in *" pip") echo "#!pip" > "$(dirname $0)/pip";; esac\n'
@@ -169,6 +193,17 @@ def test_the_shim_runs_uv_for_installs_and_pip_for_the_rest_and_survives_a_pip_u
     assert calls[1].endswith("--upgrade pip")
     assert calls[2] == "python -m pip freeze"
     assert pipshim.MARKER in shim.read_text()  # put back after uv wrote pip's own script
+
+
+def test_the_shim_has_uv_trust_the_systems_certificates_as_pip_does(tmp_path):
+    bin_dir = _fake_venv(tmp_path)
+    shim = bin_dir / "pip"
+    shim.write_text(shim_text(date=COMMITTED, uv=str(bin_dir / "uv"), interpreter=sys.executable))
+    shim.chmod(0o755)
+
+    subprocess.run([str(shim), "install", "x"], check=True, capture_output=True, env={})
+
+    assert (tmp_path / "env").read_text() == "UV_SYSTEM_CERTS=1\n"
 
 
 def _pipeline(tmp_path: Path, setting: str, *, commands: tuple[str, ...] = ("echo hi",)):

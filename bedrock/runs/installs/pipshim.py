@@ -22,6 +22,13 @@ UV = "uv"
 # Packages whose indexes give no upload times (Bedrock's own index, serving its client): uv
 # leaves out every file without one once a date is set, so these are outside the bound.
 UNDATED = ("bdrk",)
+# The client's model-monitoring extra requires boxkite in place of the monitoring the old bdrk
+# carried itself, and boxkite 0.0.5 pins fluent-logger and prometheus-client of 2021 (and that
+# fluent-logger a msgpack of 2021): a run of a 2020 repository pinning
+# bdrk[model-monitoring]==0.3.2 would find no solution. These resolve as of the day after
+# boxkite 0.0.5's upload at the earliest; boxkite's own pins bound them.
+CLIENT_NEEDS = ("boxkite", "fluent-logger", "msgpack", "prometheus-client")
+CLIENT_NEEDS_FLOOR = "2021-07-07T00:00:00Z"
 MARKER = "bedrock-dated-pip-shim"
 
 # pip's options without a value, and what uv calls them; None: nothing to pass on.
@@ -163,6 +170,9 @@ def uv_command(args: list[str], environ: Mapping[str, str], *, python: str) -> l
     bound = ["--exclude-newer", DATE]
     for name in UNDATED:
         bound += ["--exclude-newer-package", f"{name}=false"]
+    if DATE < CLIENT_NEEDS_FLOOR:  # both RFC 3339 in UTC: the strings order as the dates
+        for name in CLIENT_NEEDS:
+            bound += ["--exclude-newer-package", f"{name}={CLIENT_NEEDS_FLOOR}"]
     # pip takes the best version across all its indexes; uv's default stops at the first index
     # that has the project, which would change what an old requirements file gets.
     strategy = ["--index-strategy", "unsafe-best-match"]
@@ -196,6 +206,10 @@ def main(argv: list[str]) -> int:
         environ.setdefault("UV_CACHE_DIR", os.path.join(environ["PIP_CACHE_DIR"], "uv"))
     # The cache and the environment are separate mounts in the sandbox: hard links fail there.
     environ.setdefault("UV_LINK_MODE", "copy")
+    # pip trusts the system's certificate store (truststore since pip 24.2, or the cert of
+    # /etc/pip.conf); uv only its bundled roots unless told, so behind a proxy whose CA only the
+    # system knows, every dated install failed where pip's own succeeded.
+    environ.setdefault("UV_SYSTEM_CERTS", "1")
     said = " ".join(argv)
     print(f"bedrock: pip {said}: resolved as of {DATE} by uv", file=sys.stderr, flush=True)
     code = subprocess.run(command, env=environ).returncode
