@@ -9,7 +9,8 @@ from django.contrib.auth import get_user_model
 from bedrock.models.models import Model, ModelVersion
 from bedrock.pipelines.models import Membership, Pipeline, PipelineKind, Project, Role
 from bedrock.runs.models import Run
-from bedrock.tracking.models import Chart, ChartKind, Metric, MetricChunk
+from bedrock.tracking.models import Chart, ChartKind, Metric
+from bedrock.tracking.series import new_chunk
 
 _seq = itertools.count(1)
 
@@ -56,14 +57,8 @@ def metric(run, name: str, values: list[float], *, chunk: int = 1000, step_name:
     )
     for seq, start in enumerate(range(0, len(values), chunk)):
         part = values[start : start + chunk]
-        MetricChunk.objects.create(
-            metric=series,
-            seq=seq,
-            size=len(part),
-            x=list(range(start, start + len(part))),
-            value=part,
-            timestamp=[1764600000.0 + start + offset for offset in range(len(part))],
-        )
+        stamps = [1764600000.0 + start + offset for offset in range(len(part))]
+        new_chunk(series, seq, list(range(start, start + len(part))), part, stamps).save()
     return series
 
 

@@ -218,3 +218,18 @@ def test_a_thinned_series_keeps_its_ends_and_its_spike():
     assert kept[0] == series[0] and kept[-1] == series[-1]
     assert max(point.value for point in kept) == 99.0
     assert [point.x for point in kept] == sorted(point.x for point in kept)
+
+
+def test_each_chunk_keeps_a_preview_that_thinning_again_keeps_the_series_shape(client, active):
+    from bedrock.tracking.series import PREVIEW_POINTS, preview
+
+    values = [0.0] * 20_000
+    values[12_345] = 7.0
+    active.post(client, _series(values))
+
+    chunk = MetricChunk.objects.get()
+    assert len(chunk.preview_value) <= PREVIEW_POINTS + 2
+    assert max(chunk.preview_value) == 7.0 and 12_345 in chunk.preview_x
+    assert chunk.preview_x[0] == 0 and chunk.preview_x[-1] == 19_999
+    short = list(range(10))
+    assert preview(short, [float(v) for v in short]) == (short, [float(v) for v in short])

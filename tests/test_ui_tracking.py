@@ -22,9 +22,9 @@ from bedrock.accounts.models import hash_token
 from bedrock.pipelines.models import Role
 from bedrock.runs.models import Run, RunStatus, RunStep
 from bedrock.tracking.models import Param
-from bedrock.tracking.series import Point, thinned
+from bedrock.tracking.series import Point, thinned, thinned_indices
 from bedrock.ui import tracking
-from bedrock.ui.tracking import CHART_POINTS, CHARTED_SERIES, thinned_indices
+from bedrock.ui.tracking import CHART_POINTS, CHARTED_SERIES
 from tests import factories
 
 pytestmark = pytest.mark.django_db
@@ -146,7 +146,7 @@ def test_a_metric_named_like_markup_is_shown_as_text_everywhere(client, world):
 
 def test_a_series_logged_with_its_x_out_of_order_is_charted_in_order_of_x(client, world):
     metric = factories.metric(world.run, "loss", [0.3, 0.9, 0.5])
-    metric.chunks.update(x=[2, 0, 1])
+    metric.chunks.update(x=[2, 0, 1], preview_x=[2, 0, 1])
     client.force_login(world.viewer)
 
     line = chart_data(text(client.get(f"/runs/{world.run.pk}/")))["metric-0"]["lines"][0]

@@ -51,6 +51,10 @@ class MetricChunk(models.Model):
     x = models.JSONField(default=list)
     value = models.JSONField(default=list)
     timestamp = models.JSONField(default=list, help_text="Seconds since the epoch, UTC.")
+    # The chunk thinned for charts (bedrock.tracking.series.preview): a page charting a long
+    # series reads these, a few hundred points a chunk, not every point.
+    preview_x = models.JSONField(default=list)
+    preview_value = models.JSONField(default=list)
 
     class Meta:
         constraints = [

@@ -14,6 +14,7 @@ from django.utils import timezone
 from bedrock.runs.models import Run
 from bedrock.tracking.batch import Batch, BatchError, Series
 from bedrock.tracking.models import Chart, ChartKind, Metric, MetricChunk, Param
+from bedrock.tracking.series import new_chunk
 
 
 @dataclass(frozen=True)
@@ -94,14 +95,7 @@ def _record_metrics(run: Run, step: str, metrics: dict[str, Series]) -> None:
     fields = ["count", "step_name", "latest_value", "latest_x", "latest_at", "min_value"]
     Metric.objects.bulk_update(list(existing.values()), [*fields, "max_value"])
     MetricChunk.objects.bulk_create(
-        MetricChunk(
-            metric=metric,
-            seq=next_seq.get(metric.pk, 0),
-            size=len(values),
-            x=x,
-            value=values,
-            timestamp=stamps,
-        )
+        new_chunk(metric, next_seq.get(metric.pk, 0), x, values, stamps)
         for metric, x, values, stamps in filled
     )
 
