@@ -268,9 +268,10 @@ def main() -> None:
     for case, row in ours.items():
         other = theirs.get(case)
         ratio = row["rate"] / other["rate"] if other else float("nan")
+        ratio_text = f"{ratio:>6.1f}x" if other else f"{'-':>7}"
         mlflow_rate = f"{other['rate']:>13,.0f}" if other else f"{'-':>13}"
         print(
-            f"{case:<8} {row['rate']:>14,.0f} {row['calls']:>10.2f}s {mlflow_rate} {ratio:>6.1f}x "
+            f"{case:<8} {row['rate']:>14,.0f} {row['calls']:>10.2f}s {mlflow_rate} {ratio_text} "
             f"{'met' if row['rate'] >= GOAL else 'missed':>7}"
         )
         report["cases"][case] = {
