@@ -8,7 +8,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Max, Sum
+from django.db.models import Count, Max, Sum
 from django.utils import timezone
 
 from bedrock.runs.models import Run
@@ -49,17 +49,15 @@ def tracking_record(*, run: Run, batch: Batch) -> Recorded:
 
 
 def _check_run_limits(run: Run, metrics: dict[str, Series], existing: dict[str, Metric]) -> None:
-    totals = Metric.objects.filter(run=run).aggregate(points=Sum("count"))
-    points = (totals["points"] or 0) + sum(len(series) for series in metrics.values())
+    held = Metric.objects.filter(run=run).aggregate(points=Sum("count"), metrics=Count("pk"))
+    points = (held["points"] or 0) + sum(len(series) for series in metrics.values())
     limit = settings.BEDROCK_TRACKING_MAX_POINTS_PER_RUN
     if points > limit:
         raise BatchError(f"metrics: the run would hold {points} points; the limit is {limit}.")
-    new = set(metrics) - set(existing)
-    if new:
-        count = Metric.objects.filter(run=run).count() + len(new)
-        limit = settings.BEDROCK_TRACKING_MAX_METRICS_PER_RUN
-        if count > limit:
-            raise BatchError(f"metrics: the run would hold {count} metrics; the limit is {limit}.")
+    count = held["metrics"] + len(set(metrics) - set(existing))
+    limit = settings.BEDROCK_TRACKING_MAX_METRICS_PER_RUN
+    if count > limit:
+        raise BatchError(f"metrics: the run would hold {count} metrics; the limit is {limit}.")
 
 
 def _record_metrics(run: Run, step: str, metrics: dict[str, Series]) -> None:
