@@ -80,6 +80,7 @@ INSTALLED_APPS = [
     "bedrock.accounts",
     "bedrock.nomad",
     "bedrock.tracking",
+    "bedrock.events",
     "bedrock.ui",
 ]
 
