@@ -92,6 +92,13 @@ class DatedInstalls(models.TextChoices):
     OFF = "off", "The latest releases"
 
 
+class PublishPolicy(models.TextChoices):
+    """Which runs of a training pipeline publish model versions."""
+
+    BRANCH = "branch", "Runs of the pipeline's branch"
+    ANY = "any", "Runs of any ref"
+
+
 class Pipeline(models.Model):
     """A Git repository and the bedrock.hcl in it, run as training or batch scoring."""
 
@@ -112,6 +119,15 @@ class Pipeline(models.Model):
         blank=True,
         related_name="training_pipelines",
         help_text="The model a training pipeline publishes versions of.",
+    )
+    publish_policy = models.CharField(
+        max_length=8,
+        choices=PublishPolicy.choices,
+        default=PublishPolicy.BRANCH,
+        help_text=(
+            "Which runs publish a model version. A run of another ref still runs and keeps its "
+            "archive as a download of its own."
+        ),
     )
     max_run_time = models.DurationField(
         default=default_max_run_time,

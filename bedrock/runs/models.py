@@ -73,6 +73,19 @@ class Run(models.Model):
         blank=True,
         related_name="scoring_runs",
     )
+    input_model_alias = models.CharField(
+        max_length=63,
+        blank=True,
+        help_text="The alias asked for; input_model_version is the version it named then.",
+    )
+    # A training run whose ref may not publish (the pipeline's publish policy) keeps its archive
+    # here instead, and says why in unpublished_reason.
+    output_archive_key = models.CharField(max_length=600, blank=True, editable=False)
+    output_archive_size = models.BigIntegerField(null=True, blank=True, editable=False)
+    output_archive_sha256 = models.CharField(
+        "output archive SHA-256", max_length=64, blank=True, editable=False
+    )
+    unpublished_reason = models.TextField(blank=True, editable=False)
     trigger = models.CharField(max_length=16, choices=Trigger.choices, default=Trigger.UI)
     triggered_by = models.ForeignKey(
         settings.AUTH_USER_MODEL,
