@@ -10,12 +10,13 @@ from strawberry import UNSET, auto
 
 from bedrock.graphql.filters import DateTimeFilter, IDFilter, TextFilter
 from bedrock.graphql.scalars import choices_enum
-from bedrock.pipelines.models import DatedInstalls, Pipeline, PipelineKind, Project
+from bedrock.pipelines.models import DatedInstalls, Pipeline, PipelineKind, Project, Role
 
 if TYPE_CHECKING:
     # The enum is built at runtime, which mypy cannot follow; its members mirror these.
     PipelineKindEnum = PipelineKind
     DatedInstallsEnum = DatedInstalls
+    RoleEnum = Role
 else:
     PipelineKindEnum = choices_enum(
         PipelineKind,
@@ -28,6 +29,12 @@ else:
         "DatedInstalls",
         "Whether the steps' pip installs resolve as of the run's commit date: ON, OFF (the "
         "latest releases) or DEFAULT (as the server is set).",
+    )
+    RoleEnum = choices_enum(
+        Role,
+        "Role",
+        "A member's role in a project: VIEWER reads, DEVELOPER also starts and stops runs, "
+        "ADMIN also changes the project, its pipelines, models and members.",
     )
 
 
