@@ -26,7 +26,7 @@ class _Unset(enum.Enum):
 UNSET = _Unset.UNSET
 
 
-def _may_create_projects(actor: Actor) -> bool:
+def may_create_projects(actor: Actor) -> bool:
     """Whether ``BEDROCK_PROJECT_CREATION`` lets ``actor`` create a project."""
     if isinstance(actor, Staff) or is_site_administrator(actor):
         return True
@@ -39,7 +39,7 @@ def _may_create_projects(actor: Actor) -> bool:
 def project_create(*, actor: Actor, name: str, description: str = "") -> Project:
     """Create a project. A person who creates one becomes its first admin, in the same
     transaction; the site's operators (the admin, commands) create it without members."""
-    if not _may_create_projects(actor):
+    if not may_create_projects(actor):
         raise PermissionDenied("Only site administrators may create projects on this site.")
     project = Project(name=name, description=description)
     project.full_clean()

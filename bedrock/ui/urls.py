@@ -3,7 +3,7 @@ from __future__ import annotations
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from bedrock.ui import views
+from bedrock.ui import teams, views
 
 app_name = "ui"
 
@@ -36,6 +36,18 @@ urlpatterns = [
         views.model_version_files_page,
         name="model_version_files",
     ),
+    path("projects/", teams.project_list, name="projects"),
+    path("projects/new", teams.project_new, name="project_new"),
+    path("projects/<int:pk>/", teams.project_detail, name="project"),
+    path("projects/<int:pk>/edit", teams.project_edit, name="project_edit"),
+    path("projects/<int:pk>/members", teams.membership_set, name="membership_set"),
+    path(
+        "projects/<int:pk>/members/<str:username>/remove",
+        teams.membership_remove,
+        name="membership_remove",
+    ),
+    path("projects/<int:pk>/models/new", teams.model_new, name="project_model_new"),
+    path("models/<int:pk>/edit", teams.model_edit, name="model_edit"),
     path("tokens/", views.tokens, name="tokens"),
     path("tokens/<int:pk>/revoke", views.token_revoke, name="token_revoke"),
 ]
