@@ -297,6 +297,15 @@ def test_create_model_for_the_admin_a_member_and_an_outsider(team):
     assert list(Model.objects.values_list("name", flat=True)) == ["churn"]
 
 
+def test_create_model_reports_a_name_taken_in_the_project_on_name(team):
+    factories.model(team.project, "churn")
+
+    taken = gql(team.admin, CREATE_MODEL, project=str(team.project.pk), name="churn")
+
+    problem = message(taken["createModel"])
+    assert (problem["kind"], problem["field"]) == ("VALIDATION", "name")
+
+
 def test_update_model_sets_retention_and_refuses_less_than_one_version(team):
     model = factories.model(team.project, "churn")
 

@@ -7,15 +7,19 @@ from typing import Any
 
 import strawberry
 import strawberry_django
+from django.core.exceptions import NON_FIELD_ERRORS
 from strawberry import UNSET, Info
 
-from bedrock.graphql.errors import get_visible
+from bedrock.graphql.errors import argument_names, get_visible
 from bedrock.graphql.viewer import acting_user
 from bedrock.models.graphql.types import ModelType
 from bedrock.models.models import Model
 from bedrock.models.selectors import models_for
 from bedrock.models.services import model_create, model_update
 from bedrock.pipelines.graphql.mutations import project_of
+
+# A model's one error not on a field is its name taken in the project (a unique pair).
+NAME_TAKEN: dict[str, str] = {str(NON_FIELD_ERRORS): "name"}
 
 
 @strawberry.input(description="A new model, for a project you administer.")
@@ -44,9 +48,10 @@ class ModelMutations:
     def create_model(self, info: Info, data: CreateModelInput) -> Model:
         """Create a model for a project's training pipelines to publish versions of."""
         user, project = project_of(info, data.project_id)
-        return model_create(
-            actor=user, project=project, name=data.name, description=data.description
-        )
+        with argument_names(**NAME_TAKEN):
+            return model_create(
+                actor=user, project=project, name=data.name, description=data.description
+            )
 
     @strawberry_django.mutation(handle_django_errors=True, graphql_type=ModelType)
     def update_model(self, info: Info, id: strawberry.ID, data: UpdateModelInput) -> Model:
@@ -59,4 +64,5 @@ class ModelMutations:
                 changes[name] = value
         if data.keep_versions is not UNSET:
             changes["keep_versions"] = data.keep_versions
-        return model_update(actor=user, model=model, **changes)
+        with argument_names(**NAME_TAKEN):
+            return model_update(actor=user, model=model, **changes)
