@@ -379,6 +379,11 @@ if not _raw_keys:
     _raw_keys = _home_file("secret-keys", lambda: Fernet.generate_key().decode())
 BEDROCK_SECRET_KEYS = [key.strip() for key in _raw_keys.split(",") if key.strip()]
 
+# --- Webhooks ---------------------------------------------------------------------------------
+# A project admin chooses where webhooks go; without this, an address that resolves inside the
+# network (loopback, link-local and its cloud metadata service, private ranges) is refused.
+BEDROCK_WEBHOOK_ALLOW_PRIVATE = env_bool("BEDROCK_WEBHOOK_ALLOW_PRIVATE", False)
+
 # --- Nomad ------------------------------------------------------------------------------------
 NOMAD_ADDR = env_str("NOMAD_ADDR")
 NOMAD_TOKEN = env_str("NOMAD_TOKEN")
