@@ -430,3 +430,120 @@ class socket_closed_port:
 
     def __exit__(self, *exc: object) -> None:
         self.sock.close()
+
+
+# --- the page ---------------------------------------------------------------------------------
+@dataclass
+class Team:
+    owner: object
+    member: object
+    outsider: object
+    project: object
+    webhook: Webhook
+    secret: str
+
+
+@pytest.fixture
+def team(receiver, private_allowed) -> Team:
+    owner, project = _owner_and_project()
+    member = factories.user()
+    factories.member(project, member, Role.DEVELOPER)
+    created = webhook_create(actor=owner, project=project, url=receiver.url, description="ops")
+    return Team(owner, member, factories.user(), project, created.webhook, created.secret)
+
+
+def _pages(team: Team) -> list[tuple[str, str]]:
+    base = f"/projects/{team.project.pk}/webhooks"
+    hook = f"{base}/{team.webhook.pk}"
+    return [
+        ("get", base),
+        ("get", f"{hook}/"),
+        ("get", f"{hook}/delete"),
+        ("post", f"{hook}/delete"),
+        ("post", f"{hook}/test"),
+    ]
+
+
+def test_the_owner_creates_a_webhook_and_sees_its_secret_once(client, team) -> None:
+    client.force_login(team.owner)
+    url = f"/projects/{team.project.pk}/webhooks"
+    response = client.post(
+        url,
+        {"url": "https://93.184.215.14/hook", "description": "alerts", "kinds": ["run.finished"]},
+    )
+    assert response.status_code == 200
+    new = Webhook.objects.get(description="alerts")
+    assert new.kinds == ["run.finished"] and new.active
+    match = re.search(r'value="(whsec_[^"]+)"', response.content.decode())
+    assert match is not None and new.secret == match.group(1)
+    assert response["Cache-Control"].startswith("max-age=0")
+    listed = client.get(url).content.decode()
+    assert "https://93.184.215.14/hook" in listed and match.group(1) not in listed
+    assert team.secret not in listed and team.secret not in response.content.decode()
+
+
+def test_the_page_refuses_an_internal_address(client, team, settings) -> None:
+    settings.BEDROCK_WEBHOOK_ALLOW_PRIVATE = False
+    client.force_login(team.owner)
+    response = client.post(
+        f"/projects/{team.project.pk}/webhooks", {"url": "http://169.254.169.254/latest"}
+    )
+    assert response.status_code == 200
+    assert "internal address" in response.content.decode()
+    assert Webhook.objects.count() == 1
+
+
+def test_the_owner_tests_edits_redelivers_and_deletes(client, team, receiver) -> None:
+    client.force_login(team.owner)
+    hook = f"/projects/{team.project.pk}/webhooks/{team.webhook.pk}"
+    assert client.post(f"{hook}/test").status_code == 302
+    webhook_deliveries_due()
+    page = client.get(f"{hook}/").content.decode()
+    assert "webhook.test" in page and "Delivered" in page and "answer 200" in page
+    assert team.secret not in page
+    sent = WebhookDelivery.objects.get()
+    assert client.post(f"{hook}/deliveries/{sent.pk}/redeliver").status_code == 302
+    assert WebhookDelivery.objects.count() == 2
+
+    response = client.post(f"{hook}/", {"description": "quiet", "kinds": ["model_alias.set"]})
+    assert response.status_code == 302
+    team.webhook.refresh_from_db()
+    assert (team.webhook.description, team.webhook.kinds) == ("quiet", ["model_alias.set"])
+    assert team.webhook.active is False  # the box was left unticked
+
+    confirm = client.get(f"{hook}/delete")
+    assert confirm.status_code == 200 and "cannot be undone" in confirm.content.decode()
+    assert Webhook.objects.filter(pk=team.webhook.pk).exists()
+    assert client.post(f"{hook}/delete").status_code == 302
+    assert not Webhook.objects.filter(pk=team.webhook.pk).exists()
+
+
+def test_the_delivery_log_is_paginated_newest_first(client, team) -> None:
+    client.force_login(team.owner)
+    for _ in range(30):
+        _publish(team.project)
+    hook = f"/projects/{team.project.pk}/webhooks/{team.webhook.pk}/"
+    newest = WebhookDelivery.objects.order_by("-id").first()
+    first = client.get(hook).content.decode()
+    assert f"#{newest.event_id}," in first and "Page 1 of 2" in first
+    oldest = WebhookDelivery.objects.order_by("id").first()
+    assert f"#{oldest.event_id}," not in first
+    assert f"#{oldest.event_id}," in client.get(hook + "?page=2").content.decode()
+
+
+@pytest.mark.parametrize(("persona", "status"), [("member", 403), ("outsider", 404)])
+def test_members_are_refused_and_outsiders_find_nothing(client, team, persona, status) -> None:
+    client.force_login(getattr(team, persona))
+    delivery_row = webhook_test(actor=team.owner, webhook=team.webhook)
+    pages = [*_pages(team), ("post", f"{_pages(team)[1][1]}deliveries/{delivery_row.pk}/redeliver")]
+    for method, url in pages:
+        response = getattr(client, method)(url)
+        assert response.status_code == status, url
+        assert team.secret not in response.content.decode()
+    assert Webhook.objects.filter(pk=team.webhook.pk).exists()
+    assert WebhookDelivery.objects.count() == 1
+
+
+def test_signed_out_visitors_are_sent_to_sign_in(client, team) -> None:
+    response = client.get(f"/projects/{team.project.pk}/webhooks")
+    assert response.status_code == 302 and "/login/" in response["Location"]
