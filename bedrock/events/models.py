@@ -16,6 +16,17 @@ WEBHOOK_URL_MAX_LENGTH = 2000
 RESPONSE_EXCERPT_BYTES = 1024
 
 
+def _person() -> models.ForeignKey:
+    """Who did something; the record outlives the account, as done by no one."""
+    return models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+
+
 class EventKind(models.TextChoices):
     MODEL_VERSION_PUBLISHED = "model_version.published", "A model version was published"
     MODEL_ALIAS_SET = "model_alias.set", "A model alias was set or moved"
@@ -35,13 +46,7 @@ class Event(models.Model):
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="events")
     kind = models.CharField(max_length=40, choices=EventKind.choices, db_index=True)
     payload = models.JSONField(default=dict)
-    actor = models.ForeignKey(
-        settings.AUTH_USER_MODEL,
-        on_delete=models.SET_NULL,
-        null=True,
-        blank=True,
-        related_name="+",
-    )
+    actor = _person()
     created_at = models.DateTimeField(default=timezone.now, editable=False)
 
     class Meta:
@@ -65,13 +70,7 @@ class Webhook(models.Model):
     kinds = models.JSONField(default=list, blank=True)
     active = models.BooleanField(default=True)
     secret = EncryptedTextField(editable=False)
-    created_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL,
-        on_delete=models.SET_NULL,
-        null=True,
-        blank=True,
-        related_name="+",
-    )
+    created_by = _person()
     created_at = models.DateTimeField(default=timezone.now, editable=False)
 
     class Meta:
