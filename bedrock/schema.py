@@ -14,6 +14,7 @@ from strawberry_django.optimizer import DjangoOptimizerExtension
 
 from bedrock.accounts.graphql.mutations import AccountMutations
 from bedrock.accounts.graphql.queries import AccountQueries
+from bedrock.events.graphql.mutations import WebhookMutations
 from bedrock.graphql.scalars import SCALAR_MAP
 from bedrock.graphqlview import RequestChecks
 from bedrock.models.graphql.queries import ModelQueries
@@ -29,7 +30,8 @@ MAX_TOKENS = 5000
 
 Query = merge_types("Query", (PipelineQueries, RunQueries, ModelQueries, AccountQueries))
 Mutation = merge_types(
-    "Mutation", (PipelineMutations, RunMutations, SecretMutations, AccountMutations)
+    "Mutation",
+    (PipelineMutations, RunMutations, SecretMutations, AccountMutations, WebhookMutations),
 )
 
 schema = strawberry.Schema(

@@ -32,6 +32,7 @@ from bedrock.events.services import (
 from bedrock.pipelines.models import Role
 from bedrock.runs.services import runs_reconcile
 from tests import factories
+from tests.test_graphql_api import client_for, data, gql
 
 pytestmark = pytest.mark.django_db
 
@@ -547,3 +548,99 @@ def test_members_are_refused_and_outsiders_find_nothing(client, team, persona, s
 def test_signed_out_visitors_are_sent_to_sign_in(client, team) -> None:
     response = client.get(f"/projects/{team.project.pk}/webhooks")
     assert response.status_code == 302 and "/login/" in response["Location"]
+
+
+# --- the API ----------------------------------------------------------------------------------
+CREATE = """
+mutation($projectId: ID!, $url: String!, $kinds: [String!]) {
+  createWebhook(projectId: $projectId, url: $url, kinds: $kinds, description: "ci") {
+    ... on CreatedWebhook { secret webhook { id url kinds active } }
+    ... on OperationInfo { messages { kind field message code } }
+  }
+}"""
+DELETE = """
+mutation($id: ID!) {
+  deleteWebhook(id: $id) {
+    ... on DeletedWebhook { id }
+    ... on OperationInfo { messages { kind field message code } }
+  }
+}"""
+LIST = """
+query { projects { edges { node { name webhooks { id url description kinds recentDeliveries {
+  eventId eventKind attempts status lastStatusCode lastError responseExcerpt nextAttemptAt
+} } } } } }"""
+
+
+def _projects(body: dict) -> list[dict]:
+    return [edge["node"] for edge in body["data"]["projects"]["edges"]]
+
+
+def test_the_owner_creates_a_webhook_through_the_api_and_gets_the_secret_once(team) -> None:
+    owner = client_for(team.owner)
+    made = data(
+        owner,
+        CREATE,
+        projectId=str(team.project.pk),
+        url="https://93.184.215.14/api",
+        kinds=["model_alias.set"],
+    )["createWebhook"]
+    new = Webhook.objects.get(pk=made["webhook"]["id"])
+    assert made["secret"] == new.secret and made["secret"].startswith("whsec_")
+    assert made["webhook"] == {
+        "id": str(new.pk),
+        "url": "https://93.184.215.14/api",
+        "kinds": ["model_alias.set"],
+        "active": True,
+    }
+    listed = gql(owner, LIST)
+    assert made["secret"] not in json.dumps(listed) and team.secret not in json.dumps(listed)
+    [project] = _projects(listed)
+    assert {hook["url"] for hook in project["webhooks"]} == {team.webhook.url, new.url}
+
+
+def test_the_api_lists_recent_deliveries_without_the_secret(team) -> None:
+    _publish(team.project)
+    webhook_deliveries_due()
+    body = gql(client_for(team.owner), LIST)
+    [hook] = _projects(body)[0]["webhooks"]
+    [sent] = hook["recentDeliveries"]
+    assert sent["eventKind"] == "model_version.published" and sent["status"] == "delivered"
+    assert sent["lastStatusCode"] == 200 and sent["attempts"] == 1
+    assert team.secret not in json.dumps(body)
+
+
+def test_the_api_refuses_an_internal_address(team, settings) -> None:
+    settings.BEDROCK_WEBHOOK_ALLOW_PRIVATE = False
+    made = data(
+        client_for(team.owner), CREATE, projectId=str(team.project.pk), url="http://10.0.0.5/"
+    )["createWebhook"]
+    [message] = made["messages"]
+    assert message["kind"] == "VALIDATION" and message["field"] == "url"
+    assert "internal address" in message["message"]
+
+
+def test_a_member_sees_no_webhooks_and_may_not_create_or_delete_one(team) -> None:
+    member = client_for(team.member)
+    assert _projects(gql(member, LIST)) == [{"name": team.project.name, "webhooks": []}]
+    made = data(member, CREATE, projectId=str(team.project.pk), url="https://93.184.215.14/")
+    assert made["createWebhook"]["messages"][0]["kind"] == "PERMISSION"
+    gone = data(member, DELETE, id=str(team.webhook.pk))["deleteWebhook"]
+    assert gone["messages"][0]["kind"] == "PERMISSION"
+    assert Webhook.objects.count() == 1
+
+
+def test_an_outsider_finds_no_project_and_no_webhook(team) -> None:
+    outsider = client_for(team.outsider)
+    assert _projects(gql(outsider, LIST)) == []
+    made = data(outsider, CREATE, projectId=str(team.project.pk), url="https://93.184.215.14/")
+    [message] = made["createWebhook"]["messages"]
+    assert message["code"] == "not_found" and team.project.name not in message["message"]
+    gone = data(outsider, DELETE, id=str(team.webhook.pk))["deleteWebhook"]
+    assert gone["messages"][0]["code"] == "not_found"
+    assert Webhook.objects.count() == 1
+
+
+def test_the_owner_deletes_a_webhook_through_the_api(team) -> None:
+    gone = data(client_for(team.owner), DELETE, id=str(team.webhook.pk))["deleteWebhook"]
+    assert gone == {"id": str(team.webhook.pk)}
+    assert not Webhook.objects.exists()

@@ -29,6 +29,7 @@ from bedrock.pipelines.spec.model import Problem
 if TYPE_CHECKING:
     from django.db.models import QuerySet
 
+    from bedrock.events.graphql.types import WebhookType
     from bedrock.models.graphql.types import ModelType
     from bedrock.runs.graphql.types import RunType
     from bedrock.runs.models import Run
@@ -47,6 +48,9 @@ class ProjectType(ScopedType, selector=projects_for):
     name: auto
     description: auto
     created_at: auto
+    webhooks: list[Annotated[WebhookType, strawberry.lazy("bedrock.events.graphql.types")]] = (
+        strawberry_django.field(description="Listed to the project's admins only.")
+    )
 
     @classmethod
     def scope_for_run(cls, queryset: QuerySet[Project], run: Run) -> QuerySet[Project]:
