@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import io
 import json
 import re
 import threading
@@ -125,8 +126,9 @@ def _readme_verifier():
 
 # --- sending ----------------------------------------------------------------------------------
 def test_an_event_is_posted_signed_to_a_real_receiver(
-    receiver, private_allowed, django_capture_on_commit_callbacks
+    receiver, private_allowed, django_capture_on_commit_callbacks, caplog
 ) -> None:
+    caplog.set_level("DEBUG")
     owner, project = _owner_and_project()
     created = webhook_create(actor=owner, project=project, url=receiver.url)
     with django_capture_on_commit_callbacks(execute=True):
@@ -151,6 +153,7 @@ def test_an_event_is_posted_signed_to_a_real_receiver(
     assert row.status == DeliveryStatus.DELIVERED
     assert row.attempts == 1 and row.last_status_code == 200
     assert len(row.response_excerpt) == 1024
+    assert caplog.text and created.secret not in caplog.text
 
 
 def test_the_readme_verifier_refuses_a_changed_body_and_an_old_timestamp() -> None:
@@ -417,6 +420,38 @@ def test_the_secret_is_stored_encrypted_and_never_in_a_delivery(receiver, privat
     assert created.secret not in repr(created) and created.secret not in str(created.webhook)
     row = WebhookDelivery.objects.values().get()
     assert created.secret not in json.dumps(row, default=str)
+
+
+def test_rotatesecrets_reencrypts_webhook_secrets_so_the_old_key_can_go(settings) -> None:
+    from cryptography.fernet import Fernet
+    from django.core.management import call_command
+
+    owner, project = _owner_and_project()
+    created = webhook_create(actor=owner, project=project, url="https://93.184.215.14/")
+    new_key = Fernet.generate_key().decode()
+    settings.BEDROCK_SECRET_KEYS = [new_key, *settings.BEDROCK_SECRET_KEYS]
+    call_command("rotatesecrets", stdout=io.StringIO())
+    settings.BEDROCK_SECRET_KEYS = [new_key]
+    assert Webhook.objects.get().secret == created.secret
+
+
+def test_a_receiver_that_never_answers_times_out(private_allowed, monkeypatch) -> None:
+    import socket
+
+    monkeypatch.setattr(delivery, "TIMEOUT_SECONDS", 0.2)
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)  # accepts the connection, never answers
+    owner, project = _owner_and_project()
+    url = f"http://127.0.0.1:{listener.getsockname()[1]}/"
+    try:
+        webhook_create(actor=owner, project=project, url=url)
+        _publish(project)
+        webhook_deliveries_due()
+    finally:
+        listener.close()
+    row = WebhookDelivery.objects.get()
+    assert row.status == DeliveryStatus.PENDING and "timed out" in row.last_error
 
 
 class socket_closed_port:

@@ -150,3 +150,15 @@ def webhook_redeliver(*, actor: Actor, delivery: WebhookDelivery) -> WebhookDeli
     webhook = delivery.webhook
     require_role(actor, webhook.project, Role.ADMIN, ADMINS_ONLY)
     return deliveries_start(delivery.event, [webhook])[0]
+
+
+def webhook_secrets_rotate() -> int:
+    """Re-encrypt every webhook's signing secret under the newest key; how many were rewritten.
+
+    A secret never changes after its webhook is created, so writing back what was read needs no
+    lock. Part of ``bedrock rotatesecrets``.
+    """
+    count = 0
+    for webhook in Webhook.objects.only("secret").iterator():
+        count += Webhook.objects.filter(pk=webhook.pk).update(secret=webhook.secret)
+    return count
