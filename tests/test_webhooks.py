@@ -435,6 +435,18 @@ def test_rotatesecrets_reencrypts_webhook_secrets_so_the_old_key_can_go(settings
     assert Webhook.objects.get().secret == created.secret
 
 
+def test_a_secret_no_key_opens_fails_the_attempt_with_a_hint(settings) -> None:
+    from cryptography.fernet import Fernet
+
+    owner, project = _owner_and_project()
+    webhook_create(actor=owner, project=project, url="https://93.184.215.14/")
+    _publish(project)
+    settings.BEDROCK_SECRET_KEYS = [Fernet.generate_key().decode()]
+    webhook_deliveries_due()
+    row = WebhookDelivery.objects.get()
+    assert row.attempts == 1 and "rotatesecrets" in row.last_error
+
+
 def test_a_receiver_that_never_answers_times_out(private_allowed, monkeypatch) -> None:
     import socket
 

@@ -38,6 +38,7 @@ from bedrock.events.models import (
     Webhook,
     WebhookDelivery,
 )
+from bedrock.secrets.crypto import SecretDecryptionError
 
 # The wait after each failed attempt; one attempt more than waits, then the delivery has failed.
 BACKOFF = (
@@ -257,6 +258,7 @@ def delivery_claim(delivery_id: int, now: datetime | None = None) -> WebhookDeli
     now = now or timezone.now()
     delivery = (
         WebhookDelivery.objects.select_related("webhook", "event__project")
+        .defer("webhook__secret")  # read only to sign, where a key problem is recorded
         .filter(pk=delivery_id, status=DeliveryStatus.PENDING, next_attempt_at__lte=now)
         .first()
     )
@@ -319,6 +321,11 @@ def delivery_attempt(delivery_id: int) -> bool:
     if delivery is None:
         return False
     body = event_body(delivery.event)
-    outcome = _post(delivery.webhook.url, body, _headers(delivery, body))
+    try:
+        headers = _headers(delivery, body)
+    except SecretDecryptionError as exc:  # a key was dropped too soon: say so in the log
+        _record(delivery, Outcome(error=str(exc)[:ERROR_CHARS]))
+        return False
+    outcome = _post(delivery.webhook.url, body, headers)
     _record(delivery, outcome)
     return outcome.delivered

@@ -18,7 +18,9 @@ def _admin_projects(user: User) -> QuerySet[Project]:
 
 
 def webhooks_for(user: User) -> QuerySet[Webhook]:
-    return Webhook.objects.select_related("project").filter(project__in=_admin_projects(user))
+    # The secret is never shown, so it is never read (nor decrypted) for a page or the API.
+    webhooks = Webhook.objects.select_related("project").defer("secret")
+    return webhooks.filter(project__in=_admin_projects(user))
 
 
 def webhook_deliveries_for(user: User) -> QuerySet[WebhookDelivery]:
