@@ -384,6 +384,32 @@ def test_an_address_that_turned_internal_is_refused_at_send(
     assert receiver.received == []
 
 
+def test_the_connection_goes_to_the_address_that_was_checked(
+    receiver, private_allowed, monkeypatch
+) -> None:
+    import socket
+
+    port = int(receiver.url.split(":")[2].split("/")[0])
+    looked_up: list[str] = []
+
+    def getaddrinfo(host, *args, **kwargs):
+        # A name whose DNS answers once with the receiver, and would then answer elsewhere.
+        looked_up.append(host)
+        if len(looked_up) > 2:
+            return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("169.254.169.254", port))]
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1", port))]
+
+    monkeypatch.setattr(delivery.socket, "getaddrinfo", getaddrinfo)
+    owner, project = _owner_and_project()
+    webhook_create(actor=owner, project=project, url=f"http://hooks.example.com:{port}/in")
+    _publish(project)
+    webhook_deliveries_due()
+    assert looked_up == ["hooks.example.com", "hooks.example.com"]  # at save, at send: once each
+    [(headers, _)] = receiver.received
+    assert headers["Host"] == f"hooks.example.com:{port}"
+    assert WebhookDelivery.objects.get().status == DeliveryStatus.DELIVERED
+
+
 def test_a_project_has_at_most_twenty_webhooks() -> None:
     owner, project = _owner_and_project()
     for n in range(MAX_WEBHOOKS_PER_PROJECT):
@@ -440,8 +466,8 @@ def test_a_secret_no_key_opens_fails_the_attempt_with_a_hint(settings) -> None:
 
     owner, project = _owner_and_project()
     webhook_create(actor=owner, project=project, url="https://93.184.215.14/")
-    _publish(project)
     settings.BEDROCK_SECRET_KEYS = [Fernet.generate_key().decode()]
+    _publish(project)  # the change that records the event is not held up
     webhook_deliveries_due()
     row = WebhookDelivery.objects.get()
     assert row.attempts == 1 and "rotatesecrets" in row.last_error

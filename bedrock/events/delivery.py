@@ -202,7 +202,8 @@ def _post(url: str, body: bytes, headers: dict[str, str]) -> Outcome:
 def deliveries_create(event: Event) -> list[WebhookDelivery]:
     """One delivery per active webhook of the event's project that wants its kind, in the
     caller's transaction, each sent once that transaction commits."""
-    webhooks = Webhook.objects.filter(project_id=event.project_id, active=True)
+    # Only what the choice needs: the secret is not decrypted inside the caller's transaction.
+    webhooks = Webhook.objects.filter(project_id=event.project_id, active=True).only("kinds")
     wanted = [webhook for webhook in webhooks if webhook.subscribes_to(event.kind)]
     return deliveries_start(event, wanted)
 
