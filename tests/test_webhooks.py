@@ -7,8 +7,10 @@ import hmac
 import io
 import json
 import re
+import ssl
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -50,8 +52,9 @@ class Receiver:
     received: list[tuple[dict[str, str], bytes]] = field(default_factory=list)
 
 
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
+@contextmanager
+def serving(tls: ssl.SSLContext | None = None) -> Iterator[Receiver]:
+    """A :class:`Receiver` on a free port of 127.0.0.1, over TLS when given a context."""
     got = Receiver()
 
     class Handler(BaseHTTPRequestHandler):
@@ -68,12 +71,57 @@ def receiver() -> Iterator[Receiver]:
             pass
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    if tls is not None:
+        server.socket = tls.wrap_socket(server.socket, server_side=True)
     thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
-    got.url = f"http://127.0.0.1:{server.server_address[1]}/hooks/bedrock?team=ml"
-    yield got
-    server.shutdown()
-    server.server_close()
+    scheme = "https" if tls else "http"
+    got.url = f"{scheme}://127.0.0.1:{server.server_address[1]}/hooks/bedrock?team=ml"
+    try:
+        yield got
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    with serving() as got:
+        yield got
+
+
+def _self_signed(directory: Path) -> tuple[Path, Path]:
+    """A certificate for localhost, and its key, as PEM files."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = timezone.now()
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(days=1))
+        .not_valid_after(now + timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_path, key_path
 
 
 @pytest.fixture
@@ -408,6 +456,29 @@ def test_the_connection_goes_to_the_address_that_was_checked(
     [(headers, _)] = receiver.received
     assert headers["Host"] == f"hooks.example.com:{port}"
     assert WebhookDelivery.objects.get().status == DeliveryStatus.DELIVERED
+
+
+def test_an_https_receiver_is_reached_by_name_with_its_certificate_checked(
+    tmp_path, private_allowed, monkeypatch
+) -> None:
+    cert, key = _self_signed(tmp_path)
+    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    tls.load_cert_chain(cert, key)
+    owner, project = _owner_and_project()
+    with serving(tls) as got:
+        url = got.url.replace("127.0.0.1", "localhost")
+        webhook_create(actor=owner, project=project, url=url)
+        _publish(project)
+        webhook_deliveries_due()  # the certificate is trusted by no one yet
+        row = WebhookDelivery.objects.get()
+        assert "CERTIFICATE_VERIFY_FAILED" in row.last_error and got.received == []
+
+        monkeypatch.setenv("SSL_CERT_FILE", str(cert))  # now the receiver's CA is trusted
+        _due_again()
+        webhook_deliveries_due()
+    row.refresh_from_db()
+    assert (row.status, row.last_status_code) == (DeliveryStatus.DELIVERED, 200)
+    assert len(got.received) == 1
 
 
 def test_a_project_has_at_most_twenty_webhooks() -> None:
