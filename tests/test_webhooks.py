@@ -35,6 +35,7 @@ from bedrock.events.services import (
 from bedrock.pipelines.models import Role
 from bedrock.runs.services import runs_reconcile
 from tests import factories
+from tests.test_git import _self_signed_cert
 from tests.test_graphql_api import client_for, data, gql
 
 pytestmark = pytest.mark.django_db
@@ -88,40 +89,6 @@ def serving(tls: ssl.SSLContext | None = None) -> Iterator[Receiver]:
 def receiver() -> Iterator[Receiver]:
     with serving() as got:
         yield got
-
-
-def _self_signed(directory: Path) -> tuple[Path, Path]:
-    """A certificate for localhost, and its key, as PEM files."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
-    now = timezone.now()
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - timedelta(days=1))
-        .not_valid_after(now + timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return cert_path, key_path
 
 
 @pytest.fixture
@@ -461,7 +428,7 @@ def test_the_connection_goes_to_the_address_that_was_checked(
 def test_an_https_receiver_is_reached_by_name_with_its_certificate_checked(
     tmp_path, private_allowed, monkeypatch
 ) -> None:
-    cert, key = _self_signed(tmp_path)
+    cert, key = _self_signed_cert(tmp_path)
     tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     tls.load_cert_chain(cert, key)
     owner, project = _owner_and_project()
