@@ -342,6 +342,17 @@ def test_a_test_event_and_a_redelivery_go_to_the_one_webhook(receiver, private_a
     assert WebhookDelivery.objects.filter(status=DeliveryStatus.DELIVERED).count() == 2
 
 
+def test_a_webhook_that_is_off_can_still_be_tested(receiver, private_allowed) -> None:
+    owner, project = _owner_and_project()
+    hook = webhook_create(actor=owner, project=project, url=receiver.url).webhook
+    Webhook.objects.filter(pk=hook.pk).update(active=False)
+    hook.refresh_from_db()
+    webhook_test(actor=owner, webhook=hook)
+    _publish(project)  # an ordinary event is not sent to it
+    webhook_deliveries_due()
+    assert [h["X-Bedrock-Event"] for h, _ in receiver.received] == ["webhook.test"]
+
+
 # --- hostile input ----------------------------------------------------------------------------
 @pytest.mark.parametrize(
     "url",
