@@ -15,6 +15,7 @@ from strawberry_django.optimizer import DjangoOptimizerExtension
 from bedrock.accounts.graphql.mutations import AccountMutations
 from bedrock.accounts.graphql.queries import AccountQueries
 from bedrock.accounts.graphql.scope import ReadOnlyTokens
+from bedrock.events.graphql.mutations import WebhookMutations
 from bedrock.graphql.scalars import SCALAR_MAP
 from bedrock.graphqlview import RequestChecks
 from bedrock.models.graphql.mutations import ModelMutations
@@ -39,6 +40,7 @@ Mutation = merge_types(
         RunMutations,
         SecretMutations,
         AccountMutations,
+        WebhookMutations,
     ),
 )
 

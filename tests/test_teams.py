@@ -369,8 +369,10 @@ def test_the_project_page_lists_members_and_models_read_only_for_a_member(team):
 
     assert "ada" in html and "dev" in html and "churn" in html
     assert "Add a member" not in html and "Remove" not in html and "New model" not in html
+    assert f"/projects/{team.project.pk}/webhooks" not in html
     admin_html = page(client_for(team.admin), f"/projects/{team.project.pk}/")
     assert "Add a member" in admin_html and "New model" in admin_html
+    assert f"/projects/{team.project.pk}/webhooks" in admin_html
 
 
 def test_an_outsider_gets_a_404_for_every_project_page_and_action(team):

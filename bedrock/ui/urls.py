@@ -3,7 +3,7 @@ from __future__ import annotations
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from bedrock.ui import teams, views
+from bedrock.ui import teams, views, webhooks
 
 app_name = "ui"
 
@@ -50,4 +50,21 @@ urlpatterns = [
     path("models/<int:pk>/edit", teams.model_edit, name="model_edit"),
     path("tokens/", views.tokens, name="tokens"),
     path("tokens/<int:pk>/revoke", views.token_revoke, name="token_revoke"),
+    path("projects/<int:pk>/webhooks", webhooks.webhooks, name="webhooks"),
+    path("projects/<int:pk>/webhooks/<int:webhook_pk>/", webhooks.webhook_detail, name="webhook"),
+    path(
+        "projects/<int:pk>/webhooks/<int:webhook_pk>/delete",
+        webhooks.webhook_delete,
+        name="webhook_delete",
+    ),
+    path(
+        "projects/<int:pk>/webhooks/<int:webhook_pk>/test",
+        webhooks.webhook_test,
+        name="webhook_test",
+    ),
+    path(
+        "projects/<int:pk>/webhooks/<int:webhook_pk>/deliveries/<int:delivery_pk>/redeliver",
+        webhooks.webhook_redeliver,
+        name="webhook_redeliver",
+    ),
 ]

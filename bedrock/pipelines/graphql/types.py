@@ -30,6 +30,7 @@ from bedrock.pipelines.spec.model import Problem
 if TYPE_CHECKING:
     from django.db.models import QuerySet
 
+    from bedrock.events.graphql.types import WebhookType
     from bedrock.models.graphql.types import ModelType
     from bedrock.runs.graphql.types import RunType
     from bedrock.runs.models import Run
@@ -50,6 +51,9 @@ class ProjectType(ScopedType, selector=projects_for):
     created_at: auto
     memberships: list[MembershipType] = strawberry_django.field(
         name="members", description="Who holds which role in the project, by username."
+    )
+    webhooks: list[Annotated[WebhookType, strawberry.lazy("bedrock.events.graphql.types")]] = (
+        strawberry_django.field(description="Listed to the project's admins only.")
     )
 
     @classmethod
