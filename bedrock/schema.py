@@ -18,6 +18,7 @@ from bedrock.accounts.graphql.scope import ReadOnlyTokens
 from bedrock.events.graphql.mutations import WebhookMutations
 from bedrock.graphql.scalars import SCALAR_MAP
 from bedrock.graphqlview import RequestChecks
+from bedrock.models.graphql.alias_mutations import ModelAliasMutations
 from bedrock.models.graphql.mutations import ModelMutations
 from bedrock.models.graphql.queries import ModelQueries
 from bedrock.pipelines.graphql.mutations import PipelineMutations, ProjectMutations
@@ -37,6 +38,7 @@ Mutation = merge_types(
         ProjectMutations,
         PipelineMutations,
         ModelMutations,
+        ModelAliasMutations,
         RunMutations,
         SecretMutations,
         AccountMutations,

@@ -74,7 +74,8 @@ class Run(models.Model):
         related_name="scoring_runs",
     )
     input_model_alias = models.CharField(
-        max_length=63,
+        # model@alias: a model's name (100) and an alias (63).
+        max_length=164,
         blank=True,
         help_text="The alias asked for; input_model_version is the version it named then.",
     )

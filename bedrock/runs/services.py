@@ -19,7 +19,7 @@ import sys
 import threading
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from django.conf import settings
 from django.contrib.auth.models import User as AuthUser
@@ -41,6 +41,9 @@ from bedrock.runs.executors.local import unsandboxed_refusal
 from bedrock.runs.models import ACTIVE_STATUSES, Run, RunStatus, Trigger
 from bedrock.runs.plan import stanza_for
 from bedrock.runs.workspace import Workspace
+
+if TYPE_CHECKING:
+    from bedrock.models.models import ModelAlias
 
 logger = logging.getLogger(__name__)
 
@@ -83,6 +86,7 @@ def run_create(
     model_version_id: int | None = None,
     trigger: str = Trigger.UI,
     idempotency_key: str | None = None,
+    model_alias: str | None = None,
 ) -> Run:
     """Create a run: ``Accepted`` and queued for submission, or ``Rejected`` with the reason.
 
@@ -91,6 +95,10 @@ def run_create(
     idempotency key on the same pipeline returns the run it created the first time, if asked for
     the same ref, parameters and model version; otherwise it is a ValidationError on
     ``idempotency_key`` with the code ``conflict``.
+
+    A batch scoring run may name its model version by ``model_alias`` instead (``model@alias``, or
+    an alias only one model of the project has): the run keeps the alias as ``model@alias`` and
+    the version it named at creation, which is the one a rerun uses.
     """
     require_role(
         actor,
@@ -102,7 +110,13 @@ def run_create(
         raise ValidationError({"pipeline": f"The pipeline {pipeline} is archived."})
     _refuse_nul_bytes(ref=ref, idempotency_key=idempotency_key)
     ref = (ref or pipeline.branch).strip()
-    digest = request_digest(ref=ref, parameters=parameters, model_version_id=model_version_id)
+    alias = _model_alias(pipeline, model_alias, model_version_id)
+    digest = request_digest(
+        ref=ref,
+        parameters=parameters,
+        model_version_id=model_version_id,
+        model_alias=str(alias) if alias is not None else "",
+    )
     if idempotency_key:
         existing = Run.objects.filter(pipeline=pipeline, idempotency_key=idempotency_key).first()
         if existing is not None:
@@ -121,6 +135,9 @@ def run_create(
         raise ValidationError({"parameters": problem})
 
     fields: dict[str, Any] = {"ref": ref, "parameters": dict(overrides)}
+    if alias is not None:
+        fields["input_model_alias"] = str(alias)
+        model_version_id = alias.version_id
     try:
         _resolve(pipeline, ref, overrides, model_version_id, fields)
         status, reason = RunStatus.ACCEPTED, ""
@@ -168,11 +185,32 @@ def _refuse_nul_bytes(**fields: str | None) -> None:
             raise ValidationError({field: problem + "."})
 
 
+def _model_alias(
+    pipeline: Pipeline, asked: str | None, model_version_id: int | None
+) -> ModelAlias | None:
+    """The alias a batch scoring run asks for, if it asks for one; ValidationError otherwise."""
+    from bedrock.models.aliases import alias_resolve
+
+    if not asked:
+        return None
+    if model_version_id is not None:
+        raise ValidationError({"model_alias": "Give a model alias or a model version, not both."})
+    if pipeline.kind != PipelineKind.BATCH_SCORING:
+        raise ValidationError(
+            {"model_alias": f"{pipeline} is a training pipeline; only batch scoring takes a model."}
+        )
+    return alias_resolve(pipeline.project, asked)
+
+
 def request_digest(
-    *, ref: str, parameters: dict[str, Any] | None, model_version_id: int | None
+    *,
+    ref: str,
+    parameters: dict[str, Any] | None,
+    model_version_id: int | None,
+    model_alias: str = "",
 ) -> str:
     """A fingerprint of what a start request asked for, to tell a retry from a different request."""
-    asked = {
+    asked: dict[str, Any] = {
         "ref": ref,
         "parameters": {
             str(name): "" if value is None else str(value)
@@ -180,6 +218,8 @@ def request_digest(
         },
         "model_version_id": model_version_id,
     }
+    if model_alias:  # only when asked, so the fingerprints of runs without one stay as they were
+        asked["model_alias"] = model_alias
     return hashlib.sha256(json.dumps(asked, sort_keys=True).encode()).hexdigest()
 
 
@@ -191,8 +231,8 @@ def _same_request(existing: Run, digest: str) -> Run:
             {
                 "idempotency_key": ValidationError(
                     f"The idempotency key {existing.idempotency_key!r} was used for run "
-                    f"{existing.number} of {existing.pipeline}, with a different ref, parameters "
-                    "or model version; use a new key for a different request.",
+                    f"{existing.number} of {existing.pipeline}, with a different ref, parameters, "
+                    "model version or model alias; use a new key for a different request.",
                     code="conflict",
                 )
             }

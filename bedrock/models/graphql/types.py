@@ -16,6 +16,7 @@ from strawberry_django.relay import DjangoListConnection
 
 from bedrock.graphql.scalars import BigInt
 from bedrock.graphql.types import ScopedType
+from bedrock.models.aliases import alias_changes_for, aliases_for
 from bedrock.models.artefacts import BrowseError
 from bedrock.models.graphql.filters import (
     ModelFilter,
@@ -23,7 +24,7 @@ from bedrock.models.graphql.filters import (
     ModelVersionFilter,
     ModelVersionOrder,
 )
-from bedrock.models.models import Model, ModelVersion
+from bedrock.models.models import Model, ModelAlias, ModelAliasChange, ModelVersion
 from bedrock.models.selectors import model_versions_for, models_for
 from bedrock.models.services import model_version_files
 from bedrock.pipelines.models import Pipeline
@@ -34,6 +35,60 @@ from bedrock.tracking.models import Metric
 if TYPE_CHECKING:
     from bedrock.pipelines.graphql.types import ProjectType
     from bedrock.runs.graphql.types import RunType
+
+
+# --- aliases ---
+@strawberry_django.filter_type(ModelAliasChange)
+class ModelAliasChangeFilter:
+    alias: str | None = strawberry_django.filter_field(description="One alias's changes only.")
+
+
+def _username(user: Any) -> str | None:
+    return user.username if user is not None else None
+
+
+@strawberry_django.type(
+    ModelAlias, name="ModelAlias", description="A name such as production, naming one version."
+)
+class ModelAliasType(ScopedType, selector=aliases_for):
+    name: auto
+    version: Annotated[ModelVersionType, strawberry.lazy("bedrock.models.graphql.types")]
+    updated_at: auto
+
+    @strawberry_django.field(
+        select_related=["updated_by"],
+        only=["updated_by__username"],
+        description="The username of who last set or moved it; null for the platform.",
+    )
+    def updated_by(self, root: ModelAlias) -> str | None:
+        return _username(root.updated_by)
+
+
+@strawberry_django.type(
+    ModelAliasChange,
+    name="ModelAliasChange",
+    description="One change of an alias: set (no fromVersion), moved, or removed (no toVersion).",
+)
+class ModelAliasChangeType(ScopedType, selector=alias_changes_for):
+    id: auto
+    alias: auto
+    from_version: (
+        Annotated[ModelVersionType, strawberry.lazy("bedrock.models.graphql.types")] | None
+    )
+    to_version: Annotated[ModelVersionType, strawberry.lazy("bedrock.models.graphql.types")] | None
+    note: auto
+    created_at: auto
+
+    @strawberry_django.field(
+        select_related=["actor"],
+        only=["actor__username"],
+        description="The username of who made the change; null for the platform.",
+    )
+    def actor(self, root: ModelAliasChange) -> str | None:
+        return _username(root.actor)
+
+
+# --- end of aliases ---
 
 
 @strawberry_django.type(
@@ -52,6 +107,17 @@ class ModelType(ScopedType, selector=models_for):
     versions: DjangoListConnection[  # type: ignore[type-var]  # stubs want relay.Node
         Annotated[ModelVersionType, strawberry.lazy("bedrock.models.graphql.types")]
     ] = strawberry_django.connection(description="Newest first.")
+    # --- aliases ---
+    aliases: list[ModelAliasType] = strawberry_django.field(
+        description="The model's aliases, by name."
+    )
+    alias_history: DjangoListConnection[ModelAliasChangeType] = strawberry_django.connection(  # type: ignore[type-var]  # stubs want relay.Node
+        field_name="alias_changes",
+        filters=ModelAliasChangeFilter,
+        description="Every change of the model's aliases, newest first; "
+        '`filters: {alias: "production"}` for one alias.',
+    )
+    # --- end of aliases ---
 
     @classmethod
     def scope_for_run(cls, queryset: QuerySet[Model], run: Run) -> QuerySet[Model]:
@@ -198,6 +264,19 @@ class ModelVersionType(ScopedType, selector=model_versions_for):
         if not hasattr(run, "visible_metrics"):  # reached where the optimizer did not prefetch
             return list(MetricType.get_queryset(Metric.objects.filter(run=run.pk), info))
         return run.visible_metrics
+
+    # --- aliases ---
+    @strawberry_django.field(
+        only=["id"],
+        prefetch_related=[
+            Prefetch("aliases", queryset=ModelAlias.objects.only("id", "name", "version_id"))
+        ],
+        description="The names of the aliases pointing at this version.",
+    )
+    def aliases(self, root: ModelVersion) -> list[str]:
+        return sorted(alias.name for alias in root.aliases.all())
+
+    # --- end of aliases ---
 
     @classmethod
     def scope_for_run(cls, queryset: QuerySet[ModelVersion], run: Run) -> QuerySet[ModelVersion]:

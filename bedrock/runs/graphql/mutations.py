@@ -31,12 +31,16 @@ class RunMutations:
         parameters: JSON | None = None,
         model_version_id: strawberry.ID | None = None,
         idempotency_key: str | None = None,
+        model_alias: str | None = None,
     ) -> Run:
         """Start a run (project developers and admins).
 
         The run comes back ACCEPTED, or REJECTED with its `failureReason` when it cannot start.
         The same `idempotencyKey` on the same pipeline returns the run the first call created;
         with another ref, parameters or model version it is a `conflict` on `idempotencyKey`.
+        A batch scoring run takes `modelVersionId`, or `modelAlias` (`churn@production`, or
+        `production` when one model of the project has it): the run records the version the
+        alias names now, and a rerun uses that version.
         """
         user = acting_user(info)
         pipeline = get_visible_pipeline(user, pipeline_id)
@@ -61,6 +65,7 @@ class RunMutations:
                 model_version_id=version,
                 trigger=Trigger.API,
                 idempotency_key=idempotency_key or None,
+                model_alias=model_alias or None,
             )
 
     @strawberry_django.mutation(handle_django_errors=True, graphql_type=RunType)

@@ -137,6 +137,14 @@ class RunType(ScopedType, selector=runs_for):
     def params(self, root: Run) -> list[ParamType]:
         return run_params(root)
 
+    @strawberry_django.field(
+        only=["input_model_alias"],
+        description="The model alias a batch scoring run was started with, as model@alias; "
+        "inputModelVersion is the version it named then. Null when started with a version.",
+    )
+    def input_model_alias(self, root: Run) -> str | None:
+        return root.input_model_alias or None
+
     @strawberry_django.field(only=["max_run_time"], description="Such as 72h, 30m or 7d.")
     def max_run_time(self, root: Run) -> str:
         return format_duration(root.max_run_time)
