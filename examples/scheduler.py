@@ -13,6 +13,10 @@ the first call started instead of starting another.
 With ``--best auc`` it scores with the version whose training run logged the highest auc instead
 (``--best loss --lowest`` for the lowest loss); versions whose run logged no such metric are
 never picked.
+
+With ``--alias churn@production`` (or ``--alias production`` when only one model of the project
+has it) it scores with the version the alias names when the run starts, and ``--model`` may be
+left out. The run keeps that version: moving the alias later changes neither it nor its reruns.
 """
 
 from __future__ import annotations
@@ -41,6 +45,14 @@ START_RUN = """mutation($pipeline: ID!, $version: ID!, $key: String, $parameters
   startRun(pipelineId: $pipeline, modelVersionId: $version, idempotencyKey: $key,
            parameters: $parameters) {
     ... on Run { id number status failureReason }
+    ... on OperationInfo { messages { kind field message } }
+  }
+}"""
+
+START_RUN_BY_ALIAS = """mutation($pipeline: ID!, $alias: String!, $key: String, $parameters: JSON) {
+  startRun(pipelineId: $pipeline, modelAlias: $alias, idempotencyKey: $key,
+           parameters: $parameters) {
+    ... on Run { id number status failureReason inputModelAlias inputModelVersion { id number } }
     ... on OperationInfo { messages { kind field message } }
   }
 }"""
@@ -115,7 +127,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--url", default=os.environ.get("BEDROCK_URL", "http://127.0.0.1:8000"))
     parser.add_argument("--token", default=os.environ.get("BEDROCK_TOKEN"))
     parser.add_argument("--pipeline", required=True, help="the batch scoring pipeline's id")
-    parser.add_argument("--model", required=True, help="the id of the model to score with")
+    parser.add_argument("--model", help="the id of the model to score with (not with --alias)")
+    parser.add_argument(
+        "--alias", help="score with the version this alias names, such as churn@production"
+    )
     parser.add_argument("--key", help="idempotency key, such as nightly-2025-01-31")
     parser.add_argument(
         "--best", metavar="METRIC", help="score with the version with the highest METRIC"
@@ -130,28 +145,17 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("give --token or set BEDROCK_TOKEN")
     if not args.url.startswith(("http://", "https://")):
         parser.error(f"--url must be an http:// or https:// address, not {args.url!r}")
+    if bool(args.alias) == bool(args.model):
+        parser.error("give --model (the newest or --best version) or --alias, one of the two")
+    if args.alias and args.best:
+        parser.error("--best picks a version of --model; an alias names its version itself")
     parameters = dict(item.partition("=")[::2] for item in args.param)
 
     try:
-        if args.best:
-            version = best_version(args.url, args.token, args.model, args.best, args.lowest)
-            chosen = f"{args.best} {version['value']}"
+        if args.alias:
+            started = start_by_alias(args, parameters)
         else:
-            version = newest_version(args.url, args.token, args.model)
-            chosen = "the newest"
-        print(
-            f"scoring with model version {version['number']} (id {version['id']}): {chosen}",
-            flush=True,
-        )
-        started = graphql(
-            args.url,
-            args.token,
-            START_RUN,
-            pipeline=args.pipeline,
-            version=version["id"],
-            key=args.key,
-            parameters=parameters or None,
-        )["startRun"]
+            started = start_by_version(args, parameters)
     except (ApiError, OSError) as error:
         print(f"cannot start the run: {error}", file=sys.stderr)
         return 2
@@ -159,6 +163,53 @@ def main(argv: list[str] | None = None) -> int:
         for message in started["messages"]:
             print(f"cannot start the run: {message['message']}", file=sys.stderr)
         return 2
+    return wait_for_run(args, started)
+
+
+def start_by_alias(args: argparse.Namespace, parameters: dict[str, str]) -> dict:
+    started = graphql(
+        args.url,
+        args.token,
+        START_RUN_BY_ALIAS,
+        pipeline=args.pipeline,
+        alias=args.alias,
+        key=args.key,
+        parameters=parameters or None,
+    )["startRun"]
+    if "messages" not in started and started["inputModelVersion"]:
+        version = started["inputModelVersion"]
+        print(
+            f"scoring with {started['inputModelAlias']}: model version {version['number']} "
+            f"(id {version['id']})",
+            flush=True,
+        )
+    return started
+
+
+def start_by_version(args: argparse.Namespace, parameters: dict[str, str]) -> dict:
+    if args.best:
+        version = best_version(args.url, args.token, args.model, args.best, args.lowest)
+        chosen = f"{args.best} {version['value']}"
+    else:
+        version = newest_version(args.url, args.token, args.model)
+        chosen = "the newest"
+    print(
+        f"scoring with model version {version['number']} (id {version['id']}): {chosen}",
+        flush=True,
+    )
+    started = graphql(
+        args.url,
+        args.token,
+        START_RUN,
+        pipeline=args.pipeline,
+        version=version["id"],
+        key=args.key,
+        parameters=parameters or None,
+    )["startRun"]
+    return started
+
+
+def wait_for_run(args: argparse.Namespace, started: dict) -> int:
     run_id, number, status = started["id"], started["number"], started["status"]
     print(f"run {number} (id {run_id}): {status}", flush=True)
 

@@ -219,7 +219,8 @@ SET = """mutation($model: ID!, $alias: String!, $version: ID!, $note: String! = 
     setModelAlias(modelId: $model, alias: $alias, versionId: $version, note: $note) {
     ... on Model { aliases { name version { number } updatedBy } }
     ... on OperationInfo { messages { kind message field code } } } }"""
-REMOVE = """mutation($model: ID!, $alias: String!) { removeModelAlias(modelId: $model, alias: $alias) {
+REMOVE = """mutation($model: ID!, $alias: String!) {
+    removeModelAlias(modelId: $model, alias: $alias) {
     ... on Model { aliases { name } }
     ... on OperationInfo { messages { kind message field code } } } }"""
 ROLLBACK = """mutation($model: ID!, $alias: String!) {
@@ -330,7 +331,7 @@ def test_listing_models_with_their_aliases_costs_a_fixed_number_of_queries(world
                 model_alias_set(actor=world.admin, model=model, name=name, version=v2)
 
     more_models(1)
-    one, queries_for_one = queries_for(world.viewer, MODELS)
+    _, queries_for_one = queries_for(world.viewer, MODELS)
     more_models(10)
     many, queries_for_many = queries_for(world.viewer, MODELS)
 

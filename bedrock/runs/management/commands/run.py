@@ -92,6 +92,12 @@ class Command(BaseCommand):
             "--param", action="append", default=[], metavar="K=V", help="override a parameter"
         )
         parser.add_argument("--model-version", type=int, help="model version id (batch scoring)")
+        parser.add_argument(
+            "--model-alias",
+            metavar="ALIAS",
+            help="model alias, MODEL@ALIAS or an alias one model of the project has (batch "
+            "scoring); the run keeps the version it names now",
+        )
         parser.add_argument("--wait", action="store_true", help="follow the run until it ends")
 
     def _api_for_steps(self, *, wait: bool) -> contextlib.AbstractContextManager[object]:
@@ -117,12 +123,18 @@ class Command(BaseCommand):
                 parameters=parse_params(options["param"]),
                 model_version_id=options["model_version"],
                 trigger=Trigger.CLI,
+                model_alias=options["model_alias"],
             )
         except (ValidationError, PermissionDenied) as exc:
             raise CommandError("; ".join(getattr(exc, "messages", [str(exc)]))) from exc
         self.stdout.write(
             f"run {run.number} of {pipeline} (id {run.pk}): {run.status}"
             + (f" at {run.commit_sha[:10]}" if run.commit_sha else "")
+            + (
+                f", scoring with {run.input_model_alias} → v{run.input_model_version.number}"
+                if run.input_model_alias and run.input_model_version
+                else ""
+            )
         )
         if run.status == RunStatus.REJECTED:
             self.stderr.write(f"rejected: {run.failure_reason}")
