@@ -9,8 +9,10 @@ from django.contrib.auth.models import AnonymousUser
 from strawberry_django.utils.typing import get_django_definition
 
 from bedrock.accounts.services import api_token_create
+from bedrock.actors import SYSTEM
 from bedrock.events.models import Event, EventKind, Webhook, WebhookDelivery
 from bedrock.graphql.types import ScopedType
+from bedrock.models.aliases import model_alias_set
 from bedrock.models.models import ModelVersion
 from bedrock.pipelines.models import Role
 from bedrock.runs.models import Run, RunStatus, RunStep
@@ -50,7 +52,7 @@ def owner():
     RunStep.objects.create(run=run, name="train", position=0)
     factories.metric(run, "auc", [0.9])
     factories.chart(run, thresholds=[0.5], tp=[1], fp=[0], tn=[1], fn=[0])
-    ModelVersion.objects.create(
+    version = ModelVersion.objects.create(
         model=pipeline.model,
         number=1,
         run=run,
@@ -59,6 +61,7 @@ def owner():
         sha256="0" * 64,
         file_count=1,
     )
+    model_alias_set(actor=SYSTEM, model=pipeline.model, name="production", version=version)
     Secret.objects.create(pipeline=pipeline, name="TOKEN", value="s3cret-value")
     api_token_create(user=owner, name="ci")
     webhook = Webhook.objects.create(project=project, url="https://93.184.215.14/", secret="s")
