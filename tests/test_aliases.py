@@ -343,3 +343,74 @@ def test_listing_models_with_their_aliases_costs_a_fixed_number_of_queries(world
     ]
     assert len(listed["aliasHistory"]["edges"]) == 4
     assert queries_for_many == queries_for_one
+
+
+# --- the model page -----------------------------------------------------------------------------
+def page_of(client, model) -> str:
+    response = client.get(f"/models/{model.pk}/")
+    assert response.status_code == 200
+    return response.content.decode()
+
+
+def test_an_admin_sets_rolls_back_and_removes_an_alias_on_the_model_page(world):
+    client = client_for(world.admin)
+    v1, v2, _ = world.versions
+    base = f"/models/{world.model.pk}/aliases"
+
+    for version in (v1, v2):
+        response = client.post(
+            f"{base}/set", {"name": "production", "version": version.pk, "note": "ship it"}
+        )
+        assert response.status_code == 302
+    page = page_of(client, world.model)
+    assert "churn@production" in page and "Roll back to v1" in page
+    assert '<span class="badge alias" data-alias-badge>@production</span>' in page
+    assert "ship it" in page and 'value="champion"' in page
+
+    client.post(f"{base}/rollback", {"name": "production"})
+    assert ModelAlias.objects.get(model=world.model).version == v1
+    client.post(f"{base}/remove", {"name": "production", "note": "gone"})
+    assert not ModelAlias.objects.filter(model=world.model).exists()
+    assert history(world.model)[-1] == ("production", 1, None, "admin-user", "gone")
+
+
+def test_the_model_page_reports_a_refused_alias(world):
+    client = client_for(world.admin)
+    world.versions[0].deprecated_at = timezone.now()
+    world.versions[0].save()
+    response = client.post(
+        f"/models/{world.model.pk}/aliases/set",
+        {"name": "production", "version": world.versions[1].pk},
+        follow=True,
+    )
+    assert response.status_code == 200
+    response = client.post(
+        f"/models/{world.model.pk}/aliases/set",
+        {"name": "Bad Name", "version": world.versions[1].pk},
+    )
+    page = page_of(client, world.model)
+    assert "is not an alias name" in page
+    # A deprecated version is not offered.
+    assert f'value="{world.versions[0].pk}"' not in page.split("data-alias-form")[1]
+
+
+@pytest.mark.parametrize(
+    ("who", "status"), [("developer", 403), ("viewer", 403), ("outsider", 404)]
+)
+def test_a_member_may_not_and_an_outsider_cannot_find_the_alias_forms(world, who, status):
+    client = client_for(getattr(world, who))
+    model_alias_set(actor=world.admin, model=world.model, name="staging", version=world.versions[0])
+    model_alias_set(actor=world.admin, model=world.model, name="staging", version=world.versions[1])
+    base = f"/models/{world.model.pk}/aliases"
+
+    for action, fields in (
+        ("set", {"name": "production", "version": world.versions[0].pk}),
+        ("remove", {"name": "staging"}),
+        ("rollback", {"name": "staging"}),
+    ):
+        assert client.post(f"{base}/{action}", fields).status_code == status
+    assert ModelAliasChange.objects.count() == 2
+    if who != "outsider":
+        page = page_of(client, world.model)
+        assert "churn@staging" in page and "data-alias-form" not in page
+        assert "Roll back" not in page

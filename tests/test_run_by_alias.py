@@ -181,3 +181,59 @@ def test_bedrock_run_takes_a_model_alias(scoring, monkeypatch):
 
     with pytest.raises(CommandError, match="no model alias 'churn@staging'"):
         call_command("run", "acme/score", "--model-alias", "churn@staging", stdout=out)
+
+
+# --- the run form -------------------------------------------------------------------------------
+def test_the_run_form_lists_aliases_first_and_picks_production(scoring, settings):
+    settings.BEDROCK_ALLOW_UNSANDBOXED = True
+    pipeline, model, versions = scoring
+    model_alias_set(actor=SYSTEM, model=model, name="staging", version=versions[2])
+    client = client_for(member_of(pipeline, Role.DEVELOPER))
+
+    page = client.get(f"/pipelines/{pipeline.pk}/run").content.decode()
+    picker = page.split('name="model_version"')[1].split("</select>")[0]
+    assert picker.index("churn@production → v2") < picker.index("churn@staging → v3")
+    assert picker.index("churn@staging → v3") < picker.index("churn v3 —")
+    assert '<option value="churn@production" selected>' in picker
+
+    response = client.post(
+        f"/pipelines/{pipeline.pk}/run", {"ref": "main", "model_version": "churn@staging"}
+    )
+    run = Run.objects.get(pipeline=pipeline)
+    assert response.status_code == 302 and response["Location"] == f"/runs/{run.pk}/"
+    assert (run.input_model_alias, run.input_model_version) == ("churn@staging", versions[2])
+    assert "churn@staging → v3 at creation" in client.get(f"/runs/{run.pk}/").content.decode()
+
+
+def test_the_run_form_picks_the_newest_version_without_a_production_alias(scoring):
+    pipeline, model, versions = scoring
+    model_alias_set(actor=SYSTEM, model=model, name="production", version=versions[0])
+    fraud = factories.model(pipeline.project, "fraud")
+    (theirs,) = versions_of(fraud, 1)
+    model_alias_set(actor=SYSTEM, model=fraud, name="production", version=theirs)
+    client = client_for(member_of(pipeline, Role.DEVELOPER))
+
+    page = client.get(f"/pipelines/{pipeline.pk}/run").content.decode()
+    # Two models have a production alias: neither is taken for the other.
+    aliases = page.split('name="model_version"')[1].split('label="Versions"')[0]
+    assert "churn@production → v1" in aliases and "selected" not in aliases
+    assert f'<option value="{theirs.pk}" selected>' in page
+
+
+def test_the_run_form_still_takes_a_version(scoring):
+    pipeline, _, versions = scoring
+    client = client_for(member_of(pipeline, Role.DEVELOPER))
+    client.post(f"/pipelines/{pipeline.pk}/run", {"ref": "main", "model_version": versions[0].pk})
+    run = Run.objects.get(pipeline=pipeline)
+    assert (run.input_model_alias, run.input_model_version) == ("", versions[0])
+
+
+@pytest.mark.parametrize(("who", "status"), [("viewer", 403), ("outsider", 404)])
+def test_a_viewer_may_not_and_an_outsider_cannot_start_a_run_by_alias(scoring, who, status):
+    pipeline, _, _ = scoring
+    person = member_of(pipeline, Role.VIEWER) if who == "viewer" else factories.user()
+    response = client_for(person).post(
+        f"/pipelines/{pipeline.pk}/run", {"ref": "main", "model_version": "churn@production"}
+    )
+    assert response.status_code == status
+    assert not Run.objects.filter(pipeline=pipeline).exists()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, time, timedelta
-from typing import cast
+from typing import Any, cast
 
 from django import forms
 from django.conf import settings
@@ -11,7 +11,7 @@ from django.core.exceptions import ValidationError
 from django.utils import timezone
 
 from bedrock.envconfig import parse_duration
-from bedrock.models.models import ModelVersion
+from bedrock.models.models import ModelAlias, ModelVersion
 from bedrock.pipelines.environment import is_environment_name
 from bedrock.pipelines.models import (
     DatedInstalls,
@@ -167,7 +167,15 @@ class RunForm(forms.Form):
     )
     idempotency_key = forms.CharField(widget=forms.HiddenInput, required=False, max_length=200)
 
-    def __init__(self, *args, pipeline: Pipeline, parameters: dict[str, str], versions, **kwargs):
+    def __init__(
+        self,
+        *args,
+        pipeline: Pipeline,
+        parameters: dict[str, str],
+        versions,
+        aliases=(),
+        **kwargs,
+    ):
         super().__init__(*args, **kwargs)
         self.parameter_names = list(parameters)
         for name, default in parameters.items():
@@ -175,15 +183,24 @@ class RunForm(forms.Form):
                 label=name, required=False, initial=default, strip=False
             )
         if pipeline.kind == PipelineKind.BATCH_SCORING:
-            field = _VersionChoiceField(
-                queryset=versions,
-                label="Model version",
-                empty_label=None,
-                help_text="Newest first. It is unpacked into /artefact before the steps start.",
-                error_messages={"required": "Choose the model version to score with."},
-            )
-            self.fields["model_version"] = field
+            self.picker = _ModelPicker(list(versions), list(aliases))
+            self.fields["model_version"] = self.picker
+            if not self.initial.get("model_version"):
+                self.initial["model_version"] = self.picker.default()
         self.order_fields(["ref", "model_version"])
+
+    def clean_model_version(self) -> ModelVersion | str | None:
+        picked = self.cleaned_data.get("model_version") or ""
+        if "@" in picked:  # an alias, resolved when the run is created
+            return picked
+        return self.picker.versions.get(picked)
+
+    def model_choice(self) -> tuple[int | None, str | None]:
+        """What the run scores with: a version's id, or an alias."""
+        picked = self.cleaned_data.get("model_version")
+        if isinstance(picked, str):
+            return None, picked
+        return (picked.pk if picked is not None else None), None
 
     def parameter_fields(self):
         return [self[f"param-{name}"] for name in self.parameter_names]
@@ -203,9 +220,37 @@ class RunForm(forms.Form):
         return values
 
 
-class _VersionChoiceField(forms.ModelChoiceField):
-    def label_from_instance(self, obj: ModelVersion) -> str:
-        return _version_label(obj)
+class _ModelPicker(forms.ChoiceField):
+    """The project's aliases (``churn@production → v3``), then its versions, newest first."""
+
+    def __init__(self, versions: list[ModelVersion], aliases: list[ModelAlias]) -> None:
+        self.versions = {str(version.pk): version for version in versions}
+        self.aliases = [str(alias) for alias in aliases]
+        by_version = [(pk, _version_label(version)) for pk, version in self.versions.items()]
+        choices: list[Any] = by_version
+        if aliases:
+            by_alias = [(str(alias), f"{alias} → v{alias.version.number}") for alias in aliases]
+            choices = [
+                ("Aliases, resolved when the run starts", by_alias),
+                ("Versions", by_version),
+            ]
+        super().__init__(
+            choices=choices,
+            label="Model version",
+            help_text="It is unpacked into /artefact before the steps start. An alias names its "
+            "version when the run starts, and a rerun uses that same version.",
+            error_messages={
+                "required": "Choose the model version to score with.",
+                "invalid_choice": "Choose one of the aliases or versions listed.",
+            },
+        )
+
+    def default(self) -> str | None:
+        """The ``production`` alias when one model has it, else the newest version."""
+        production = [alias for alias in self.aliases if alias.endswith("@production")]
+        if len(production) == 1:
+            return production[0]
+        return next(iter(self.versions), None)
 
 
 def _version_label(version: ModelVersion) -> str:

@@ -3,7 +3,7 @@ from __future__ import annotations
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from bedrock.ui import teams, views, webhooks
+from bedrock.ui import aliases, teams, views, webhooks
 
 app_name = "ui"
 
@@ -31,6 +31,15 @@ urlpatterns = [
     path("runs/<int:pk>/rerun", views.run_rerun, name="run_rerun"),
     path("models/", views.model_list, name="models"),
     path("models/<int:pk>/", views.model_detail, name="model"),
+    path("models/<int:pk>/aliases/set", aliases.model_alias_set_view, name="model_alias_set"),
+    path(
+        "models/<int:pk>/aliases/remove", aliases.model_alias_remove_view, name="model_alias_remove"
+    ),
+    path(
+        "models/<int:pk>/aliases/rollback",
+        aliases.model_alias_rollback_view,
+        name="model_alias_rollback",
+    ),
     path(
         "model-versions/<int:pk>/files/",
         views.model_version_files_page,

@@ -48,6 +48,7 @@ from bedrock.secrets import services as secret_services
 from bedrock.secrets.selectors import secret_rows_for
 from bedrock.tracking.models import Metric
 from bedrock.ui import teams
+from bedrock.ui.aliases import model_aliases_context, run_model_aliases
 from bedrock.ui.config import config_keep, kept_config, read_config
 from bedrock.ui.forms import PipelineForm, RunForm, SecretForm, TokenForm
 from bedrock.ui.templatetags.bedrock_ui import elapsed
@@ -277,24 +278,24 @@ def run_new(request: HttpRequest, pk: int) -> HttpResponse:
     initial: dict[str, Any] = {"ref": ref}
     if request.GET.get("model_version"):
         initial["model_version"] = request.GET["model_version"]
-    elif pipeline.kind == PipelineKind.BATCH_SCORING:
-        initial["model_version"] = versions.values_list("pk", flat=True).first()
     form = RunForm(
         request.POST if starting else None,
         pipeline=pipeline,
         parameters=config.stanza.parameters if config.stanza else {},
         versions=versions,
+        aliases=run_model_aliases(pipeline),
         initial=initial,
     )
     if form.is_bound and form.is_valid():
-        version = form.cleaned_data.get("model_version")
+        version_id, alias = form.model_choice()
         try:
             run = run_services.run_create(
                 actor=request.user,
                 pipeline=pipeline,
                 ref=form.cleaned_data["ref"],
                 parameters=form.parameters(),
-                model_version_id=version.pk if version else None,
+                model_version_id=version_id,
+                model_alias=alias,
                 trigger=Trigger.UI,
             )
         except ValidationError as exc:
@@ -560,6 +561,7 @@ def model_detail(request: HttpRequest, pk: int) -> HttpResponse:
         {
             "model": model,
             "current_project": model.project,
+            **model_aliases_context(request, model),
             "page": _page(request, versions),
             "training_pipelines": pipelines_for(request.user).filter(model=model),
             "scoring_pipelines": (
