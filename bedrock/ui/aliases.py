@@ -6,7 +6,8 @@ The run form's picker lists the project's aliases before its versions (``run_mod
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, cast
 
 from django import forms
 from django.contrib import messages
@@ -34,6 +35,11 @@ SUGGESTED_NAMES = ("production", "staging", "champion")
 HISTORY_SHOWN = 50
 
 
+class _VersionField(forms.ModelChoiceField):
+    def label_from_instance(self, obj: ModelVersion) -> str:
+        return f"v{obj.number}"
+
+
 class AliasForm(forms.Form):
     """Set or move an alias to a version of the model."""
 
@@ -43,7 +49,7 @@ class AliasForm(forms.Form):
         widget=forms.TextInput(attrs={"list": "alias-suggestions", "placeholder": "production"}),
         help_text="Lowercase letters, digits, - and _. An existing alias moves to the version.",
     )
-    version = forms.ModelChoiceField(queryset=ModelVersion.objects.none(), empty_label=None)
+    version = _VersionField(queryset=ModelVersion.objects.none(), empty_label=None)
     note = forms.CharField(
         required=False,
         max_length=MAX_NOTE_LENGTH,
@@ -53,10 +59,8 @@ class AliasForm(forms.Form):
     def __init__(self, *args: Any, model: Model, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         # Deprecated and deleted versions are refused by the service; they are not offered.
-        field = self.fields["version"]
-        assert isinstance(field, forms.ModelChoiceField)  # declared so above
+        field = cast(_VersionField, self.fields["version"])
         field.queryset = model.versions.filter(deprecated_at__isnull=True, deleted_at__isnull=True)
-        field.label_from_instance = lambda version: f"v{version.number}"
 
 
 def model_aliases_context(request: HttpRequest, model: Model) -> dict[str, Any]:
@@ -84,13 +88,16 @@ def _model(request: HttpRequest, pk: int) -> Model:
     return get_object_or_404(models_for(request.user), pk=pk)
 
 
-def _back(model: Model) -> HttpResponse:
+def _change(request: HttpRequest, model: Model, change: Callable[[], str]) -> HttpResponse:
+    """Make ``change`` and report what it says it did, or why it was refused."""
+    try:
+        done = change()
+    except ValidationError as error:
+        for message in error.messages:
+            messages.error(request, message)
+    else:
+        messages.success(request, done)
     return redirect(reverse("ui:model", args=[model.pk]) + "#aliases")
-
-
-def _report(request: HttpRequest, error: ValidationError) -> None:
-    for message in error.messages:
-        messages.error(request, message)
 
 
 @require_POST
@@ -98,13 +105,11 @@ def _report(request: HttpRequest, error: ValidationError) -> None:
 def model_alias_set_view(request: HttpRequest, pk: int) -> HttpResponse:
     model = _model(request, pk)
     form = AliasForm(request.POST, model=model)
-    if not form.is_valid():
-        for errors in form.errors.values():
-            for message in errors:
-                messages.error(request, message)
-        return _back(model)
-    data = form.cleaned_data
-    try:
+
+    def change() -> str:
+        if not form.is_valid():
+            raise ValidationError([m for errors in form.errors.values() for m in errors])
+        data = form.cleaned_data
         alias = model_alias_set(
             actor=request.user,
             model=model,
@@ -112,45 +117,35 @@ def model_alias_set_view(request: HttpRequest, pk: int) -> HttpResponse:
             version=data["version"],
             note=data["note"],
         )
-    except ValidationError as error:
-        _report(request, error)
-    else:
-        messages.success(request, f"{alias} now names v{alias.version.number}.")
-    return _back(model)
+        return f"{alias} now names v{alias.version.number}."
+
+    return _change(request, model, change)
 
 
 @require_POST
 @login_required
 def model_alias_remove_view(request: HttpRequest, pk: int) -> HttpResponse:
     model = _model(request, pk)
-    name = request.POST.get("name", "")
-    try:
-        model_alias_remove(
-            actor=request.user,
-            model=model,
-            name=name,
-            note=request.POST.get("note", "")[: MAX_NOTE_LENGTH + 1],
-        )
-    except ValidationError as error:
-        _report(request, error)
-    else:
-        messages.success(request, f"Removed the alias {model.name}@{name}; its history stays.")
-    return _back(model)
+    name, note = request.POST.get("name", ""), request.POST.get("note", "")
+
+    def change() -> str:
+        model_alias_remove(actor=request.user, model=model, name=name, note=note)
+        return f"Removed the alias {model.name}@{name}; its history stays."
+
+    return _change(request, model, change)
 
 
 @require_POST
 @login_required
 def model_alias_rollback_view(request: HttpRequest, pk: int) -> HttpResponse:
     model = _model(request, pk)
-    try:
-        alias = model_alias_rollback(
-            actor=request.user, model=model, name=request.POST.get("name", "")
-        )
-    except ValidationError as error:
-        _report(request, error)
-    else:
-        messages.success(request, f"Rolled {alias} back to v{alias.version.number}.")
-    return _back(model)
+
+    def change() -> str:
+        name = request.POST.get("name", "")
+        alias = model_alias_rollback(actor=request.user, model=model, name=name)
+        return f"Rolled {alias} back to v{alias.version.number}."
+
+    return _change(request, model, change)
 
 
 # --- the run form -------------------------------------------------------------------------------
