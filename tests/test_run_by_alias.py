@@ -7,11 +7,14 @@ The runs are created in a test transaction that never commits, so none is submit
 from __future__ import annotations
 
 import io
+import subprocess
+import sys
 
 import pytest
 from django.core.exceptions import ValidationError
 from django.core.management import CommandError, call_command
 
+from bedrock.accounts.services import api_token_create
 from bedrock.actors import SYSTEM
 from bedrock.models.aliases import model_alias_set
 from bedrock.pipelines.models import PipelineKind, Role
@@ -19,8 +22,10 @@ from bedrock.runs.models import Run, RunStatus
 from bedrock.runs.services import run_create, run_rerun
 from tests import factories
 from tests.repos import hcl, make_repo, step
+from tests.runflow import pipeline_for
 from tests.test_aliases import versions_of
-from tests.test_graphql_api import client_for, data, payload_error
+from tests.test_graphql_api import ROOT, client_for, data, payload_error
+from tests.test_graphql_runs import publish
 
 pytestmark = pytest.mark.django_db
 
@@ -237,3 +242,67 @@ def test_a_viewer_may_not_and_an_outsider_cannot_start_a_run_by_alias(scoring, w
     )
     assert response.status_code == status
     assert not Run.objects.filter(pipeline=pipeline).exists()
+
+
+# --- the scheduler example ----------------------------------------------------------------------
+def scheduler(live_server, token: str, *arguments: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "examples" / "scheduler.py"),
+            "--url",
+            live_server.url,
+            "--interval",
+            "0.5",
+            "--timeout",
+            "150",
+            *arguments,
+        ],
+        env={"PATH": "/usr/bin:/bin", "BEDROCK_TOKEN": token},
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_the_scheduler_script_scores_with_the_version_an_alias_names(tmp_path, live_server):
+    scoring_steps = step("score", "cat $BEDROCK_ARTEFACT_DIR/model.txt; echo scored")
+    repo = make_repo(tmp_path / "repo", {"bedrock.hcl": hcl("batch_score", scoring_steps)})
+    training = pipeline_for(repo, name="train")
+    scoring = pipeline_for(
+        repo, kind=PipelineKind.BATCH_SCORING, project=training.project, name="score"
+    )
+    first = publish(training, 1, tmp_path)
+    publish(training, 2, tmp_path)
+    model_alias_set(actor=SYSTEM, model=training.model, name="production", version=first)
+    token = api_token_create(user=member_of(scoring, Role.DEVELOPER)).plaintext
+
+    result = scheduler(
+        live_server, token, "--pipeline", str(scoring.pk), "--alias", "production", "--logs"
+    )
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "scoring with train-model@production: model version 1" in result.stdout
+    assert "[score] model v1\n[score] scored\n" in result.stdout
+    run = Run.objects.get(pipeline=scoring)
+    assert run.input_model_version == first and run.input_model_alias == "train-model@production"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_scheduler_script_reports_an_unknown_alias(live_server):
+    project = factories.project("acme")
+    pipeline = factories.pipeline(project, kind=PipelineKind.BATCH_SCORING, name="score")
+    token = api_token_create(user=member_of(pipeline, Role.DEVELOPER)).plaintext
+
+    result = scheduler(live_server, token, "--pipeline", str(pipeline.pk), "--alias", "prod")
+
+    assert result.returncode == 2
+    assert "There is no model alias 'prod' in the project acme" in result.stderr
+    assert not Run.objects.filter(pipeline=pipeline).exists()
+
+
+def test_the_scheduler_script_takes_a_model_or_an_alias_not_both(live_server):
+    both = scheduler(live_server, "t", "--pipeline", "1", "--model", "1", "--alias", "production")
+    assert both.returncode == 2 and "one of the two" in both.stderr
