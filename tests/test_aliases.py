@@ -38,20 +38,25 @@ def versions_of(model, count: int) -> list:
     ]
 
 
+def member(project, role: str):
+    who = factories.user(f"{role}-user")
+    factories.member(project, who, role)
+    return who
+
+
 @pytest.fixture
 def world():
+    """A model ``churn`` with three versions, its project's admin, developer and viewer, and an
+    outsider."""
     project = factories.project("acme")
-    people = {role: factories.user(f"{role}-user") for role in Role.values}
-    for role, who in people.items():
-        factories.member(project, who, role)
     model = factories.model(project, "churn")
     return SimpleNamespace(
         project=project,
         model=model,
         versions=versions_of(model, 3),
-        admin=people[Role.ADMIN],
-        developer=people[Role.DEVELOPER],
-        viewer=people[Role.VIEWER],
+        admin=member(project, Role.ADMIN),
+        developer=member(project, Role.DEVELOPER),
+        viewer=member(project, Role.VIEWER),
         outsider=factories.user("outsider"),
     )
 

@@ -246,23 +246,11 @@ def test_a_viewer_may_not_and_an_outsider_cannot_start_a_run_by_alias(scoring, w
 
 # --- the scheduler example ----------------------------------------------------------------------
 def scheduler(live_server, token: str, *arguments: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "examples" / "scheduler.py"),
-            "--url",
-            live_server.url,
-            "--interval",
-            "0.5",
-            "--timeout",
-            "150",
-            *arguments,
-        ],
-        env={"PATH": "/usr/bin:/bin", "BEDROCK_TOKEN": token},
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
+    script = ROOT / "examples" / "scheduler.py"
+    polling = ("--interval", "0.5", "--timeout", "150")
+    command = [sys.executable, str(script), "--url", live_server.url, *polling, *arguments]
+    environment = {"PATH": "/usr/bin:/bin", "BEDROCK_TOKEN": token}
+    return subprocess.run(command, env=environment, capture_output=True, text=True, timeout=180)
 
 
 @pytest.mark.slow

@@ -88,10 +88,13 @@ def _model(request: HttpRequest, pk: int) -> Model:
     return get_object_or_404(models_for(request.user), pk=pk)
 
 
-def _change(request: HttpRequest, model: Model, change: Callable[[], str]) -> HttpResponse:
-    """Make ``change`` and report what it says it did, or why it was refused."""
+def _change(
+    request: HttpRequest, pk: int, change: Callable[[HttpRequest, Model], str]
+) -> HttpResponse:
+    """Make ``change`` to the model's aliases and report what it did, or why it was refused."""
+    model = _model(request, pk)
     try:
-        done = change()
+        done = change(request, model)
     except ValidationError as error:
         for message in error.messages:
             messages.error(request, message)
@@ -100,52 +103,49 @@ def _change(request: HttpRequest, model: Model, change: Callable[[], str]) -> Ht
     return redirect(reverse("ui:model", args=[model.pk]) + "#aliases")
 
 
+def _set(request: HttpRequest, model: Model) -> str:
+    form = AliasForm(request.POST, model=model)
+    if not form.is_valid():
+        raise ValidationError([message for errors in form.errors.values() for message in errors])
+    data = form.cleaned_data
+    alias = model_alias_set(
+        actor=request.user,
+        model=model,
+        name=data["name"],
+        version=data["version"],
+        note=data["note"],
+    )
+    return f"{alias} now names v{alias.version.number}."
+
+
+def _remove(request: HttpRequest, model: Model) -> str:
+    name, note = request.POST.get("name", ""), request.POST.get("note", "")
+    model_alias_remove(actor=request.user, model=model, name=name, note=note)
+    return f"Removed the alias {model.name}@{name}; its history stays."
+
+
+def _rollback(request: HttpRequest, model: Model) -> str:
+    name = request.POST.get("name", "")
+    alias = model_alias_rollback(actor=request.user, model=model, name=name)
+    return f"Rolled {alias} back to v{alias.version.number}."
+
+
 @require_POST
 @login_required
 def model_alias_set_view(request: HttpRequest, pk: int) -> HttpResponse:
-    model = _model(request, pk)
-    form = AliasForm(request.POST, model=model)
-
-    def change() -> str:
-        if not form.is_valid():
-            raise ValidationError([m for errors in form.errors.values() for m in errors])
-        data = form.cleaned_data
-        alias = model_alias_set(
-            actor=request.user,
-            model=model,
-            name=data["name"],
-            version=data["version"],
-            note=data["note"],
-        )
-        return f"{alias} now names v{alias.version.number}."
-
-    return _change(request, model, change)
+    return _change(request, pk, _set)
 
 
 @require_POST
 @login_required
 def model_alias_remove_view(request: HttpRequest, pk: int) -> HttpResponse:
-    model = _model(request, pk)
-    name, note = request.POST.get("name", ""), request.POST.get("note", "")
-
-    def change() -> str:
-        model_alias_remove(actor=request.user, model=model, name=name, note=note)
-        return f"Removed the alias {model.name}@{name}; its history stays."
-
-    return _change(request, model, change)
+    return _change(request, pk, _remove)
 
 
 @require_POST
 @login_required
 def model_alias_rollback_view(request: HttpRequest, pk: int) -> HttpResponse:
-    model = _model(request, pk)
-
-    def change() -> str:
-        name = request.POST.get("name", "")
-        alias = model_alias_rollback(actor=request.user, model=model, name=name)
-        return f"Rolled {alias} back to v{alias.version.number}."
-
-    return _change(request, model, change)
+    return _change(request, pk, _rollback)
 
 
 # --- the run form -------------------------------------------------------------------------------
