@@ -283,11 +283,15 @@ def test_a_refused_alias_is_reported_on_the_argument_the_client_sent(world):
     assert payload_error(result)["field"] == "alias"
 
 
-def test_a_version_of_another_model_is_not_found(world):
+def test_a_version_of_another_model_is_named_and_one_of_another_project_not_found(world):
     (theirs,) = versions_of(factories.model(world.project, "fraud"), 1)
-    result = data(
-        client_for(world.admin), SET, model=str(world.model.pk), alias="p", version=str(theirs.pk)
-    )["setModelAlias"]
+    (hidden,) = versions_of(factories.model(factories.project("elsewhere"), "secret"), 1)
+    client, model = client_for(world.admin), str(world.model.pk)
+
+    result = data(client, SET, model=model, alias="p", version=str(theirs.pk))["setModelAlias"]
+    assert payload_error(result)["field"] == "versionId"
+    assert "fraud v1 is not a version of the model churn" in payload_error(result)["message"]
+    result = data(client, SET, model=model, alias="p", version=str(hidden.pk))["setModelAlias"]
     assert payload_error(result)["code"] == "not_found"
 
 

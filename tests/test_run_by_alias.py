@@ -105,6 +105,14 @@ def test_an_alias_of_another_project_is_unknown(scoring):
         start(pipeline, "theirs@production")
 
 
+def test_a_nul_byte_in_an_alias_is_refused_before_any_query(scoring):
+    pipeline, _, _ = scoring
+    with pytest.raises(ValidationError) as refused:
+        start(pipeline, "prod\x00uction")
+    (message,) = refused.value.message_dict["model_alias"]
+    assert "holds a NUL byte" in message
+
+
 def test_an_alias_and_a_version_together_are_refused(scoring):
     pipeline, _, versions = scoring
     with pytest.raises(ValidationError, match="not both"):

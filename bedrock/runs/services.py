@@ -108,7 +108,7 @@ def run_create(
     )
     if pipeline.archived:
         raise ValidationError({"pipeline": f"The pipeline {pipeline} is archived."})
-    _refuse_nul_bytes(ref=ref, idempotency_key=idempotency_key)
+    _refuse_nul_bytes(ref=ref, idempotency_key=idempotency_key, model_alias=model_alias)
     ref = (ref or pipeline.branch).strip()
     alias = _model_alias(pipeline, model_alias, model_version_id)
     digest = request_digest(

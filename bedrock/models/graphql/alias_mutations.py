@@ -35,9 +35,8 @@ class ModelAliasMutations:
         """Point an alias of the model at one of its versions, creating or moving it (project
         admins). Setting it to the version it names already changes nothing."""
         model = _visible_model(info, model_id)
-        version = get_visible(
-            model_versions_for(acting_user(info)).filter(model=model), version_id, "model version"
-        )
+        # Any version the caller may see: the service names one of another model as such.
+        version = get_visible(model_versions_for(acting_user(info)), version_id, "model version")
         with argument_names(name="alias", version="version_id"):
             model_alias_set(
                 actor=acting_user(info), model=model, name=alias, version=version, note=note
