@@ -56,8 +56,8 @@ class PipelineForm(forms.ModelForm):
     new_model = forms.CharField(
         required=False,
         max_length=100,
-        label="or create a new model named …",
-        help_text="Created with the pipeline, in its project.",
+        label="Or a new model",
+        help_text="Its name: the model is created with the pipeline, in its project.",
     )
 
     class Meta:
