@@ -17,6 +17,7 @@ from bedrock.accounts.graphql.queries import AccountQueries
 from bedrock.graphql.scalars import SCALAR_MAP
 from bedrock.graphqlview import RequestChecks
 from bedrock.models.graphql.queries import ModelQueries
+from bedrock.models.graphql.version_mutations import ModelVersionMutations
 from bedrock.pipelines.graphql.mutations import PipelineMutations
 from bedrock.pipelines.graphql.queries import PipelineQueries
 from bedrock.runs.graphql.mutations import RunMutations
@@ -29,7 +30,8 @@ MAX_TOKENS = 5000
 
 Query = merge_types("Query", (PipelineQueries, RunQueries, ModelQueries, AccountQueries))
 Mutation = merge_types(
-    "Mutation", (PipelineMutations, RunMutations, SecretMutations, AccountMutations)
+    "Mutation",
+    (PipelineMutations, RunMutations, SecretMutations, AccountMutations, ModelVersionMutations),
 )
 
 schema = strawberry.Schema(

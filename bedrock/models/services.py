@@ -19,6 +19,8 @@ from django.db.models import Max, Q
 from django.utils import timezone
 
 from bedrock.actors import SYSTEM, Actor, require_role
+from bedrock.events.models import EventKind
+from bedrock.events.services import event_record
 from bedrock.models.artefacts import (
     ArchiveError,
     Entry,
@@ -30,8 +32,6 @@ from bedrock.models.artefacts import (
     artefact_open_entry,
     artefact_store,
 )
-from bedrock.events.models import EventKind
-from bedrock.events.services import event_record
 from bedrock.models.models import ArchiveUpload, Model, ModelAlias, ModelVersion
 from bedrock.pipelines.models import Project, PublishPolicy, Role
 
@@ -127,8 +127,10 @@ def model_version_publish(*, run, directory: Path) -> ModelVersion:
         with transaction.atomic():
             archive_upload_claim(stored.key)
             # Lock the model row so that concurrent publishes number their versions one by one.
-            model = Model.objects.select_related("project").select_for_update().get(
-                pk=run.pipeline.model_id
+            model = (
+                Model.objects.select_related("project")
+                .select_for_update()
+                .get(pk=run.pipeline.model_id)
             )
             latest = model.versions.aggregate(latest=Max("number"))["latest"] or 0
             version = ModelVersion.objects.create(
@@ -224,7 +226,10 @@ def run_archive_filename(run) -> str:
 def model_version_update(*, actor: Actor, version: ModelVersion, description: str) -> ModelVersion:
     """Describe a version: what it was trained on, what changed. A project developer or admin."""
     require_role(
-        actor, version.model.project, Role.DEVELOPER, "Only a project developer may describe versions."
+        actor,
+        version.model.project,
+        Role.DEVELOPER,
+        "Only a project developer may describe versions.",
     )
     if len(description) > MAX_DESCRIPTION:
         raise ValidationError(
