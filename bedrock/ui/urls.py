@@ -1,9 +1,9 @@
 from __future__ import annotations
 
 from django.contrib.auth import views as auth_views
-from django.urls import path
+from django.urls import path, re_path
 
-from bedrock.ui import views
+from bedrock.ui import registry, views
 
 app_name = "ui"
 
@@ -35,6 +35,16 @@ urlpatterns = [
         "model-versions/<int:pk>/files/",
         views.model_version_files_page,
         name="model_version_files",
+    ),
+    path(
+        "model-versions/<int:pk>/describe",
+        registry.model_version_describe,
+        name="model_version_describe",
+    ),
+    re_path(
+        r"^model-versions/(?P<pk>[0-9]+)/(?P<action>deprecate|undeprecate|delete)$",
+        registry.model_version_change,
+        name="model_version_change",
     ),
     path("tokens/", views.tokens, name="tokens"),
     path("tokens/<int:pk>/revoke", views.token_revoke, name="token_revoke"),
