@@ -1,6 +1,7 @@
-"""Buckets for tests over the real protocols, each server in a thread of the test process: S3 as
-moto's server, GCS as gcp-storage-emulator. ``s3_storage`` and ``gcs_storage`` make Bedrock's
-default storage a fresh bucket there, with Bedrock's own options (see tests/conftest.py)."""
+"""Storage of a test's own: ``local_storage`` a fresh directory; ``s3_storage`` and ``gcs_storage``
+a fresh bucket over the real protocols, each server in a thread of the test process (S3 as moto's
+server, GCS as gcp-storage-emulator), with Bedrock's own options. tests/conftest.py offers them
+to every module."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import logging
 import random
 import socket
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from django.core.files.storage import storages
@@ -131,5 +133,18 @@ def gcs_storage(settings, gcs_endpoint: str):
     settings.STORAGES = {
         **settings.STORAGES,
         "default": {"BACKEND": "storages.backends.gcloud.GoogleCloudStorage", "OPTIONS": options},
+    }
+    return storages["default"]
+
+
+@pytest.fixture
+def local_storage(settings, tmp_path: Path):
+    """A storage directory of this test's own, so that listing a model's folder sees no other."""
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "default": {
+            "BACKEND": "django.core.files.storage.FileSystemStorage",
+            "OPTIONS": {"location": str(tmp_path / "storage")},
+        },
     }
     return storages["default"]

@@ -7,7 +7,6 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from django.core.files.storage import storages
 from django.test import Client
 from django.utils import timezone
 
@@ -25,19 +24,7 @@ _numbers = itertools.count(1)
 
 
 @pytest.fixture
-def storage(settings, tmp_path: Path):
-    settings.STORAGES = {
-        **settings.STORAGES,
-        "default": {
-            "BACKEND": "django.core.files.storage.FileSystemStorage",
-            "OPTIONS": {"location": str(tmp_path / "storage")},
-        },
-    }
-    return storages["default"]
-
-
-@pytest.fixture
-def model(storage, tmp_path: Path):
+def model(local_storage, tmp_path: Path):
     """A model with eight versions, v1 to v8, each with its archive stored."""
     artefact = tmp_path / "artefact"
     artefact.mkdir()
@@ -74,7 +61,9 @@ def live(model) -> list[int]:
     )
 
 
-def test_retention_keeps_the_newest_the_aliased_and_the_recently_or_still_used(model, storage):
+def test_retention_keeps_the_newest_the_aliased_and_the_recently_or_still_used(
+    model, local_storage
+):
     model.keep_versions = 3
     model.save()
     ModelAlias.objects.create(model=model, name="production", version=version(model, 1))
@@ -86,9 +75,9 @@ def test_retention_keeps_the_newest_the_aliased_and_the_recently_or_still_used(m
 
     assert live(model) == [1, 2, 3, 6, 7, 8]
     for number in (4, 5):
-        assert not storage.exists(version(model, number).storage_key)
+        assert not local_storage.exists(version(model, number).storage_key)
     for number in live(model):
-        assert storage.exists(version(model, number).storage_key)
+        assert local_storage.exists(version(model, number).storage_key)
     events = Event.objects.filter(kind=EventKind.MODEL_VERSION_DELETED)
     assert sorted(event.payload["number"] for event in events) == [4, 5]
     assert {event.payload["reason"] for event in events} == {"retention"}

@@ -302,19 +302,6 @@ def test_a_version_whose_archive_is_gone_shows_why(artefact: Path):
 # --- Publishing one run twice at once -------------------------------------------------------------
 
 
-@pytest.fixture
-def local_storage(settings, tmp_path: Path):
-    """A storage directory of this test's own, so that listing a model's folder sees no other."""
-    settings.STORAGES = {
-        **settings.STORAGES,
-        "default": {
-            "BACKEND": "django.core.files.storage.FileSystemStorage",
-            "OPTIONS": {"location": str(tmp_path / "storage")},
-        },
-    }
-    return storages["default"]
-
-
 def training_run() -> Run:
     project = factories.project()
     pipeline = factories.pipeline(project, model=factories.model(project, "churn-model"))

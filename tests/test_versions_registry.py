@@ -11,7 +11,6 @@ from types import SimpleNamespace
 
 import pytest
 from django.core.exceptions import ValidationError
-from django.core.files.storage import storages
 from django.test import Client
 
 from bedrock.accounts.models import hash_token
@@ -31,24 +30,12 @@ from bedrock.runs.models import Run, RunStatus
 from bedrock.runs.services import run_create
 from tests import factories
 from tests.repos import make_repo
+from tests.test_graphql_api import client_for
 
 pytestmark = pytest.mark.django_db
 
 SHA = "3" * 40
 _numbers = itertools.count(1)
-
-
-@pytest.fixture
-def storage(settings, tmp_path: Path):
-    """A storage directory of this test's own."""
-    settings.STORAGES = {
-        **settings.STORAGES,
-        "default": {
-            "BACKEND": "django.core.files.storage.FileSystemStorage",
-            "OPTIONS": {"location": str(tmp_path / "storage")},
-        },
-    }
-    return storages["default"]
 
 
 @pytest.fixture
@@ -67,11 +54,12 @@ SCORING_HCL = (
 
 
 @pytest.fixture
-def team(storage, tmp_path: Path):
+def team(local_storage, tmp_path: Path):
     """A project with an admin, a developer, a viewer; an outsider; a training pipeline of main
     and a batch scoring pipeline."""
     project = factories.project("acme")
-    people = {role: factories.user(f"{role}-user") for role in Role.values}
+    # Named by role: team.admin, team.developer, team.viewer.
+    people = {str(role): factories.user(f"{role}-user") for role in Role.values}
     for role, person in people.items():
         factories.member(project, person, role)
     training = factories.pipeline(project, name="train", branch="main")
@@ -80,15 +68,13 @@ def team(storage, tmp_path: Path):
         project, kind=PipelineKind.BATCH_SCORING, name="score", git_url=str(repo)
     )
     return SimpleNamespace(
+        **people,
         project=project,
-        admin=people[Role.ADMIN],
-        developer=people[Role.DEVELOPER],
-        viewer=people[Role.VIEWER],
         outsider=factories.user("outsider"),
         training=training,
         scoring=scoring,
         model=training.model,
-        storage=storage,
+        storage=local_storage,
     )
 
 
@@ -104,13 +90,6 @@ def finished(pipeline, ref: str = "main") -> Run:
 
 def publish(team, artefact: Path, ref: str = "main") -> ModelVersion:
     return model_version_publish(run=finished(team.training, ref), directory=artefact)
-
-
-def client_for(user) -> Client:
-    client = Client()
-    if user is not None:
-        client.force_login(user)
-    return client
 
 
 def gql(user, query: str, **variables) -> dict:
@@ -514,8 +493,8 @@ def test_deleting_through_the_page_asks_first_and_says_why_it_refuses(team, arte
     assert not team.storage.exists(version.storage_key)
 
 
-@pytest.mark.parametrize("backend", ["s3_storage", "gcs_storage"])
-def test_deleting_removes_the_archive_from_the_bucket(backend, request, tmp_path, artefact):
+@pytest.mark.parametrize("backend", ["local_storage", "s3_storage", "gcs_storage"])
+def test_deleting_removes_the_archive_from_local_storage_s3_and_gcs(backend, request, artefact):
     storage = request.getfixturevalue(backend)
     project = factories.project()
     pipeline = factories.pipeline(project, branch="main")

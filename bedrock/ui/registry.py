@@ -6,6 +6,7 @@ outsider gets a 404, a member without the role a 403, as everywhere in the UI.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from django import forms
@@ -100,7 +101,7 @@ _ACTIONS = {
         "with. Its number, its run and its history stay.",
     ),
 }
-_SERVICES = {
+_SERVICES: dict[str, Callable[..., ModelVersion]] = {
     "deprecate": model_version_deprecate,
     "undeprecate": model_version_undeprecate,
     "delete": model_version_delete,
