@@ -200,6 +200,37 @@ def test_the_reconciler_leaves_a_runs_kept_archive_alone(team, artefact):
     assert team.storage.exists(run.output_archive_key)
 
 
+def test_deleting_a_run_deletes_the_archive_it_kept(
+    team, artefact, django_capture_on_commit_callbacks
+):
+    run = finished(team.training, "scratch")
+    training_output_store(run=run, directory=artefact)
+    key = Run.objects.get(pk=run.pk).output_archive_key
+
+    with django_capture_on_commit_callbacks(execute=True):
+        Run.objects.get(pk=run.pk).delete()
+
+    assert not team.storage.exists(key)
+    assert not ArchiveUpload.objects.exists()
+
+
+def test_the_migration_fills_ref_and_branch_of_older_versions_from_their_runs(team):
+    from importlib import import_module
+
+    from django.apps import apps
+
+    backfill = import_module("bedrock.models.migrations.0005_version_ref_backfill").backfill
+    of_branch = factories.model_version(team.model, finished(team.training, "main"), 1)
+    of_tag = factories.model_version(team.model, finished(team.training, "v2.0"), 2)
+
+    backfill(apps, None)
+
+    of_branch.refresh_from_db()
+    of_tag.refresh_from_db()
+    assert (of_branch.ref, of_branch.branch) == ("main", "main")
+    assert (of_tag.ref, of_tag.branch) == ("v2.0", "")
+
+
 def kept_run(team, artefact) -> Run:
     run = finished(team.training, "scratch")
     training_output_store(run=run, directory=artefact)
@@ -389,6 +420,10 @@ def test_an_admin_deprecates_and_offers_again_a_developer_may_not_an_outsider_fi
     assert hidden["messages"][0]["code"] == "not_found"
     assert gql(team.admin, DEPRECATE, id=version.pk)["deprecateModelVersion"]["deprecatedAt"]
     assert Event.objects.filter(kind=EventKind.MODEL_VERSION_DEPRECATED).count() == 1
+    hidden = gql(team.outsider, UNDEPRECATE, id=version.pk)["undeprecateModelVersion"]
+    assert hidden["messages"][0]["code"] == "not_found"
+    refused = gql(team.developer, UNDEPRECATE, id=version.pk)["undeprecateModelVersion"]
+    assert refused["messages"][0]["kind"] == "PERMISSION"
     assert gql(team.admin, UNDEPRECATE, id=version.pk)["undeprecateModelVersion"] == {
         "deprecatedAt": None
     }

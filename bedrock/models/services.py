@@ -209,6 +209,20 @@ def run_archive_keep(*, run, directory: Path, reason: str) -> None:
     run.output_archive_sha256, run.unpublished_reason = stored.sha256, reason
 
 
+def run_archive_release(sender: object, instance, **kwargs: object) -> None:
+    """When a run is deleted, delete the archive it kept (``post_delete`` of Run).
+
+    The key is recorded as an upload without a run in the deleting transaction, so that if the
+    storage refuses now (or the process dies before the commit's callback), the reconciler's
+    :func:`archives_reconcile` finds it unnamed and deletes it.
+    """
+    key = instance.output_archive_key
+    if not key:
+        return
+    ArchiveUpload.objects.get_or_create(storage_key=key, defaults={"run": None})
+    transaction.on_commit(lambda: _discard(key))
+
+
 def run_archive_download_url(*, run) -> str | None:
     """A signed URL for the run's own archive, as :func:`model_version_download_url`."""
     return artefact_download_url(
