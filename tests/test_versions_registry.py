@@ -495,6 +495,9 @@ def test_a_version_whose_bytes_storage_refuses_to_delete_is_not_marked(team, art
 
     assert ModelVersion.objects.get(pk=version.pk).deleted_at is None
     assert not Event.objects.filter(kind=EventKind.MODEL_VERSION_DELETED).exists()
+    page = client_for(team.admin).post(f"/model-versions/{version.pk}/delete", follow=True)
+    assert "v1 was not changed: the storage said permission denied" in page.content.decode()
+    assert team.storage.exists(version.storage_key)
 
 
 DELETE = """mutation($id: ID!) { deleteModelVersion(id: $id) {

@@ -126,10 +126,11 @@ def model_version_publish(*, run, directory: Path) -> ModelVersion:
     try:
         with transaction.atomic():
             archive_upload_claim(stored.key)
-            # Lock the model row so that concurrent publishes number their versions one by one.
+            # Lock the model row (its project only read, for the event) so that concurrent
+            # publishes number their versions one by one.
             model = (
                 Model.objects.select_related("project")
-                .select_for_update()
+                .select_for_update(of=("self",))
                 .get(pk=run.pipeline.model_id)
             )
             latest = model.versions.aggregate(latest=Max("number"))["latest"] or 0
@@ -309,7 +310,9 @@ def model_version_delete(
     from bedrock.runs.models import ACTIVE_STATUSES
 
     with transaction.atomic():
-        locked = ModelVersion.objects.select_for_update().select_related("model__project")
+        locked = ModelVersion.objects.select_for_update(of=("self",)).select_related(
+            "model__project"
+        )
         version = locked.get(pk=version.pk)
         if version.deleted_at is not None:
             return version

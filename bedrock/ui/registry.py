@@ -6,6 +6,7 @@ outsider gets a 404, a member without the role a 403, as everywhere in the UI.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -29,6 +30,8 @@ from bedrock.models.services import (
 )
 from bedrock.pipelines.models import Role
 from bedrock.pipelines.selectors import has_role
+
+logger = logging.getLogger(__name__)
 
 
 class VersionDescriptionForm(forms.Form):
@@ -120,9 +123,13 @@ def model_version_change(request: HttpRequest, pk: int, action: str) -> HttpResp
             _SERVICES[action](actor=request.user, version=version)
         except ValidationError as exc:
             messages.error(request, " ".join(exc.messages))
-        except OSError as exc:
-            # The storage refused: the version is unchanged, and the user may try again.
-            messages.error(request, f"v{version.number} was not deleted: the storage said {exc}")
+        except Exception as exc:
+            # The storage refused (any backend's error): the version is unchanged, and the user
+            # may try again.
+            logger.exception("could not %s %s", action, version)
+            messages.error(
+                request, f"v{version.number} was not changed: the storage said {exc}. Try again."
+            )
         else:
             messages.success(request, f"{_ACTIONS[action].done} v{version.number}.")
         return _on_model_page(version)
