@@ -126,7 +126,8 @@ class ModelVersionType(ScopedType, selector=model_versions_for):
     created_at: auto
     ref: str = strawberry_django.field(description="The ref its training run was asked for.")
     branch: str = strawberry_django.field(
-        description="The pipeline's branch when the run was of it; empty for a tag or a commit."
+        description="The pipeline's branch when the run was of it; empty for a tag, a commit or "
+        "another branch."
     )
     description: auto
     deprecated_at: datetime | None = strawberry_django.field(
