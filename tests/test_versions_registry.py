@@ -29,7 +29,8 @@ from bedrock.pipelines.models import PipelineKind, PublishPolicy, Role
 from bedrock.runs.models import Run, RunStatus
 from bedrock.runs.services import run_create
 from tests import factories
-from tests.repos import make_repo
+from tests.repos import git, hcl, make_repo, step
+from tests.runflow import pipeline_for, repo_with, wait_until_done
 from tests.test_graphql_api import client_for
 
 pytestmark = pytest.mark.django_db
@@ -299,6 +300,29 @@ def test_a_remote_upload_of_another_ref_is_kept_with_the_run(team):
     assert response.json()["unpublishedReason"] == REASON
     assert not ModelVersion.objects.exists()
     assert Run.objects.get(pk=run.pk).output_archive_key
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_a_real_run_at_a_commit_succeeds_and_keeps_its_archive_and_one_of_the_branch_publishes(
+    tmp_path, local_storage
+):
+    writes = step("s", "echo weights > $BEDROCK_ARTEFACT_DIR/model.txt")
+    repo = repo_with(tmp_path, hcl("train", writes))
+    pipeline = pipeline_for(repo)
+    sha = git(repo, "rev-parse", "HEAD").strip()
+
+    at_commit = wait_until_done(run_create(actor=SYSTEM, pipeline=pipeline, ref=sha))
+    of_branch = wait_until_done(run_create(actor=SYSTEM, pipeline=pipeline))
+
+    assert at_commit.status == RunStatus.SUCCEEDED, at_commit.failure_reason
+    assert at_commit.unpublished_reason.startswith(
+        f"The pipeline publishes versions only from its branch main; this run was of {sha}."
+    )
+    assert local_storage.exists(at_commit.output_archive_key)
+    assert of_branch.status == RunStatus.SUCCEEDED, of_branch.failure_reason
+    version = ModelVersion.objects.get()
+    assert (version.run_id, version.number, version.branch) == (of_branch.pk, 1, "main")
 
 
 def test_the_pipeline_form_sets_the_publish_policy(team):
