@@ -493,6 +493,8 @@ def test_a_deleted_version_cannot_be_downloaded_or_used_by_a_new_run(team, artef
     assert run.status == RunStatus.REJECTED
     assert f"model version {version.pk} ({team.model.name} v1) was deleted" in run.failure_reason
     assert f'value="{version.pk}"' not in picker(team)
+    files = client_for(team.viewer).get(f"/model-versions/{version.pk}/files/").content.decode()
+    assert "v1 was deleted on" in files
 
 
 def test_a_version_an_alias_points_at_cannot_be_deleted(team, artefact):

@@ -23,6 +23,7 @@ from bedrock.events.models import EventKind
 from bedrock.events.services import event_record
 from bedrock.models.artefacts import (
     ArchiveError,
+    BrowseError,
     Entry,
     EntryStream,
     StoredArtefact,
@@ -432,11 +433,21 @@ def model_version_download_url(*, version: ModelVersion) -> str | None:
     )
 
 
+class VersionDeletedError(BrowseError):
+    """The version was deleted, and its archive with it."""
+
+
 def model_version_files(*, version: ModelVersion) -> list[Entry]:
     """The files inside the version's archive (directories left out), in archive order.
 
-    Read from the archive's central directory by ranged reads, never by downloading it.
+    Read from the archive's central directory by ranged reads, never by downloading it. Raises
+    :class:`VersionDeletedError` for a deleted version.
     """
+    if version.deleted_at is not None:
+        raise VersionDeletedError(
+            f"v{version.number} was deleted on {version.deleted_at:%Y-%m-%d}, and its archive "
+            "with it"
+        )
     entries = artefact_entries(version.storage_key, size=version.size)
     return [entry for entry in entries if not entry.is_dir]
 
