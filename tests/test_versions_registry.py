@@ -8,6 +8,7 @@ import itertools
 import zipfile
 from pathlib import Path
 from types import SimpleNamespace
+from urllib.parse import unquote
 
 import pytest
 from django.core.exceptions import ValidationError
@@ -569,3 +570,21 @@ def test_deleting_removes_the_archive_from_local_storage_s3_and_gcs(backend, req
 
     assert not storage.exists(version.storage_key)
     assert ModelVersion.objects.get(pk=version.pk).deleted_at is not None
+
+
+def test_a_runs_kept_archive_on_s3_is_a_redirect_to_a_signed_url_for_members_only(
+    s3_storage, artefact
+):
+    project = factories.project()
+    viewer = factories.user()
+    factories.member(project, viewer, Role.VIEWER)
+    run = finished(factories.pipeline(project, name="train", branch="main"), "scratch")
+    training_output_store(run=run, directory=artefact)
+    url = f"/runs/{run.pk}/output/download"
+
+    response = client_for(viewer).get(url)
+
+    assert response.status_code == 302
+    assert "Signature=" in response["Location"]
+    assert f"train-run-{run.number}.zip" in unquote(response["Location"])
+    assert client_for(factories.user()).get(url).status_code == 404

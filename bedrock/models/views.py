@@ -177,9 +177,9 @@ class _Archive:
         return cls(version.storage_key, version.size, version.sha256, version.filename)
 
 
-def _stream_archive(request: HttpRequest, version: _Archive) -> HttpResponseBase:
-    size = version.size
-    etag = f'"{version.sha256}"'
+def _stream_archive(request: HttpRequest, archive: _Archive) -> HttpResponseBase:
+    size = archive.size
+    etag = f'"{archive.sha256}"'
     byte_range = _requested_range(request, size, etag)
     response: HttpResponseBase
     if byte_range == _UNSATISFIABLE:
@@ -188,9 +188,9 @@ def _stream_archive(request: HttpRequest, version: _Archive) -> HttpResponseBase
         response["Accept-Ranges"] = "bytes"
         return response
     try:
-        reader = artefact_ranges(version.key)
+        reader = artefact_ranges(archive.key)
     except FileNotFoundError:
-        raise Http404(f"The archive {version.filename} is missing from storage.") from None
+        raise Http404(f"The archive {archive.filename} is missing from storage.") from None
     start, end = byte_range or (0, size - 1)
     response = StreamingHttpResponse(
         _RangeBody(reader, start, end - start + 1),
@@ -200,12 +200,12 @@ def _stream_archive(request: HttpRequest, version: _Archive) -> HttpResponseBase
     response["Content-Length"] = str(end - start + 1)
     response["Accept-Ranges"] = "bytes"
     response["ETag"] = etag
-    response["Content-Disposition"] = _attachment(version.filename)
+    response["Content-Disposition"] = _attachment(archive.filename)
     if byte_range:
         response["Content-Range"] = f"bytes {start}-{end}/{size}"
     else:
         # Checked by the run hooks' downloads; a part cannot be checked against the whole's hash.
-        response["X-Bedrock-SHA256"] = version.sha256
+        response["X-Bedrock-SHA256"] = archive.sha256
     return response
 
 
