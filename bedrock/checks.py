@@ -27,6 +27,8 @@
 | bedrock.E030 | a BEDROCK_MAX_* limit is not a positive number            |
 | bedrock.W050 | BEDROCK_CLIENT_SOURCE holds no client for steps to install |
 | bedrock.W060 | a directory of BEDROCK_PYTHONS does not exist              |
+| bedrock.E070 | BEDROCK_PROJECT_CREATION is neither anyone nor staff       |
+| bedrock.E071 | BEDROCK_TOKEN_MAX_LIFETIME is not a positive duration      |
 """
 
 from __future__ import annotations
@@ -63,6 +65,7 @@ LIMITS = (
     "BEDROCK_MAX_ARCHIVE_DEPTH",
 )
 STORAGE_BACKENDS = ("local", "s3", "gcs")
+PROJECT_CREATION = ("anyone", "staff")
 # S3 and GCS both refuse signed URLs valid for longer than seven days.
 MAX_DOWNLOAD_URL_EXPIRY = timedelta(days=7)
 
@@ -323,3 +326,27 @@ def check_pythons(app_configs: Sequence[AppConfig] | None, **kwargs: Any) -> lis
             id="bedrock.W060",
         )
     ]
+
+
+@register(Tags.security)
+def check_teams(app_configs: Sequence[AppConfig] | None, **kwargs: Any) -> list[Error]:
+    errors = []
+    creation = settings.BEDROCK_PROJECT_CREATION
+    if creation not in PROJECT_CREATION:
+        errors.append(
+            Error(
+                f"BEDROCK_PROJECT_CREATION={creation!r} is neither 'anyone' nor 'staff'.",
+                hint="'anyone' lets every signed-in user create a project (and become its "
+                "admin); 'staff' keeps that to the site's administrators and staff.",
+                id="bedrock.E070",
+            )
+        )
+    if not timedelta(0) < settings.BEDROCK_TOKEN_MAX_LIFETIME:
+        errors.append(
+            Error(
+                "BEDROCK_TOKEN_MAX_LIFETIME is not a positive duration: no token could be created.",
+                hint="Such as 90d or 365d; a token may still be created to never expire.",
+                id="bedrock.E071",
+            )
+        )
+    return errors

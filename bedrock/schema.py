@@ -14,11 +14,14 @@ from strawberry_django.optimizer import DjangoOptimizerExtension
 
 from bedrock.accounts.graphql.mutations import AccountMutations
 from bedrock.accounts.graphql.queries import AccountQueries
+from bedrock.accounts.graphql.scope import ReadOnlyTokens
+from bedrock.events.graphql.mutations import WebhookMutations
 from bedrock.graphql.scalars import SCALAR_MAP
 from bedrock.graphqlview import RequestChecks
+from bedrock.models.graphql.mutations import ModelMutations
 from bedrock.models.graphql.queries import ModelQueries
 from bedrock.models.graphql.version_mutations import ModelVersionMutations
-from bedrock.pipelines.graphql.mutations import PipelineMutations
+from bedrock.pipelines.graphql.mutations import PipelineMutations, ProjectMutations
 from bedrock.pipelines.graphql.queries import PipelineQueries
 from bedrock.runs.graphql.mutations import RunMutations
 from bedrock.runs.graphql.queries import RunQueries
@@ -31,7 +34,16 @@ MAX_TOKENS = 5000
 Query = merge_types("Query", (PipelineQueries, RunQueries, ModelQueries, AccountQueries))
 Mutation = merge_types(
     "Mutation",
-    (PipelineMutations, RunMutations, SecretMutations, AccountMutations, ModelVersionMutations),
+    (
+        ProjectMutations,
+        PipelineMutations,
+        ModelMutations,
+        ModelVersionMutations,
+        RunMutations,
+        SecretMutations,
+        AccountMutations,
+        WebhookMutations,
+    ),
 )
 
 schema = strawberry.Schema(
@@ -44,5 +56,6 @@ schema = strawberry.Schema(
         lambda: MaxAliasesLimiter(max_alias_count=MAX_ALIASES),
         lambda: MaxTokensLimiter(max_token_count=MAX_TOKENS),
         RequestChecks,
+        ReadOnlyTokens,
     ],
 )

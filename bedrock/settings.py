@@ -382,6 +382,18 @@ if not _raw_keys:
     _raw_keys = _home_file("secret-keys", lambda: Fernet.generate_key().decode())
 BEDROCK_SECRET_KEYS = [key.strip() for key in _raw_keys.split(",") if key.strip()]
 
+# --- Projects and API tokens ------------------------------------------------------------------
+# Who may create a project: "anyone" signed in (who becomes its first admin), or "staff", the
+# site's administrators and staff only. Another value is reported by bedrock.E070.
+BEDROCK_PROJECT_CREATION = env_str("BEDROCK_PROJECT_CREATION", "anyone").strip().lower()
+# The longest an API token may be created for; a token may also never expire.
+BEDROCK_TOKEN_MAX_LIFETIME = env_duration("BEDROCK_TOKEN_MAX_LIFETIME", "365d")
+
+# --- Webhooks ---------------------------------------------------------------------------------
+# A project admin chooses where webhooks go; without this, an address that resolves inside the
+# network (loopback, link-local and its cloud metadata service, private ranges) is refused.
+BEDROCK_WEBHOOK_ALLOW_PRIVATE = env_bool("BEDROCK_WEBHOOK_ALLOW_PRIVATE", False)
+
 # --- Nomad ------------------------------------------------------------------------------------
 NOMAD_ADDR = env_str("NOMAD_ADDR")
 NOMAD_TOKEN = env_str("NOMAD_TOKEN")

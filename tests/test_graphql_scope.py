@@ -9,6 +9,7 @@ from django.contrib.auth.models import AnonymousUser
 from strawberry_django.utils.typing import get_django_definition
 
 from bedrock.accounts.services import api_token_create
+from bedrock.events.models import Event, EventKind, Webhook, WebhookDelivery
 from bedrock.graphql.types import ScopedType
 from bedrock.models.models import ModelVersion
 from bedrock.pipelines.models import Role
@@ -60,6 +61,9 @@ def owner():
     )
     Secret.objects.create(pipeline=pipeline, name="TOKEN", value="s3cret-value")
     api_token_create(user=owner, name="ci")
+    webhook = Webhook.objects.create(project=project, url="https://93.184.215.14/", secret="s")
+    event = Event.objects.create(project=project, kind=EventKind.RUN_FINISHED)
+    WebhookDelivery.objects.create(webhook=webhook, event=event)
     return owner
 
 

@@ -8,7 +8,16 @@ from bedrock.accounts.models import ApiToken
 
 @admin.register(ApiToken)
 class ApiTokenAdmin(admin.ModelAdmin):
-    list_display = ["prefix", "name", "user", "created_at", "last_used_at", "expires_at", "state"]
+    list_display = [
+        "prefix",
+        "name",
+        "user",
+        "created_at",
+        "last_used_at",
+        "expires_at",
+        "read_only",
+        "state",
+    ]
     list_filter = [("revoked_at", admin.EmptyFieldListFilter)]
     list_select_related = ["user"]
     search_fields = ["name", "prefix", "user__username"]
@@ -18,13 +27,23 @@ class ApiTokenAdmin(admin.ModelAdmin):
 
     def get_fields(self, request, obj=None):
         if obj is None:
-            return ["user", "name", "expires_at"]
-        return ["user", "name", "prefix", "created_at", "last_used_at", "expires_at", "revoked_at"]
+            return ["user", "name", "expires_at", "read_only"]
+        return self.get_readonly_fields(request, obj)
 
     def get_readonly_fields(self, request, obj=None):
         if obj is None:
             return []
-        return ["user", "name", "prefix", "created_at", "last_used_at", "expires_at", "revoked_at"]
+        # A token's scope and expiry are fixed when it is made: a new token replaces it.
+        return [
+            "user",
+            "name",
+            "prefix",
+            "created_at",
+            "last_used_at",
+            "expires_at",
+            "read_only",
+            "revoked_at",
+        ]
 
     @admin.display(description="state")
     def state(self, obj: ApiToken) -> str:
@@ -35,7 +54,8 @@ class ApiTokenAdmin(admin.ModelAdmin):
     def save_model(self, request, obj: ApiToken, form, change: bool) -> None:
         if change:
             return
-        created = services.api_token_create(user=obj.user, name=obj.name)
+        created = services.api_token_create(user=obj.user, name=obj.name, read_only=obj.read_only)
+        # Staff may set any expiry, past the lifetime the UI and the API keep to.
         if obj.expires_at:
             ApiToken.objects.filter(pk=created.token.pk).update(expires_at=obj.expires_at)
         obj.pk = created.token.pk

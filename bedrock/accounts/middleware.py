@@ -8,6 +8,10 @@ which the API and the artefact views honour for that run alone, and it stops wor
 ends. A token that does not work gets a 401, never the anonymous view.
 
 The header is no ambient credential a browser sends by itself, so token requests skip CSRF.
+
+A read-only API token is marked on the request (``request.bedrock_token_read_only``): here every
+request that may write (any method but GET, HEAD and OPTIONS) is refused with a 403, except at
+/graphql, whose queries come by POST too; there :class:`ReadOnlyTokens` refuses the mutations.
 """
 
 from __future__ import annotations
@@ -15,14 +19,17 @@ from __future__ import annotations
 from django.contrib.auth.models import AnonymousUser
 from django.contrib.auth.models import User as AuthUser
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from strawberry.django.views import GraphQLView
 
 from bedrock.accounts.models import hash_token
-from bedrock.accounts.services import api_token_authenticate
+from bedrock.accounts.services import api_token_use
 from bedrock.runs.models import ACTIVE_STATUSES, Run
 
 RUN_TOKEN_PREFIX = "bdrkrun_"  # noqa: S105  (a marker, not a credential)
 ACCESS_TOKEN_HEADER = "X-Bedrock-Access-Token"  # noqa: S105  (a header name)
 API_TOKEN_HEADER = "X-Bedrock-Api-Token"  # noqa: S105  (a header name)
+READ_ONLY_REFUSAL = "This API token is read-only."
+SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 
 
 def token_from(request: HttpRequest) -> str | None:
@@ -68,11 +75,13 @@ class TokenAuthenticationMiddleware:
             request.bedrock_run = run  # type: ignore[attr-defined]  # not in the stubs
             user = AnonymousUser()
         else:
-            user = api_token_authenticate(token) if token else None
-            if user is None:
+            found = api_token_use(token) if token else None
+            if found is None:
                 return _unauthorized(
                     "This API token is unknown, revoked or expired, or its user is inactive."
                 )
+            user = found.user
+            request.bedrock_token_read_only = found.read_only  # type: ignore[attr-defined]
         request.user = user
 
         async def auser():
@@ -82,3 +91,21 @@ class TokenAuthenticationMiddleware:
         # Django's private flag that CsrfViewMiddleware reads; the stubs leave it out.
         request._dont_enforce_csrf_checks = True  # type: ignore[attr-defined]  # not in the stubs
         return self.get_response(request)
+
+    def process_view(self, request: HttpRequest, view_func, view_args, view_kwargs):
+        """Refuse a read-only token's writes, but at /graphql, which tells queries from
+        mutations itself."""
+        if not token_is_read_only(request) or request.method in SAFE_METHODS:
+            return None
+        view_class = getattr(view_func, "view_class", None)
+        if isinstance(view_class, type) and issubclass(view_class, GraphQLView):
+            return None
+        return JsonResponse(
+            {"errors": [{"message": READ_ONLY_REFUSAL, "extensions": {"code": "PERMISSION"}}]},
+            status=403,
+        )
+
+
+def token_is_read_only(request: HttpRequest) -> bool:
+    """Whether the request was signed in by a read-only API token."""
+    return bool(getattr(request, "bedrock_token_read_only", False))

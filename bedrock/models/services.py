@@ -35,6 +35,7 @@ from bedrock.models.artefacts import (
 )
 from bedrock.models.models import ArchiveUpload, Model, ModelAlias, ModelVersion
 from bedrock.pipelines.models import Project, PublishPolicy, Role
+from bedrock.pipelines.services import UNSET, _Unset
 
 MAX_DESCRIPTION = 10_000
 
@@ -50,9 +51,24 @@ def model_create(*, actor: Actor, project: Project, name: str, description: str 
     return model
 
 
-def model_update(*, actor: Actor, model: Model, name: str, description: str) -> Model:
+def model_update(
+    *,
+    actor: Actor,
+    model: Model,
+    name: str,
+    description: str,
+    keep_versions: int | _Unset | None = UNSET,
+) -> Model:
+    """Rename or describe a model; ``keep_versions``, if given, is its retention (None keeps
+    every version)."""
     require_role(actor, model.project, Role.ADMIN, "Only a project admin may edit models.")
     model.name, model.description = name, description
+    if keep_versions is not UNSET:
+        if keep_versions is not None and keep_versions < 1:
+            raise ValidationError(
+                {"keep_versions": "Keep at least 1 version, or leave it empty to keep them all."}
+            )
+        model.keep_versions = keep_versions
     model.full_clean()
     model.save()
     return model

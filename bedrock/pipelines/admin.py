@@ -81,7 +81,9 @@ class ProjectAdmin(admin.ModelAdmin):
         formset.new_objects, formset.changed_objects, formset.deleted_objects = [], [], []
         for row in formset.deleted_forms:
             if row.instance.pk is not None:
-                services.membership_remove(actor=actor, membership=row.instance)
+                services.membership_remove(
+                    actor=actor, project=project, username=row.instance.user.username
+                )
                 formset.deleted_objects.append(row.instance)
         for row in formset.forms:
             if row in formset.deleted_forms or not row.has_changed():
@@ -89,11 +91,11 @@ class ProjectAdmin(admin.ModelAdmin):
             if row.instance.pk is not None and "user" in row.changed_data:
                 # Giving a row to another person takes the role away from the first.
                 old = Membership.objects.get(pk=row.instance.pk)
-                services.membership_remove(actor=actor, membership=old)
+                services.membership_remove(actor=actor, project=project, username=old.user.username)
             membership = services.membership_set(
                 actor=actor,
                 project=project,
-                user=row.cleaned_data["user"],
+                username=row.cleaned_data["user"].username,
                 role=row.cleaned_data["role"],
             )
             if row.instance.pk is None:

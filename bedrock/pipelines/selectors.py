@@ -78,3 +78,8 @@ def pipeline_with_role(user: User, pk: int) -> tuple[Pipeline, str] | None:
         return None
     remember_role(pipeline.project, user, pipeline.caller_role)
     return pipeline, pipeline.caller_role
+
+
+def memberships_for(user: User) -> QuerySet[Membership]:
+    """Who holds which role in the user's projects: every member may see the others."""
+    return Membership.objects.select_related("user").filter(project__in=projects_for(user))

@@ -12,11 +12,10 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.utils import timezone
 
-from bedrock.actors import Actor, Staff, is_site_administrator, person, require_role
+from bedrock.actors import Actor, Staff, System, is_site_administrator, person, require_role
 from bedrock.envconfig import format_duration
 from bedrock.models.models import Model
 from bedrock.pipelines.models import Membership, Pipeline, Project, Role
-from bedrock.pipelines.selectors import User
 
 
 class _Unset(enum.Enum):
@@ -27,25 +26,45 @@ class _Unset(enum.Enum):
 UNSET = _Unset.UNSET
 
 
-def project_create(
-    *, actor: Actor, name: str, description: str = "", owner: AuthUser | None = None
-) -> Project:
-    """Create a project; its owner, if given, becomes its first admin."""
-    # Projects are made by the site's operators (the admin, commands), never by members.
-    if not isinstance(actor, Staff) and not is_site_administrator(actor):
-        raise PermissionDenied("Only a site administrator may create projects.")
+def may_create_projects(actor: Actor) -> bool:
+    """Whether ``BEDROCK_PROJECT_CREATION`` lets ``actor`` create a project."""
+    if isinstance(actor, Staff) or is_site_administrator(actor):
+        return True
+    user = cast("AuthUser", actor)
+    if not user.is_authenticated or not user.is_active:
+        return False
+    return settings.BEDROCK_PROJECT_CREATION == "anyone" or user.is_staff
+
+
+def project_create(*, actor: Actor, name: str, description: str = "") -> Project:
+    """Create a project. A person who creates one becomes its first admin, in the same
+    transaction; the site's operators (the admin, commands) create it without members."""
+    if not may_create_projects(actor):
+        raise PermissionDenied("Only site administrators may create projects on this site.")
     project = Project(name=name, description=description)
     project.full_clean()
+    # person() is typed for any auth user, but the one it returns is signed in: a User.
+    creator = None if isinstance(actor, Staff) else cast("AuthUser | None", person(actor))
     with transaction.atomic():
         project.save()
-        if owner is not None:
-            Membership.objects.create(project=project, user=owner, role=Role.ADMIN)
+        if creator is not None:
+            Membership.objects.create(project=project, user=creator, role=Role.ADMIN)
     return project
 
 
-def project_update(*, actor: Actor, project: Project, name: str, description: str) -> Project:
+def project_update(
+    *,
+    actor: Actor,
+    project: Project,
+    name: str | _Unset = UNSET,
+    description: str | _Unset = UNSET,
+) -> Project:
+    """Change the name or description given; those left UNSET keep their value."""
     require_role(actor, project, Role.ADMIN, "Only a project admin may edit the project.")
-    project.name, project.description = name, description
+    if name is not UNSET:
+        project.name = name
+    if description is not UNSET:
+        project.description = description
     project.full_clean()
     project.save()
     return project
@@ -59,22 +78,74 @@ def project_delete(*, actor: Actor, project: Project) -> None:
     project.delete()
 
 
-def membership_set(*, actor: Actor, project: Project, user: User, role: str) -> Membership:
-    """Give ``user`` the ``role`` in ``project``, replacing the role they held."""
+def _member_user(username: str) -> AuthUser:
+    user = AuthUser.objects.filter(username=username, is_active=True).first()
+    if user is None:
+        raise ValidationError(
+            {"username": ValidationError(f"There is no user named {username!r}.", code="not_found")}
+        )
+    return user
+
+
+def _keep_an_admin(actor: Actor, project: Project, leaving: Membership, role: str | None) -> None:
+    """Refuse to take the admin role from the project's last admin (``role`` None: removal).
+
+    The site's operators may: they can always give the role back, which a team cannot.
+    """
+    if isinstance(actor, Staff | System) or leaving.role != Role.ADMIN or role == Role.ADMIN:
+        return
+    # Locked, so that two admins demoting each other at once cannot both succeed.
+    admins = Membership.objects.select_for_update().filter(project=project, role=Role.ADMIN)
+    if not admins.exclude(pk=leaving.pk).exists():
+        what = "remove" if role is None else "demote"
+        raise ValidationError(
+            {
+                "username": ValidationError(
+                    f"{leaving.user.username} is the last admin of {project.name}: give another "
+                    f"member the admin role before you {what} them.",
+                    code="last_admin",
+                )
+            }
+        )
+
+
+def _locked_membership(project: Project, **user: Any) -> Membership | None:
+    """The project's membership of the user, locked until the transaction ends."""
+    memberships = Membership.objects.select_for_update().select_related("user")
+    return memberships.filter(project=project, **user).first()
+
+
+def membership_set(*, actor: Actor, project: Project, username: str, role: str) -> Membership:
+    """Give the user named ``username`` the ``role`` in ``project``, replacing any they held."""
     require_role(actor, project, Role.ADMIN, "Only a project admin may change its members.")
     if role not in Role.values:
         raise ValidationError({"role": f"Choose one of: {', '.join(Role.values)}."})
-    membership, _ = Membership.objects.update_or_create(
-        project=project, user=user, defaults={"role": role}
-    )
-    return membership
+    user = _member_user(username)
+    with transaction.atomic():
+        current = _locked_membership(project, user=user)
+        if current is None:
+            return Membership.objects.create(project=project, user=user, role=role)
+        _keep_an_admin(actor, project, current, role)
+        current.role = role
+        current.save(update_fields=["role"])
+        return current
 
 
-def membership_remove(*, actor: Actor, membership: Membership) -> None:
-    require_role(
-        actor, membership.project, Role.ADMIN, "Only a project admin may change its members."
-    )
-    membership.delete()
+def membership_remove(*, actor: Actor, project: Project, username: str) -> None:
+    """Take the user named ``username`` out of ``project``."""
+    require_role(actor, project, Role.ADMIN, "Only a project admin may change its members.")
+    with transaction.atomic():
+        current = _locked_membership(project, user__username=username)
+        if current is None:
+            raise ValidationError(
+                {
+                    "username": ValidationError(
+                        f"{username} is not a member of {project.name}.", code="not_found"
+                    )
+                }
+            )
+        _keep_an_admin(actor, project, current, None)
+        current.delete()
 
 
 def max_run_time_problem(

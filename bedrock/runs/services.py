@@ -30,6 +30,7 @@ from django.utils import timezone
 
 from bedrock.actors import Actor, person, require_role
 from bedrock.envconfig import format_duration
+from bedrock.events.delivery import webhook_deliveries_due
 from bedrock.models.retention import versions_retain
 from bedrock.models.services import archives_reconcile
 from bedrock.pipelines import environment, git
@@ -473,6 +474,7 @@ def runs_reconcile() -> dict[str, int]:
         repaired["cleaned"] += run_cleanup(run_id)
     repaired["archives"] = archives_reconcile()
     repaired["retained"] = versions_retain()
+    webhook_deliveries_due()
     return repaired
 
 

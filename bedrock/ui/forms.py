@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, time, timedelta
 from typing import cast
 
 from django import forms
+from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.utils import timezone
 
 from bedrock.envconfig import parse_duration
 from bedrock.models.models import ModelVersion
@@ -51,6 +53,12 @@ class PipelineForm(forms.ModelForm):
         required=False,
         label="Save even though the config at the branch head has errors",
     )
+    new_model = forms.CharField(
+        required=False,
+        max_length=100,
+        label="or create a new model named …",
+        help_text="Created with the pipeline, in its project.",
+    )
 
     class Meta:
         model = Pipeline
@@ -83,6 +91,7 @@ class PipelineForm(forms.ModelForm):
         super().__init__(*args, **kwargs)
         if self.instance.pk:
             del self.fields["project"]
+            del self.fields["new_model"]
         else:
             self.fields["max_run_time"].initial = default_max_run_time()
             # The form field Django made for each foreign key is a ModelChoiceField.
@@ -96,7 +105,26 @@ class PipelineForm(forms.ModelForm):
         # A post without it (a script written before the choice existed) keeps the default.
         self.fields["dated_installs"].required = False
         self.fields["publish_policy"].required = False
-        self.order_fields(["project", "name", "kind", "git_url", "branch", "config_path", "model"])
+        self.order_fields(
+            ["project", "name", "kind", "git_url", "branch", "config_path", "model", "new_model"]
+        )
+
+    def clean(self) -> dict:
+        super().clean()
+        cleaned = self.cleaned_data
+        if cleaned.get("new_model") and cleaned.get("model"):
+            self.add_error("new_model", "Choose a model or name a new one, not both.")
+        elif cleaned.get("new_model") and cleaned.get("kind") == PipelineKind.BATCH_SCORING:
+            self.add_error("new_model", "A batch scoring pipeline publishes no model.")
+        return cleaned
+
+    def _post_clean(self) -> None:
+        super()._post_clean()  # type: ignore[misc]  # Django's own hook, left out of the stubs
+        # The pipeline's model clean() asks for is the new one, made when the pipeline is.
+        chose_none = not self.data.get(self.add_prefix("model"))
+        if self.cleaned_data.get("new_model") and chose_none and "new_model" not in self.errors:
+            self.errors.pop("model", None)
+            self.cleaned_data["model"] = None
 
     def clean_dated_installs(self) -> str:
         return self.cleaned_data.get("dated_installs") or DatedInstalls.DEFAULT
@@ -241,9 +269,49 @@ class SecretForm(forms.Form):
         return cleaned
 
 
+EXPIRY_DAYS = (7, 30, 90, 365)
+
+
 class TokenForm(forms.Form):
+    """A new token's name, expiry and scope; ``expires_at`` is worked out from the choice."""
+
     name = forms.CharField(
         max_length=100,
         required=False,
         help_text="What the token is for, such as 'Airflow nightly scoring'.",
     )
+    # Not required: a post without it (a script written before the choice existed) gets the
+    # token it got then, one that never expires.
+    expires = forms.ChoiceField(label="Expires", initial="90", required=False)
+    expires_on = forms.DateField(
+        required=False,
+        label="On this date",
+        widget=forms.DateInput(attrs={"type": "date"}),
+        help_text="With 'On a date': the token stops working as that day begins.",
+    )
+    read_only = forms.BooleanField(
+        required=False,
+        label="Read-only: queries and downloads, never a change",
+    )
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        longest = settings.BEDROCK_TOKEN_MAX_LIFETIME
+        days = [(str(n), f"In {n} days") for n in EXPIRY_DAYS if timedelta(days=n) <= longest]
+        choices = [("never", "Never"), *days, ("date", "On a date")]
+        self.fields["expires"].choices = choices  # type: ignore[attr-defined]  # a ChoiceField
+
+    def clean(self) -> dict:
+        super().clean()
+        cleaned = self.cleaned_data
+        choice = cleaned.get("expires")
+        if choice == "date":
+            day = cleaned.get("expires_on")
+            if day is None:
+                self.add_error("expires_on", "Choose the date the token stops working.")
+            else:
+                midnight = datetime.combine(day, time.min)
+                cleaned["expires_at"] = timezone.make_aware(midnight)
+        elif choice and choice != "never":
+            cleaned["expires_at"] = timezone.now() + timedelta(days=int(choice))
+        return cleaned

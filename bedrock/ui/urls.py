@@ -3,7 +3,7 @@ from __future__ import annotations
 from django.contrib.auth import views as auth_views
 from django.urls import path, re_path
 
-from bedrock.ui import registry, views
+from bedrock.ui import registry, teams, views, webhooks
 
 app_name = "ui"
 
@@ -46,6 +46,35 @@ urlpatterns = [
         registry.model_version_change,
         name="model_version_change",
     ),
+    path("projects/", teams.project_list, name="projects"),
+    path("projects/new", teams.project_new, name="project_new"),
+    path("projects/<int:pk>/", teams.project_detail, name="project"),
+    path("projects/<int:pk>/edit", teams.project_edit, name="project_edit"),
+    path("projects/<int:pk>/members", teams.membership_set, name="membership_set"),
+    path(
+        "projects/<int:pk>/members/<str:username>/remove",
+        teams.membership_remove,
+        name="membership_remove",
+    ),
+    path("projects/<int:pk>/models/new", teams.model_new, name="project_model_new"),
+    path("models/<int:pk>/edit", teams.model_edit, name="model_edit"),
     path("tokens/", views.tokens, name="tokens"),
     path("tokens/<int:pk>/revoke", views.token_revoke, name="token_revoke"),
+    path("projects/<int:pk>/webhooks", webhooks.webhooks, name="webhooks"),
+    path("projects/<int:pk>/webhooks/<int:webhook_pk>/", webhooks.webhook_detail, name="webhook"),
+    path(
+        "projects/<int:pk>/webhooks/<int:webhook_pk>/delete",
+        webhooks.webhook_delete,
+        name="webhook_delete",
+    ),
+    path(
+        "projects/<int:pk>/webhooks/<int:webhook_pk>/test",
+        webhooks.webhook_test,
+        name="webhook_test",
+    ),
+    path(
+        "projects/<int:pk>/webhooks/<int:webhook_pk>/deliveries/<int:delivery_pk>/redeliver",
+        webhooks.webhook_redeliver,
+        name="webhook_redeliver",
+    ),
 ]

@@ -48,6 +48,7 @@ from bedrock.runs.workspace import read_log
 from bedrock.secrets import services as secret_services
 from bedrock.secrets.selectors import secret_rows_for
 from bedrock.tracking.models import Metric
+from bedrock.ui import teams
 from bedrock.ui.config import config_keep, kept_config, read_config
 from bedrock.ui.forms import PipelineForm, RunForm, SecretForm, TokenForm
 from bedrock.ui.templatetags.bedrock_ui import elapsed
@@ -156,9 +157,7 @@ def _save_pipeline(request: HttpRequest, form: PipelineForm, existing: Pipeline 
         return None, check
     try:
         if existing is None:
-            pipeline = pipeline_services.pipeline_create(
-                actor=request.user, project=form.cleaned_data["project"], **form.service_fields()
-            )
+            pipeline = teams.pipeline_create_from_form(request.user, form)
         else:
             pipeline = pipeline_services.pipeline_update(
                 actor=request.user, pipeline=form.instance, **form.service_fields()
@@ -672,10 +671,9 @@ def tokens(request: _SignedInRequest) -> HttpResponse:
     form = TokenForm(request.POST or None)
     created = None
     if request.method == "POST" and form.is_valid():
-        created = account_services.api_token_create(
-            user=request.user, name=form.cleaned_data["name"]
-        )
-        form = TokenForm()
+        created = teams.token_create_from_form(request.user, form)
+        if created is not None:
+            form = TokenForm()
     response = render(
         request,
         "ui/tokens.html",

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+from typing import Annotated
+
 import strawberry
 import strawberry_django
 from django.core.exceptions import ValidationError
@@ -17,13 +20,28 @@ from bedrock.graphql.viewer import acting_user
 @strawberry.type
 class AccountMutations:
     @strawberry_django.mutation(handle_django_errors=True)
-    def create_api_token(self, info: Info, name: str = "") -> CreatedApiToken:
+    def create_api_token(
+        self,
+        info: Info,
+        name: str = "",
+        expires_at: Annotated[
+            datetime | None,
+            strawberry.argument(
+                description="When it stops working: in the future, at most "
+                "BEDROCK_TOKEN_MAX_LIFETIME away (365 days unless configured). null never "
+                "expires."
+            ),
+        ] = None,
+        read_only: Annotated[
+            bool, strawberry.argument(description="Queries only: every mutation is refused.")
+        ] = False,
+    ) -> CreatedApiToken:
         """Create an API token for yourself. The token is in this answer and nowhere else."""
         user = acting_user(info)
         if len(name) > 100:
             too_long = ValidationError("At most 100 characters.", code="invalid")
             raise ValidationError({"name": too_long})
-        created = api_token_create(user=user, name=name)
+        created = api_token_create(user=user, name=name, expires_at=expires_at, read_only=read_only)
         return CreatedApiToken(token=created.plaintext, api_token=created.token)
 
     @strawberry_django.mutation(handle_django_errors=True, graphql_type=ApiTokenType)

@@ -23,6 +23,7 @@ class ApiTokenType(ScopedType, selector=api_tokens_for):
     created_at: auto
     last_used_at: datetime | None
     expires_at: datetime | None
+    read_only: bool = strawberry_django.field(description="Queries only; mutations are refused.")
     revoked_at: datetime | None
 
 

@@ -10,13 +10,21 @@ from strawberry import UNSET, auto
 
 from bedrock.graphql.filters import DateTimeFilter, IDFilter, TextFilter
 from bedrock.graphql.scalars import choices_enum
-from bedrock.pipelines.models import DatedInstalls, Pipeline, PipelineKind, Project, PublishPolicy
+from bedrock.pipelines.models import (
+    DatedInstalls,
+    Pipeline,
+    PipelineKind,
+    Project,
+    PublishPolicy,
+    Role,
+)
 
 if TYPE_CHECKING:
     # The enum is built at runtime, which mypy cannot follow; its members mirror these.
     PipelineKindEnum = PipelineKind
     DatedInstallsEnum = DatedInstalls
     PublishPolicyEnum = PublishPolicy
+    RoleEnum = Role
 else:
     PipelineKindEnum = choices_enum(
         PipelineKind,
@@ -35,6 +43,12 @@ else:
         "PublishPolicy",
         "Which training runs publish model versions: BRANCH, runs of the pipeline's branch "
         "only (a run of another ref keeps its archive with the run); ANY, runs of any ref.",
+    )
+    RoleEnum = choices_enum(
+        Role,
+        "Role",
+        "A member's role in a project: VIEWER reads, DEVELOPER also starts and stops runs, "
+        "ADMIN also changes the project, its pipelines, models and members.",
     )
 
 

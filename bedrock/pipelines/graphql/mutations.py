@@ -1,4 +1,5 @@
-"""Mutations of pipelines, and checking a bedrock.hcl. Each calls the service the UI calls."""
+"""Mutations of projects, their members and pipelines, and checking a bedrock.hcl. Each calls
+the service the UI calls."""
 
 from __future__ import annotations
 
@@ -15,11 +16,30 @@ from bedrock.graphql.scalars import parse_id
 from bedrock.graphql.viewer import acting_user
 from bedrock.models.selectors import models_for
 from bedrock.pipelines import spec
-from bedrock.pipelines.graphql.filters import DatedInstallsEnum, PipelineKindEnum, PublishPolicyEnum
-from bedrock.pipelines.graphql.types import ConfigCheck, ConfigProblemType, PipelineType
-from bedrock.pipelines.models import Pipeline
+from bedrock.pipelines.graphql.filters import (
+    DatedInstallsEnum,
+    PipelineKindEnum,
+    PublishPolicyEnum,
+    RoleEnum,
+)
+from bedrock.pipelines.graphql.types import (
+    ConfigCheck,
+    ConfigProblemType,
+    MembershipType,
+    PipelineType,
+    ProjectType,
+)
+from bedrock.pipelines.models import Membership, Pipeline, Project
 from bedrock.pipelines.selectors import User, projects_for
-from bedrock.pipelines.services import pipeline_archive, pipeline_create, pipeline_update
+from bedrock.pipelines.services import (
+    membership_remove,
+    membership_set,
+    pipeline_archive,
+    pipeline_create,
+    pipeline_update,
+    project_create,
+    project_update,
+)
 
 
 @strawberry.input(description="A new pipeline. Only a project admin may create one.")
@@ -95,6 +115,12 @@ def _pipeline_fields(user: User, data: CreatePipelineInput | UpdatePipelineInput
     return fields
 
 
+def project_of(info: Info, project_id: strawberry.ID) -> tuple[User, Project]:
+    """The acting user and the project with ``project_id`` they may see, or NotFound."""
+    user = acting_user(info)
+    return user, get_visible(projects_for(user), project_id, "project")
+
+
 def _pipeline(info: Info, pipeline_id: strawberry.ID) -> tuple[User, Pipeline]:
     user = acting_user(info)
     return user, get_visible_pipeline(user, pipeline_id)
@@ -105,8 +131,7 @@ class PipelineMutations:
     @strawberry_django.mutation(handle_django_errors=True, graphql_type=PipelineType)
     def create_pipeline(self, info: Info, data: CreatePipelineInput) -> Pipeline:
         """Create a pipeline in a project you administer."""
-        user = acting_user(info)
-        project = get_visible(projects_for(user), data.project_id, "project")
+        user, project = project_of(info, data.project_id)
         with argument_names(model="model_id"):
             return pipeline_create(actor=user, project=project, **_pipeline_fields(user, data))
 
@@ -133,3 +158,50 @@ class PipelineMutations:
             valid=not any(problem.is_error for problem in problems),
             problems=[ConfigProblemType.from_problem(problem) for problem in problems],
         )
+
+
+@strawberry.input(description="A new project; you become its first admin.")
+class CreateProjectInput:
+    name: str = strawberry.field(description="Letters, digits, '-', '_' and '.'; unique.")
+    description: str = ""
+
+
+@strawberry.input(description="What to change in a project; fields left out stay as they are.")
+class UpdateProjectInput:
+    name: str | None = UNSET
+    description: str | None = UNSET
+
+
+@strawberry.type
+class ProjectMutations:
+    @strawberry_django.mutation(handle_django_errors=True, graphql_type=ProjectType)
+    def create_project(self, info: Info, data: CreateProjectInput) -> Project:
+        """Create a project and become its admin (unless the site keeps this to its staff)."""
+        user = acting_user(info)
+        return project_create(actor=user, name=data.name, description=data.description)
+
+    @strawberry_django.mutation(handle_django_errors=True, graphql_type=ProjectType)
+    def update_project(self, info: Info, id: strawberry.ID, data: UpdateProjectInput) -> Project:
+        """Rename or describe a project you administer."""
+        user, project = project_of(info, id)
+        changes = {
+            name: value
+            for name in ("name", "description")
+            if (value := getattr(data, name)) is not UNSET and value is not None
+        }
+        return project_update(actor=user, project=project, **changes)
+
+    @strawberry_django.mutation(handle_django_errors=True, graphql_type=MembershipType)
+    def set_membership(
+        self, info: Info, project_id: strawberry.ID, username: str, role: RoleEnum
+    ) -> Membership:
+        """Add someone to a project you administer, or change their role."""
+        user, project = project_of(info, project_id)
+        return membership_set(actor=user, project=project, username=username, role=role.value)
+
+    @strawberry_django.mutation(handle_django_errors=True, graphql_type=ProjectType)
+    def remove_membership(self, info: Info, project_id: strawberry.ID, username: str) -> Project:
+        """Take someone out of a project you administer; the project's last admin stays."""
+        user, project = project_of(info, project_id)
+        membership_remove(actor=user, project=project, username=username)
+        return project

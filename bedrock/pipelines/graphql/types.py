@@ -22,14 +22,16 @@ from bedrock.pipelines.graphql.filters import (
     ProjectFilter,
     ProjectOrder,
     PublishPolicyEnum,
+    RoleEnum,
 )
-from bedrock.pipelines.models import Pipeline, Project
-from bedrock.pipelines.selectors import pipelines_for, projects_for
+from bedrock.pipelines.models import Membership, Pipeline, Project
+from bedrock.pipelines.selectors import memberships_for, pipelines_for, projects_for
 from bedrock.pipelines.spec.model import Problem
 
 if TYPE_CHECKING:
     from django.db.models import QuerySet
 
+    from bedrock.events.graphql.types import WebhookType
     from bedrock.models.graphql.types import ModelType
     from bedrock.runs.graphql.types import RunType
     from bedrock.runs.models import Run
@@ -48,10 +50,26 @@ class ProjectType(ScopedType, selector=projects_for):
     name: auto
     description: auto
     created_at: auto
+    memberships: list[MembershipType] = strawberry_django.field(
+        name="members", description="Who holds which role in the project, by username."
+    )
+    webhooks: list[Annotated[WebhookType, strawberry.lazy("bedrock.events.graphql.types")]] = (
+        strawberry_django.field(description="Listed to the project's admins only.")
+    )
 
     @classmethod
     def scope_for_run(cls, queryset: QuerySet[Project], run: Run) -> QuerySet[Project]:
         return queryset.filter(pipelines=run.pipeline_id)
+
+
+@strawberry_django.type(Membership, name="Membership", description="A user's role in one project.")
+class MembershipType(ScopedType, selector=memberships_for):
+    role: RoleEnum
+    created_at: auto
+
+    @strawberry_django.field(only=["user__username"], select_related=["user"])
+    def username(self, root: Membership) -> str:
+        return root.user.username
 
 
 @strawberry_django.type(

@@ -1,0 +1,1 @@
+"""The GraphQL layer of events and webhooks."""
