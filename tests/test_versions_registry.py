@@ -33,6 +33,7 @@ from tests import factories
 from tests.repos import git, hcl, make_repo, step
 from tests.runflow import pipeline_for, repo_with, wait_until_done
 from tests.test_graphql_api import client_for
+from tests.test_teams import gql
 
 pytestmark = pytest.mark.django_db
 
@@ -92,16 +93,6 @@ def finished(pipeline, ref: str = "main") -> Run:
 
 def publish(team, artefact: Path, ref: str = "main") -> ModelVersion:
     return model_version_publish(run=finished(team.training, ref), directory=artefact)
-
-
-def gql(user, query: str, **variables) -> dict:
-    response = client_for(user).post(
-        "/graphql", {"query": query, "variables": variables}, content_type="application/json"
-    )
-    assert response.status_code == 200, response.content
-    body = response.json()
-    assert "errors" not in body, body["errors"]
-    return body["data"]
 
 
 def body(response) -> bytes:
