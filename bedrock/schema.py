@@ -21,6 +21,7 @@ from bedrock.graphqlview import RequestChecks
 from bedrock.models.graphql.alias_mutations import ModelAliasMutations
 from bedrock.models.graphql.mutations import ModelMutations
 from bedrock.models.graphql.queries import ModelQueries
+from bedrock.models.graphql.version_mutations import ModelVersionMutations
 from bedrock.pipelines.graphql.mutations import PipelineMutations, ProjectMutations
 from bedrock.pipelines.graphql.queries import PipelineQueries
 from bedrock.runs.graphql.mutations import RunMutations
@@ -39,6 +40,7 @@ Mutation = merge_types(
         PipelineMutations,
         ModelMutations,
         ModelAliasMutations,
+        ModelVersionMutations,
         RunMutations,
         SecretMutations,
         AccountMutations,

@@ -183,6 +183,9 @@ BEDROCK_GCS_SIGNING_EMAIL = env_str("BEDROCK_GCS_SIGNING_EMAIL")
 # How long a signed download URL stays valid. The membership check happens when Bedrock hands it
 # out, so a short life keeps a forwarded URL from outliving the reason it was given.
 BEDROCK_DOWNLOAD_URL_EXPIRY = env_duration("BEDROCK_DOWNLOAD_URL_EXPIRY", "5m")
+# Retention keeps a version a batch scoring run used this recently, whatever its age: that run
+# may well be rerun.
+BEDROCK_RETENTION_RECENT_USE = env_duration("BEDROCK_RETENTION_RECENT_USE", "30d")
 
 
 def _s3_options() -> dict[str, Any]:

@@ -4,6 +4,15 @@ from pathlib import Path
 
 import pytest
 
+# Storage of a test's own, local or in a bucket on S3 and GCS servers, for every test module.
+from tests.buckets import (  # noqa: F401
+    gcs_endpoint,
+    gcs_storage,
+    local_storage,
+    s3_endpoint,
+    s3_storage,
+)
+
 # Fixtures that start Chromium or a container of the hook image: their tests are slow ones.
 SLOW_FIXTURES = frozenset({"browser", "hook_image"})
 

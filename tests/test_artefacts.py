@@ -6,7 +6,6 @@ import hashlib
 import os
 import random
 import shutil
-import socket
 import subprocess
 import threading
 import time
@@ -27,6 +26,7 @@ from bedrock.models.artefacts import (
     artefact_fetch,
     artefact_store,
 )
+from tests.buckets import free_port
 
 
 @pytest.fixture
@@ -248,12 +248,6 @@ def test_the_artefact_command_reports_an_empty_directory_and_leaves_no_file(tmp_
 
 
 # --- S3 over HTTP (moto_server) -------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")

@@ -1874,6 +1874,7 @@ def test_a_supervisor_that_cannot_start_is_retried_with_backoff_then_its_run_fai
         "ended": 0,
         "cleaned": 0,
         "archives": 0,
+        "retained": 0,
     }
     started(3)
     waited(125)

@@ -96,6 +96,7 @@ def test_a_run_with_a_live_supervisor_inside_its_deadline_is_left_alone():
         "ended": 0,
         "cleaned": 0,
         "archives": 0,
+        "retained": 0,
     }
 
     run.refresh_from_db()

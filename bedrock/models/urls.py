@@ -11,6 +11,7 @@ urlpatterns = [
         name="model_version_download",
     ),
     path("model-versions/<int:pk>/file", views.model_version_file, name="model_version_file"),
+    path("runs/<int:pk>/output/download", views.run_output_download, name="run_output_download"),
     path(
         "api/models/<str:model>/versions/<int:number>/archive",
         views.model_version_archive,

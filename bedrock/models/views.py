@@ -10,12 +10,16 @@ An outsider gets a 404, never a hint that the version exists; an anonymous visit
 in. A run's own token (see ``bedrock.accounts.middleware``) may fetch the version its run scores
 with, and no other; and, by model and version number, any version of its own project's models
 (``bdrk.download_model`` in a step), always streamed: a step may not reach a signed storage URL.
+A deleted version answers 410 Gone, naming it. A training run whose ref its pipeline's publish
+policy kept from publishing keeps its archive, downloaded here the same way by its project's
+members.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import PurePosixPath
 
 from django.contrib.auth.views import redirect_to_login
@@ -37,7 +41,13 @@ from django.views.decorators.http import require_GET
 from bedrock.models.artefacts import BrowseError, EntryNotFoundError, RangeReader, artefact_ranges
 from bedrock.models.models import Model, ModelVersion
 from bedrock.models.selectors import model_versions_for
-from bedrock.models.services import model_version_download_url, model_version_file_open
+from bedrock.models.services import (
+    model_version_download_url,
+    model_version_file_open,
+    run_archive_download_url,
+    run_archive_filename,
+)
+from bedrock.runs.selectors import runs_for
 
 _CHUNK = 1 << 20
 _RANGE = re.compile(r"bytes=(\d*)-(\d*)")
@@ -54,7 +64,17 @@ def _version(request: HttpRequest, pk: int) -> ModelVersion | HttpResponse:
         return redirect_to_login(request.get_full_path())
     else:
         versions = model_versions_for(request.user)
-    return get_object_or_404(versions, pk=pk)
+    version = get_object_or_404(versions, pk=pk)
+    return _gone(version) if version.deleted_at else version
+
+
+def _gone(version: ModelVersion) -> HttpResponse:
+    return HttpResponse(
+        f"v{version.number} of {version.model.name} was deleted on "
+        f"{version.deleted_at:%Y-%m-%d}, and its archive with it.",
+        status=410,
+        content_type="text/plain; charset=utf-8",
+    )
 
 
 @require_GET
@@ -63,12 +83,34 @@ def model_version_download(request: HttpRequest, pk: int) -> HttpResponseBase:
     version = _version(request, pk)
     if isinstance(version, HttpResponse):
         return version
-    url = model_version_download_url(version=version)
+    return _redirect_or_stream(
+        request, model_version_download_url(version=version), _Archive.of_version(version)
+    )
+
+
+@require_GET
+def run_output_download(request: HttpRequest, pk: int) -> HttpResponseBase:
+    """The archive a run kept because its pipeline's publish policy did not publish it."""
+    if not request.user.is_authenticated:
+        return redirect_to_login(request.get_full_path())
+    run = get_object_or_404(runs_for(request.user).exclude(output_archive_key=""), pk=pk)
+    archive = _Archive(
+        run.output_archive_key,
+        run.output_archive_size or 0,
+        run.output_archive_sha256,
+        run_archive_filename(run),
+    )
+    return _redirect_or_stream(request, run_archive_download_url(run=run), archive)
+
+
+def _redirect_or_stream(
+    request: HttpRequest, url: str | None, archive: _Archive
+) -> HttpResponseBase:
     if url is not None:
         response = HttpResponseRedirect(url)
         add_never_cache_headers(response)  # a cached redirect would outlive its signature
         return response
-    return _stream_archive(request, version)
+    return _stream_archive(request, archive)
 
 
 @require_GET
@@ -89,7 +131,9 @@ def model_version_archive(request: HttpRequest, model: str, number: int) -> Http
     )
     if version is None:
         return _not_found(f"Model {found.name} has no version {number}.")
-    return _stream_archive(request, version)
+    if version.deleted_at is not None:
+        return JsonResponse({"error": _gone(version).content.decode()}, status=410)
+    return _stream_archive(request, _Archive.of_version(version))
 
 
 def _not_found(message: str) -> JsonResponse:
@@ -119,9 +163,23 @@ class _RangeBody:
         self._reader.close()
 
 
-def _stream_archive(request: HttpRequest, version: ModelVersion) -> HttpResponseBase:
-    size = version.size
-    etag = f'"{version.sha256}"'
+@dataclass(frozen=True)
+class _Archive:
+    """A stored ZIP as a download: a version's, or the one a run kept."""
+
+    key: str
+    size: int
+    sha256: str
+    filename: str
+
+    @classmethod
+    def of_version(cls, version: ModelVersion) -> _Archive:
+        return cls(version.storage_key, version.size, version.sha256, version.filename)
+
+
+def _stream_archive(request: HttpRequest, archive: _Archive) -> HttpResponseBase:
+    size = archive.size
+    etag = f'"{archive.sha256}"'
     byte_range = _requested_range(request, size, etag)
     response: HttpResponseBase
     if byte_range == _UNSATISFIABLE:
@@ -130,9 +188,9 @@ def _stream_archive(request: HttpRequest, version: ModelVersion) -> HttpResponse
         response["Accept-Ranges"] = "bytes"
         return response
     try:
-        reader = artefact_ranges(version.storage_key)
+        reader = artefact_ranges(archive.key)
     except FileNotFoundError:
-        raise Http404("The archive of this model version is missing from storage.") from None
+        raise Http404(f"The archive {archive.filename} is missing from storage.") from None
     start, end = byte_range or (0, size - 1)
     response = StreamingHttpResponse(
         _RangeBody(reader, start, end - start + 1),
@@ -142,12 +200,12 @@ def _stream_archive(request: HttpRequest, version: ModelVersion) -> HttpResponse
     response["Content-Length"] = str(end - start + 1)
     response["Accept-Ranges"] = "bytes"
     response["ETag"] = etag
-    response["Content-Disposition"] = _attachment(version.filename)
+    response["Content-Disposition"] = _attachment(archive.filename)
     if byte_range:
         response["Content-Range"] = f"bytes {start}-{end}/{size}"
     else:
         # Checked by the run hooks' downloads; a part cannot be checked against the whole's hash.
-        response["X-Bedrock-SHA256"] = version.sha256
+        response["X-Bedrock-SHA256"] = archive.sha256
     return response
 
 

@@ -182,13 +182,15 @@ def pipeline_create(
     config_path: str | None = None,
     max_run_time: timedelta | None = None,
     dated_installs: str | None = None,
+    publish_policy: str | None = None,
 ) -> Pipeline:
-    """Create a pipeline. ``None`` for branch, config path, run-time limit or dated installs
-    keeps the default."""
+    """Create a pipeline. ``None`` for branch, config path, run-time limit, dated installs or
+    publish policy keeps the default."""
     require_role(actor, project, Role.ADMIN, "Only a project admin may create pipelines.")
     _check_max_run_time(actor=actor, new=max_run_time, current=None)
     defaults = {"branch": branch, "config_path": config_path, "max_run_time": max_run_time}
     defaults["dated_installs"] = dated_installs
+    defaults["publish_policy"] = publish_policy
     pipeline = Pipeline(
         project=project,
         name=name,
@@ -216,6 +218,7 @@ def pipeline_update(
     config_path: str | _Unset = UNSET,
     max_run_time: timedelta | _Unset = UNSET,
     dated_installs: str | _Unset = UNSET,
+    publish_policy: str | _Unset = UNSET,
 ) -> Pipeline:
     """Change the fields given; those left UNSET keep their value."""
     require_role(actor, pipeline.project, Role.ADMIN, "Only a project admin may edit pipelines.")
@@ -228,6 +231,7 @@ def pipeline_update(
         "config_path": config_path,
         "max_run_time": max_run_time,
         "dated_installs": dated_installs,
+        "publish_policy": publish_policy,
     }
     changes = {field: value for field, value in given.items() if value is not UNSET}
     if "max_run_time" in changes:

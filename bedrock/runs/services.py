@@ -31,6 +31,7 @@ from django.utils import timezone
 from bedrock.actors import Actor, person, require_role
 from bedrock.envconfig import format_duration
 from bedrock.events.delivery import webhook_deliveries_due
+from bedrock.models.retention import versions_retain
 from bedrock.models.services import archives_reconcile
 from bedrock.pipelines import environment, git
 from bedrock.pipelines import spec as hcl
@@ -318,6 +319,11 @@ def _input_model_version(pipeline: Pipeline, model_version_id: int | None):
         raise _Rejection(
             f"model version {model_version_id} does not belong to the project {pipeline.project}"
         )
+    if version.deleted_at is not None:
+        raise _Rejection(
+            f"model version {model_version_id} ({version}) was deleted and its archive with it; "
+            "choose another version"
+        )
     return version
 
 
@@ -507,6 +513,7 @@ def runs_reconcile() -> dict[str, int]:
     ):
         repaired["cleaned"] += run_cleanup(run_id)
     repaired["archives"] = archives_reconcile()
+    repaired["retained"] = versions_retain()
     webhook_deliveries_due()
     return repaired
 

@@ -161,7 +161,7 @@ class Supervisor:
             EmptyArtefactError,
             RefusedEntryError,
         )
-        from bedrock.models.services import model_version_publish
+        from bedrock.models.services import training_output_store
 
         if remote:
             unsent = self._collect_stages(plan)
@@ -172,7 +172,7 @@ class Supervisor:
                     "must write its model files there (or the upload never reached Bedrock)",
                 )
         try:
-            version = model_version_publish(run=run, directory=self.workspace.artefact)
+            version = training_output_store(run=run, directory=self.workspace.artefact)
         except EmptyArtefactError:
             return Outcome(
                 RunStatus.FAILED,
@@ -182,7 +182,10 @@ class Supervisor:
         except (ArchiveLimitError, RefusedEntryError) as exc:
             # What the steps left is at fault, not Bedrock: the reason says what to change.
             return Outcome(RunStatus.FAILED, f"/artefact could not be published: {exc}")
-        logger.info("run %s published %s", run.pk, version)
+        if version is None:
+            logger.info("run %s kept its archive: %s", run.pk, run.unpublished_reason)
+        else:
+            logger.info("run %s published %s", run.pk, version)
         return outcome
 
     def _collect_stages(self, plan: RunPlan) -> str | None:

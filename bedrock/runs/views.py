@@ -27,7 +27,7 @@ from bedrock.envconfig import describe_size
 from bedrock.models.archive import unpack
 from bedrock.models.archive.pipe import PackedStream
 from bedrock.models.artefacts import ArchiveError
-from bedrock.models.services import model_version_publish
+from bedrock.models.services import training_output_store
 from bedrock.pipelines import git
 from bedrock.pipelines.models import PipelineKind
 from bedrock.runs.models import Run, RunStep
@@ -96,7 +96,9 @@ def run_artefact_upload(request: HttpRequest, pk: int) -> JsonResponse:
     404. Publishing is idempotent: a repeated upload returns the version the first one made.
     The archive is unpacked with the checks a batch scoring run's fetch makes (no entry may
     leave the directory, the archive limits) and packed again, so every stored version is
-    Bedrock's own ZIP. A body over BEDROCK_MAX_UPLOAD_BYTES is refused with 413, unread.
+    Bedrock's own ZIP. A body over BEDROCK_MAX_UPLOAD_BYTES is refused with 413, unread. When the
+    pipeline's publish policy refuses the run's ref, the archive is kept with the run instead:
+    ``modelVersion`` is null and ``unpublishedReason`` says why.
     """
     run = getattr(request, "bedrock_run", None)
     if run is None or run.pk != pk:
@@ -105,11 +107,18 @@ def run_artefact_upload(request: HttpRequest, pk: int) -> JsonResponse:
         return _error(409, "Only a training run publishes a model version.")
     try:
         with _unpacked_body(request, prefix="bedrock-upload-") as directory:
-            version = model_version_publish(run=run, directory=directory)
+            version = training_output_store(run=run, directory=directory)
     except _BodyTooLarge:
         return _too_large()
     except ArchiveError as exc:
         return _error(400, f"The artefact cannot be published: {exc}")
+    if version is None:
+        run.refresh_from_db(
+            fields=["output_archive_size", "output_archive_sha256", "unpublished_reason"]
+        )
+        kept = {"size": run.output_archive_size, "sha256": run.output_archive_sha256}
+        body = {"modelVersion": None, "unpublishedReason": run.unpublished_reason, "archive": kept}
+        return JsonResponse(body, status=201)
     return JsonResponse(
         {
             "modelVersion": {

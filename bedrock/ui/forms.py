@@ -72,11 +72,13 @@ class PipelineForm(forms.ModelForm):
             "model",
             "max_run_time",
             "dated_installs",
+            "publish_policy",
         ]
         labels = {
             "git_url": "Repository",
             "config_path": "Config path",
             "dated_installs": "Installs resolve",
+            "publish_policy": "Publishes versions from",
         }
         help_texts = {
             "git_url": "https:// or ssh:// URL (or git@host:owner/repo.git) of the repository.",
@@ -102,6 +104,7 @@ class PipelineForm(forms.ModelForm):
         self.fields["kind"].widget = forms.RadioSelect(choices=PipelineKind.choices)
         # A post without it (a script written before the choice existed) keeps the default.
         self.fields["dated_installs"].required = False
+        self.fields["publish_policy"].required = False
         self.order_fields(
             ["project", "name", "kind", "git_url", "branch", "config_path", "model", "new_model"]
         )
@@ -126,10 +129,14 @@ class PipelineForm(forms.ModelForm):
     def clean_dated_installs(self) -> str:
         return self.cleaned_data.get("dated_installs") or DatedInstalls.DEFAULT
 
+    def clean_publish_policy(self) -> str:
+        # A post without it keeps what the pipeline has (BRANCH for a new one).
+        return self.cleaned_data.get("publish_policy") or self.instance.publish_policy
+
     def service_fields(self) -> dict:
         """The cleaned values the pipeline services take."""
         names = ["name", "git_url", "branch", "config_path", "kind", "model", "max_run_time"]
-        names.append("dated_installs")
+        names += ["dated_installs", "publish_policy"]
         return {name: self.cleaned_data[name] for name in names}
 
 

@@ -1,9 +1,9 @@
 from __future__ import annotations
 
 from django.contrib.auth import views as auth_views
-from django.urls import path
+from django.urls import path, re_path
 
-from bedrock.ui import aliases, teams, views, webhooks
+from bedrock.ui import aliases, registry, teams, views, webhooks
 
 app_name = "ui"
 
@@ -44,6 +44,16 @@ urlpatterns = [
         "model-versions/<int:pk>/files/",
         views.model_version_files_page,
         name="model_version_files",
+    ),
+    path(
+        "model-versions/<int:pk>/describe",
+        registry.model_version_describe,
+        name="model_version_describe",
+    ),
+    re_path(
+        r"^model-versions/(?P<pk>[0-9]+)/(?P<action>deprecate|undeprecate|delete)$",
+        registry.model_version_change,
+        name="model_version_change",
     ),
     path("projects/", teams.project_list, name="projects"),
     path("projects/new", teams.project_new, name="project_new"),

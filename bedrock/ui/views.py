@@ -27,6 +27,7 @@ from bedrock.accounts import services as account_services
 from bedrock.accounts.selectors import api_tokens_for
 from bedrock.models.artefacts import BrowseError
 from bedrock.models.models import ModelVersion
+from bedrock.models.retention import retention_notes
 from bedrock.models.selectors import model_versions_for, models_for
 from bedrock.models.services import model_version_files
 from bedrock.pipelines import services as pipeline_services
@@ -271,7 +272,7 @@ def run_new(request: HttpRequest, pk: int) -> HttpResponse:
         config = kept_config(pipeline, ref)
     versions = (
         model_versions_for(request.user)
-        .filter(model__project=pipeline.project)
+        .filter(model__project=pipeline.project, deprecated_at=None, deleted_at=None)
         .select_related("run__pipeline")
         .order_by("-created_at", "-pk")
     )
@@ -562,6 +563,8 @@ def model_detail(request: HttpRequest, pk: int) -> HttpResponse:
             "model": model,
             "current_project": model.project,
             **model_aliases_context(request, model),
+            "can_admin": has_role(request.user, model.project, Role.ADMIN),
+            "retention_notes": retention_notes(model),
             "page": _page(request, versions),
             "training_pipelines": pipelines_for(request.user).filter(model=model),
             "scoring_pipelines": (

@@ -3,6 +3,7 @@ the files inside it by `files`."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any
 from urllib.parse import urlencode
 
@@ -189,6 +190,18 @@ class ModelVersionType(ScopedType, selector=model_versions_for):
     sha256: auto
     file_count: auto
     created_at: auto
+    ref: str = strawberry_django.field(description="The ref its training run was asked for.")
+    branch: str = strawberry_django.field(
+        description="The pipeline's branch when the run was of it; empty for a tag, a commit or "
+        "another branch."
+    )
+    description: auto
+    deprecated_at: datetime | None = strawberry_django.field(
+        description="When it stopped being offered for new runs; it is still downloadable."
+    )
+    deleted_at: datetime | None = strawberry_django.field(
+        description="When its archive was deleted; it can no longer be downloaded or scored with."
+    )
 
     @strawberry_django.field(only=["number", "model__name"], select_related=["model"])
     def filename(self, root: ModelVersion) -> str:

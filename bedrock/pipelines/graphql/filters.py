@@ -10,12 +10,20 @@ from strawberry import UNSET, auto
 
 from bedrock.graphql.filters import DateTimeFilter, IDFilter, TextFilter
 from bedrock.graphql.scalars import choices_enum
-from bedrock.pipelines.models import DatedInstalls, Pipeline, PipelineKind, Project, Role
+from bedrock.pipelines.models import (
+    DatedInstalls,
+    Pipeline,
+    PipelineKind,
+    Project,
+    PublishPolicy,
+    Role,
+)
 
 if TYPE_CHECKING:
     # The enum is built at runtime, which mypy cannot follow; its members mirror these.
     PipelineKindEnum = PipelineKind
     DatedInstallsEnum = DatedInstalls
+    PublishPolicyEnum = PublishPolicy
     RoleEnum = Role
 else:
     PipelineKindEnum = choices_enum(
@@ -29,6 +37,12 @@ else:
         "DatedInstalls",
         "Whether the steps' pip installs resolve as of the run's commit date: ON, OFF (the "
         "latest releases) or DEFAULT (as the server is set).",
+    )
+    PublishPolicyEnum = choices_enum(
+        PublishPolicy,
+        "PublishPolicy",
+        "Which training runs publish model versions: BRANCH, runs of the pipeline's branch "
+        "only (a run of another ref keeps its archive with the run); ANY, runs of any ref.",
     )
     RoleEnum = choices_enum(
         Role,

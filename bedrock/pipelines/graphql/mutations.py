@@ -16,7 +16,12 @@ from bedrock.graphql.scalars import parse_id
 from bedrock.graphql.viewer import acting_user
 from bedrock.models.selectors import models_for
 from bedrock.pipelines import spec
-from bedrock.pipelines.graphql.filters import DatedInstallsEnum, PipelineKindEnum, RoleEnum
+from bedrock.pipelines.graphql.filters import (
+    DatedInstallsEnum,
+    PipelineKindEnum,
+    PublishPolicyEnum,
+    RoleEnum,
+)
 from bedrock.pipelines.graphql.types import (
     ConfigCheck,
     ConfigProblemType,
@@ -56,6 +61,9 @@ class CreatePipelineInput:
     dated_installs: DatedInstallsEnum | None = strawberry.field(
         default=UNSET, description="DEFAULT unless given."
     )
+    publish_policy: PublishPolicyEnum | None = strawberry.field(
+        default=UNSET, description="BRANCH unless given."
+    )
 
 
 @strawberry.input(description="What to change in a pipeline; fields left out stay as they are.")
@@ -70,6 +78,7 @@ class UpdatePipelineInput:
     )
     max_run_time: str | None = strawberry.field(default=UNSET, description="Such as 72h.")
     dated_installs: DatedInstallsEnum | None = UNSET
+    publish_policy: PublishPolicyEnum | None = UNSET
 
 
 def _pipeline_fields(user: User, data: CreatePipelineInput | UpdatePipelineInput) -> dict[str, Any]:
@@ -79,7 +88,7 @@ def _pipeline_fields(user: User, data: CreatePipelineInput | UpdatePipelineInput
         value = getattr(data, name)
         if value is not UNSET and value is not None:
             fields[name] = value
-    for name in ("kind", "dated_installs"):
+    for name in ("kind", "dated_installs", "publish_policy"):
         choice = getattr(data, name)
         if choice is not UNSET and choice is not None:
             fields[name] = choice.value

@@ -21,6 +21,7 @@ from bedrock.pipelines.graphql.filters import (
     PipelineOrder,
     ProjectFilter,
     ProjectOrder,
+    PublishPolicyEnum,
     RoleEnum,
 )
 from bedrock.pipelines.models import Membership, Pipeline, Project
@@ -88,6 +89,9 @@ class PipelineType(ScopedType, selector=partial(pipelines_for, include_archived=
     kind: PipelineKindEnum
     dated_installs: DatedInstallsEnum = strawberry_django.field(
         description="Whether runs' pip installs resolve as of their commit's date."
+    )
+    publish_policy: PublishPolicyEnum = strawberry_django.field(
+        description="Which runs publish model versions."
     )
     model: Annotated[ModelType, strawberry.lazy("bedrock.models.graphql.types")] | None
     created_at: auto

@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING, Annotated
 import strawberry
 import strawberry_django
 from django.db.models import QuerySet
-from strawberry import auto
+from django.urls import reverse
+from strawberry import Info, auto
 from strawberry.scalars import JSON
 from strawberry_django.relay import DjangoListConnection
 
@@ -115,6 +116,10 @@ class RunType(ScopedType, selector=runs_for):
     finished_at: datetime | None
     failure_reason: auto
     exit_code: int | None
+    unpublished_reason: str = strawberry_django.field(
+        description="Why a training run published no version though it succeeded (its "
+        "pipeline's publish policy); its archive is kept at `outputArchiveUrl`. Empty otherwise."
+    )
     installs_as_of: datetime | None = strawberry_django.field(
         description="The date the steps' pip installs resolved packages as of (the commit's); "
         "null: the latest releases."
@@ -144,6 +149,17 @@ class RunType(ScopedType, selector=runs_for):
     )
     def input_model_alias(self, root: Run) -> str | None:
         return root.input_model_alias or None
+
+    @strawberry_django.field(
+        only=["output_archive_key"],
+        description="Where to GET the archive a run kept instead of publishing it, with the same "
+        "credentials as this request; null when it kept none.",
+    )
+    def output_archive_url(self, root: Run, info: Info) -> str | None:
+        if not root.output_archive_key:
+            return None
+        path = reverse("run_output_download", args=[root.pk])
+        return info.context.request.build_absolute_uri(path)
 
     @strawberry_django.field(only=["max_run_time"], description="Such as 72h, 30m or 7d.")
     def max_run_time(self, root: Run) -> str:
