@@ -388,7 +388,8 @@ def test_the_description_form_saves_for_a_developer_only(team, artefact):
     response = client_for(team.developer).post(url, {"description": "Better recall."})
     assert response.status_code == 302
     page = client_for(team.viewer).get(f"/models/{team.model.pk}/").content.decode()
-    assert "Better recall." in page
+    assert "Better recall." in page and url not in page
+    assert url in client_for(team.developer).get(f"/models/{team.model.pk}/").content.decode()
 
 
 # --- deprecation ----------------------------------------------------------------------------------

@@ -563,6 +563,7 @@ def model_detail(request: HttpRequest, pk: int) -> HttpResponse:
             "model": model,
             "current_project": model.project,
             **model_aliases_context(request, model),
+            "can_run": can_run,
             "can_admin": has_role(request.user, model.project, Role.ADMIN),
             "retention_notes": retention_notes(model),
             "page": _page(request, versions),

@@ -85,6 +85,8 @@ def test_a_new_team_sets_itself_up_scores_by_alias_and_rolls_back(
         expect(page.locator("[data-run-status]")).to_have_text("Succeeded", timeout=RUN_TIMEOUT)
         expect(page.locator("[data-run-output]")).to_have_text(f"churn v{number}")
     screenshot("registry-04-trained")
+    page.locator("[data-run-output] a").click()
+    model_url = page.url
 
     # The batch scoring pipeline, its config in a folder of the same repository.
     page.goto("/pipelines/new")
@@ -98,14 +100,11 @@ def test_a_new_team_sets_itself_up_scores_by_alias_and_rolls_back(
     score_url = page.url
 
     # Production points at v1, then moves to v2.
-    page.goto(train_url)
-    page.locator("[data-run-output] a").first.click()
-    expect(page.get_by_role("heading", name=re.compile("churn"))).to_be_visible()
-    model_url = page.url
+    page.goto(model_url)
     for number, note in ((1, "first release"), (2, "retrained on November")):
         aliases = page.locator("[data-alias-form]")
         aliases.get_by_label("Alias").fill("production")
-        aliases.get_by_label("Version").select_option(label=re.compile(f"^v{number}\\b"))
+        aliases.get_by_label("Version").select_option(label=f"v{number}")
         aliases.get_by_label("Note").fill(note)
         aliases.get_by_role("button", name="Set alias").click()
         expect(page.locator('tr[data-alias="production"]')).to_contain_text(f"v{number}")
@@ -130,6 +129,10 @@ def test_a_new_team_sets_itself_up_scores_by_alias_and_rolls_back(
     page.get_by_role("button", name="Roll back to v1").click()
     expect(page.locator('tr[data-alias="production"]')).to_contain_text("v1")
     expect(page.locator("[data-alias-history] tbody tr").first).to_contain_text("v2 → v1")
+    page.locator("#version-2").get_by_role("link", name="Edit description").click()
+    page.get_by_label("Description").fill("Overfits on new customers: do not use.")
+    page.get_by_role("button", name="Save").click()
+    expect(page.locator("#version-2")).to_contain_text("Overfits on new customers")
     screenshot("registry-08-rolled-back")
     page.goto(score_url)
     page.get_by_role("link", name="Start run").click()
