@@ -28,7 +28,7 @@ from bedrock.models.services import (
 )
 from bedrock.pipelines.models import PipelineKind, PublishPolicy, Role
 from bedrock.runs.models import Run, RunStatus
-from bedrock.runs.services import run_create
+from bedrock.runs.services import run_create, run_rerun
 from tests import factories
 from tests.repos import git, hcl, make_repo, step
 from tests.runflow import pipeline_for, repo_with, wait_until_done
@@ -119,6 +119,43 @@ def test_a_version_of_a_commit_a_tag_or_another_branch_records_its_ref_and_no_br
 
     assert version is not None
     assert (version.ref, version.branch) == (ref, "")
+
+
+@pytest.fixture
+def branched(tmp_path):
+    """A training pipeline on main of a repository that also has the branch scratch and a tag."""
+    repo = repo_with(tmp_path, hcl("train", step("s", "true")))
+    git(repo, "branch", "scratch")
+    git(repo, "tag", "v1.0")
+    return pipeline_for(repo), git(repo, "rev-parse", "HEAD").strip()
+
+
+@pytest.mark.parametrize(
+    ("ref", "branch"),
+    [("main", "main"), ("refs/heads/scratch", "scratch"), ("scratch", "scratch"), ("v1.0", "")],
+)
+def test_a_run_records_the_branch_its_ref_names_and_only_the_pipelines_branch_publishes(
+    branched, ref, branch
+):
+    pipeline, _ = branched
+
+    run = run_create(actor=SYSTEM, pipeline=pipeline, ref=ref)
+
+    assert run.status == RunStatus.ACCEPTED, run.failure_reason
+    assert (run.branch, services.version_branch(run)) == (branch, branch)
+    assert (services.publish_refusal(run) == "") is (branch == "main")
+
+
+def test_a_run_of_a_commit_has_no_branch_and_its_rerun_of_main_publishes(branched):
+    pipeline, sha = branched
+
+    of_commit = run_create(actor=SYSTEM, pipeline=pipeline, ref=sha)
+    rerun = run_rerun(actor=SYSTEM, run=run_create(actor=SYSTEM, pipeline=pipeline))
+
+    assert of_commit.branch == "" and services.publish_refusal(of_commit)
+    assert (rerun.ref, rerun.branch) == (sha, "main")
+    assert services.publish_refusal(rerun) == ""
+    assert run_rerun(actor=SYSTEM, run=of_commit).branch == ""
 
 
 def test_publishing_records_an_event_with_the_versions_ids(team, artefact):

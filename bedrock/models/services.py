@@ -91,13 +91,15 @@ def storage_key_for(run) -> str:
 
 
 def version_branch(run) -> str:
-    """The branch to record on a version of ``run``: its ref when that names the pipeline's branch
-    (``main`` or ``refs/heads/main``), otherwise empty.
+    """The branch to record on a version of ``run``: the branch its ref named when it was created
+    (``main`` for ``main`` or ``refs/heads/main``; a re-run keeps its run's), empty for a tag or
+    a commit.
 
-    A full SHA or a tag names no branch. Another branch's name would mean asking the repository
-    at publish time, long after the run resolved its ref, so it is left empty too: ``ref`` still
-    says what the run was asked for.
+    A run recorded before runs kept their branch counts as of the pipeline's branch when its ref
+    names that branch.
     """
+    if run.branch:
+        return run.branch
     branch = run.pipeline.branch
     return branch if run.ref in (branch, f"refs/heads/{branch}") else ""
 
@@ -105,7 +107,7 @@ def version_branch(run) -> str:
 def publish_refusal(run) -> str:
     """Why the pipeline's publish policy keeps ``run`` from publishing a version; "" if it may."""
     pipeline = run.pipeline
-    if pipeline.publish_policy == PublishPolicy.ANY or version_branch(run):
+    if pipeline.publish_policy == PublishPolicy.ANY or version_branch(run) == pipeline.branch:
         return ""
     return (
         f"The pipeline publishes versions only from its branch {pipeline.branch}; this run was "

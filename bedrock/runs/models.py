@@ -56,6 +56,11 @@ class Run(models.Model):
         max_length=16, choices=RunStatus.choices, default=RunStatus.ACCEPTED, db_index=True
     )
     ref = models.CharField(max_length=255, help_text="The branch, tag or SHA asked for.")
+    branch = models.CharField(
+        max_length=255,
+        blank=True,
+        help_text="The branch the ref named at creation; empty for a tag or a commit.",
+    )
     commit_sha = models.CharField("commit SHA", max_length=40, blank=True)
     config_text = models.TextField(blank=True, help_text="bedrock.hcl as read at the commit.")
     parameters = models.JSONField(

@@ -88,6 +88,7 @@ def run_create(
     trigger: str = Trigger.UI,
     idempotency_key: str | None = None,
     model_alias: str | None = None,
+    rerun_of: Run | None = None,
 ) -> Run:
     """Create a run: ``Accepted`` and queued for submission, or ``Rejected`` with the reason.
 
@@ -141,6 +142,9 @@ def run_create(
         model_version_id = alias.version_id
     try:
         _resolve(pipeline, ref, overrides, model_version_id, fields)
+        if rerun_of is not None and fields["commit_sha"] == rerun_of.commit_sha:
+            # A re-run is of its run's branch still: it publishes where that run would have.
+            fields["branch"] = rerun_of.branch
         status, reason = RunStatus.ACCEPTED, ""
     except _Rejection as rejection:
         status, reason = RunStatus.REJECTED, rejection.reason
@@ -261,6 +265,7 @@ def _resolve(
         git.validate_ref(ref)
         sha = git.resolve_ref(pipeline.git_url, ref, cache_key=cache_key, credentials=credentials)
         fields["commit_sha"] = sha
+        fields["branch"] = git.ref_branch(pipeline.git_url, ref, cache_key=cache_key)
         config_text = git.read_file(
             pipeline.git_url,
             sha,
@@ -336,6 +341,7 @@ def run_rerun(*, actor: Actor, run: Run, trigger: str = Trigger.UI) -> Run:
         parameters=run.parameters,
         model_version_id=run.input_model_version_id,
         trigger=trigger,
+        rerun_of=run,
     )
 
 

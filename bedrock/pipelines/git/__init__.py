@@ -28,7 +28,7 @@ from bedrock.pipelines.git.credentials import (
 )
 from bedrock.pipelines.git.dates import commit_date
 from bedrock.pipelines.git.errors import GitError
-from bedrock.pipelines.git.fetch import resolve_ref
+from bedrock.pipelines.git.fetch import ref_branch, resolve_ref
 from bedrock.pipelines.git.head import remote_head
 from bedrock.pipelines.git.publish import init_repository
 from bedrock.pipelines.git.read import MAX_FILE_BYTES, checkout, read_file
@@ -46,6 +46,7 @@ __all__ = [
     "init_repository",
     "read_file",
     "redact",
+    "ref_branch",
     "remote_head",
     "resolve_ref",
     "validate_ref",

@@ -149,3 +149,15 @@ def resolve_ref(
         sha = resolve_in_cache(session, ref)
         pin(session, sha)
         return sha
+
+
+def ref_branch(url: str, ref: str, *, cache_key: str) -> str:
+    """The branch ``ref`` names, as :func:`resolve_ref` just resolved it into the cache: ``x`` for
+    ``x`` or ``refs/heads/x`` when that is a branch, "" for a tag or a commit. No network."""
+    if ref.startswith("refs/heads/"):
+        return ref.removeprefix("refs/heads/")
+    if ref.startswith("refs/"):
+        return ""
+    # A name that is a branch resolves as the branch (``resolve_in_cache``), even when it is hex.
+    with open_session(url, None) as session, locked_cache(session, cache_key):
+        return ref if _ref_exists(session, f"refs/heads/{ref}") else ""

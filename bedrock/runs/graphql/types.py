@@ -99,6 +99,9 @@ class RunType(ScopedType, selector=runs_for):
     pipeline: Annotated[PipelineType, strawberry.lazy("bedrock.pipelines.graphql.types")]
     status: RunStatusEnum
     ref: auto
+    branch: str = strawberry_django.field(
+        description="The branch the ref named when the run was created; empty for a tag or commit."
+    )
     commit_sha: auto
     config_text: auto
     parameters: JSON
