@@ -1,11 +1,13 @@
 #!/usr/bin/env python3
-"""Start a batch scoring run with a model's newest (or best) version and wait for the outcome.
+"""Start a batch scoring run with the version a model alias names (or the model's newest or best
+version) and wait for the outcome.
 
 What a scheduler (cron, Airflow, a CI job) runs against Bedrock's GraphQL API. Standard library
 only. Exit status: 0 if the run succeeded, 1 if it ended otherwise, 2 if it could not be started.
 
     BEDROCK_URL=http://127.0.0.1:8000 BEDROCK_TOKEN=bdrk_... \\
-        python3 examples/scheduler.py --pipeline 2 --model 1 --key "nightly-$(date +%F)"
+        python3 examples/scheduler.py --pipeline 2 --alias churn@production \\
+        --key "nightly-$(date +%F)"
 
 The idempotency key makes a retried call safe: the same key on the same pipeline returns the run
 the first call started instead of starting another.
@@ -32,12 +34,13 @@ import urllib.request
 TERMINAL = {"SUCCEEDED", "FAILED", "STOPPED", "REJECTED"}
 
 NEWEST_VERSION = """query($model: ID!) { model(id: $model) { name
-    versions(first: 1, ordering: [{number: DESC}]) { edges { node { id number } } } } }"""
+    versions(first: 1, filters: {offered: true}, ordering: [{number: DESC}]) {
+      edges { node { id number } } } } }"""
 
 # Ties go to the newest version; the filter leaves out versions whose run logged no such metric.
 BEST_VERSION = """query($model: ID!, $metric: String!, $direction: SortDirection!) {
   model(id: $model) { name
-    versions(first: 1, filters: {metric: {name: $metric}},
+    versions(first: 1, filters: {offered: true, metric: {name: $metric}},
              ordering: [{metric: {name: $metric, direction: $direction}}]) {
       edges { node { id number metrics { name latestValue } } } } } }"""
 
@@ -92,7 +95,7 @@ def newest_version(url: str, token: str, model_id: str) -> dict:
         raise ApiError(f"there is no model {model_id} (or this token may not see it)")
     edges = model["versions"]["edges"]
     if not edges:
-        raise ApiError(f"the model {model['name']} has no versions yet")
+        raise ApiError(f"the model {model['name']} has no version offered for new runs yet")
     return edges[0]["node"]
 
 

@@ -447,6 +447,27 @@ def test_a_deprecated_version_is_not_offered_nor_the_default_but_still_downloads
     assert download.status_code == 200
 
 
+@pytest.mark.parametrize(("offered", "numbers"), [(True, [1]), (False, [3, 2])])
+def test_the_api_lists_the_versions_offered_for_new_runs_or_the_others(
+    team, artefact, offered, numbers
+):
+    kept, deprecated, deleted = (publish(team, artefact) for _ in range(3))
+    model_version_deprecate(actor=team.admin, version=deprecated)
+    services.model_version_delete(actor=team.admin, version=deleted)
+
+    found = gql(
+        team.viewer,
+        """query($id: ID!, $offered: Boolean!) { model(id: $id) {
+          versions(filters: {offered: $offered}, ordering: [{number: DESC}]) {
+            edges { node { number } } } } }""",
+        id=team.model.pk,
+        offered=offered,
+    )["model"]["versions"]["edges"]
+
+    assert [edge["node"]["number"] for edge in found] == numbers
+    assert kept.number == 1
+
+
 def test_a_deprecated_version_given_by_id_still_runs_as_a_rerun_must(team, artefact):
     version = publish(team, artefact)
     model_version_deprecate(actor=team.admin, version=version)

@@ -36,6 +36,14 @@ class ModelVersionFilter:
     def metric(self, value: MetricValueFilter, prefix: str) -> Q:
         return with_metric(value, f"{prefix}run")
 
+    @strawberry_django.filter_field(
+        description="true: the versions offered for new runs (neither deprecated nor deleted); "
+        "false: the others."
+    )
+    def offered(self, value: bool, prefix: str) -> Q:
+        offered = Q(**{f"{prefix}deprecated_at__isnull": True, f"{prefix}deleted_at__isnull": True})
+        return offered if value else ~offered
+
 
 @strawberry_django.order_type(ModelVersion)
 class ModelVersionOrder:
