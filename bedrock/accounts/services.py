@@ -15,6 +15,9 @@ from bedrock.accounts.models import TOKEN_PREFIX, ApiToken, hash_token
 from bedrock.envconfig import format_duration
 from bedrock.pipelines.selectors import User
 
+# Working tokens one person may hold: enough for every machine, not a table filled by a loop.
+MAX_USABLE_TOKENS = 100
+
 
 @dataclass(frozen=True)
 class CreatedToken:
@@ -35,6 +38,16 @@ def api_token_create(
         if timezone.is_naive(expires_at):  # a client that sent no zone means the site's
             expires_at = timezone.make_aware(expires_at)
         _check_expiry(expires_at)
+    if ApiToken.objects.usable().filter(user=user).count() >= MAX_USABLE_TOKENS:
+        raise ValidationError(
+            {
+                "name": ValidationError(
+                    f"You have {MAX_USABLE_TOKENS} tokens that work, the most one person may "
+                    f"have: revoke one you no longer use.",
+                    code="limit",
+                )
+            }
+        )
     plaintext = TOKEN_PREFIX + _random.token_urlsafe(32)
     token = ApiToken.objects.create(
         user=user,

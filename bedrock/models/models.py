@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from django.conf import settings
-from django.core.validators import RegexValidator
+from django.core.validators import MaxLengthValidator, RegexValidator
 from django.db import models
 from django.utils import timezone
 
@@ -13,7 +13,7 @@ class Model(models.Model):
 
     project = models.ForeignKey(Project, on_delete=models.PROTECT, related_name="models")
     name = models.CharField(max_length=100, validators=[name_validator])
-    description = models.TextField(blank=True)
+    description = models.TextField(blank=True, validators=[MaxLengthValidator(10_000)])
     keep_versions = models.PositiveIntegerField(
         null=True,
         blank=True,

@@ -35,9 +35,10 @@ from bedrock.models.artefacts import (
 )
 from bedrock.models.models import ArchiveUpload, Model, ModelAlias, ModelVersion
 from bedrock.pipelines.models import Project, PublishPolicy, Role
-from bedrock.pipelines.services import UNSET, _Unset
+from bedrock.pipelines.services import UNSET, _Unset, limit_reached
 
 MAX_DESCRIPTION = 10_000
+MAX_MODELS_PER_PROJECT = 500
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +46,11 @@ logger = logging.getLogger(__name__)
 def model_create(*, actor: Actor, project: Project, name: str, description: str = "") -> Model:
     """Create a model for training pipelines to publish versions of."""
     require_role(actor, project, Role.ADMIN, "Only a project admin may create models.")
+    if project.models.count() >= MAX_MODELS_PER_PROJECT:
+        raise limit_reached(
+            "name",
+            f"{project.name} has {MAX_MODELS_PER_PROJECT} models, the most a project may have.",
+        )
     model = Model(project=project, name=name, description=description)
     model.full_clean()
     model.save()

@@ -5,7 +5,7 @@ from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.core.validators import RegexValidator
+from django.core.validators import MaxLengthValidator, RegexValidator
 from django.db import models
 from django.utils import timezone
 
@@ -41,7 +41,7 @@ class Project(models.Model):
     """A team. Pipelines and models belong to a project; members hold a role in it."""
 
     name = models.CharField(max_length=100, unique=True, validators=[name_validator])
-    description = models.TextField(blank=True)
+    description = models.TextField(blank=True, validators=[MaxLengthValidator(10_000)])
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     members: models.ManyToManyField[User, Membership] = models.ManyToManyField(
         settings.AUTH_USER_MODEL, through="Membership", related_name="projects"

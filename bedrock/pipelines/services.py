@@ -25,6 +25,15 @@ class _Unset(enum.Enum):
 # A field of pipeline_update left as it is; None is a value some fields take (``model``).
 UNSET = _Unset.UNSET
 
+# What one person or one project may hold, so that no one fills the database by looping a call.
+MAX_PROJECTS_ADMINISTERED = 100
+MAX_MEMBERS_PER_PROJECT = 1000
+
+
+def limit_reached(field: str, message: str) -> ValidationError:
+    """The refusal of one more of something past its limit, on the field that asked for it."""
+    return ValidationError({field: ValidationError(message, code="limit")})
+
 
 def may_create_projects(actor: Actor) -> bool:
     """Whether ``BEDROCK_PROJECT_CREATION`` lets ``actor`` create a project."""
@@ -45,6 +54,14 @@ def project_create(*, actor: Actor, name: str, description: str = "") -> Project
     project.full_clean()
     # person() is typed for any auth user, but the one it returns is signed in: a User.
     creator = None if isinstance(actor, Staff) else cast("AuthUser | None", person(actor))
+    if creator is not None and not is_site_administrator(actor):
+        held = Membership.objects.filter(user=creator, role=Role.ADMIN).count()
+        if held >= MAX_PROJECTS_ADMINISTERED:
+            raise limit_reached(
+                "name",
+                f"You administer {held} projects, the most one person may create "
+                f"({MAX_PROJECTS_ADMINISTERED}); ask a site administrator for more.",
+            )
     with transaction.atomic():
         project.save()
         if creator is not None:
@@ -124,6 +141,12 @@ def membership_set(*, actor: Actor, project: Project, username: str, role: str) 
     with transaction.atomic():
         current = _locked_membership(project, user=user)
         if current is None:
+            if project.memberships.count() >= MAX_MEMBERS_PER_PROJECT:
+                raise limit_reached(
+                    "username",
+                    f"{project.name} has {MAX_MEMBERS_PER_PROJECT} members, the most a project "
+                    f"may have.",
+                )
             return Membership.objects.create(project=project, user=user, role=role)
         _keep_an_admin(actor, project, current, role)
         current.role = role

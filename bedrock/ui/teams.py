@@ -296,5 +296,9 @@ def token_create_from_form(user: AuthUser, form: forms.Form) -> CreatedToken | N
         )
     except ValidationError as exc:
         # The service names the expiry it worked out; the form, the choice it came from.
-        add_errors(form, ValidationError({"expires": exc.messages}))
+        errors = exc.message_dict if hasattr(exc, "error_dict") else {"expires": exc.messages}
+        fields = {
+            "expires" if name == "expires_at" else name: text for name, text in errors.items()
+        }
+        add_errors(form, ValidationError(fields))
         return None

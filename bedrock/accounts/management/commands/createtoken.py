@@ -3,6 +3,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib.auth import get_user_model
+from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from bedrock.accounts.services import api_token_create
@@ -23,7 +24,10 @@ class Command(BaseCommand):
             raise CommandError(f"No user named {username!r}.") from None
         if not user.is_active:
             raise CommandError(f"User {username!r} is inactive; a token would not work.")
-        created = api_token_create(user=user, name=name)
+        try:
+            created = api_token_create(user=user, name=name)
+        except ValidationError as exc:
+            raise CommandError(" ".join(exc.messages)) from None
         self.stderr.write(
             f"Created token {created.token.prefix}… for {username}. "
             "Store it now: it is not kept and cannot be shown again."
