@@ -204,13 +204,14 @@ def test_the_wrapper_runs_the_command_and_records_its_exit_code(tmp_path):
     assert (tmp_path / "main.exit").read_text().strip() == "3"
 
 
-def wrapper_for_here(tmp_path: Path, limit_seconds: int) -> str:
+def wrapper_for_here(tmp_path: Path, limit_seconds: int, *, grace: int = 1) -> str:
     """The main task's program with /alloc/data and /secrets swapped for tmp_path, and the
-    grace between TERM and KILL cut to 1 s."""
+    grace between TERM and KILL cut to ``grace`` seconds (a command that handles TERM needs a
+    few on a loaded machine)."""
     program = main_wrapper(limit_seconds)
     assert "-k 60 " in program
     return (
-        program.replace("-k 60 ", "-k 1 ")
+        program.replace("-k 60 ", f"-k {grace} ")
         .replace("/secrets/", f"{tmp_path}/secrets/")
         .replace("/alloc/data", str(tmp_path))
     )
@@ -218,7 +219,7 @@ def wrapper_for_here(tmp_path: Path, limit_seconds: int) -> str:
 
 def test_a_stop_signal_reaches_the_steps_command_through_the_wrapper(tmp_path):
     """bash is PID 1 in the container and would ignore Nomad's SIGTERM: the trap passes it on."""
-    program = wrapper_for_here(tmp_path, 3600)
+    program = wrapper_for_here(tmp_path, 3600, grace=10)
     # One process, as a training script is: a bash command's own children would get the group's
     # TERM too, and bash may end on a child's 143 before it runs its trap.
     saver = (
@@ -244,7 +245,7 @@ def test_a_stop_signal_reaches_the_steps_command_through_the_wrapper(tmp_path):
 def test_a_stop_signal_that_comes_before_the_command_has_started_is_passed_on_to_it(tmp_path):
     """Nomad may stop the task while the wrapper still reads its secrets: the command then gets
     the signal as soon as it starts, instead of running until the kill timeout."""
-    program = wrapper_for_here(tmp_path, 3600)
+    program = wrapper_for_here(tmp_path, 3600, grace=10)
     secrets = tmp_path / "secrets" / "bedrock"
     secrets.mkdir(parents=True)
     (secrets / "DB_PASSWORD").write_text("value")
