@@ -430,6 +430,9 @@ def test_the_member_form_shows_an_unknown_user_and_the_last_admin_is_kept(team):
     unknown = client.post(f"/projects/{pk}/members", {"username": "zed", "role": "viewer"})
     assert unknown.status_code == 400
     assert "There is no user named &#x27;zed&#x27;." in unknown.content.decode()
+    # The project page again, the form in its place with what was typed.
+    assert "<h2>Members</h2>" in unknown.content.decode()
+    assert 'value="zed"' in unknown.content.decode()
     last = client.post(f"/projects/{pk}/members/ada/remove")
     assert "ada is the last admin of acme" in last.content.decode()
     assert role_of(team.project, team.admin) == Role.ADMIN

@@ -126,8 +126,23 @@ def project_new(request: HttpRequest) -> HttpResponse:
 @login_required
 def project_detail(request: HttpRequest, pk: int) -> HttpResponse:
     project, role = _project_and_role(request, pk)
+    return _project_page(request, project, role)
+
+
+def _project_page(
+    request: HttpRequest,
+    project: Project,
+    role: str | None,
+    *,
+    member_form: forms.BaseForm | None = None,
+    project_form: forms.BaseForm | None = None,
+) -> HttpResponse:
+    """The project page; with a bound form, that form again with its errors, in its place."""
     is_admin = role_allows(role, Role.ADMIN)
     members = Membership.objects.filter(project=project).select_related("user")
+    bound = member_form is not None or project_form is not None
+    if project_form is None and is_admin:
+        project_form = ProjectForm(instance=project)
     return render(
         request,
         "ui/project_detail.html",
@@ -139,9 +154,10 @@ def project_detail(request: HttpRequest, pk: int) -> HttpResponse:
             "members": members.order_by("user__username"),
             "roles": Role.choices,
             "models": models_for(request.user).filter(project=project).order_by("name"),
-            "member_form": MemberForm(),
-            "project_form": ProjectForm(instance=project) if is_admin else None,
+            "member_form": member_form or MemberForm(),
+            "project_form": project_form,
         },
+        status=400 if bound else 200,
     )
 
 
@@ -160,13 +176,7 @@ def project_edit(request: HttpRequest, pk: int) -> HttpResponse:
         else:
             messages.success(request, f"Saved the project {project.name}.")
             return _back(project)
-    return _form_page(request, project, "Edit the project", form)
-
-
-def _form_page(request: HttpRequest, project: Project, title: str, form: forms.BaseForm):
-    """A form of the project page again, with its errors, on a page of its own."""
-    context = {"project": project, "current_project": project, "title": title, "form": form}
-    return render(request, "ui/project_form.html", context, status=400)
+    return _project_page(request, project, Role.ADMIN, project_form=form)
 
 
 # --- members -------------------------------------------------------------------------------------
@@ -188,7 +198,7 @@ def membership_set(request: HttpRequest, pk: int) -> HttpResponse:
                 request, f"{membership.user.username} is now {membership.role} of {project.name}."
             )
             return _back(project)
-    return _form_page(request, project, "Add a member or change a role", form)
+    return _project_page(request, project, Role.ADMIN, member_form=form)
 
 
 @login_required

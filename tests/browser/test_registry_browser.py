@@ -59,7 +59,7 @@ def test_a_new_team_sets_itself_up_scores_by_alias_and_rolls_back(
     screenshot("registry-02-unknown-user")
     page.get_by_label("Username").fill("bob")
     page.get_by_label("Role", exact=True).select_option("developer")
-    page.get_by_role("button", name="Save").click()
+    page.get_by_role("button", name="Add member").click()
     expect(page.get_by_role("row").filter(has_text="bob")).to_be_visible()
     assert Membership.objects.get(user__username="bob").role == Role.DEVELOPER
     screenshot("registry-02-members")
