@@ -3,7 +3,7 @@ from __future__ import annotations
 from django.contrib.auth import views as auth_views
 from django.urls import path, re_path
 
-from bedrock.ui import aliases, registry, teams, views, webhooks
+from bedrock.ui import aliases, modelpages, registry, teams, views, webhooks
 
 app_name = "ui"
 
@@ -29,8 +29,8 @@ urlpatterns = [
     path("runs/<int:pk>/steps/<str:step>/log", views.step_log, name="step_log"),
     path("runs/<int:pk>/stop", views.run_stop, name="run_stop"),
     path("runs/<int:pk>/rerun", views.run_rerun, name="run_rerun"),
-    path("models/", views.model_list, name="models"),
-    path("models/<int:pk>/", views.model_detail, name="model"),
+    path("models/", modelpages.model_list, name="models"),
+    path("models/<int:pk>/", modelpages.model_detail, name="model"),
     path("models/<int:pk>/aliases/set", aliases.model_alias_set_view, name="model_alias_set"),
     path(
         "models/<int:pk>/aliases/remove", aliases.model_alias_remove_view, name="model_alias_remove"
@@ -42,7 +42,7 @@ urlpatterns = [
     ),
     path(
         "model-versions/<int:pk>/files/",
-        views.model_version_files_page,
+        modelpages.model_version_files_page,
         name="model_version_files",
     ),
     path(

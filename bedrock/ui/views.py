@@ -16,7 +16,7 @@ from django.contrib.auth.decorators import login_required
 from django.contrib.auth.models import User
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Page, Paginator
-from django.db.models import Count, Max, OuterRef, Prefetch, QuerySet, Subquery
+from django.db.models import OuterRef, QuerySet, Subquery
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -25,11 +25,8 @@ from django.views.decorators.http import require_GET, require_POST
 
 from bedrock.accounts import services as account_services
 from bedrock.accounts.selectors import api_tokens_for
-from bedrock.models.artefacts import BrowseError
 from bedrock.models.models import ModelVersion
-from bedrock.models.retention import retention_notes
 from bedrock.models.selectors import model_versions_for, models_for
-from bedrock.models.services import model_version_files
 from bedrock.pipelines import services as pipeline_services
 from bedrock.pipelines import spec as hcl
 from bedrock.pipelines.models import Pipeline, PipelineKind, Project, Role
@@ -47,9 +44,8 @@ from bedrock.runs.selectors import run_with_role
 from bedrock.runs.workspace import read_log
 from bedrock.secrets import services as secret_services
 from bedrock.secrets.selectors import secret_rows_for
-from bedrock.tracking.models import Metric
 from bedrock.ui import teams
-from bedrock.ui.aliases import model_aliases_context, run_model_aliases
+from bedrock.ui.aliases import run_model_aliases
 from bedrock.ui.config import config_keep, kept_config, read_config
 from bedrock.ui.forms import PipelineForm, RunForm, SecretForm, TokenForm
 from bedrock.ui.templatetags.bedrock_ui import elapsed
@@ -525,86 +521,6 @@ def run_rerun(request: HttpRequest, pk: int) -> HttpResponse:
         return redirect("ui:run", pk=run.pk)
     messages.success(request, f"Started run #{new.number}, a re-run of #{run.number}.")
     return redirect("ui:run", pk=new.pk)
-
-
-# --- models --------------------------------------------------------------------------------------
-@require_GET
-@login_required
-def model_list(request: HttpRequest) -> HttpResponse:
-    current = _current_project(request)
-    models = (
-        models_for(request.user)
-        .annotate(version_count=Count("versions"), latest_version=Max("versions__number"))
-        .order_by("project__name", "name")
-    )
-    if current is not None:
-        models = models.filter(project=current)
-    return render(
-        request,
-        "ui/model_list.html",
-        {"current_project": current, "page": _page(request, models)},
-    )
-
-
-@require_GET
-@login_required
-def model_detail(request: HttpRequest, pk: int) -> HttpResponse:
-    model = get_object_or_404(models_for(request.user), pk=pk)
-    scoring_runs = Run.objects.select_related("pipeline").order_by("-created_at", "-id")
-    versions = model.versions.select_related("run__pipeline", "run__triggered_by").prefetch_related(
-        Prefetch("scoring_runs", queryset=scoring_runs),
-        Prefetch("run__metrics", queryset=Metric.objects.order_by("name")),
-    )
-    can_run = has_role(request.user, model.project, Role.DEVELOPER)
-    return render(
-        request,
-        "ui/model_detail.html",
-        {
-            "model": model,
-            "current_project": model.project,
-            **model_aliases_context(request, model),
-            "can_run": can_run,
-            "can_admin": has_role(request.user, model.project, Role.ADMIN),
-            "retention_notes": retention_notes(model),
-            "page": _page(request, versions),
-            "training_pipelines": pipelines_for(request.user).filter(model=model),
-            "scoring_pipelines": (
-                pipelines_for(request.user).filter(
-                    project=model.project, kind=PipelineKind.BATCH_SCORING
-                )
-                if can_run
-                else []
-            ),
-        },
-    )
-
-
-FILES_PER_PAGE = 100
-
-
-@require_GET
-@login_required
-def model_version_files_page(request: HttpRequest, pk: int) -> HttpResponse:
-    """The files inside a version's archive, read from its central directory by ranged reads."""
-    version = get_object_or_404(model_versions_for(request.user), pk=pk)
-    problem = ""
-    try:
-        files = model_version_files(version=version)
-    except FileNotFoundError:
-        files, problem = [], "The archive of this version is missing from storage."
-    except BrowseError as exc:
-        files, problem = [], f"The archive of this version cannot be listed: {exc}"
-    return render(
-        request,
-        "ui/model_version_files.html",
-        {
-            "version": version,
-            "model": version.model,
-            "current_project": version.model.project,
-            "page": _page(request, files, FILES_PER_PAGE),
-            "problem": problem,
-        },
-    )
 
 
 # --- secrets -------------------------------------------------------------------------------------
