@@ -22,9 +22,9 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from bedrock.actors import SYSTEM
-from bedrock.events import delivery
+from bedrock.events import delivery, services
 from bedrock.events.delivery import BACKOFF, MAX_ATTEMPTS, webhook_deliveries_due
-from bedrock.events.models import DeliveryStatus, EventKind, Webhook, WebhookDelivery
+from bedrock.events.models import DeliveryStatus, Event, EventKind, Webhook, WebhookDelivery
 from bedrock.events.services import (
     MAX_WEBHOOKS_PER_PROJECT,
     event_record,
@@ -466,6 +466,50 @@ def test_a_project_has_at_most_twenty_webhooks() -> None:
     with pytest.raises(ValidationError, match="delete one first"):
         webhook_create(actor=owner, project=project, url="https://93.184.215.14/more")
     assert Webhook.objects.filter(project=project).count() == MAX_WEBHOOKS_PER_PROJECT
+
+
+def test_a_webhook_is_sent_at_most_twenty_test_events_an_hour(monkeypatch) -> None:
+    monkeypatch.setattr(services, "MAX_TESTS_PER_HOUR", 2)
+    owner, project = _owner_and_project()
+    hook = webhook_create(actor=owner, project=project, url="https://93.184.215.14/").webhook
+    webhook_test(actor=owner, webhook=hook)
+    webhook_test(actor=owner, webhook=hook)
+
+    with pytest.raises(ValidationError, match="2 test events in the last hour"):
+        webhook_test(actor=owner, webhook=hook)
+    page = (
+        client_for(owner)
+        .post(f"/projects/{project.pk}/webhooks/{hook.pk}/test", follow=True)
+        .content.decode()
+    )
+
+    assert "2 test events in the last hour" in page
+    assert hook.deliveries.count() == 2
+
+
+def test_the_reconciler_forgets_finished_deliveries_and_test_events_past_thirty_days(
+    receiver, private_allowed
+) -> None:
+    owner, project = _owner_and_project()
+    hook = webhook_create(actor=owner, project=project, url=receiver.url).webhook
+    webhook_test(actor=owner, webhook=hook)
+    _publish(project)
+    _publish(project)
+    webhook_deliveries_due()
+    waiting = WebhookDelivery.objects.filter(event__kind=EventKind.MODEL_VERSION_PUBLISHED).first()
+    # One still to be retried: kept, however old.
+    WebhookDelivery.objects.filter(pk=waiting.pk).update(status=DeliveryStatus.PENDING)
+    old = timezone.now() - timedelta(days=31)
+    WebhookDelivery.objects.update(created_at=old)
+    Event.objects.update(created_at=old)
+
+    runs_reconcile()
+
+    assert list(WebhookDelivery.objects.values_list("status", flat=True)) == [
+        DeliveryStatus.PENDING
+    ]
+    assert not Event.objects.filter(kind=EventKind.WEBHOOK_TEST).exists()
+    assert Event.objects.filter(kind=EventKind.MODEL_VERSION_PUBLISHED).count() == 2
 
 
 def test_an_unknown_event_kind_is_refused() -> None:

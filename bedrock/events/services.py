@@ -9,19 +9,25 @@ from __future__ import annotations
 import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any, cast
 
 from django.contrib.auth.models import User as AuthUser
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.utils import timezone
 
 from bedrock.actors import Actor, person, require_role
 from bedrock.events.delivery import WebhookAddressError, deliveries_create, deliveries_start
 from bedrock.events.delivery import url_check as _url_check
-from bedrock.events.models import Event, EventKind, Webhook, WebhookDelivery
+from bedrock.events.models import DeliveryStatus, Event, EventKind, Webhook, WebhookDelivery
 from bedrock.pipelines.models import Project, Role
 
 MAX_WEBHOOKS_PER_PROJECT = 20
+# Test events one webhook may be sent in an hour: enough to debug a receiver, not a flood.
+MAX_TESTS_PER_HOUR = 20
+# Finished deliveries and test events are kept this long; the other events are history.
+DELIVERY_LOG_KEPT = timedelta(days=30)
 # A kind a webhook can subscribe to; the test event goes only to the webhook it tests.
 SUBSCRIBABLE_KINDS = [kind for kind in EventKind if kind != EventKind.WEBHOOK_TEST]
 ADMINS_ONLY = "Only project admins manage webhooks."
@@ -135,6 +141,14 @@ def webhook_delete(*, actor: Actor, webhook: Webhook) -> None:
 def webhook_test(*, actor: Actor, webhook: Webhook) -> WebhookDelivery:
     """Send a test event to this webhook alone (project admins), whether or not it is active."""
     require_role(actor, webhook.project, Role.ADMIN, ADMINS_ONLY)
+    recent = webhook.deliveries.filter(
+        event__kind=EventKind.WEBHOOK_TEST, created_at__gte=timezone.now() - timedelta(hours=1)
+    )
+    if recent.count() >= MAX_TESTS_PER_HOUR:
+        raise ValidationError(
+            f"This webhook was sent {MAX_TESTS_PER_HOUR} test events in the last hour, the most "
+            f"allowed; try again later."
+        )
     event = Event.objects.create(
         project=webhook.project,
         kind=EventKind.WEBHOOK_TEST,
@@ -150,6 +164,18 @@ def webhook_redeliver(*, actor: Actor, delivery: WebhookDelivery) -> WebhookDeli
     webhook = delivery.webhook
     require_role(actor, webhook.project, Role.ADMIN, ADMINS_ONLY)
     return deliveries_start(delivery.event, [webhook])[0]
+
+
+def deliveries_prune(now: datetime | None = None) -> int:
+    """Forget what is past ``DELIVERY_LOG_KEPT``: finished deliveries and test events. The
+    reconciler calls this; how many rows went."""
+    before = (now or timezone.now()) - DELIVERY_LOG_KEPT
+    finished = WebhookDelivery.objects.filter(created_at__lt=before).exclude(
+        status=DeliveryStatus.PENDING
+    )
+    count = finished.delete()[0]
+    tests = Event.objects.filter(kind=EventKind.WEBHOOK_TEST, created_at__lt=before)
+    return count + tests.exclude(deliveries__status=DeliveryStatus.PENDING).delete()[0]
 
 
 def webhook_secrets_rotate() -> int:

@@ -31,6 +31,7 @@ from django.utils import timezone
 from bedrock.actors import Actor, person, require_role
 from bedrock.envconfig import format_duration
 from bedrock.events.delivery import webhook_deliveries_due
+from bedrock.events.services import deliveries_prune
 from bedrock.models.retention import versions_retain
 from bedrock.models.services import archives_reconcile
 from bedrock.pipelines import environment, git
@@ -521,6 +522,7 @@ def runs_reconcile() -> dict[str, int]:
     repaired["archives"] = archives_reconcile()
     repaired["retained"] = versions_retain()
     webhook_deliveries_due()
+    deliveries_prune()
     return repaired
 
 

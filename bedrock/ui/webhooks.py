@@ -159,8 +159,12 @@ def webhook_delete(request: HttpRequest, pk: int, webhook_pk: int) -> HttpRespon
 @login_required
 def webhook_test(request: HttpRequest, pk: int, webhook_pk: int) -> HttpResponse:
     webhook = _webhook(request, pk, webhook_pk)
-    services.webhook_test(actor=request.user, webhook=webhook)
-    messages.success(request, "Sent a test event; its delivery is at the top of the log.")
+    try:
+        services.webhook_test(actor=request.user, webhook=webhook)
+    except ValidationError as exc:
+        messages.error(request, " ".join(exc.messages))
+    else:
+        messages.success(request, "Sent a test event; its delivery is at the top of the log.")
     return redirect("ui:webhook", pk=pk, webhook_pk=webhook.pk)
 
 
