@@ -71,6 +71,17 @@ def test_moving_the_alias_afterwards_changes_neither_the_run_nor_its_rerun(scori
     assert rerun.input_model_alias == ""
 
 
+def test_the_pipeline_page_says_which_alias_a_run_scored_by(scoring):
+    pipeline, _, _ = scoring
+    start(pipeline, "production")
+
+    page = client_for(member_of(pipeline, Role.VIEWER)).get(f"/pipelines/{pipeline.pk}/")
+
+    assert 'scored churn v2</a> <span class="muted">(churn@production)</span>' in (
+        page.content.decode()
+    )
+
+
 def test_a_bare_alias_two_models_have_is_refused_listing_the_choices(scoring):
     pipeline, _, _ = scoring
     fraud = factories.model(pipeline.project, "fraud")

@@ -293,6 +293,8 @@ def test_the_run_page_says_why_and_links_the_archive(team, artefact):
 
     assert "The pipeline publishes versions only from its branch main" in page
     assert f'href="/runs/{run.pk}/output/download"' in page
+    listing = client_for(team.viewer).get(f"/pipelines/{team.training.pk}/").content.decode()
+    assert "kept its archive" in listing
 
 
 RUN_OUTPUT = "query($id: ID!) { run(id: $id) { unpublishedReason outputArchiveUrl } }"
