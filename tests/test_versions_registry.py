@@ -548,6 +548,10 @@ def test_a_deleted_version_cannot_be_downloaded_or_used_by_a_new_run(team, artef
     assert f'value="{version.pk}"' not in picker(team)
     files = client_for(team.viewer).get(f"/model-versions/{version.pk}/files/").content.decode()
     assert "v1 was deleted on" in files
+    found = gql(
+        team.viewer, "query($id: ID!) { modelVersion(id: $id) { downloadUrl } }", id=version.pk
+    )
+    assert found == {"modelVersion": {"downloadUrl": None}}
 
 
 def test_a_version_an_alias_points_at_cannot_be_deleted(team, artefact):

@@ -208,14 +208,15 @@ class ModelVersionType(ScopedType, selector=model_versions_for):
         return root.filename
 
     @strawberry_django.field(
-        only=["id"],
+        only=["id", "deleted_at"],
         description=(
             "Where to GET the ZIP, with the same credentials as this request. Bedrock checks "
             "membership, then redirects to a signed storage URL valid for a few minutes (or "
-            "streams the file, with Range support, from local storage)."
+            "streams the file, with Range support, from local storage). Null once the version "
+            "is deleted."
         ),
     )
-    def download_url(self, root: ModelVersion, info: Info) -> str:
+    def download_url(self, root: ModelVersion, info: Info) -> str | None:
         """Bedrock's own URL, never the signed storage URL itself.
 
         A signed URL is a bearer credential that skips Bedrock's membership check: put in API
@@ -223,6 +224,8 @@ class ModelVersionType(ScopedType, selector=model_versions_for):
         the time a client follows a result it kept. Bedrock's URL checks membership when it is
         followed and signs a fresh URL then, so a download never bypasses the check.
         """
+        if root.deleted_at is not None:
+            return None
         path = reverse("model_version_download", args=[root.pk])
         return info.context.request.build_absolute_uri(path)
 
