@@ -253,8 +253,7 @@ def test_secrets_and_api_tokens_are_never_shown_back(
     ).click()
     expect(page.locator(".message")).to_have_text("Deleted the secret DB_PASSWORD.")
 
-    page.locator(".usermenu summary").click()
-    page.get_by_role("link", name="API tokens").click()
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="API tokens").click()
     page.get_by_label("Name").fill("airflow nightly")
     page.get_by_role("button", name="Create token").click()
     token = page.get_by_label("New API token").input_value()
