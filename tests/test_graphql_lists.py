@@ -5,6 +5,11 @@ The timings are in bench/lists.py; these check the statements that make them pos
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 from django.db import connection
 from django.test import Client
@@ -14,6 +19,7 @@ from bedrock.runs.models import Run, RunStatus, RunStep
 from tests import factories
 
 pytestmark = pytest.mark.django_db
+ROOT = Path(__file__).resolve().parents[1]
 
 RUNS = """query($after: String, $status: RunStatus) {
   runs(first: 2, after: $after, filters: {status: {exact: $status}}) {
@@ -89,3 +95,17 @@ def test_a_page_of_runs_is_scoped_in_place_and_follows_its_cursor(viewer):
     rest, _ = runs(viewer, after=first["pageInfo"]["endCursor"])
     assert (_numbers(rest), rest["pageInfo"]["hasNextPage"]) == ([1], False)
     assert rest["edges"][0]["node"]["steps"]["edges"] == [{"node": {"name": "train"}}]
+
+
+@pytest.mark.slow
+def test_the_benchmark_prints_its_table_and_json(tmp_path: Path):
+    env = {"PATH": "/usr/bin:/bin", "TMPDIR": str(tmp_path)}
+    argv = [sys.executable, "bench/lists.py", "--sizes", "5,20", "--requests", "1"]
+    run = subprocess.run(argv, capture_output=True, text=True, cwd=ROOT, env=env, timeout=300)
+    assert run.returncode == 0, run.stderr
+    line = next(line for line in run.stdout.splitlines() if line.startswith("JSON "))
+    report = json.loads(line.removeprefix("JSON "))
+    assert (report["database"], report["sizes"]) == ("SQLite", [5, 20])
+    assert set(report["cases"]) == {"runs", "failed", "total", "pipeline", "run"}
+    for case in report["cases"].values():
+        assert case["5"] > 0 and case["20"] > 0
