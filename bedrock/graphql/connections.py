@@ -14,7 +14,7 @@ import inspect
 from typing import Any, Self
 
 import strawberry
-from django.db.models import F, Func, IntegerField, QuerySet, Subquery
+from django.db.models import Func, IntegerField, QuerySet, Subquery
 from strawberry import Info, relay
 from strawberry.relay.types import NodeIterableType
 from strawberry.types.nodes import FragmentSpread, InlineFragment, Selection
@@ -56,7 +56,8 @@ def _counted_apart(nodes: NodeIterableType[Any], last: int | None, before: str |
 def with_total(nodes: QuerySet[Any]) -> QuerySet[Any]:
     """``nodes``, each row carrying the count of them all, counted once by the database."""
     # Func rather than Count: an aggregate would make Django group the subquery by its columns.
-    count = Func(F("pk"), function="COUNT", output_field=IntegerField())
+    # COUNT(*), not COUNT(id): PostgreSQL then counts from an index alone (index-only scan).
+    count = Func(template="COUNT(*)", output_field=IntegerField())
     every = nodes.order_by().annotate(total=count).values("total")
     return nodes.annotate(**{TOTAL: Subquery(every)})
 
