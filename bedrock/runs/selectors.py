@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 
 from bedrock.pipelines.selectors import User, projects_for, remember_role, role_of
 from bedrock.runs.models import Run, RunStep
+
+
+def run_scope(user: User) -> Q:
+    """The runs the user may see, as a condition on runs: a list filters by it in place, where a
+    ``pk IN (every visible run)`` subquery would read every run before the first page."""
+    return Q(pipeline__project__in=projects_for(user))
+
+
+def run_step_scope(user: User) -> Q:
+    return Q(run__pipeline__project__in=projects_for(user))
 
 
 def runs_for(user: User) -> QuerySet[Run]:
@@ -16,11 +26,11 @@ def runs_for(user: User) -> QuerySet[Run]:
         "triggered_by",
         "input_model_version__model",
         "output_model_version__model",
-    ).filter(pipeline__project__in=projects_for(user))
+    ).filter(run_scope(user))
 
 
 def run_steps_for(user: User) -> QuerySet[RunStep]:
-    return RunStep.objects.filter(run__pipeline__project__in=projects_for(user))
+    return RunStep.objects.filter(run_step_scope(user))
 
 
 def run_with_role(user: User, pk: int) -> tuple[Run, str] | None:

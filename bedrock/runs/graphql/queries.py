@@ -6,8 +6,8 @@ import strawberry
 import strawberry_django
 from django.db.models import QuerySet
 from strawberry import Info
-from strawberry_django.relay import DjangoListConnection
 
+from bedrock.graphql.connections import CountedConnection
 from bedrock.graphql.scalars import parse_id
 from bedrock.runs.graphql.types import RunType
 from bedrock.runs.models import Run
@@ -16,7 +16,7 @@ from bedrock.runs.models import Run
 @strawberry.type
 class RunQueries:
     @strawberry_django.connection(  # type: ignore[type-var]  # stubs want relay.Node
-        DjangoListConnection[RunType],  # type: ignore[type-var]  # stubs want relay.Node
+        CountedConnection[RunType],  # type: ignore[type-var]  # stubs want relay.Node
         description="Runs of your projects' pipelines, newest first; filter by pipeline, status "
         "and time.",
     )

@@ -24,7 +24,7 @@ from bedrock.runs.graphql.filters import (
     TriggerEnum,
 )
 from bedrock.runs.models import TERMINAL_STATUSES, Run, RunStep
-from bedrock.runs.selectors import run_steps_for, runs_for
+from bedrock.runs.selectors import run_scope, run_step_scope, run_steps_for, runs_for
 from bedrock.runs.workspace import read_log
 from bedrock.tracking.graphql.types import (
     ChartType,
@@ -59,7 +59,7 @@ class LogChunk:
     description="One step of a run, with its attempts, times and log.",
     filters=RunStepFilter,
 )
-class RunStepType(ScopedType, selector=run_steps_for):
+class RunStepType(ScopedType, selector=run_steps_for, scope=run_step_scope):
     id: auto
     name: auto
     position: auto
@@ -93,7 +93,7 @@ class RunStepType(ScopedType, selector=run_steps_for):
     filters=RunFilter,
     ordering=RunOrder,
 )
-class RunType(ScopedType, selector=runs_for):
+class RunType(ScopedType, selector=runs_for, scope=run_scope):
     id: auto
     number: auto
     pipeline: Annotated[PipelineType, strawberry.lazy("bedrock.pipelines.graphql.types")]
