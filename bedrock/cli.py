@@ -14,11 +14,8 @@ import os
 import secrets
 import sys
 
-# Commands that touch no model, no database and no app registry: name -> module with Command.
-STANDALONE_COMMANDS = {
-    "artefact": "bedrock.models.management.commands.artefact",
-    "validate": "bedrock.pipelines.management.commands.validate",
-}
+# Commands that touch no model, no database and no app registry, and the app that has each.
+STANDALONE_COMMANDS = {"artefact": "bedrock.models", "validate": "bedrock.pipelines"}
 _HELP_ARGUMENTS = (["--help"], ["-h"], ["help"])
 
 
@@ -48,7 +45,8 @@ def _run_without_setup(argv: list[str]) -> bool:
         return True
     import importlib
 
-    module = importlib.import_module(STANDALONE_COMMANDS[argv[1]])
+    name = argv[1]
+    module = importlib.import_module(f"{STANDALONE_COMMANDS[name]}.management.commands.{name}")
     module.Command().run_from_argv(argv)
     return True
 
@@ -84,7 +82,12 @@ def _may_skip_setup(argv: list[str]) -> bool:
         return False
     if settings.LOGGING_CONFIG != "logging.config.dictConfig":
         return False
-    return _app_command_paths() is not None
+    if _app_command_paths() is None:
+        return False
+    # Another installed app's command of the same name would be the one Django runs.
+    return subcommand not in STANDALONE_COMMANDS or (
+        _commands().get(subcommand) == STANDALONE_COMMANDS[subcommand]
+    )
 
 
 def main_help_text(prog_name: str) -> str:

@@ -113,3 +113,13 @@ def test_broken_settings_are_reported_as_django_reports_them(tmp_path: Path):
     assert result.returncode == 0, result.stderr
     assert "Note that only Django core commands are listed" in result.stdout
     assert "No module named 'bedrock.no_such_settings'" in result.stdout
+
+
+def test_a_command_another_app_overrides_goes_through_django(monkeypatch: pytest.MonkeyPatch):
+    commands = cli._commands()
+    assert cli._may_skip_setup(["bedrock", "validate", "x.hcl"])
+
+    monkeypatch.setattr(cli, "_commands", lambda: commands | {"validate": "someone.else"})
+
+    assert not cli._may_skip_setup(["bedrock", "validate", "x.hcl"])
+    assert cli._may_skip_setup(["bedrock", "artefact", "pack", "a", "b.zip"])
