@@ -29,7 +29,6 @@ import argparse
 import json
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -38,6 +37,8 @@ import time
 import urllib.request
 from datetime import timedelta
 from pathlib import Path
+
+from devserver import free_port, stop, wait_until_answers
 
 ROOT = Path(__file__).resolve().parents[1]
 GOAL_RATIO = 1.5
@@ -139,12 +140,6 @@ def build(runs: int, pipelines: int) -> dict:
     }
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 class Server:
     """Bedrock's server on a scratch database holding ``runs`` runs."""
 
@@ -165,7 +160,7 @@ class Server:
             raise SystemExit(f"building {runs} runs failed:\n{built.stderr}")
         self.build_seconds = time.perf_counter() - started
         self.rows = json.loads(built.stdout.splitlines()[-1])
-        self.port = _free_port()
+        self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.process = subprocess.Popen(
             [*bedrock, "runserver", "--noreload", f"127.0.0.1:{self.port}"],
@@ -173,21 +168,10 @@ class Server:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        self._wait()
-
-    def _wait(self) -> None:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                urllib.request.urlopen(f"{self.url}/login/", timeout=2).read()  # noqa: S310
-                return
-            except OSError:
-                time.sleep(0.2)
-        raise SystemExit("the server did not start")
+        wait_until_answers(self.url)
 
     def stop(self) -> None:
-        self.process.terminate()
-        self.process.wait(timeout=30)
+        stop(self.process)
 
     def graphql(self, total: bool, status: str | None) -> urllib.request.Request:
         body = {"query": RUNS_QUERY % ("totalCount" if total else ""), "variables": {}}

@@ -30,7 +30,6 @@ import json
 import os
 import secrets
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -39,6 +38,8 @@ import textwrap
 import time
 import urllib.request
 from pathlib import Path
+
+from devserver import free_port, stop, wait_until_answers
 
 ROOT = Path(__file__).resolve().parents[1]
 GOAL = 50_000  # points per second, loop or batch
@@ -84,12 +85,6 @@ with mlflow.start_run() as run:
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def _timed(argv: list[str], env: dict[str, str]) -> tuple[float, float]:
     """The process's wall time, and the time its own loop reported."""
     started = time.perf_counter()
@@ -120,7 +115,7 @@ class Server:
         subprocess.run([*bedrock, "migrate", "-v", "0"], env=self.env, check=True)
         if database_url:
             subprocess.run([*bedrock, "flush", "--no-input"], env=self.env, check=True)
-        self.port = _free_port()
+        self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.process = subprocess.Popen(
             [*bedrock, "runserver", "--noreload", f"127.0.0.1:{self.port}"],
@@ -128,24 +123,13 @@ class Server:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        self._wait()
+        wait_until_answers(self.url)
         import django
 
         django.setup()
 
-    def _wait(self) -> None:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                urllib.request.urlopen(f"{self.url}/login/", timeout=2).read()  # noqa: S310
-                return
-            except OSError:
-                time.sleep(0.2)
-        raise SystemExit("the server did not start")
-
     def stop(self) -> None:
-        self.process.terminate()
-        self.process.wait(timeout=30)
+        stop(self.process)
 
     def run(self, number: int):
         from bedrock.accounts.models import hash_token

@@ -12,19 +12,12 @@ from bedrock.models.models import ModelVersion
 from bedrock.pipelines.models import Membership, Role
 from bedrock.runs.models import Run
 from tests import factories
-from tests.repos import hcl, make_repo, step
+from tests.repos import make_repo
+from tests.test_registry_journey import SCORE, TRAIN
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 RUN_TIMEOUT = 180_000  # ms
-TRAIN = hcl(
-    "train",
-    step("train", "echo weights-$WEIGHTS > $BEDROCK_ARTEFACT_DIR/model.txt"),
-    parameters='WEIGHTS = "one"',
-)
-SCORE = hcl(
-    "batch_score", step("score", "echo scoring with $(cat $BEDROCK_ARTEFACT_DIR/model.txt)")
-)
 
 
 @pytest.fixture
