@@ -86,6 +86,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Before the session and the user are looked up: a static file needs neither.
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -156,7 +158,12 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "/static/"
-STATIC_ROOT = BEDROCK_HOME / "static"
+# The app serves its static files itself (WhiteNoise), straight from the apps' static directories,
+# indexed once when a process starts: nothing is collected and nothing written, so an installed
+# wheel serves them from site-packages as they are. Their names carry no hash, so browsers keep
+# them a minute (WhiteNoise's default) and then revalidate.
+WHITENOISE_USE_FINDERS = True
+WHITENOISE_AUTOREFRESH = DEBUG
 LOGIN_URL = "/login/"
 LOGIN_REDIRECT_URL = "/"
 
@@ -291,6 +298,17 @@ Q_CLUSTER = {
     "poll": 0.5,
     "label": "Tasks",
 }
+
+# --- Web server (`bedrock serve`) ------------------------------------------------------------
+# gunicorn's threaded workers (gthread): a request's Python holds one core while it runs, so twice
+# the cores in processes, and threads in each to overlap the waits on the database. Measured
+# against sync workers (bench/pages.py); threaded workers also keep connections alive, and do not
+# kill a long request (an artefact upload) at the timeout.
+BEDROCK_SERVE_WORKERS = max(1, env_int("BEDROCK_SERVE_WORKERS", 2 * (os.cpu_count() or 1)))
+BEDROCK_SERVE_THREADS = max(1, env_int("BEDROCK_SERVE_THREADS", 4))
+# A worker whose main loop is silent this long is restarted; a long request (an artefact upload)
+# is not, since a threaded worker's loop keeps answering while its threads work.
+BEDROCK_SERVE_TIMEOUT = env_duration("BEDROCK_SERVE_TIMEOUT", "30s")
 
 # --- Runs -------------------------------------------------------------------------------------
 BEDROCK_EXECUTOR = env_str("BEDROCK_EXECUTOR", "local").lower()
