@@ -60,23 +60,18 @@ query Runs($status: RunStatus) {
 """
 
 
-def build(runs: int, pipelines: int) -> dict:
-    """Fill the (migrated) scratch database; run inside the server's environment."""
-    import django
-
-    django.setup()
-    from django.contrib.auth import get_user_model
-    from django.contrib.sessions.backends.db import SessionStore
-    from django.db import connection
+def fill_project(name: str, runs: int, pipelines: int) -> list:
+    """A project ``name`` with its model, ``pipelines`` training pipelines sharing ``runs`` runs
+    (two steps each, one in two failed) and a version of the model for every tenth run; returns
+    the pipelines."""
     from django.utils import timezone
 
-    from bedrock.accounts.services import api_token_create
     from bedrock.models.models import Model, ModelVersion
-    from bedrock.pipelines.models import Membership, Pipeline, PipelineKind, Project
+    from bedrock.pipelines.models import Pipeline, PipelineKind, Project
     from bedrock.runs.models import Run, RunStatus, RunStep
 
-    project = Project.objects.create(name="bench")
-    model = Model.objects.create(project=project, name="bench-model")
+    project = Project.objects.create(name=name)
+    model = Model.objects.create(project=project, name=f"{name}-model")
     made = [
         Pipeline.objects.create(
             project=project,
@@ -120,24 +115,59 @@ def build(runs: int, pipelines: int) -> dict:
             for n, run in enumerate(published)
         )
         versions += len(published)
-    user = get_user_model().objects.create(username="bench")
-    Membership.objects.create(project=project, user=user)
+    return made
+
+
+def build(runs: int, pipelines: int) -> dict:
+    """Fill the (migrated) scratch database; run inside the server's environment."""
+    import django
+
+    django.setup()
+    from bedrock.accounts.services import api_token_create
+    from bedrock.runs.models import Run
+
+    made = fill_project("bench", runs, pipelines)
+    user = member("bench", [made[0].project])
+    analyse()
+    return {
+        "token": api_token_create(user=user).plaintext,
+        "cookie": session_cookie(user),
+        "pipeline": made[0].pk,
+        "run": Run.objects.filter(pipeline=made[0]).values_list("pk", flat=True).first(),
+    }
+
+
+def member(username: str, projects: list):
+    """A user who is a member (a viewer) of each of ``projects``."""
+    from django.contrib.auth import get_user_model
+
+    from bedrock.pipelines.models import Membership
+
+    user = get_user_model().objects.create(username=username)
+    Membership.objects.bulk_create(Membership(project=p, user=user) for p in projects)
+    return user
+
+
+def session_cookie(user) -> str:
+    """The Cookie header of a session signed in as ``user``, as the login form would leave."""
+    from django.contrib.sessions.backends.db import SessionStore
+
     session = SessionStore()
     session["_auth_user_id"] = str(user.pk)
     session["_auth_user_backend"] = "django.contrib.auth.backends.ModelBackend"
     session["_auth_user_hash"] = user.get_session_auth_hash()
     session.create()
+    return f"sessionid={session.session_key}"
+
+
+def analyse() -> None:
+    from django.db import connection
+
     if connection.vendor == "postgresql":
         # What autovacuum does to a table that grew over months; bulk_create leaves no statistics
         # and no visibility map, and the planner would guess the plan of an empty table.
         with connection.cursor() as cursor:
             cursor.execute("VACUUM ANALYZE")
-    return {
-        "token": api_token_create(user=user).plaintext,
-        "cookie": f"sessionid={session.session_key}",
-        "pipeline": made[0].pk,
-        "run": Run.objects.filter(pipeline=made[0]).values_list("pk", flat=True).first(),
-    }
 
 
 class Server:
