@@ -389,6 +389,10 @@ BEDROCK_CLIENT_SOURCE = Path(env_str("BEDROCK_CLIENT_SOURCE") or BASE_DIR / "cli
 BEDROCK_ALLOW_LOCAL_REPOS = env_bool("BEDROCK_ALLOW_LOCAL_REPOS", not DATABASE_URL)
 BEDROCK_GIT_CACHE = BEDROCK_HOME / "git"
 BEDROCK_GIT_TIMEOUT = env_int("BEDROCK_GIT_TIMEOUT", 120)
+# A pipeline's page asks the server for the branch's head (`git ls-remote`); each process keeps
+# the answer this long, so that a busy page does not start a Git process, and wait on the Git
+# server, on every view. A push shows on the page at most this much later.
+BEDROCK_GIT_HEAD_TTL = env_duration("BEDROCK_GIT_HEAD_TTL", "5s")
 
 # --- Secrets ----------------------------------------------------------------------------------
 # Fernet keys, newest first. Older keys still decrypt; `bedrock rotatesecrets` re-encrypts with
