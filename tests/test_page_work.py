@@ -21,21 +21,27 @@ from tests.test_membership_reads import signed_in
 pytestmark = pytest.mark.django_db
 
 
-def test_the_pipeline_page_parses_a_kept_config_once_however_often_it_is_shown(
-    tmp_path, monkeypatch
-):
+@pytest.fixture
+def pipeline(tmp_path):
+    """The example's pipeline with its config read and kept, and a viewer of its project."""
     repo = make_repo(tmp_path / "churn", copy=EXAMPLE)
     project = factories.project()
-    pipeline = factories.pipeline(project, git_url=str(repo))
-    viewer = factories.user()
-    factories.member(project, viewer, Role.VIEWER)
-    pipeline_config_refresh(pipeline.pk, "main")
+    made = factories.pipeline(project, git_url=str(repo))
+    made.viewer = factories.user()
+    factories.member(project, made.viewer, Role.VIEWER)
+    pipeline_config_refresh(made.pk, "main")
+    return made
+
+
+def test_the_pipeline_page_parses_a_kept_config_once_however_often_it_is_shown(
+    pipeline, monkeypatch
+):
     parses = []
     real_load = hcl.parse.load_with
     monkeypatch.setattr(
         hcl.parse, "load_with", lambda *a, **k: parses.append(1) or real_load(*a, **k)
     )
-    client = signed_in(viewer)
+    client = signed_in(pipeline.viewer)
 
     pages = [client.get(f"/pipelines/{pipeline.pk}/") for _ in range(3)]
 
@@ -63,20 +69,14 @@ def test_a_pages_role_check_reads_the_membership_alone():
 
 
 def test_the_pipeline_page_asks_git_for_the_head_once_within_the_kept_time(
-    tmp_path, monkeypatch, settings
+    pipeline, monkeypatch, settings
 ):
-    repo = make_repo(tmp_path / "churn", copy=EXAMPLE)
-    project = factories.project()
-    pipeline = factories.pipeline(project, git_url=str(repo))
-    viewer = factories.user()
-    factories.member(project, viewer, Role.VIEWER)
-    pipeline_config_refresh(pipeline.pk, "main")
     asked = []
     real_remote_head = git.remote_head
     monkeypatch.setattr(
         git, "remote_head", lambda *a, **k: asked.append(1) or real_remote_head(*a, **k)
     )
-    client = signed_in(viewer)
+    client = signed_in(pipeline.viewer)
 
     settings.BEDROCK_GIT_HEAD_TTL = timedelta(minutes=1)
     kept = [client.get(f"/pipelines/{pipeline.pk}/") for _ in range(3)]
