@@ -10,6 +10,8 @@ case is timed over HTTP, the median of ``--requests`` requests after one that wa
     runs        GraphQL runs(first: 50) with pipeline, steps and output version (API token)
     failed      the same filtered by status FAILED
     total       the same with totalCount
+    versions    GraphQL model(id) { versions(first: 5) } with each version's run (5, so that
+                the 8 versions of 100 runs fill the page too)
     pipeline    the UI page of one pipeline (/pipelines/<id>/), signed in
     run         the UI page of one run (/runs/<id>/), signed in
 
@@ -118,6 +120,15 @@ def fill_project(name: str, runs: int, pipelines: int) -> list:
     return made
 
 
+VERSIONS_QUERY = """
+query Versions($model: ID!) {
+  model(id: $model) {
+    versions(first: 5) { edges { node { id number createdAt run { id number status } } } }
+  }
+}
+"""
+
+
 def build(runs: int, pipelines: int) -> dict:
     """Fill the (migrated) scratch database; run inside the server's environment."""
     import django
@@ -134,6 +145,7 @@ def build(runs: int, pipelines: int) -> dict:
         "cookie": session_cookie(user),
         "pipeline": made[0].pk,
         "run": Run.objects.filter(pipeline=made[0]).values_list("pk", flat=True).first(),
+        "model": made[0].model_id,
     }
 
 
@@ -207,6 +219,14 @@ class Server:
         body = {"query": RUNS_QUERY % ("totalCount" if total else ""), "variables": {}}
         if status:
             body["variables"]["status"] = status
+        return self._post(body)
+
+    def versions(self) -> urllib.request.Request:
+        return self._post(
+            {"query": VERSIONS_QUERY, "variables": {"model": str(self.rows["model"])}}
+        )
+
+    def _post(self, body: dict) -> urllib.request.Request:
         return urllib.request.Request(  # noqa: S310
             f"{self.url}/graphql",
             data=json.dumps(body).encode(),
@@ -226,6 +246,7 @@ class Server:
             "runs": self.graphql(total=False, status=None),
             "failed": self.graphql(total=False, status="FAILED"),
             "total": self.graphql(total=True, status=None),
+            "versions": self.versions(),
             "pipeline": self.page(f"/pipelines/{self.rows['pipeline']}/"),
             "run": self.page(f"/runs/{self.rows['run']}/"),
         }
