@@ -37,7 +37,7 @@ class Command(BaseCommand):
             "--workers",
             type=int,
             default=settings.BEDROCK_SERVE_WORKERS,
-            help="worker processes (BEDROCK_SERVE_WORKERS: twice the cores by default)",
+            help="worker processes (BEDROCK_SERVE_WORKERS: one per core by default)",
         )
         parser.add_argument(
             "--threads",
