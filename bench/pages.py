@@ -15,11 +15,11 @@ and the pipeline's kept bedrock.hcl. Then three servers on loopback, on the same
 ``wrk`` (Debian's ``apt-get install wrk``) loads each page with ``--connections`` connections
 (20) for ``--duration`` seconds, signed in by a session cookie, after a short warm-up: the home
 page (the pipelines and their last runs), a project, a pipeline, a run, a model and the API
-tokens; then a static file on serve, and the floor. The servers take turns page by page, so
-that what else the machine runs weighs on both alike. Reported: each page's median latency
-(``wrk --latency``) and requests/s, the errors and non-2xx answers, and the ratios of
-runserver to serve and of serve to the floor. The goal is a median under 100 ms for every
-page on serve.
+tokens; then a static file on serve, and the floor. The servers take turns page by page, each
+first on every other page, so that what else the machine runs weighs on both alike. Reported:
+each page's median latency (``wrk --latency``) and requests/s, the errors and non-2xx answers,
+and the ratios of runserver to serve and of serve to the floor. The goal is a median under
+100 ms for every page on serve.
 
     .venv/bin/python bench/pages.py
     .venv/bin/python bench/pages.py --runs 1000 --duration 2    # quick
@@ -269,7 +269,11 @@ def wrk(url: str, cookie: str, connections: int, seconds: float) -> dict:
 
 def measure(servers: dict, paths: dict[str, str], cookie: str, args) -> dict:
     results: dict[str, dict] = {}
-    cases = [(page, ("serve", "runserver"), paths[page]) for page in PAGES]
+    # Each server goes first on every other page, so that neither always follows the other.
+    cases = [
+        (page, ("serve", "runserver")[:: 1 if n % 2 == 0 else -1], paths[page])
+        for n, page in enumerate(PAGES)
+    ]
     cases += [("static", ("serve",), "/static/ui/bedrock.css"), ("floor", ("floor",), "/")]
     for case, names, path in cases:
         results[case] = {}
