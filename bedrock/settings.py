@@ -302,11 +302,13 @@ Q_CLUSTER = {
 # --- Web server (`bedrock serve`) ------------------------------------------------------------
 # gunicorn's threaded workers (gthread): a process per core, since a request's Python holds one
 # core while it runs, and threads in each to overlap the waits on the database. Measured with
-# bench/pages.py on 2 cores: twice the cores in processes served fewer pages a second, sync workers
-# (five) no more. Threaded workers also keep connections alive, and do not kill a long request (an
-# artefact upload) at the timeout.
+# bench/pages.py on 2 cores and 20 connections: twice the cores in processes served fewer pages a
+# second, and so did 4 threads a worker (connections beyond the threads wait for one), where 10
+# served more than Django's development server on every page. Each thread keeps a database
+# connection: workers x threads of them. Threaded workers also keep connections alive, and do not
+# kill a long request (an artefact upload) at the timeout.
 BEDROCK_SERVE_WORKERS = max(1, env_int("BEDROCK_SERVE_WORKERS", os.cpu_count() or 1))
-BEDROCK_SERVE_THREADS = max(1, env_int("BEDROCK_SERVE_THREADS", 4))
+BEDROCK_SERVE_THREADS = max(1, env_int("BEDROCK_SERVE_THREADS", 10))
 # A worker whose main loop is silent this long is restarted; a long request (an artefact upload)
 # is not, since a threaded worker's loop keeps answering while its threads work.
 BEDROCK_SERVE_TIMEOUT = env_duration("BEDROCK_SERVE_TIMEOUT", "30s")

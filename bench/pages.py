@@ -379,7 +379,7 @@ def _serve_defaults(args) -> tuple[int, int]:
     """bedrock serve's workers and threads as its settings would choose them (the floor needs
     the same numbers, and the servers' environment leaves out BEDROCK_*)."""
     workers = int(os.environ.get("BEDROCK_SERVE_WORKERS") or os.cpu_count() or 1)
-    threads = int(os.environ.get("BEDROCK_SERVE_THREADS") or 4)
+    threads = int(os.environ.get("BEDROCK_SERVE_THREADS") or 10)
     return args.workers or workers, args.threads or threads
 
 
