@@ -305,7 +305,7 @@ def check_client_source(app_configs: Sequence[AppConfig] | None, **kwargs: Any) 
     try:
         client_version()
     except ClientSourceError as exc:
-        hint = "Leave BEDROCK_CLIENT_SOURCE unset for the client/ beside the bedrock package."
+        hint = "Leave BEDROCK_CLIENT_SOURCE unset for the client inside the bedrock package."
         return [Warning(str(exc), hint=hint, id="bedrock.W050")]
     return []
 

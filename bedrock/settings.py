@@ -26,8 +26,21 @@ from bedrock.envconfig import (
     env_str,
 )
 
-BASE_DIR = Path(__file__).resolve().parent.parent
-BEDROCK_HOME = Path(env_str("BEDROCK_HOME") or BASE_DIR / "var").resolve()
+# What the server ships with (templates, the example, the client's source) is inside the package,
+# so a wheel installed anywhere has it; nothing is ever written there.
+PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+def _default_home() -> Path:
+    """Per user, as the XDG base directories say: ``$XDG_DATA_HOME/bedrock``, else
+    ``~/.local/share/bedrock``. Never beside the package, which may be a read-only site-packages."""
+    data = env_str("XDG_DATA_HOME")
+    return (
+        Path(data) if data and Path(data).is_absolute() else Path.home() / ".local" / "share"
+    ) / "bedrock"
+
+
+BEDROCK_HOME = Path(env_str("BEDROCK_HOME") or _default_home()).resolve()
 
 
 def _home_file(name: str, make: Callable[[], str]) -> str:
@@ -102,7 +115,7 @@ ASGI_APPLICATION = "bedrock.asgi.application"
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
-        "DIRS": [BASE_DIR / "templates"],
+        "DIRS": [PACKAGE_DIR / "templates"],
         "APP_DIRS": True,
         "OPTIONS": {
             "context_processors": [
@@ -364,7 +377,7 @@ BEDROCK_TRACKING_MAX_PARAM_VALUE = env_int("BEDROCK_TRACKING_MAX_PARAM_VALUE", 6
 BEDROCK_TRACKING_MAX_CHARTS_PER_RUN = env_int("BEDROCK_TRACKING_MAX_CHARTS_PER_RUN", 100)
 # The client's source (its pyproject.toml, bdrk/ and bedrock_client/), which the package index
 # at /pypi/simple/ builds into the wheels steps install.
-BEDROCK_CLIENT_SOURCE = Path(env_str("BEDROCK_CLIENT_SOURCE") or BASE_DIR / "client")
+BEDROCK_CLIENT_SOURCE = Path(env_str("BEDROCK_CLIENT_SOURCE") or PACKAGE_DIR / "client")
 
 # --- Git --------------------------------------------------------------------------------------
 # Local paths as repository URLs suit a laptop; a shared server should not read its own disk.
