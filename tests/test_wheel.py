@@ -69,6 +69,8 @@ def test_the_wheel_holds_what_the_server_needs(wheels):
         "bedrock/templates/base.html",
         "bedrock/templates/ui/run_detail.html",
         "bedrock/ui/static/ui/favicon.svg",
+        "bedrock/ui/templates/graphql/graphiql.html",
+        "bedrock/ui/static/ui/vendor/graphiql/graphiql.min.js",
         "bedrock/ui/static/ui/bedrock.css",
         "bedrock/examples/churn/bedrock.hcl",
         "bedrock/examples/churn/train.py",
