@@ -654,6 +654,7 @@ class FakeNomad:
         return 200, self._var_view(var)
 
     def _var_put(self, request: Request, path: str) -> tuple[int, Any]:
+        _check_variable_path(path)
         body = request.json
         if not isinstance(body, dict):
             raise _HTTPError(400, "json: cannot unmarshal into Go value of type structs.Variable")
@@ -1609,6 +1610,18 @@ class FakeNomad:
             self._never_started(alloc, name, None)
         self._refresh(alloc)
         yield
+
+
+# ---------------------------------------------------------------- variable paths
+
+# nomad/structs/variables.go: a variable path Nomad stores (a job's is nomad/jobs/<job id>).
+_VARIABLE_PATH = re.compile(r"^[a-zA-Z0-9\-_~/]{1,128}$")
+
+
+def _check_variable_path(path: str) -> None:
+    """`VariableDecrypted.Validate`, answered 400 by the agent as Nomad does."""
+    if not _VARIABLE_PATH.match(path):
+        raise _HTTPError(400, f"invalid path {json.dumps(path)}")
 
 
 class _VariableConflict(Exception):

@@ -578,6 +578,21 @@ def test_variables_are_listed_by_prefix_without_their_items(client: nomad.Nomad)
     assert client.variables.get_variables(prefix="nomad/jobs/", namespace="default") == []
 
 
+@pytest.mark.parametrize(
+    "path", ["nomad/jobs/bedrock-1-train.v2-1", "nomad/jobs/a b", "nomad/jobs/" + "x" * 118]
+)
+def test_a_variable_path_outside_nomads_pattern_is_refused(
+    fake: FakeNomad, client: nomad.Nomad, path: str
+) -> None:
+    with pytest.raises(nx.BadRequestNomadException) as caught:
+        client.variable.create_variable(path, {"Items": {"a": "b"}}, namespace="ml", cas=0)
+    assert caught.value.nomad_resp.text == f'invalid path "{path}"'
+    assert fake.variable(path, namespace="ml") is None
+    client.variable.create_variable(
+        path[:128].replace(".", "-").replace(" ", "_"), {"Items": {"a": "b"}}, namespace="ml", cas=0
+    )
+
+
 def test_variable_items_must_be_strings(client: nomad.Nomad) -> None:
     with pytest.raises(nx.BadRequestNomadException) as caught:
         put_secrets(client, items={"epochs": 20})

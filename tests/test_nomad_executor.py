@@ -182,6 +182,21 @@ def test_each_way_a_job_can_end_gives_its_reason(tmp_path, nomad, kind, reason, 
     assert_nothing_left(nomad, run)
 
 
+def test_a_step_whose_name_has_a_dot_runs_under_a_job_id_nomad_accepts(tmp_path, nomad):
+    def scenario(job):
+        upload_as_the_hook(nomad, job, {"model.txt": "weights"})
+        return Scenario("success")
+
+    nomad.scenario_for = scenario
+    pipeline = training(tmp_path, step("train.v2", "python train.py"))
+    run = wait_until_done(run_create(actor=SYSTEM, pipeline=pipeline), timeout=60)
+
+    assert run.status == RunStatus.SUCCEEDED, run.failure_reason
+    (put,) = nomad.requests_to("PUT", r"^/v1/var/")
+    assert put.path.startswith(f"/v1/var/nomad/jobs/bedrock-{run.pk}-train-v2-")
+    assert_nothing_left(nomad, run)
+
+
 def test_a_failed_step_is_retried_as_a_new_job_and_only_the_last_attempts_upload_counts(
     tmp_path, nomad
 ):

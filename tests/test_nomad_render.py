@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import signal
 import subprocess
@@ -29,6 +30,7 @@ from bedrock.nomad.jobs import (
     job_id_for,
     main_wrapper,
     render_step,
+    variable_path_for,
 )
 from bedrock.pipelines import spec
 from bedrock.runs.plan import build_plan
@@ -368,7 +370,19 @@ def test_long_step_names_give_short_unique_job_ids():
     first = job_id_for(1, "a" * 60, 1)
     second = job_id_for(1, "a" * 59 + "b", 1)
     assert first != second and len(first) < 60
-    assert job_id_for(12, "train.v2_x", 3) == "bedrock-12-train.v2_x-3"
+    assert job_id_for(12, "train_x-2", 3) == "bedrock-12-train_x-2-3"
+
+
+def test_job_ids_and_variable_paths_keep_to_what_nomad_accepts(settings):
+    """Nomad refuses a variable path outside [a-zA-Z0-9-_~/]{1,128}: a step named train.v2
+    could never start. A name that had to change carries a hash, so no two steps share a job."""
+    dotted, dashed = job_id_for(12, "train.v2", 1), job_id_for(12, "train-v2", 1)
+    assert dashed == "bedrock-12-train-v2-1"
+    assert dotted.startswith("bedrock-12-train-v2-") and dotted != dashed
+    settings.BEDROCK_NOMAD_JOB_PREFIX = "p" * 40  # the longest bedrock.E026 allows
+    for name in ("train.v2", "a" * 512, "a.b" * 170, "x"):
+        job_id = job_id_for(2**63 - 1, name, 11)
+        assert re.fullmatch(r"[a-zA-Z0-9\-_~/]{1,128}", variable_path_for(job_id)), job_id
 
 
 def test_render_names_a_missing_stanza_and_bad_params():

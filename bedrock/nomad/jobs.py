@@ -67,7 +67,13 @@ KILL_AFTER_SECONDS = 60
 MAX_RUN_DURATION_GRACE = timedelta(minutes=10)
 KILL_TIMEOUT = 30 * SECOND  # Nomad caps it at the client's max_kill_timeout (30 s by default)
 
-_JOB_ID_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
+# Nomad refuses a variable path outside ``^[a-zA-Z0-9-_~/]{1,128}$`` (nomad/structs/variables.go),
+# and a job's variable lives at nomad/jobs/<job id>: job IDs keep to these characters.
+JOB_ID_SAFE = re.compile(r"^[A-Za-z0-9_-]+$")
+_JOB_ID_UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
+VARIABLE_PATH_MAX = 128
+JOB_PREFIX_MAX = 40
+STEP_PART_MAX = 40
 
 
 @dataclass(frozen=True)
@@ -87,12 +93,14 @@ def job_prefix(run_id: int) -> str:
 def job_id_for(run_id: int, step_name: str, attempt: int) -> str:
     """``bedrock-42-train-1``: from the run, so a submission is idempotent, and never reused.
 
-    Step names are Bedrock's (letters, digits, ``-_.``); a long one is cut and suffixed with a
-    hash so the ID stays readable in Nomad's UI and unique.
+    Step names are Bedrock's (letters, digits, ``-_.``) but a job ID may hold only ``-_`` besides
+    letters and digits. A name that had to change (a ``.`` replaced, or cut to 40 characters) is
+    suffixed with a hash of the real name, so ``train.v2`` and ``train-v2`` stay two jobs. With a
+    prefix of at most 40 characters (bedrock.E026) the variable path stays within Nomad's 128.
     """
     name = _JOB_ID_UNSAFE.sub("-", step_name)
-    if len(name) > 40:
-        name = name[:31] + "-" + hashlib.sha256(step_name.encode()).hexdigest()[:8]
+    if name != step_name or len(name) > STEP_PART_MAX:
+        name = name[: STEP_PART_MAX - 9] + "-" + hashlib.sha256(step_name.encode()).hexdigest()[:8]
     return f"{job_prefix(run_id)}{name}-{attempt}"
 
 
