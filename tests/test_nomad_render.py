@@ -17,6 +17,7 @@ from datetime import timedelta
 from io import StringIO
 from pathlib import Path
 
+import nomad
 import pytest
 from django.conf import settings
 from django.core.management import CommandError, call_command
@@ -27,6 +28,7 @@ from bedrock.nomad.jobs import (
     MAX_RUN_DURATION_GRACE,
     SECOND,
     UPLOAD_TASK,
+    item_reference,
     job_id_for,
     main_wrapper,
     render_step,
@@ -34,6 +36,7 @@ from bedrock.nomad.jobs import (
 )
 from bedrock.pipelines import spec
 from bedrock.runs.plan import build_plan
+from tests.fakenomad import FakeNomad
 from tests.nomad_fields import walk
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -456,11 +459,9 @@ def test_a_loopback_api_domain_warns_that_jobs_cannot_reach_it(tmp_path):
     assert result.returncode == 0 and "W020" not in result.stderr + result.stdout
 
 
-def test_a_secret_named_as_bedrocks_own_variables_gets_no_file_to_replace_them():
-    from dataclasses import replace
-
-    plan = build_plan(
-        spec.load(GPU_AND_MULTI_STEP).stanza("train"),
+def train_plan(text: str = GPU_AND_MULTI_STEP):
+    return build_plan(
+        spec.load(text).stanza("train"),
         run_id=1,
         run_number=1,
         pipeline_id=1,
@@ -470,6 +471,12 @@ def test_a_secret_named_as_bedrocks_own_variables_gets_no_file_to_replace_them()
         time_limit=timedelta(hours=1),
         publishes_model=True,
     )
+
+
+def test_a_secret_named_as_bedrocks_own_variables_gets_no_file_to_replace_them():
+    from dataclasses import replace
+
+    plan = train_plan()
     step = replace(
         plan.steps[0], secret_names=("BEDROCK_API_TOKEN", "BEDROCK_PIPELINE_RUN_ID", "DB_PASSWORD")
     )
@@ -483,3 +490,42 @@ def test_a_secret_named_as_bedrocks_own_variables_gets_no_file_to_replace_them()
         "secrets/bedrock/DB_PASSWORD",
     ]
     assert main["Env"]["BEDROCK_PIPELINE_RUN_ID"] == "1"
+
+
+# ---------------------------------------------------------------- bodies the fake Nomad plays
+
+
+def first_step_job(text: str = GPU_AND_MULTI_STEP):
+    plan = train_plan(text)
+    return render_step(plan, plan.steps[0], attempt=1, time_left=timedelta(hours=1))
+
+
+def played(fake: FakeNomad, job) -> dict:
+    """Register the job on the fake and play it to its end; its one allocation."""
+    api = nomad.Nomad(address=fake.address, namespace=settings.NOMAD_NAMESPACE)
+    api.job.register_job(job.job_id, job.body)
+    fake.settle(job.job_id, namespace=settings.NOMAD_NAMESPACE)
+    (allocation,) = fake.allocations(job.job_id, namespace=settings.NOMAD_NAMESPACE)
+    return allocation
+
+
+def test_a_secret_missing_from_the_variable_fails_the_task_instead_of_rendering_empty():
+    """error_on_missing_key has no effect with `index`: the step would run without the secret."""
+    job = first_step_job()
+    with FakeNomad() as fake:
+        fake.put_variable(
+            job.variable_path,
+            {"BEDROCK_API_TOKEN": "bdrkrun_x", "WANDB_API_KEY": "w"},
+            namespace=settings.NOMAD_NAMESPACE,
+        )
+        allocation = played(fake, job)
+    main = allocation["TaskStates"][MAIN_TASK]
+    assert main["Failed"] is True and main["StartedAt"] in (None, "0001-01-01T00:00:00Z")
+    messages = [event["DisplayMessage"] for event in main["Events"]]
+    assert any('map has no entry for key "DB_PASSWORD"' in m for m in messages), messages
+
+
+def test_templates_read_secrets_by_field_except_names_of_the_items_methods():
+    main = tasks_of(first_step_job().body)[MAIN_TASK]
+    assert "{{ .DB_PASSWORD }}" in main["Templates"][-1]["EmbeddedTmpl"]
+    assert item_reference("Keys") == 'index . "Keys"'  # `.Keys` would call NomadVarItems.Keys

@@ -149,13 +149,29 @@ def main_wrapper(limit_seconds: int) -> str:
     )
 
 
+# Methods of consul-template's NomadVarItems: ``.Keys`` would call the method, not read the item.
+_ITEMS_METHODS = frozenset({"Keys", "Values", "Tuples", "Metadata", "Parent", "ItemsMap"})
+
+
+def item_reference(name: str) -> str:
+    """How a template reads the item ``name`` of the variable ``with nomadVar`` opened.
+
+    Field access, since secret names are identifiers: a missing item then fails the task
+    (``ErrMissingKey``), where ``index`` would render an empty string and the step would run
+    without it. Only a name that is a method of the items needs ``index``.
+    """
+    if name in _ITEMS_METHODS:
+        return f'index . "{name}"'
+    return f".{name}"
+
+
 def _secret_template(job_id: str, name: str, appended: str = "") -> dict:
     # ``appended`` follows the secret's value: Bedrock's package index after a secret naming the
     # step's own (PIP_EXTRA_INDEX_URL), which would otherwise replace the one in Env.
     after = f" {appended}" if appended else ""
     return {
         "EmbeddedTmpl": f'{{{{ with nomadVar "{variable_path_for(job_id)}" }}}}'
-        f'{{{{ index . "{name}" }}}}{after}{{{{ end }}}}',
+        f"{{{{ {item_reference(name)} }}}}{after}{{{{ end }}}}",
         "DestPath": f"secrets/{SECRETS_SUBDIR}/{name}",
         "Perms": "0400",
         "ChangeMode": "noop",
@@ -168,7 +184,7 @@ def _token_env_template(job_id: str) -> dict:
     # carries it as is.
     return {
         "EmbeddedTmpl": f'{{{{ with nomadVar "{variable_path_for(job_id)}" }}}}'
-        f'{TOKEN_NAME}={{{{ index . "{TOKEN_NAME}" }}}}\n{{{{ end }}}}',
+        f"{TOKEN_NAME}={{{{ {item_reference(TOKEN_NAME)} }}}}\n{{{{ end }}}}",
         "DestPath": f"secrets/{SECRETS_SUBDIR}.env",
         "Envvars": True,
         "ChangeMode": "noop",
