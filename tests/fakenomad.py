@@ -53,6 +53,7 @@ from __future__ import annotations
 
 import base64
 import copy
+import fnmatch
 import json
 import re
 import threading
@@ -520,6 +521,7 @@ class FakeNomad:
                     raise _HTTPError(405, "Invalid method")
                 if bad_json is not None:
                     raise _HTTPError(400, bad_json)
+                self._authorize(request, name, match.groupdict())
                 return handler(request, **match.groupdict())
         raise _HTTPError(
             404, f"Invalid URL: {request.method} {request.path} is not served by FakeNomad"
@@ -637,6 +639,88 @@ class FakeNomad:
             )
             raise _VariableConflict(conflict)
 
+    # ---------------------------------------------------------------- ACL policy
+
+    # The token's policy, as the HCL a platform team applies with `nomad acl policy apply`;
+    # None: the token may do everything, as a management token or a cluster without ACLs.
+    # Namespace capabilities and variable path rules are enforced as Nomad's acl package does.
+    acl_policy: str | None = None
+
+    _JOB_CAPABILITIES: dict[tuple[str, str], tuple[str, ...]] = {
+        ("jobs", "GET"): ("list-jobs",),
+        ("jobs", "POST"): ("submit-job",),
+        ("job", "POST"): ("submit-job",),
+        ("job", "GET"): ("read-job",),
+        ("job", "DELETE"): ("submit-job", "deregister-job", "purge-job"),
+        ("job_allocations", "GET"): ("read-job",),
+        ("job_evaluations", "GET"): ("read-job",),
+        ("allocation", "GET"): ("read-job",),
+        ("evaluation", "GET"): ("read-job",),
+        ("logs", "GET"): ("read-logs",),
+    }
+    _VARIABLE_CAPABILITY = {"GET": "read", "PUT": "write", "DELETE": "destroy"}
+
+    def _policy(self) -> dict[str, Any] | None:
+        if self.acl_policy is None:
+            return None
+        import hcl  # pyhcl: Nomad parses ACL policies as HCL 1
+
+        return _blocks(hcl.loads(self.acl_policy).get("namespace"))
+
+    def _namespace_rules(self, namespace: str) -> dict[str, Any]:
+        """The rules of the namespace block that matches: by name, else the closest glob."""
+        policy = self._policy() or {}
+        if namespace in policy:
+            return policy[namespace]
+        globs = [g for g in policy if fnmatch.fnmatchcase(namespace, g)]
+        if not globs:
+            return {}
+        return policy[min(globs, key=lambda g: len(namespace) - len(g.replace("*", "")))]
+
+    def _may_use_variable(self, namespace: str, path: str, capability: str) -> bool:
+        """`ACL.AllowVariableOperation`: the exact path's rule, else the closest matching glob;
+        `read` brings `list` with it (acl/policy.go, expandVariablesCapabilities)."""
+        if self.acl_policy is None:
+            return True
+        paths = _blocks((self._namespace_rules(namespace).get("variables") or {}).get("path"))
+        if path in paths:
+            rule = paths[path]
+        else:
+            globs = [g for g in paths if "*" in g and fnmatch.fnmatchcase(path, g)]
+            if not globs:
+                return False
+            rule = paths[min(globs, key=lambda g: len(path) - len(g.replace("*", "")))]
+        capabilities = set(rule.get("capabilities") or [])
+        if "deny" in capabilities:
+            return False
+        if "read" in capabilities:
+            capabilities.add("list")
+        return capability in capabilities
+
+    def _authorize(self, request: Request, route: str, params: dict[str, str]) -> None:
+        """403 "Permission denied" for what the token's policy does not allow."""
+        if self.acl_policy is None or route.startswith("agent_"):
+            return
+        namespace = self._namespace(request)
+        if route == "var":
+            if request.method == "PUT" and isinstance(request.json, dict):
+                namespace = request.query.get("namespace") or request.json.get("Namespace") or ""
+            wanted = self._VARIABLE_CAPABILITY[request.method]
+            if not self._may_use_variable(namespace or "default", params["path"], wanted):
+                raise _HTTPError(403, "Permission denied")
+            return
+        if route == "vars":
+            # A listing needs some variables rule in the namespace; it is then filtered by path.
+            if not (self._namespace_rules(namespace).get("variables") or {}).get("path"):
+                raise _HTTPError(403, "Permission denied")
+            return
+        granted = set(self._namespace_rules(namespace).get("capabilities") or [])
+        needed = self._JOB_CAPABILITIES.get((route, request.method), ())
+        if route == "job" and request.query.get("purge", "").lower() == "true":
+            needed = ("submit-job", "purge-job")
+        if needed and not granted & set(needed):
+            raise _HTTPError(403, "Permission denied")
+
     def _vars_get(self, request: Request) -> tuple[int, Any]:
         # The list holds metadata only: a variable's items are read one path at a time.
         namespace = self._namespace(request)
@@ -644,7 +728,9 @@ class FakeNomad:
         return 200, [
             self._var_view(var, items=False)
             for (ns, path), var in sorted(self._variables.items())
-            if namespace in ("*", ns) and path.startswith(prefix)
+            if namespace in ("*", ns)
+            and path.startswith(prefix)
+            and self._may_use_variable(ns, path, "list")
         ]
 
     def _var_get(self, request: Request, path: str) -> tuple[int, Any]:
@@ -1610,6 +1696,13 @@ class FakeNomad:
             self._never_started(alloc, name, None)
         self._refresh(alloc)
         yield
+
+
+def _blocks(value: dict[str, Any] | list[dict[str, Any]] | None) -> dict[str, Any]:
+    """Labelled HCL blocks by label: pyhcl gives a list when a block type repeats."""
+    if isinstance(value, list):
+        return {label: body for block in value for label, body in block.items()}
+    return value or {}
 
 
 # ---------------------------------------------------------------- variable paths

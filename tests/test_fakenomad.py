@@ -1016,6 +1016,81 @@ def test_a_wrong_token_is_refused_when_acls_are_on(fake: FakeNomad) -> None:
         nomad.Nomad(address=fake.address, token="right").job.get_job(JOB_ID)
 
 
+def policy(capabilities: str, paths: dict[str, str], namespace: str = "ml") -> str:
+    rules = "".join(
+        f'path "{path}" {{ capabilities = [{caps}] }}\n' for path, caps in paths.items()
+    )
+    head = f'namespace "{namespace}" {{\ncapabilities = [{capabilities}]\n'
+    return f"{head}variables {{\n{rules}}}\n}}\n"
+
+
+def put_paths(fake: FakeNomad, *paths: str) -> None:
+    for path in paths:
+        fake.put_variable(path, {"a": "b"}, namespace="ml")
+
+
+def listed(client: nomad.Nomad, prefix: str = "nomad/jobs/") -> list[str]:
+    return [v["Path"] for v in client.variables.get_variables(prefix=prefix, namespace="ml")]
+
+
+def test_a_variable_listing_is_filtered_to_the_paths_the_policy_may_list(
+    fake: FakeNomad, client: nomad.Nomad
+) -> None:
+    put_paths(fake, "nomad/jobs/bedrock", "nomad/jobs/bedrock-1-a-1", "nomad/jobs/other-1")
+    fake.acl_policy = policy("", {"nomad/jobs/bedrock-*": '"write", "destroy"'})
+    assert listed(client) == []  # no list: Nomad filters the listing to nothing
+    fake.acl_policy = policy("", {"nomad/jobs/bedrock-*": '"list"'})
+    assert listed(client) == ["nomad/jobs/bedrock-1-a-1"]
+    fake.acl_policy = policy("", {"nomad/jobs/*": '"read"'})  # read brings list with it
+    assert listed(client) == [
+        "nomad/jobs/bedrock",
+        "nomad/jobs/bedrock-1-a-1",
+        "nomad/jobs/other-1",
+    ]
+
+
+def test_the_closest_glob_decides_and_deny_wins(fake: FakeNomad, client: nomad.Nomad) -> None:
+    put_paths(fake, "nomad/jobs/bedrock-1-a-1", "nomad/jobs/bedrock-2-a-1")
+    fake.acl_policy = policy("", {"nomad/jobs/*": '"read"', "nomad/jobs/bedrock-2-*": '"deny"'})
+    assert listed(client) == ["nomad/jobs/bedrock-1-a-1"]
+    with pytest.raises(nx.URLNotAuthorizedNomadException):
+        client.variable.get_variable("nomad/jobs/bedrock-2-a-1", namespace="ml")
+    assert client.variable.get_variable("nomad/jobs/bedrock-1-a-1", namespace="ml")["Items"]
+
+
+def test_variable_writes_reads_and_deletes_need_their_capability(
+    fake: FakeNomad, client: nomad.Nomad
+) -> None:
+    fake.acl_policy = policy("", {"nomad/jobs/bedrock-*": '"write"'})
+    put_secrets(client, "bedrock-1-a-1")
+    with pytest.raises(nx.URLNotAuthorizedNomadException):
+        put_secrets(client, "other-1")
+    with pytest.raises(nx.URLNotAuthorizedNomadException):
+        client.variable.get_variable("nomad/jobs/bedrock-1-a-1", namespace="ml")
+    with pytest.raises(nx.URLNotAuthorizedNomadException):
+        client.variable.delete_variable("nomad/jobs/bedrock-1-a-1", namespace="ml")
+    assert fake.variable("nomad/jobs/bedrock-1-a-1", namespace="ml") == SECRETS
+
+
+def test_job_endpoints_need_the_namespaces_capabilities(
+    fake: FakeNomad, client: nomad.Nomad, example: dict[str, Any]
+) -> None:
+    fake.acl_policy = policy('"read-job"', {"nomad/jobs/*": '"write"'})
+    with pytest.raises(nx.URLNotAuthorizedNomadException):
+        register(client, example)
+    with pytest.raises(nx.URLNotAuthorizedNomadException):
+        client.jobs.get_jobs(prefix="run-")
+    fake.acl_policy = policy('"submit-job", "list-jobs"', {"nomad/jobs/*": '"write"'})
+    client.job.register_job(JOB_ID, example)
+    assert [j["ID"] for j in client.jobs.get_jobs(prefix="run-")] == [JOB_ID]
+    with pytest.raises(nx.URLNotAuthorizedNomadException):
+        client.job.get_allocations(JOB_ID)
+    fake.acl_policy = policy('"deregister-job"', {})
+    with pytest.raises(nx.URLNotAuthorizedNomadException):  # a purge needs submit-job or purge-job
+        client.job.deregister_job(JOB_ID, purge=True)
+    client.job.deregister_job(JOB_ID)
+
+
 def test_an_endpoint_the_fake_does_not_serve_is_an_obvious_404(client: nomad.Nomad) -> None:
     with pytest.raises(nx.URLNotFoundNomadException) as caught:
         client.job.get_summary(JOB_ID)
