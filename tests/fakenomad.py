@@ -55,14 +55,18 @@ import base64
 import copy
 import fnmatch
 import json
+import os
 import re
+import subprocess
+import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import MappingProxyType
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -638,6 +642,83 @@ class FakeNomad:
                 else {"Namespace": namespace, "Path": path, "ModifyIndex": 0}
             )
             raise _VariableConflict(conflict)
+
+    # ---------------------------------------------------------------- files as the task's user
+
+    # The user each image runs as, "uid" or "uid:gid" as its USER resolves on the client; an
+    # image not named runs as root. Assign a new mapping rather than change this one.
+    image_users: Mapping[str, str] = MappingProxyType({})
+
+    def task_files(self, job: dict[str, Any], task_name: str) -> list[TaskFile]:
+        """The files the task's templates render, owned as the Nomad client writes them (its own
+        user, root, unless the template names a uid or gid; 0644 unless it names perms), and
+        whether the image's user may read each one."""
+        task = next(t for t in job["TaskGroups"][0]["Tasks"] if t["Name"] == task_name)
+        uid, _, gid = self.image_users.get(task["Config"].get("image", ""), "0").partition(":")
+        user = (int(uid), int(gid or uid))
+        files = []
+        for template in task.get("Templates") or []:
+            owner = (_id_or_root(template.get("Uid")), _id_or_root(template.get("Gid")))
+            mode = int(template.get("Perms") or "0644", 8)
+            files.append(
+                TaskFile(
+                    path=template["DestPath"],
+                    content=self._render(job["Namespace"], template.get("EmbeddedTmpl") or ""),
+                    owner=owner,
+                    mode=mode,
+                    readable=_may_read(user, owner, mode),
+                )
+            )
+        return files
+
+    def _render(self, namespace: str, body: str) -> str:
+        """A `with nomadVar` template of field reads and `index`es, as consul-template renders
+        it (a missing item is an empty string here; the task fails before it starts anyway)."""
+        paths = _NOMAD_VAR.findall(body)
+        var = self._variables.get((namespace, paths[0])) if paths else None
+        items = var["Items"] if var else {}
+        body = re.sub(r"\{\{-?\s*(with nomadVar \"[^\"]*\"|end)\s*-?\}\}", "", body)
+        body = re.sub(r'\{\{\s*index \. "([^"]+)"\s*\}\}', lambda m: items.get(m[1], ""), body)
+        return re.sub(r"\{\{\s*\.(\w+)\s*\}\}", lambda m: items.get(m[1], ""), body)
+
+    def run_main(self, job: dict[str, Any], command: str) -> Scenario:
+        """Run the main task's own program under bash here, with `command` as the step's, in a
+        task directory holding its rendered files: each readable or not as `task_files` says
+        (root runs it as nobody, so that an unreadable file really is). The scenario that
+        plays what it printed and how it exited; for a `scenario_for`."""
+        task = next(t for t in job["TaskGroups"][0]["Tasks"] if _hook(t) is None)
+        config = task["Config"]
+        assert config.get("entrypoint") == ["bash"], "run_main runs a bash -c program"
+        with tempfile.TemporaryDirectory(prefix="fakenomad-task-") as root:
+            for file in self.task_files(job, task["Name"]):
+                target = os.path.join(root, file.path)
+                os.makedirs(os.path.dirname(target), mode=0o755, exist_ok=True)
+                with open(target, "w") as handle:
+                    handle.write(file.content)
+                os.chmod(target, 0o444 if file.readable else 0)
+            os.makedirs(os.path.join(root, "alloc", "data"))
+            for folder in (root, os.path.join(root, "alloc"), os.path.join(root, "alloc", "data")):
+                os.chmod(folder, 0o777)  # noqa: S103 (nobody writes main.exit there)
+            program = (
+                config["args"][1]
+                .replace("/secrets/", f"{root}/secrets/")
+                .replace("/alloc/data", f"{root}/alloc/data")
+            )
+            nobody = {"user": 65534, "group": 65534} if os.geteuid() == 0 else {}
+            done = subprocess.run(
+                ["bash", "-c", program, "bedrock-step", command],
+                capture_output=True,
+                text=True,
+                cwd=root,
+                env={"PATH": os.environ.get("PATH", ""), **(task.get("Env") or {})},
+                timeout=60,
+                **nobody,
+            )
+        if done.returncode == 0:
+            return Scenario("success", stdout=done.stdout, stderr=done.stderr)
+        return Scenario(
+            "failure", exit_code=done.returncode, stdout=done.stdout, stderr=done.stderr
+        )
 
     # ---------------------------------------------------------------- ACL policy
 
@@ -1696,6 +1777,34 @@ class FakeNomad:
             self._never_started(alloc, name, None)
         self._refresh(alloc)
         yield
+
+
+@dataclass(frozen=True)
+class TaskFile:
+    """A file a template renders into a task's directory, and whether its user may read it."""
+
+    path: str  # DestPath, relative to the task directory
+    content: str
+    owner: tuple[int, int]  # uid, gid
+    mode: int
+    readable: bool
+
+
+def _id_or_root(value: int | None) -> int:
+    # template.go: a uid or gid that is unset or negative leaves the file the agent's (root's).
+    return value if value is not None and value >= 0 else 0
+
+
+def _may_read(user: tuple[int, int], owner: tuple[int, int], mode: int) -> bool:
+    """Unix permission bits, for a container user with Docker's default capabilities (root's
+    CAP_DAC_OVERRIDE reads anything)."""
+    if user[0] == 0:
+        return True
+    if user[0] == owner[0]:
+        return bool(mode & 0o400)
+    if user[1] == owner[1]:
+        return bool(mode & 0o040)
+    return bool(mode & 0o004)
 
 
 def _blocks(value: dict[str, Any] | list[dict[str, Any]] | None) -> dict[str, Any]:

@@ -1091,6 +1091,41 @@ def test_job_endpoints_need_the_namespaces_capabilities(
     client.job.deregister_job(JOB_ID)
 
 
+# ---------------------------------------------------------------- files as the task's user
+
+
+@pytest.mark.parametrize(
+    ("user", "template", "readable"),
+    [
+        ("0", {"Perms": "0400"}, True),  # root reads anything
+        ("1000", {"Perms": "0400"}, False),  # written as the agent's user, root
+        ("1000", {}, True),  # consul-template's default 0644
+        ("1000", {"Perms": "0400", "Uid": 1000}, True),
+        ("1000", {"Perms": "0400", "Uid": -1}, False),  # negative: the agent's user
+        ("1001:1000", {"Perms": "0440", "Gid": 1000}, True),
+        ("1001:1001", {"Perms": "0440", "Gid": 1000}, False),
+        ("1000", {"Perms": "0444"}, True),
+    ],
+)
+def test_template_files_are_owned_as_the_client_writes_them_and_read_as_the_images_user(
+    fake: FakeNomad, example: dict[str, Any], user: str, template: dict, readable: bool
+) -> None:
+    fake.put_variable(f"nomad/jobs/{JOB_ID}", SECRETS, namespace="ml")
+    job = copy.deepcopy(example["Job"])
+    fetch = task({"Job": job}, "fetch-model")
+    fetch["Templates"] = [
+        {
+            "EmbeddedTmpl": f'{{{{ with nomadVar "nomad/jobs/{JOB_ID}" }}}}'
+            '{{ .storage_token }}/{{ index . "wandb_api_key" }}{{ end }}',
+            "DestPath": "secrets/token",
+            **template,
+        }
+    ]
+    fake.image_users = {fetch["Config"]["image"]: user}
+    (file,) = fake.task_files(job, "fetch-model")
+    assert (file.path, file.content, file.readable) == ("secrets/token", "st-123/wb-456", readable)
+
+
 def test_an_endpoint_the_fake_does_not_serve_is_an_obvious_404(client: nomad.Nomad) -> None:
     with pytest.raises(nx.URLNotFoundNomadException) as caught:
         client.job.get_summary(JOB_ID)

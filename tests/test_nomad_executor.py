@@ -551,3 +551,19 @@ def test_the_readme_policy_keeps_the_controller_out_of_other_jobs_variables(noma
     nomad.acl_policy = readme_policy()
     with pytest.raises(nomad_errors.URLNotAuthorizedNomadException):
         api.variable.get_variable("nomad/jobs/bedrock", namespace="default")
+
+
+def test_the_secrets_reach_a_step_whose_image_does_not_run_as_root(tmp_path, nomad):
+    """The client writes secret files as root: 0400 would leave them unreadable to USER 1000."""
+    nomad.image_users = {"python:3.11-slim": "1000:1000"}
+
+    def scenario(job):
+        upload_as_the_hook(nomad, job, {"model.txt": "weights"})
+        return nomad.run_main(job, 'echo "password $DB_PASSWORD, token ${#BEDROCK_API_TOKEN}"')
+
+    nomad.scenario_for = scenario
+    run = wait_until_done(run_create(actor=SYSTEM, pipeline=training(tmp_path)), timeout=60)
+
+    assert run.status == RunStatus.SUCCEEDED, run.failure_reason
+    log = step_log(run, "train")
+    assert "password ********, token " in log and "token 0" not in log

@@ -196,6 +196,8 @@ def test_the_wrapper_runs_the_command_and_records_its_exit_code(tmp_path):
     program = tasks_of(body)[MAIN_TASK]["Config"]["args"][1]
     secrets = tmp_path / "secrets" / "bedrock"
     secrets.mkdir(parents=True)
+    for name in ("BEDROCK_API_TOKEN", "WANDB_API_KEY"):
+        (secrets / name).write_text("value")
     (secrets / "DB_PASSWORD").write_text("line one\nline two")
     program = program.replace("/secrets/", f"{tmp_path}/secrets/").replace(
         "/alloc/data", str(tmp_path)
@@ -209,11 +211,13 @@ def test_the_wrapper_runs_the_command_and_records_its_exit_code(tmp_path):
     assert (tmp_path / "main.exit").read_text().strip() == "3"
 
 
-def wrapper_for_here(tmp_path: Path, limit_seconds: int, *, grace: int = 1) -> str:
+def wrapper_for_here(
+    tmp_path: Path, limit_seconds: int, *, grace: int = 1, names: tuple[str, ...] = ()
+) -> str:
     """The main task's program with /alloc/data and /secrets swapped for tmp_path, and the
     grace between TERM and KILL cut to ``grace`` seconds (a command that handles TERM needs a
     few on a loaded machine)."""
-    program = main_wrapper(limit_seconds)
+    program = main_wrapper(limit_seconds, names)
     assert "-k 60 " in program
     return (
         program.replace("-k 60 ", f"-k {grace} ")
@@ -250,7 +254,7 @@ def test_a_stop_signal_reaches_the_steps_command_through_the_wrapper(tmp_path):
 def test_a_stop_signal_that_comes_before_the_command_has_started_is_passed_on_to_it(tmp_path):
     """Nomad may stop the task while the wrapper still reads its secrets: the command then gets
     the signal as soon as it starts, instead of running until the kill timeout."""
-    program = wrapper_for_here(tmp_path, 3600, grace=10)
+    program = wrapper_for_here(tmp_path, 3600, grace=10, names=("DB_PASSWORD",))
     secrets = tmp_path / "secrets" / "bedrock"
     secrets.mkdir(parents=True)
     (secrets / "DB_PASSWORD").write_text("value")
@@ -529,3 +533,28 @@ def test_templates_read_secrets_by_field_except_names_of_the_items_methods():
     main = tasks_of(first_step_job().body)[MAIN_TASK]
     assert "{{ .DB_PASSWORD }}" in main["Templates"][-1]["EmbeddedTmpl"]
     assert item_reference("Keys") == 'index . "Keys"'  # `.Keys` would call NomadVarItems.Keys
+
+
+def test_a_secret_file_the_steps_user_cannot_read_fails_the_step_naming_it():
+    """Not an empty value: the step would run without its token or secrets."""
+    job = first_step_job()
+    main = tasks_of(job.body)[MAIN_TASK]
+    for template in main["Templates"]:
+        assert template["Perms"] == "0444" and "Uid" not in template
+        if template["DestPath"].endswith("/DB_PASSWORD"):
+            template["Perms"] = "0400"  # as a root-only file is to the image's USER 1000
+    with FakeNomad() as fake:
+        fake.image_users = {main["Config"]["image"]: "1000"}
+        fake.put_variable(
+            job.variable_path,
+            {"BEDROCK_API_TOKEN": "t", "WANDB_API_KEY": "w", "DB_PASSWORD": "p"},
+            namespace=settings.NOMAD_NAMESPACE,
+        )
+        body = {**job.body["Job"], "Namespace": settings.NOMAD_NAMESPACE}
+        readable = {f.path: f.readable for f in fake.task_files(body, MAIN_TASK)}
+        played = fake.run_main(body, "echo the command ran")
+    assert readable["secrets/bedrock/DB_PASSWORD"] is False
+    assert readable["secrets/bedrock/WANDB_API_KEY"] is True
+    assert played.kind == "failure" and played.exit_code == 78
+    assert "cannot read the secret DB_PASSWORD" in played.stderr
+    assert "the command ran" not in played.stdout

@@ -33,6 +33,7 @@ from __future__ import annotations
 import hashlib
 import math
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -66,6 +67,13 @@ HOOK_TIMEOUT = "1h"
 KILL_AFTER_SECONDS = 60
 MAX_RUN_DURATION_GRACE = timedelta(minutes=10)
 KILL_TIMEOUT = 30 * SECOND  # Nomad caps it at the client's max_kill_timeout (30 s by default)
+# Secret files are rendered by the Nomad client as its own user (root) unless a template names a
+# numeric uid/gid. The image's USER is only known once the client has pulled the image, so no
+# uid can be named here, and 0400 would leave the files unreadable to any image that does not
+# run as root. Readable by all, then: the files sit in the task's own secrets/ tmpfs, mounted
+# into this task's container alone, where the step is the only reader.
+SECRET_FILE_PERMS = "0444"  # noqa: S105 (a file mode, not a value)
+SECRET_UNREADABLE_EXIT = 78  # EX_CONFIG: the task was given a secret it cannot read
 
 # Nomad refuses a variable path outside ``^[a-zA-Z0-9-_~/]{1,128}$`` (nomad/structs/variables.go),
 # and a job's variable lives at nomad/jobs/<job id>: job IDs keep to these characters.
@@ -123,13 +131,16 @@ def memory_mb(step: StepPlan) -> int:
     return max(10, math.ceil(memory / 2**20))
 
 
-def main_wrapper(limit_seconds: int) -> str:
+def main_wrapper(limit_seconds: int, names: Sequence[str] = ()) -> str:
     """The main task's ``bash -c`` program; the step's command arrives as ``$1``.
 
-    It exports each value rendered into ``/secrets/bedrock/`` (the run token and the pipeline's
-    secrets, one file per name so multi-line values survive), runs the command under ``timeout``
-    (exit code 124 once the run's time is up, also when the command had to be killed after it) and
-    records the exit code for the upload task, which cannot see it otherwise.
+    It exports each secret in ``names`` (the run token and the pipeline's secrets, identifiers)
+    from its file in ``/secrets/bedrock/`` (one file per name so multi-line values survive). A
+    file it cannot read fails the step before the command starts, naming the secret and the uid
+    that could not read it (exit code 78): exporting an empty value instead would run the step
+    without its token or secrets. Then it runs the command under ``timeout`` (exit code 124 once
+    the run's time is up, also when the command had to be killed after it) and records the exit
+    code for the upload task, which cannot see it otherwise.
 
     ``bash`` is the container's PID 1, which ignores a SIGTERM it has no handler for; so the
     command runs in the background and a trap passes Nomad's stop signal on to it, giving the
@@ -137,10 +148,15 @@ def main_wrapper(limit_seconds: int) -> str:
     and a signal that came before ``$child`` was known is passed on once it is. ``wait`` returns
     early when the trap runs, so it is called until the command has really ended.
     """
+    secrets = f"/secrets/{SECRETS_SUBDIR}"
     return (
         """child=; trap 'stop=1; [ -n "$child" ] && kill -TERM "$child" 2>/dev/null' TERM INT; """
-        f'for f in /secrets/{SECRETS_SUBDIR}/*; do [ -f "$f" ] && export "${{f##*/}}=$(cat "$f")"; '
-        "done; "
+        f"for n in {' '.join(names)}; do "
+        f'if ! v="$(cat -- "{secrets}/$n")"; then '
+        f'echo "bedrock: cannot read the secret $n from {secrets}/$n as uid $EUID;'
+        ' the step does not run without it" >&2; '
+        f"echo {SECRET_UNREADABLE_EXIT} > {ALLOC_DATA}/main.exit; exit {SECRET_UNREADABLE_EXIT}; "
+        'fi; export "$n=$v"; done; '
         f'timeout -s TERM -k {KILL_AFTER_SECONDS} {limit_seconds} bash -c "$1" & child=$!; '
         '[ -n "$stop" ] && kill -TERM "$child" 2>/dev/null; '
         'while kill -0 "$child" 2>/dev/null; do wait "$child"; done; wait "$child"; code=$?; '
@@ -173,7 +189,7 @@ def _secret_template(job_id: str, name: str, appended: str = "") -> dict:
         "EmbeddedTmpl": f'{{{{ with nomadVar "{variable_path_for(job_id)}" }}}}'
         f"{{{{ {item_reference(name)} }}}}{after}{{{{ end }}}}",
         "DestPath": f"secrets/{SECRETS_SUBDIR}/{name}",
-        "Perms": "0400",
+        "Perms": SECRET_FILE_PERMS,
         "ChangeMode": "noop",
         "ErrMissingKey": True,
     }
@@ -335,7 +351,12 @@ def _main_task(step: StepPlan, job_id: str, limit_seconds: int) -> dict:
             "image": step.image,
             # entrypoint, not command: an image's ENTRYPOINT would otherwise swallow bash -c.
             "entrypoint": ["bash"],
-            "args": ["-c", main_wrapper(limit_seconds), "bedrock-step", step.command],
+            "args": [
+                "-c",
+                main_wrapper(limit_seconds, _exported_names(step)),
+                "bedrock-step",
+                step.command,
+            ],
             "work_dir": step.workdir,
             # Relative sources stay inside the allocation directory, which Nomad allows without
             # enabling host volumes on the client.
