@@ -13,6 +13,7 @@
 | bedrock.E011 | an integer variable cannot be read                       |
 | bedrock.E012 | a duration variable cannot be read                       |
 | bedrock.E013 | a size variable (bytes, 256Ki, 50Gi) cannot be read      |
+| bedrock.E014 | a *_FILE secret cannot be read, or is set beside NAME     |
 | bedrock.E020 | NOMAD_ADDR is not an http:// or https:// URL              |
 | bedrock.E021 | a Nomad TLS file is missing, or a client cert lacks a key |
 | bedrock.E022 | the nomad executor is chosen but no hook image is set     |

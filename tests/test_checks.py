@@ -16,15 +16,20 @@ ROOT = Path(__file__).resolve().parents[1]
 NOMAD = {"BEDROCK_EXECUTOR": "nomad", "NOMAD_ADDR": "https://nomad.internal:4646"}
 
 
-def bedrock_check(tmp_path, *args: str, **env: str) -> subprocess.CompletedProcess:
+def environment_of(tmp_path, env: dict[str, str]) -> dict[str, str]:
+    """This process's environment without Bedrock's, Nomad's or the database's settings."""
     clean = {
         k: v for k, v in os.environ.items() if not k.startswith(("BEDROCK_", "DATABASE_", "NOMAD_"))
     }
     clean.pop("DJANGO_SETTINGS_MODULE", None)
+    return {**clean, "BEDROCK_HOME": str(tmp_path), **env}
+
+
+def bedrock_check(tmp_path, *args: str, **env: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "manage.py", "check", *args],
         cwd=ROOT,
-        env={**clean, "BEDROCK_HOME": str(tmp_path), **env},
+        env=environment_of(tmp_path, env),
         capture_output=True,
         text=True,
     )
