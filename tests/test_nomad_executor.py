@@ -567,3 +567,13 @@ def test_the_secrets_reach_a_step_whose_image_does_not_run_as_root(tmp_path, nom
     assert run.status == RunStatus.SUCCEEDED, run.failure_reason
     log = step_log(run, "train")
     assert "password ********, token " in log and "token 0" not in log
+
+
+def test_a_step_in_an_image_without_bash_fails_before_anything_reaches_nomad(tmp_path, nomad):
+    steps = step("train", "python train.py").replace("python:3.11-slim", "alpine:3.20")
+    run = wait_until_done(run_create(actor=SYSTEM, pipeline=training(tmp_path, steps)), timeout=60)
+
+    assert run.status == RunStatus.FAILED
+    assert "the image alpine:3.20 is Alpine-based, without bash" in run.failure_reason
+    assert nomad.requests_to("POST", r"^/v1/job") == []
+    assert nomad.requests_to("PUT", r"^/v1/var/") == []

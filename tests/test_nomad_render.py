@@ -22,6 +22,7 @@ import pytest
 from django.conf import settings
 from django.core.management import CommandError, call_command
 
+from bedrock.nomad.images import UnsuitableImage, image_problem
 from bedrock.nomad.jobs import (
     FETCH_TASK,
     MAIN_TASK,
@@ -558,3 +559,30 @@ def test_a_secret_file_the_steps_user_cannot_read_fails_the_step_naming_it():
     assert played.kind == "failure" and played.exit_code == 78
     assert "cannot read the secret DB_PASSWORD" in played.stderr
     assert "the command ran" not in played.stdout
+
+
+@pytest.mark.parametrize(
+    ("image", "known"),
+    [
+        ("alpine:3.20", "Alpine"),
+        ("busybox", "BusyBox"),
+        ("docker.io/library/python:3.11-alpine3.19", "Alpine"),
+        ("mirror.internal:5000/alpine@sha256:" + "a" * 64, "Alpine"),
+        ("gcr.io/distroless/python3-debian12", "distroless"),
+        ("python:3.11-slim", ""),
+        ("nvidia/cuda:12.4.1-runtime-ubuntu22.04", ""),
+        ("registry.example.com:5000/ml/tools", ""),
+        ("acme/trainer:alpine-but-with-bash", ""),  # not an official image: not known
+    ],
+)
+def test_images_known_to_lack_bash_or_gnu_timeout_are_named(image, known):
+    problem = image_problem(image)
+    assert (known in problem) if known else problem == "", problem
+
+
+def test_a_step_in_an_alpine_image_is_refused_at_render_time_saying_why():
+    text = GPU_AND_MULTI_STEP.replace('image = "python:3.11"', 'image = "python:3.11-alpine"', 1)
+    with pytest.raises(CommandError, match=r"step 'prepare': the image python:3.11-alpine is "):
+        render(text)
+    with pytest.raises(UnsuitableImage, match="without bash and GNU timeout"):
+        first_step_job(text)

@@ -39,6 +39,7 @@ from datetime import timedelta
 
 from django.conf import settings
 
+from bedrock.nomad.images import check_step_image
 from bedrock.runs.executors.base import OWN_PREFIX, package_index_variables
 from bedrock.runs.plan import RunPlan, StepPlan
 
@@ -242,7 +243,12 @@ def render_step(
     time_left: timedelta,
     meta: dict[str, str] | None = None,
 ) -> StepJob:
-    """The register body of one attempt of ``step``, with ``time_left`` until the run's deadline."""
+    """The register body of one attempt of ``step``, with ``time_left`` until the run's deadline.
+
+    Raises :class:`~bedrock.nomad.images.UnsuitableImage` for an image known to lack what the
+    main task runs under (bash, GNU timeout).
+    """
+    check_step_image(step.name, step.image)
     job_id = job_id_for(plan.run_id, step.name, attempt)
     limit_seconds = max(1, math.ceil(time_left.total_seconds()))
     job_meta = {**_job_meta(plan, step, attempt), **(meta or {})}
