@@ -234,7 +234,8 @@ def test_the_tutorial_trains_a_model_and_scores_a_batch_with_it(tmp_path):
         browser = signed_in(port, password)
         page = browser.get(f"http://127.0.0.1:{port}/runs/{scored['id']}/", timeout=30)
         assert page.status_code == 200
-        assert "Succeeded" in page.text and "churn" in page.text
+        assert "Succeeded" in page.text and "churn v1" in page.text
+        assert "at_risk" in page.text, "the metrics the scoring logged are on its page"
         log_page = browser.get(
             f"http://127.0.0.1:{port}/runs/{scored['id']}/steps/score/log", timeout=30
         )
