@@ -212,14 +212,19 @@ def test_the_tutorial_trains_a_model_and_scores_a_batch_with_it(tmp_path):
         data = graphql(
             port,
             token,
-            "{ pipelines { edges { node { name project { name } runs { edges { node { id "
-            "status inputModelVersion { number model { name } } metrics { name latestValue } "
-            "} } } } } } }",
+            "{ pipelines { edges { node { name project { name } model { id } runs { edges { "
+            "node { id status inputModelVersion { number model { name } } "
+            "metrics { name latestValue } } } } } } } }",
         )
         pipelines = {
             edge["node"]["name"]: [run["node"] for run in edge["node"]["runs"]["edges"]]
             for edge in data["pipelines"]["edges"]
             if edge["node"]["project"]["name"] == "tutorial"
+        }
+        (model_id,) = {
+            edge["node"]["model"]["id"]
+            for edge in data["pipelines"]["edges"]
+            if edge["node"]["project"]["name"] == "tutorial" and edge["node"]["model"]
         }
         (trained,) = pipelines["churn-train"]
         (scored,) = pipelines["churn-score"]
@@ -240,6 +245,8 @@ def test_the_tutorial_trains_a_model_and_scores_a_batch_with_it(tmp_path):
             f"http://127.0.0.1:{port}/runs/{scored['id']}/steps/score/log", timeout=30
         )
         assert "at risk: n02, n03" in log_page.text
+        model_page = browser.get(f"http://127.0.0.1:{port}/models/{model_id}/", timeout=30)
+        assert "churn-v1.zip" in model_page.text and "accuracy" in model_page.text
     finally:
         for server in servers:
             stop(server)
