@@ -247,6 +247,11 @@ def test_the_tutorial_trains_a_model_and_scores_a_batch_with_it(tmp_path):
         assert "at risk: n02, n03" in log_page.text
         model_page = browser.get(f"http://127.0.0.1:{port}/models/{model_id}/", timeout=30)
         assert "churn-v1.zip" in model_page.text and "accuracy" in model_page.text
+        # The names the page's UI steps give are the UI's.
+        form = browser.get(f"http://127.0.0.1:{port}/pipelines/new", timeout=30).text
+        for label in ("Project", "Name", "Kind", "Repository", "Branch", "Config path", "Model"):
+            assert f">{label}</label>" in form, label
+        assert "New project" in browser.get(f"http://127.0.0.1:{port}/projects/", timeout=30).text
     finally:
         for server in servers:
             stop(server)
