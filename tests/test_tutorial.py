@@ -4,8 +4,8 @@ a scratch directory with a scratch BEDROCK_HOME, then the outcome checked in the
 Which fenced blocks of the page are run, by their info string:
 
 - ```` ```sh ````: commands, run in page order in one shell session (the current directory,
-  exported variables and shell functions carry from one block to the next), with ``set -euo
-  pipefail``: the first failing command fails the test;
+  variables, exported or not, and shell functions carry from one block to the next), with ``set
+  -euo pipefail``: the first failing command fails the test;
 - ```` ```sh background ````: a command that serves until stopped (``bedrock up``), started in
   the background; the next block starts once it answers HTTP;
 - ```` ```LANG title="PATH" ````: a file, written to PATH in the session's current directory;
@@ -14,7 +14,9 @@ Which fenced blocks of the page are run, by their info string:
 
 The one change made to the page's commands is the port: ``bedrock up`` is given a free port
 and ``8000`` in a command becomes that port (with ``BEDROCK_API_DOMAIN`` naming it, as the
-default names 8000), so that the test never meets another server of this machine.
+default names 8000), so that the test never meets another server of this machine. The
+environment is a user's: this installation's ``bedrock`` first on PATH, and a Git identity, as
+a user's Git configuration would give.
 """
 
 from __future__ import annotations
