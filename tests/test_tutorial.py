@@ -22,6 +22,7 @@ a user's Git configuration would give.
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 import shlex
 import signal
@@ -34,7 +35,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.test_commands import free_port, scratch_env
+from tests.test_commands import free_port, processes_of, scratch_env
 
 ROOT = Path(__file__).resolve().parents[1]
 TUTORIAL = ROOT / "docs" / "tutorial.md"
@@ -131,12 +132,21 @@ class Session:
 
 
 def stop(server: subprocess.Popen) -> None:
-    """Ctrl-C's equivalent for the server the test started, then SIGKILL if it lingers."""
-    server.send_signal(signal.SIGTERM)  # nothing, once it has ended
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        server.wait(timeout=60)
-    server.kill()
+    """Ctrl-C's equivalent for the server the test started: SIGTERM to its process group (the
+    shell and ``bedrock up``, which stops its worker), then SIGKILL for whatever lingers."""
+    group = server.pid  # started in a session of its own, so it leads its group
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(group, signal.SIGTERM)
     server.wait()
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(group, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.5)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(group, signal.SIGKILL)
 
 
 def user_env(tmp_path: Path, port: int) -> dict[str, str]:
@@ -257,3 +267,4 @@ def test_the_tutorial_trains_a_model_and_scores_a_batch_with_it(tmp_path):
     finally:
         for server in servers:
             stop(server)
+    assert processes_of(session.env["BEDROCK_HOME"], "bedrock") == [], "the server stopped"
