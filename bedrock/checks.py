@@ -17,6 +17,7 @@
 | bedrock.E020 | NOMAD_ADDR is not an http:// or https:// URL              |
 | bedrock.E021 | a Nomad TLS file is missing, or a client cert lacks a key |
 | bedrock.E022 | the nomad executor is chosen but no hook image is set     |
+| bedrock.E027 | BEDROCK_NOMAD_LOST_AFTER is not a positive duration       |
 | bedrock.E023 | S3 or GCS is chosen but BEDROCK_STORAGE_BUCKET is empty   |
 | bedrock.E024 | BEDROCK_GCS_CREDENTIALS is not a service-account key file |
 | bedrock.E025 | BEDROCK_DOWNLOAD_URL_EXPIRY is not between 1s and 7d      |
@@ -206,6 +207,7 @@ def check_nomad(app_configs: Sequence[AppConfig] | None, **kwargs: Any) -> list[
             )
         )
     problems += _job_prefix_problems()
+    problems += _lost_after_problems()
     domain = urlsplit(settings.BEDROCK_API_DOMAIN).hostname or ""
     if domain in ("localhost", "127.0.0.1", "::1"):
         problems.append(
@@ -234,6 +236,20 @@ def _job_prefix_problems() -> list[Error | Warning]:
             hint="Such as bedrock or bedrock-prod: one prefix per installation sharing a "
             "namespace.",
             id="bedrock.E026",
+        )
+    ]
+
+
+def _lost_after_problems() -> list[Error]:
+    # Nomad refuses a negative StopOnClientAfter, and a zero one would fail every step at once.
+    lost_after = settings.BEDROCK_NOMAD_LOST_AFTER
+    if lost_after >= timedelta(seconds=1):
+        return []
+    return [
+        Error(
+            f"BEDROCK_NOMAD_LOST_AFTER={format_duration(lost_after)} is not a positive duration.",
+            hint="How long a step's node may stay cut off before the step fails, such as 15m.",
+            id="bedrock.E027",
         )
     ]
 

@@ -31,13 +31,21 @@ Scenario kinds:
 
 - "success": every task exits 0.
 - "failure": main exits `exit_code` (1); "Not Restarting", `Failed` true; poststop still runs.
-- "oom": main exits 137 with `Details.oom_killed` "true" and exit message "OOM Killed".
+- "oom": main exits 137. Only on a cgroup v1 client (`FakeNomad.cgroups`) does Docker notice:
+  `Details.oom_killed` "true" and exit message "OOM Killed"; on cgroup v2, the default as on
+  current distributions, Nomad reports a bare exit code 137.
 - "lost": while main runs, the node goes down: `ClientStatus` "lost", `DesiredStatus` "stop",
   `DesiredDescription` "alloc is lost since its node is down"; a replacement allocation appears
   (the old one's `NextAllocation` names it) and stays "pending".
+- "disconnected": while main runs, the node stops heartbeating. With `Disconnect.Replace` false
+  the allocation turns `ClientStatus` "unknown" and stays so, whatever is asked of it (a stop
+  reaches no client, and its logs cannot be read: 500 "No path to node"), until the node is
+  collected (`collect_node`): then it is lost and replaced as in "lost". Without
+  `Replace` false it is lost and replaced at once.
 - "max_run_duration": main is killed ("Killing" with "allocation exceeded max_run_duration"),
   poststop never starts, the allocation ends `ClientStatus` "complete" with that `ClientDescription`
-  (as Nomad 2.0.3+ reports it: a timeout is not a task failure).
+  (as Nomad 2.0.3+ reports it: a timeout is not a task failure). The description is set as the
+  kill starts, while main still runs; main writes `kill_log` as it dies, a phase later.
 - "prestart_failure": the first prestart task exits `exit_code` (1) and fails; main never starts:
   it goes "dead" (not failed) with a "Sibling Task Failed" event naming the prestart task, as the
   alloc runner kills the siblings of a failed task; poststop tasks then run, as they do once every
@@ -77,6 +85,7 @@ KINDS = (
     "failure",
     "oom",
     "lost",
+    "disconnected",
     "max_run_duration",
     "prestart_failure",
     "poststop_failure",
@@ -131,6 +140,7 @@ class Scenario:
     main_polls: int = 2  # phases main is seen running before it ends (or, for "hang", logs)
     task_logs: dict[str, dict[str, str]] = field(default_factory=dict)  # other tasks' logs
     unplaceable_reason: str = "devices: no devices match request"
+    kill_log: str = ""  # main's stdout as it dies at the max_run_duration kill
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -176,6 +186,7 @@ class _Alloc:
     stopping: bool = False
     collected: bool = False
     status_override: str | None = None  # "lost", or "complete" after max_run_duration
+    node_collected: bool = False  # the node of a "disconnected" allocation was collected
 
 
 @dataclass
@@ -280,6 +291,9 @@ class FakeNomad:
     silently: unknown keys, non-canonical key spellings, unknown docker config keys — assert it is
     empty), `address`.
     """
+
+    # The clients' cgroup version: Docker reports OOM kills on v1 only.
+    cgroups = "v2"
 
     def __init__(self, *, version: str = "2.0.5", region: str = "global") -> None:
         # The fake checks every body against Nomad's field map; without it, it cannot stand in.
@@ -1026,6 +1040,7 @@ class FakeNomad:
                 )
             if max_run <= 0:
                 errors.append(f"max_run_duration must be greater than zero (got {max_run})")
+        errors += _disconnect_errors(job, group.get("Disconnect"))
         seen: dict[str, int] = {}
         for i, task in enumerate(group["Tasks"]):
             name = task.get("Name") or ""
@@ -1297,6 +1312,8 @@ class FakeNomad:
         if found is None or found[1].collected:
             raise _HTTPError(404, f'unknown allocation "{alloc_id}"')
         alloc = found[1]
+        if self._unreachable(alloc):
+            raise _HTTPError(500, "No path to node")
         task = request.query.get("task", "")
         kind = request.query.get("type", "")
         if not task:
@@ -1661,8 +1678,11 @@ class FakeNomad:
         if role == "main" and scenario.kind == "lost":
             yield from self._lose(record, group, alloc)
             return "lost"
+        if role == "main" and scenario.kind == "disconnected":
+            yield from self._disconnect(record, group, alloc)
+            return "lost"
         if role == "main" and scenario.kind == "max_run_duration":
-            yield from self._timeout(alloc, running, group)
+            yield from self._timeout(alloc, running, group, scenario.kill_log)
             return "max_run_duration"
         while role == "main" and scenario.kind == "hang":
             if alloc.stopping:
@@ -1675,7 +1695,7 @@ class FakeNomad:
         for i, task in enumerate(running):
             name = task["Name"]
             code = self._exit_code(scenario, role, first=(i == 0))
-            oom = scenario.kind == "oom" and role == "main"
+            oom = scenario.kind == "oom" and role == "main" and self.cgroups == "v1"
             details = {"exit_code": str(code), "signal": "0", "oom_killed": str(oom).lower()}
             message = f"Exit Code: {code}"
             if oom:
@@ -1741,10 +1761,17 @@ class FakeNomad:
         self._refresh(alloc)
 
     def _timeout(
-        self, alloc: _Alloc, running: list[dict[str, Any]], group: dict[str, Any]
+        self, alloc: _Alloc, running: list[dict[str, Any]], group: dict[str, Any], kill_log: str
     ) -> _Playback:
         reason = "allocation exceeded max_run_duration"
-        yield from self._kill(alloc, running, reason)
+        killing = self._kill(alloc, running, reason)
+        next(killing)  # "Killing": the tasks still run, and the allocation already says why
+        alloc.stub["ClientDescription"] = reason
+        yield
+        for task in running:
+            if _hook(task) is None:
+                self._log(alloc, task["Name"], "stdout", kill_log)
+        yield from killing  # "Killed"
         # Poststop tasks are not started after a max_run_duration timeout.
         for task in group["Tasks"]:
             self._never_started(alloc, task["Name"], None)
@@ -1777,6 +1804,38 @@ class FakeNomad:
             self._never_started(alloc, name, None)
         self._refresh(alloc)
         yield
+
+    # ---------------------------------------------------------------- disconnected clients
+
+    def collect_node(self, alloc_id: str) -> None:
+        """The servers give up on the cut-off node of a "disconnected" allocation."""
+        with self._lock:
+            self._alloc_or_fail(alloc_id).node_collected = True
+
+    def _disconnect(self, record: _Job, group: dict[str, Any], alloc: _Alloc) -> _Playback:
+        if (group.get("Disconnect") or {}).get("Replace") is not False:
+            yield from self._lose(record, group, alloc)
+            return
+        # The server cannot hear the client: the tasks keep the states last reported.
+        alloc.status_override = "unknown"
+        alloc.stub.update(
+            ClientStatus="unknown",
+            ClientDescription="alloc is unknown since its node is disconnected",
+        )
+        yield
+        while not alloc.node_collected:
+            yield _IDLE
+        if not record.stop:
+            yield from self._lose(record, group, alloc)
+            return
+        alloc.status_override = "lost"
+        alloc.stub.update(ClientStatus="lost", ClientDescription="")
+        yield
+
+    @staticmethod
+    def _unreachable(alloc: _Alloc) -> bool:
+        """The client of the allocation cannot be reached through the servers."""
+        return alloc.stub["ClientStatus"] == "unknown"
 
 
 @dataclass(frozen=True)
@@ -1880,6 +1939,27 @@ def _reschedule_errors(policy: dict[str, Any] | None) -> list[str]:
         errors.append(
             f"Invalid delay function {policy.get('DelayFunction')!r}, must be one of {functions}"
         )
+    return errors
+
+
+def _disconnect_errors(job: dict[str, Any], disconnect: dict[str, Any] | None) -> list[str]:
+    """`DisconnectStrategy.Validate` (nomad/structs/group.go)."""
+    if not disconnect:
+        return []
+    errors = []
+    stop_after, lost_after = disconnect.get("StopOnClientAfter"), disconnect.get("LostAfter") or 0
+    if stop_after is not None:
+        if stop_after < 0:
+            errors.append("stop_after cannot be a negative duration")
+        if job["Type"] not in ("service", "batch"):
+            errors.append("stop_after can only be used with service or batch job types")
+    if lost_after < 0:
+        errors.append("lost_after cannot be a negative duration")
+    if stop_after is not None and lost_after:
+        errors.append("Disconnect cannot be configured with both lost_after and stop_after")
+    reconcile = disconnect.get("Reconcile") or ""
+    if reconcile not in ("", "best_score", "longest_running", "keep_original", "keep_replacement"):
+        errors.append(f"reconcile option is invalid: {reconcile}")
     return errors
 
 

@@ -22,6 +22,7 @@ from tests.fakenomad import FakeNomad, Scenario, go_duration
 JOB_ID = "run-8f14e45f"
 S = 1_000_000_000
 SECRETS = {"storage_token": "st-123", "wandb_api_key": "wb-456"}
+MAX_RUN = "allocation exceeded max_run_duration"
 
 
 @pytest.fixture(autouse=True)
@@ -664,12 +665,18 @@ def test_failure_fails_main_and_still_runs_poststop(
     )
 
 
+def oom_killed(fake: FakeNomad, client: nomad.Nomad, body: dict[str, Any], cgroups: str) -> dict:
+    """The allocation of an OOM-killed job on clients of that cgroup version."""
+    fake.cgroups = cgroups
+    fake.default_scenario = Scenario(kind="oom")
+    register(client, body)
+    return play(client)[-1][0]
+
+
 def test_oom_reports_exit_137_and_the_oom_flag(
     fake: FakeNomad, client: nomad.Nomad, example: dict[str, Any]
 ) -> None:
-    fake.default_scenario = Scenario(kind="oom")
-    register(client, example)
-    alloc = play(client)[-1][0]
+    alloc = oom_killed(fake, client, example, "v1")
     terminated = last(alloc, "main", "Terminated")
     assert terminated["Details"]["exit_code"] == "137"
     assert terminated["Details"]["oom_killed"] == "true"
@@ -677,10 +684,76 @@ def test_oom_reports_exit_137_and_the_oom_flag(
     assert alloc["ClientStatus"] == "failed"
 
 
-def test_a_lost_allocation_gets_a_pending_replacement(
+def test_on_cgroup_v2_an_oom_kill_is_a_bare_exit_137(
     fake: FakeNomad, client: nomad.Nomad, example: dict[str, Any]
 ) -> None:
-    fake.default_scenario = Scenario(kind="lost")
+    assert fake.cgroups == "v2"  # the default
+    alloc = oom_killed(fake, client, example, "v2")
+    terminated = last(alloc, "main", "Terminated")
+    assert terminated["Details"]["exit_code"] == "137"
+    assert terminated["Details"]["oom_killed"] == "false"
+    assert "OOM" not in json.dumps(alloc["TaskStates"]["main"]["Events"])
+    assert states(alloc)["main"] == ("dead", True)
+
+
+def test_a_cut_off_node_with_replace_false_stays_unknown_until_it_is_collected(
+    fake: FakeNomad, client: nomad.Nomad, example: dict[str, Any]
+) -> None:
+    group(example)["Disconnect"] = {"Replace": False, "StopOnClientAfter": 600 * S}
+    fake.default_scenario = Scenario(kind="disconnected", stdout="epoch 1\n")
+    register(client, example)
+    [alloc] = play(client, listings=40)[-1]
+    assert alloc["ClientStatus"] == "unknown"
+    assert alloc["ClientDescription"] == "alloc is unknown since its node is disconnected"
+    assert states(alloc)["main"] == ("running", False)  # as last reported
+    with pytest.raises(nx.BaseNomadException) as caught:
+        client.client.stream_logs.stream(alloc["ID"], "main", "stdout", plain=True)
+    assert caught.value.nomad_resp.status_code == 500
+    client.job.deregister_job(JOB_ID)  # reaches no client
+    [alloc] = play(client)[-1]
+    assert (alloc["ClientStatus"], alloc["DesiredStatus"]) == ("unknown", "stop")
+    fake.collect_node(alloc["ID"])
+    assert [a["ClientStatus"] for a in play(client)[-1]] == ["lost"]  # stopped: no replacement
+
+
+def test_a_collected_node_of_a_running_job_is_replaced_anyway(
+    fake: FakeNomad, client: nomad.Nomad, example: dict[str, Any]
+) -> None:
+    group(example)["Disconnect"] = {"Replace": False}
+    fake.default_scenario = Scenario(kind="disconnected")
+    register(client, example)
+    [alloc] = play(client)[-1]
+    fake.collect_node(alloc["ID"])
+    lost, replacement = play(client)[-1]
+    assert lost["ClientStatus"] == "lost" and replacement["ClientStatus"] == "pending"
+
+
+@pytest.mark.parametrize(
+    ("disconnect", "error"),
+    [
+        (
+            {"LostAfter": 60 * S, "StopOnClientAfter": 60 * S},
+            "Disconnect cannot be configured with both lost_after and stop_after",
+        ),
+        ({"StopOnClientAfter": -S}, "stop_after cannot be a negative duration"),
+        ({"Reconcile": "newest"}, "reconcile option is invalid: newest"),
+    ],
+)
+def test_a_disconnect_block_nomad_refuses_is_a_validation_error(
+    client: nomad.Nomad, example: dict[str, Any], disconnect: dict, error: str
+) -> None:
+    group(example)["Disconnect"] = disconnect
+    with pytest.raises(nx.BaseNomadException) as caught:
+        register(client, example)
+    assert caught.value.nomad_resp.status_code == 500
+    assert error in caught.value.nomad_resp.text
+
+
+@pytest.mark.parametrize("kind", ["lost", "disconnected"])  # cut off, without Replace false
+def test_a_lost_allocation_gets_a_pending_replacement(
+    fake: FakeNomad, client: nomad.Nomad, example: dict[str, Any], kind: str
+) -> None:
+    fake.default_scenario = Scenario(kind=kind)
     register(client, example)
     lost, replacement = play(client)[-1]
     assert lost["ClientStatus"] == "lost"
@@ -696,9 +769,16 @@ def test_a_lost_allocation_gets_a_pending_replacement(
 def test_max_run_duration_kills_main_and_skips_poststop(
     fake: FakeNomad, client: nomad.Nomad, example: dict[str, Any]
 ) -> None:
-    fake.default_scenario = Scenario(kind="max_run_duration")
+    fake.default_scenario = Scenario(kind="max_run_duration", kill_log="checkpoint\n")
     register(client, example)
-    alloc = play(client)[-1][0]
+    history = [h[0] for h in distinct(play(client)) if h]
+    marked = next(a for a in history if a["ClientDescription"] == MAX_RUN)
+    assert states(marked)["main"] == ("running", False)  # marked before main is dead
+    assert events(marked, "main")[-1] == "Killing"
+    alloc = history[-1]
+    assert client.client.stream_logs.stream(alloc["ID"], "main", "stdout", plain=True) == (
+        "checkpoint\n"
+    )
     assert alloc["ClientStatus"] == "complete"
     assert alloc["ClientDescription"] == "allocation exceeded max_run_duration"
     assert last(alloc, "main", "Killing")["DisplayMessage"] == (
@@ -849,7 +929,7 @@ def test_scenario_for_wins_over_prefixes_which_win_over_the_default(
         register(client, body, job_id)
         return play(client, job_id)[-1][0]
 
-    assert last(run("run-oom-1"), "main", "Terminated")["Details"]["oom_killed"] == "true"
+    assert last(run("run-oom-1"), "main", "Terminated")["Details"]["exit_code"] == "137"
     assert states(run("run-plain"))["main"] == ("dead", True)
     assert states(run("run-picked", pick="yes"))["upload-artefacts"] == ("dead", True)
     assert states(run("other"))["main"] == ("dead", False)

@@ -364,7 +364,8 @@ def test_restart_and_reschedule_never_run_a_training_twice():
     assert group["RestartPolicy"]["Attempts"] == 0 and group["RestartPolicy"]["Mode"] == "fail"
     reschedule = group["ReschedulePolicy"]
     assert reschedule["Attempts"] == 0 and reschedule["Unlimited"] is False
-    assert group["Disconnect"] == {"Replace": False}
+    # A cut-off client stops the step itself after BEDROCK_NOMAD_LOST_AFTER (15m).
+    assert group["Disconnect"] == {"Replace": False, "StopOnClientAfter": 900 * 10**9}
 
 
 def test_max_run_duration_can_be_left_out_for_older_clusters(settings):

@@ -9,7 +9,10 @@ limit, stop, masked logs); this module submits, tracks and cleans up one job per
   names this run, step and attempt; anything else is refused, never overwritten. A job that cannot
   be registered leaves no variable behind.
 - **Track** by polling the job's allocations (:mod:`bedrock.nomad.status` maps them), reporting
-  why a job waits to be placed, and failing it after ``BEDROCK_NOMAD_QUEUE_TIMEOUT``.
+  why a job waits to be placed, and failing it after ``BEDROCK_NOMAD_QUEUE_TIMEOUT``. An
+  allocation Nomad reports ``unknown`` (its node cut off) for ``BEDROCK_NOMAD_LOST_AFTER`` fails
+  the step as node lost (Nomad alone would wait for the node forever); at the time limit, the
+  last log copy waits until ``main`` is dead, for at most its kill timeout and a grace.
 - **Logs** of the three tasks are read by offset while they run and copied into the step's log
   before the job is purged (Nomad garbage-collects allocation directories soon after).
 - **Stop** deregisters the job (the poststop upload still runs); once the step is over the job is
@@ -25,6 +28,7 @@ import queue
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 
 from django.conf import settings
 from django.utils import timezone
@@ -55,6 +59,9 @@ RUN_KEY_ITEM = "bedrock.run_key"
 REGISTER_ATTEMPTS = 3
 # How long Nomad may stay unreachable while a step runs before the step is given up on.
 UNREACHABLE_LIMIT_SECONDS = 300
+# How long past its kill timeout main may take to die at the time limit before the step ends
+# without its last lines (docker stop, then the client reporting the death).
+KILL_WAIT_GRACE_SECONDS = 30
 _END = object()
 
 
@@ -307,6 +314,10 @@ class NomadStepHandle:
         self._offsets: dict[tuple[str, str, str], int] = {}
         self._partial: dict[tuple[str, str, str], bytes] = {}
         self._said: set[str] = set()
+        main = next(t for t in job.body["Job"]["TaskGroups"][0]["Tasks"] if t["Name"] == MAIN_TASK)
+        self._memory_mb: int | None = main["Resources"]["MemoryMB"]
+        self._kill_wait = main["KillTimeout"] / 1e9 + KILL_WAIT_GRACE_SECONDS
+        self._since: dict[str, float] = {}  # when a phase that may only last so long began
         self._thread = threading.Thread(target=self._track, daemon=True, name=job.job_id)
         self._thread.start()
 
@@ -382,9 +393,12 @@ class NomadStepHandle:
                     )
                 time.sleep(self._poll_seconds())
                 continue
-            state = nomad_status.classify(allocations, stop_requested=self._stop.is_set())
-            if state.allocation_id:
-                self._pump_logs(state.allocation_id)
+            state = nomad_status.classify(
+                allocations, stop_requested=self._stop.is_set(), memory_mb=self._memory_mb
+            )
+            state = self._bounded(state)
+            if state.allocation_id and state.phase != nomad_status.UNKNOWN:
+                self._pump_logs(state.allocation_id)  # its client cannot be reached
             if state.done:
                 return state
             if state.phase == nomad_status.QUEUED:
@@ -395,7 +409,33 @@ class NomadStepHandle:
                 self._say("the step is running on Nomad")
             elif state.phase == nomad_status.FINISHING:
                 self._say("the step ended; uploading /artefact")
+            elif state.phase == nomad_status.STOPPING:
+                self._say("Nomad is stopping the step at the run's maximum run time")
+            elif state.phase == nomad_status.UNKNOWN:
+                self._say("Nomad has lost contact with the node running the step")
             time.sleep(self._poll_seconds())
+
+    def _bounded(self, state: nomad_status.StepState) -> nomad_status.StepState:
+        """End the phases Nomad itself may never end: an allocation whose node is cut off, kept
+        ``unknown`` until the node returns (``Disconnect.Replace`` is off), past
+        ``BEDROCK_NOMAD_LOST_AFTER``; main still dying at the time limit past its kill timeout."""
+        self._since = {state.phase: self._since.get(state.phase, time.monotonic())}
+        waited = time.monotonic() - self._since[state.phase]
+        if state.phase == nomad_status.STOPPING and waited > self._kill_wait:
+            self._say(f"main did not end within {self._kill_wait:.0f}s; its last lines may be lost")
+            return replace(state, phase=nomad_status.DONE)
+        lost_after = settings.BEDROCK_NOMAD_LOST_AFTER
+        if state.phase != nomad_status.UNKNOWN or waited <= lost_after.total_seconds():
+            return state
+        self.kill()  # and _finish purges: a returning node finds no job to carry on
+        return nomad_status.StepState(
+            nomad_status.DONE,
+            exit_code=-1,
+            reason="the Nomad node running the step was lost: its client did not report for "
+            f"{format_duration(lost_after)} (BEDROCK_NOMAD_LOST_AFTER), so the job was stopped "
+            "and purged",
+            allocation_id=state.allocation_id,
+        )
 
     def _still_queued(self, waited: float) -> nomad_status.StepState | None:
         """How a step that Nomad has not placed yet ends, or None while it may still wait."""
