@@ -182,7 +182,7 @@ class _HTTPError(Exception):
 @dataclass
 class _Alloc:
     stub: dict[str, Any]
-    logs: dict[tuple[str, str], bytearray] = field(default_factory=dict)
+    logs: dict[tuple[str, str], _LogFiles] = field(default_factory=dict)
     stopping: bool = False
     collected: bool = False
     status_override: str | None = None  # "lost", or "complete" after max_run_duration
@@ -294,6 +294,8 @@ class FakeNomad:
 
     # The clients' cgroup version: Docker reports OOM kills on v1 only.
     cgroups = "v2"
+    # When set, a task's log files rotate at this many bytes instead of LogConfig.MaxFileSizeMB.
+    log_file_bytes: int | None = None
 
     def __init__(self, *, version: str = "2.0.5", region: str = "global") -> None:
         # The fake checks every body against Nomad's field map; without it, it cannot stand in.
@@ -1326,22 +1328,12 @@ class FakeNomad:
             offset = int(request.query.get("offset") or 0)
         except ValueError:
             raise _HTTPError(400, "invalid offset") from None
-        data = bytes(alloc.logs.get((task, kind), b""))
-        if request.query.get("origin", "start") == "end":
-            start = max(0, len(data) - offset)
-        else:
-            start = min(offset, len(data))
-        chunk = data[start:]
+        files = alloc.logs.get((task, kind))
+        origin = request.query.get("origin", "start")
+        frames = files.frames(origin, offset) if files is not None else []
         if request.query.get("plain", "").lower() == "true":
-            return 200, chunk
-        if not chunk:
-            return 200, b""
-        frame = {
-            "File": f"alloc/logs/{task}.{kind}.0",
-            "Offset": len(data),
-            "Data": base64.b64encode(chunk).decode(),
-        }
-        return 200, frame
+            return 200, b"".join(frame.get("Data", b"") for frame in frames)
+        return 200, b"".join(_encode_frame(frame) for frame in frames)
 
     # ---------------------------------------------------------------- playback
 
@@ -1474,7 +1466,7 @@ class FakeNomad:
 
     def _log(self, alloc: _Alloc, task: str, kind: str, text: str) -> None:
         if text:
-            alloc.logs.setdefault((task, kind), bytearray()).extend(text.encode())
+            self._log_files(alloc, task, kind).write(text.encode())
 
     def _start_problem(self, record: _Job, task: dict[str, Any]) -> list[dict[str, Any]] | str:
         """ "blocked" while a template waits on a missing variable; the failure events of a task
@@ -1832,6 +1824,20 @@ class FakeNomad:
         alloc.stub.update(ClientStatus="lost", ClientDescription="")
         yield
 
+    # ---------------------------------------------------------------- log rotation
+
+    def _log_files(self, alloc: _Alloc, task: str, kind: str) -> _LogFiles:
+        files = alloc.logs.get((task, kind))
+        if files is None:
+            record = self._jobs[(alloc.stub["Namespace"], alloc.stub["JobID"])]
+            group = next(
+                g for g in record.job["TaskGroups"] if g["Name"] == alloc.stub["TaskGroup"]
+            )
+            config = next(t for t in group["Tasks"] if t["Name"] == task)["LogConfig"]
+            size = self.log_file_bytes or config["MaxFileSizeMB"] * 2**20
+            files = alloc.logs[(task, kind)] = _LogFiles(f"{task}.{kind}", size, config["MaxFiles"])
+        return files
+
     @staticmethod
     def _unreachable(alloc: _Alloc) -> bool:
         """The client of the allocation cannot be reached through the servers."""
@@ -1883,6 +1889,103 @@ def _check_variable_path(path: str) -> None:
     """`VariableDecrypted.Validate`, answered 400 by the agent as Nomad does."""
     if not _VARIABLE_PATH.match(path):
         raise _HTTPError(400, f"invalid path {json.dumps(path)}")
+
+
+_READ_BYTES = 64 * 1024  # the client's streamFrameSize: each read of a file, and a frame's most
+
+
+@dataclass
+class _LogFiles:
+    """One task stream as the client's logmon writes it: `<name>.<n>` files, the next one begun
+    once the current one is full (a line kept whole when it fits in a file), the oldest deleted
+    past `max_files`."""
+
+    name: str
+    file_bytes: int
+    max_files: int
+    files: dict[int, bytearray] = field(default_factory=lambda: {0: bytearray()})
+
+    def write(self, data: bytes) -> None:
+        while data:
+            current = self.files[max(self.files)]
+            space = self.file_bytes - len(current)
+            if len(data) <= space:
+                current += data
+                return
+            cut = data.rfind(b"\n", 0, space) + 1
+            if cut == 0 and (data.find(b"\n") + 1 or len(data)) > self.file_bytes:
+                cut = space  # a line longer than a whole file is split
+            current += data[:cut]
+            data = data[cut:]
+            self.files[max(self.files) + 1] = bytearray()
+            while len(self.files) > self.max_files:
+                del self.files[min(self.files)]
+
+    def frames(self, origin: str, offset: int) -> list[dict[str, Any]]:
+        """What `GET /v1/client/fs/logs` streams without follow (client/fs_endpoint.go's logs,
+        findClosest, streamFile and the stream framer's quirks): from `offset` counted from the
+        start of the oldest file still here (or back from the end), to the end of the newest."""
+        indexes = sorted(self.files)
+        position, skip = self._closest(indexes, origin, offset)
+        framer = _Framer()
+        for n in indexes[position:]:
+            data, at = self.files[n], skip if n == indexes[position] else 0
+            while at < len(data):
+                chunk = bytes(data[at : at + _READ_BYTES])
+                at += len(chunk)
+                framer.send(f"alloc/logs/{self.name}.{n}", chunk, at)
+        return framer.close()
+
+    def _closest(self, indexes: list[int], origin: str, offset: int) -> tuple[int, int]:
+        """`findClosest`: the file (its position in `indexes`) and the offset in it to open."""
+        i, offset = (0, offset) if origin == "start" else (len(indexes) - 1, -offset)
+        while offset:
+            size = len(self.files[indexes[i]])
+            if offset < 0:
+                if size + offset >= 0 or i == 0:
+                    return i, max(0, size + offset)
+                offset, i = offset + size, i - 1
+            elif offset <= size or i == len(indexes) - 1:
+                return i, min(offset, size)
+            else:
+                offset, i = offset - size, i + 1
+        return i, 0
+
+
+class _Framer:
+    """client/lib/streamframer: a frame's Offset is the one its first piece was sent with (the
+    offset after that read), moved on by a frame's size at each full frame, whatever the later
+    pieces' offsets; a change of file flushes the frame, even an empty one."""
+
+    def __init__(self) -> None:
+        self.frame: dict[str, Any] | None = None
+        self.data = bytearray()
+        self.out: list[dict[str, Any]] = []
+
+    def send(self, file: str, data: bytes, offset: int) -> None:
+        if self.frame is not None and self.frame["File"] != file:
+            self.out.append({**self.frame, "Data": bytes(self.data)})
+            self.data.clear()
+            self.frame = None
+        if self.frame is None:
+            self.frame = {"Offset": offset, "File": file}
+        self.data += data
+        while len(self.data) >= _READ_BYTES:
+            self.out.append({**self.frame, "Data": bytes(self.data[:_READ_BYTES])})
+            del self.data[:_READ_BYTES]
+            self.frame["Offset"] += _READ_BYTES
+
+    def close(self) -> list[dict[str, Any]]:
+        if self.frame is not None and self.data:
+            self.out.append({**self.frame, "Data": bytes(self.data)})
+        return self.out
+
+
+def _encode_frame(frame: dict[str, Any]) -> bytes:
+    """A StreamFrame as the client's JSON codec writes it: `omitempty` fields, no separator."""
+    out = {"Offset": frame["Offset"], "Data": base64.b64encode(frame["Data"]).decode()}
+    out["File"] = frame["File"]
+    return json.dumps({k: v for k, v in out.items() if v}).encode()
 
 
 class _VariableConflict(Exception):

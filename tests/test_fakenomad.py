@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import copy
 import itertools
 import json
@@ -16,6 +17,7 @@ import pytest
 import requests
 from nomad.api import exceptions as nx
 
+from bedrock.nomad.logs import LogCursor, frames
 from tests import nomad_fields
 from tests.fakenomad import FakeNomad, Scenario, go_duration
 
@@ -1000,6 +1002,26 @@ def test_logs_grow_while_main_runs_and_read_from_an_offset(
     assert sent.query["type"] == "stdout"
 
 
+def test_log_files_rotate_and_offsets_count_from_the_oldest_file_left(
+    fake: FakeNomad, client: nomad.Nomad, example: dict[str, Any]
+) -> None:
+    fake.log_file_bytes = 100  # eleven 9-byte lines a file; main keeps 5 files (its LogConfig)
+    text = "".join(f"line {i:03d}\n" for i in range(100))
+    fake.default_scenario = Scenario(stdout=text)
+    register(client, example)
+    alloc_id = play(client)[-1][0]["ID"]
+    stream = client.client.stream_logs.stream
+    assert stream(alloc_id, "main", "stdout", plain=True) == text[55 * 9 :]  # files 5 to 9
+    assert stream(alloc_id, "main", "stdout", plain=True, offset=99) == text[66 * 9 :]
+    first, end = json.JSONDecoder().raw_decode(stream(alloc_id, "main", "stdout", offset=99))
+    assert first["File"] == "alloc/logs/main.stdout.6"
+    assert (
+        first["Offset"] == 99 and base64.b64decode(first["Data"]) == text[66 * 9 : 77 * 9].encode()
+    )
+    following = json.JSONDecoder().raw_decode(stream(alloc_id, "main", "stdout", offset=99), end)
+    assert following[0]["File"] == "alloc/logs/main.stdout.7"  # frames follow without separator
+
+
 def test_logs_are_gone_once_the_client_collects_the_allocation(
     fake: FakeNomad, client: nomad.Nomad, example: dict[str, Any]
 ) -> None:
@@ -1228,3 +1250,77 @@ def test_go_durations_print_like_go() -> None:
         "1m30s",
         "1.5µs",
     ]
+
+
+# ---------------------------------------------------------------- reading logs across rotation
+# bedrock.nomad.logs against the rotation above: what the executor's log copy relies on.
+
+
+def epochs(count: int, width: int = 40) -> str:
+    return "".join(f"epoch {i:05d} {'x' * width}\n" for i in range(count))
+
+
+def fetcher(client: nomad.Nomad, alloc_id: str) -> Callable[[str, int], bytes]:
+    def fetch(origin: str, offset: int) -> bytes:
+        params = {"task": "main", "type": "stdout", "plain": False, "follow": False}
+        params |= {"origin": origin, "offset": offset}
+        return client.client.stream_logs.request(alloc_id, params=params, method="get").content
+
+    return fetch
+
+
+def follow(client: nomad.Nomad, *, every: int = 1, listings: int = 80) -> tuple[bytes, list[str]]:
+    """What a cursor reads of main's stdout, reading once every `every` allocation listings."""
+    cursor, read, notes = LogCursor(), b"", []
+    for n in range(listings):
+        allocs = client.job.get_allocations(JOB_ID)
+        if allocs and n % every == 0:
+            data, note = cursor.read(fetcher(client, allocs[0]["ID"]))
+            read += data
+            notes += [note] if note else []
+    data, note = cursor.read(fetcher(client, allocs[0]["ID"]))
+    return read + data, notes + ([note] if note else [])
+
+
+def test_every_line_is_read_once_while_the_oldest_files_are_deleted(
+    fake: FakeNomad, client: nomad.Nomad, example: dict[str, Any]
+) -> None:
+    fake.log_file_bytes = 1000  # main keeps 5 files (its LogConfig): 5000 bytes
+    text = epochs(600)  # about 32 KB, 60 files
+    fake.default_scenario = Scenario(stdout=text, main_polls=50)
+    register(client, example)
+
+    read, notes = follow(client)
+
+    assert read.decode() == text
+    assert notes == []
+
+
+def test_a_reader_that_falls_behind_the_rotation_says_what_it_lost_and_repeats_nothing(
+    fake: FakeNomad, client: nomad.Nomad, example: dict[str, Any]
+) -> None:
+    fake.log_file_bytes = 1000
+    fake.default_scenario = Scenario(stdout=epochs(600), main_polls=50)
+    register(client, example)
+
+    read, notes = follow(client, every=12)  # about 7 KB written between two reads
+
+    got = read.decode().splitlines()
+    assert notes and "rotated away" in notes[0]
+    assert len(got) == len(set(got)) and got == sorted(got)  # in order, none twice
+    assert got[-1] == epochs(600).splitlines()[-1]  # and up to the end
+
+
+def test_frames_past_the_first_carry_loose_offsets_which_the_cursor_does_not_trust(
+    fake: FakeNomad, client: nomad.Nomad, example: dict[str, Any]
+) -> None:
+    text = epochs(4000, width=60)  # about 290 KB in one file of 50 MB: several 64 KiB frames
+    fake.default_scenario = Scenario(stdout=text, main_polls=2)
+    register(client, example)
+    read, notes = follow(client, listings=12)
+
+    assert read.decode() == text and notes == []
+    [alloc] = client.job.get_allocations(JOB_ID)
+    answer = fetcher(client, alloc["ID"])("start", 0)
+    last = frames(answer)[-1]
+    assert last.start + len(last.data) != len(text)  # the framer's Offset of a partial frame

@@ -244,6 +244,17 @@ def test_at_the_max_run_duration_the_log_is_copied_once_main_is_dead(tmp_path, n
     assert_nothing_left(nomad, run)
 
 
+def test_a_log_past_the_rotation_of_its_files_reaches_the_step_log_whole_and_once(tmp_path, nomad):
+    nomad.log_file_bytes = 2000  # main keeps ten files (its LogConfig): 20 kB
+    lines = [f"epoch {i:05d} {'x' * 40}" for i in range(1500)]  # 80 kB, 40 files
+    nomad.default_scenario = Scenario("failure", stdout="\n".join(lines) + "\n", main_polls=40)
+    run = wait_until_done(run_create(actor=SYSTEM, pipeline=training(tmp_path)), timeout=60)
+
+    logged = [line for line in step_log(run, "train").splitlines() if line.startswith("epoch ")]
+    assert logged == lines
+    assert "rotated away" not in step_log(run, "train")
+
+
 def test_a_failed_step_is_retried_as_a_new_job_and_only_the_last_attempts_upload_counts(
     tmp_path, nomad
 ):

@@ -13,8 +13,9 @@ limit, stop, masked logs); this module submits, tracks and cleans up one job per
   allocation Nomad reports ``unknown`` (its node cut off) for ``BEDROCK_NOMAD_LOST_AFTER`` fails
   the step as node lost (Nomad alone would wait for the node forever); at the time limit, the
   last log copy waits until ``main`` is dead, for at most its kill timeout and a grace.
-- **Logs** of the three tasks are read by offset while they run and copied into the step's log
-  before the job is purged (Nomad garbage-collects allocation directories soon after).
+- **Logs** of the three tasks are read while they run, by Nomad's file and offset across the
+  rotation of their files (:mod:`bedrock.nomad.logs`), and copied into the step's log before the
+  job is purged (Nomad garbage-collects allocation directories soon after).
 - **Stop** deregisters the job (the poststop upload still runs); once the step is over the job is
   deregistered with purge and its variable deleted, so nothing of the run stays in Nomad. A job
   that cannot be purged (Nomad unreachable) is not retried, since it may still be running, and
@@ -46,6 +47,7 @@ from bedrock.nomad.jobs import (
     render_step,
     variable_path_for,
 )
+from bedrock.nomad.logs import Fetch, LogCursor
 from bedrock.runs.executors.base import ExecutorError, StepContext
 from bedrock.runs.plan import StepPlan
 
@@ -311,7 +313,7 @@ class NomadStepHandle:
         self._stop = threading.Event()
         self._done = threading.Event()
         self._lines: queue.Queue = queue.Queue()
-        self._offsets: dict[tuple[str, str, str], int] = {}
+        self._cursors: dict[tuple[str, str, str], LogCursor] = {}
         self._partial: dict[tuple[str, str, str], bytes] = {}
         self._said: set[str] = set()
         main = next(t for t in job.body["Job"]["TaskGroups"][0]["Tasks"] if t["Name"] == MAIN_TASK)
@@ -503,31 +505,38 @@ class NomadStepHandle:
             return ""
         return nomad_status.placement_problems(evaluations)
 
+    def _log_fetch(self, allocation_id: str, task: str, stream: str) -> Fetch:
+        def fetch(origin: str, offset: int) -> bytes:
+            response = self.api.client.stream_logs.request(
+                allocation_id,
+                params={
+                    "task": task,
+                    "type": stream,
+                    "plain": False,  # the frames name the file each piece comes from
+                    "follow": False,
+                    "origin": origin,
+                    "offset": offset,
+                },
+                method="get",
+            )
+            return response.content
+
+        return fetch
+
     def _pump_logs(self, allocation_id: str, *, final: bool = False) -> None:
         for task, prefix in self.LOG_TASKS:
             for stream in ("stdout", "stderr"):
                 key = (allocation_id, task, stream)
-                offset = self._offsets.get(key, 0)
+                cursor = self._cursors.setdefault(key, LogCursor())
                 try:
-                    response = self.api.client.stream_logs.request(
-                        allocation_id,
-                        params={
-                            "task": task,
-                            "type": stream,
-                            "plain": True,
-                            "follow": False,
-                            "origin": "start",
-                            "offset": offset,
-                        },
-                        method="get",
-                    )
+                    data, lost = cursor.read(self._log_fetch(allocation_id, task, stream))
                 except Exception as exc:  # not started yet, or the client is gone
                     logger.debug("no %s %s log yet for %s: %s", task, stream, allocation_id, exc)
                     continue
-                data = response.content
+                if lost:
+                    self._say(f"{task} {stream}: {lost}")
                 if not data:
                     continue
-                self._offsets[key] = offset + len(data)
                 buffered = self._partial.pop(key, b"") + data
                 *lines, rest = buffered.split(b"\n")
                 for line in lines:
