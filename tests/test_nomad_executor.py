@@ -211,6 +211,17 @@ def test_an_oom_kill_docker_noticed_names_the_memory_the_step_asked_for(tmp_path
     assert "resources.memory" in run.failure_reason
 
 
+def test_a_spark_driver_larger_than_the_task_is_a_warning_in_the_step_log(tmp_path, nomad):
+    command = "spark-submit --driver-memory 4g train.py"
+    steps = step("train", command, extra='resources {\nmemory = "1G"\n}')
+    nomad.default_scenario = Scenario("oom")
+    run = wait_until_done(run_create(actor=SYSTEM, pipeline=training(tmp_path, steps)), timeout=60)
+
+    log = step_log(run, "train")
+    assert "--- warning: spark-submit asks for a 4096 MiB driver (--driver-memory 4g)" in log
+    assert "probably out of memory (the step asked for 954 MiB)" in run.failure_reason
+
+
 def test_a_node_cut_off_past_the_lost_after_setting_fails_the_step_and_purges_the_job(
     tmp_path, nomad, settings
 ):

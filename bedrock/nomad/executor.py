@@ -48,6 +48,7 @@ from bedrock.nomad.jobs import (
     variable_path_for,
 )
 from bedrock.nomad.logs import Fetch, LogCursor
+from bedrock.nomad.sizing import driver_memory_problem
 from bedrock.runs.executors.base import ExecutorError, StepContext
 from bedrock.runs.plan import StepPlan
 
@@ -317,7 +318,8 @@ class NomadStepHandle:
         self._partial: dict[tuple[str, str, str], bytes] = {}
         self._said: set[str] = set()
         main = next(t for t in job.body["Job"]["TaskGroups"][0]["Tasks"] if t["Name"] == MAIN_TASK)
-        self._memory_mb: int | None = main["Resources"]["MemoryMB"]
+        self._memory_mb: int = main["Resources"]["MemoryMB"]
+        self._warning = driver_memory_problem(main["Config"]["args"][-1], self._memory_mb)
         self._kill_wait = main["KillTimeout"] / 1e9 + KILL_WAIT_GRACE_SECONDS
         self._since: dict[str, float] = {}  # when a phase that may only last so long began
         self._thread = threading.Thread(target=self._track, daemon=True, name=job.job_id)
@@ -358,6 +360,8 @@ class NomadStepHandle:
         state = nomad_status.StepState(nomad_status.QUEUED)
         try:
             self._say(f"submitted the Nomad job {self.job.job_id}")
+            if self._warning:
+                self._say(f"warning: {self._warning}")
             state = self._follow()
             if state.allocation_id:
                 self._pump_logs(state.allocation_id, final=True)
