@@ -141,6 +141,7 @@ class Scenario:
     task_logs: dict[str, dict[str, str]] = field(default_factory=dict)  # other tasks' logs
     unplaceable_reason: str = "devices: no devices match request"
     kill_log: str = ""  # main's stdout as it dies at the max_run_duration kill
+    kill_hangs: bool = False  # main never dies of that kill (a docker stop that hangs)
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -1674,7 +1675,7 @@ class FakeNomad:
             yield from self._disconnect(record, group, alloc)
             return "lost"
         if role == "main" and scenario.kind == "max_run_duration":
-            yield from self._timeout(alloc, running, group, scenario.kill_log)
+            yield from self._timeout(alloc, running, group, scenario)
             return "max_run_duration"
         while role == "main" and scenario.kind == "hang":
             if alloc.stopping:
@@ -1753,16 +1754,22 @@ class FakeNomad:
         self._refresh(alloc)
 
     def _timeout(
-        self, alloc: _Alloc, running: list[dict[str, Any]], group: dict[str, Any], kill_log: str
+        self,
+        alloc: _Alloc,
+        running: list[dict[str, Any]],
+        group: dict[str, Any],
+        scenario: Scenario,
     ) -> _Playback:
         reason = "allocation exceeded max_run_duration"
         killing = self._kill(alloc, running, reason)
         next(killing)  # "Killing": the tasks still run, and the allocation already says why
         alloc.stub["ClientDescription"] = reason
         yield
+        while scenario.kill_hangs:
+            yield _IDLE
         for task in running:
             if _hook(task) is None:
-                self._log(alloc, task["Name"], "stdout", kill_log)
+                self._log(alloc, task["Name"], "stdout", scenario.kill_log)
         yield from killing  # "Killed"
         # Poststop tasks are not started after a max_run_duration timeout.
         for task in group["Tasks"]:

@@ -21,6 +21,7 @@ from django.core.files.storage import default_storage
 
 from bedrock.actors import SYSTEM
 from bedrock.models.models import ModelVersion
+from bedrock.nomad import executor
 from bedrock.nomad.client import client as nomad_client
 from bedrock.nomad.client import nomad_errors
 from bedrock.nomad.executor import NomadExecutor
@@ -264,6 +265,19 @@ def test_a_log_past_the_rotation_of_its_files_reaches_the_step_log_whole_and_onc
     logged = [line for line in step_log(run, "train").splitlines() if line.startswith("epoch ")]
     assert logged == lines
     assert "rotated away" not in step_log(run, "train")
+
+
+def test_at_the_max_run_duration_a_main_that_never_dies_is_waited_for_only_so_long(
+    tmp_path, nomad, monkeypatch
+):
+    # main's kill timeout is 30 s; the wait is that and the grace: 0.2 s here.
+    monkeypatch.setattr(executor, "KILL_WAIT_GRACE_SECONDS", 0.2 - 30)
+    nomad.default_scenario = Scenario("max_run_duration", kill_hangs=True)
+    run = wait_until_done(run_create(actor=SYSTEM, pipeline=training(tmp_path)), timeout=60)
+
+    assert run.status == RunStatus.FAILED and "max_run_duration" in run.failure_reason
+    assert "main did not end within" in step_log(run, "train")
+    assert_nothing_left(nomad, run)
 
 
 def test_a_failed_step_is_retried_as_a_new_job_and_only_the_last_attempts_upload_counts(
