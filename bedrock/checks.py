@@ -17,11 +17,11 @@
 | bedrock.E020 | NOMAD_ADDR is not an http:// or https:// URL              |
 | bedrock.E021 | a Nomad TLS file is missing, or a client cert lacks a key |
 | bedrock.E022 | the nomad executor is chosen but no hook image is set     |
-| bedrock.E027 | BEDROCK_NOMAD_LOST_AFTER is not a positive duration       |
 | bedrock.E023 | S3 or GCS is chosen but BEDROCK_STORAGE_BUCKET is empty   |
 | bedrock.E024 | BEDROCK_GCS_CREDENTIALS is not a service-account key file |
 | bedrock.E025 | BEDROCK_DOWNLOAD_URL_EXPIRY is not between 1s and 7d      |
 | bedrock.E026 | BEDROCK_NOMAD_JOB_PREFIX is not 1-40 of A-Z a-z 0-9 _ -   |
+| bedrock.E027 | BEDROCK_NOMAD_LOST_AFTER is not a positive duration       |
 | bedrock.W020 | Nomad jobs would call Bedrock at a loopback address       |
 | bedrock.W030 | the local executor runs steps without a sandbox           |
 | bedrock.W031 | DEBUG is on                                               |
