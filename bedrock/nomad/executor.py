@@ -403,8 +403,9 @@ class NomadStepHandle:
                 allocations, stop_requested=self._stop.is_set(), memory_mb=self._memory_mb
             )
             state = self._bounded(state)
+            # Not while the allocation is unknown: its client cannot be reached.
             if state.allocation_id and state.phase != nomad_status.UNKNOWN:
-                self._pump_logs(state.allocation_id)  # its client cannot be reached
+                self._pump_logs(state.allocation_id)
             if state.done:
                 return state
             if state.phase == nomad_status.QUEUED:
