@@ -21,6 +21,7 @@
 | bedrock.E024 | BEDROCK_GCS_CREDENTIALS is not a service-account key file |
 | bedrock.E025 | BEDROCK_DOWNLOAD_URL_EXPIRY is not between 1s and 7d      |
 | bedrock.E026 | BEDROCK_NOMAD_JOB_PREFIX is not 1-40 of A-Z a-z 0-9 _ -   |
+| bedrock.E027 | BEDROCK_NOMAD_LOST_AFTER is not a positive duration       |
 | bedrock.W020 | Nomad jobs would call Bedrock at a loopback address       |
 | bedrock.W030 | the local executor runs steps without a sandbox           |
 | bedrock.W031 | DEBUG is on                                               |
@@ -206,6 +207,7 @@ def check_nomad(app_configs: Sequence[AppConfig] | None, **kwargs: Any) -> list[
             )
         )
     problems += _job_prefix_problems()
+    problems += _lost_after_problems()
     domain = urlsplit(settings.BEDROCK_API_DOMAIN).hostname or ""
     if domain in ("localhost", "127.0.0.1", "::1"):
         problems.append(
@@ -234,6 +236,20 @@ def _job_prefix_problems() -> list[Error | Warning]:
             hint="Such as bedrock or bedrock-prod: one prefix per installation sharing a "
             "namespace.",
             id="bedrock.E026",
+        )
+    ]
+
+
+def _lost_after_problems() -> list[Error]:
+    # Nomad refuses a negative StopOnClientAfter, and a zero one would fail every step at once.
+    lost_after = settings.BEDROCK_NOMAD_LOST_AFTER
+    if lost_after >= timedelta(seconds=1):
+        return []
+    return [
+        Error(
+            f"BEDROCK_NOMAD_LOST_AFTER={format_duration(lost_after)} is not a positive duration.",
+            hint="How long a step's node may stay cut off before the step fails, such as 15m.",
+            id="bedrock.E027",
         )
     ]
 

@@ -431,6 +431,9 @@ BEDROCK_NOMAD_MAX_RUN_DURATION = env_bool("BEDROCK_NOMAD_MAX_RUN_DURATION", True
 # A step job that Nomad cannot place for this long (no GPU free, say) fails the step.
 BEDROCK_NOMAD_QUEUE_TIMEOUT = env_duration("BEDROCK_NOMAD_QUEUE_TIMEOUT", "30m")
 BEDROCK_NOMAD_POLL_SECONDS = env_int("BEDROCK_NOMAD_POLL_SECONDS", 3)
+# A step whose allocation Nomad reports "unknown" (its node cut off) this long fails as node lost;
+# the job's StopOnClientAfter makes the cut-off client stop the step after as long.
+BEDROCK_NOMAD_LOST_AFTER = env_duration("BEDROCK_NOMAD_LOST_AFTER", "15m")
 BEDROCK_NOMAD_DISK_MB = env_int("BEDROCK_NOMAD_DISK_MB", 10240)
 
 LOGGING = {

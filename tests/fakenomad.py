@@ -31,13 +31,21 @@ Scenario kinds:
 
 - "success": every task exits 0.
 - "failure": main exits `exit_code` (1); "Not Restarting", `Failed` true; poststop still runs.
-- "oom": main exits 137 with `Details.oom_killed` "true" and exit message "OOM Killed".
+- "oom": main exits 137. Only on a cgroup v1 client (`FakeNomad.cgroups`) does Docker notice:
+  `Details.oom_killed` "true" and exit message "OOM Killed"; on cgroup v2, the default as on
+  current distributions, Nomad reports a bare exit code 137.
 - "lost": while main runs, the node goes down: `ClientStatus` "lost", `DesiredStatus` "stop",
   `DesiredDescription` "alloc is lost since its node is down"; a replacement allocation appears
   (the old one's `NextAllocation` names it) and stays "pending".
+- "disconnected": while main runs, the node stops heartbeating. With `Disconnect.Replace` false
+  the allocation turns `ClientStatus` "unknown" and stays so, whatever is asked of it (a stop
+  reaches no client, and its logs cannot be read: 500 "No path to node"), until the node is
+  collected (`collect_node`): then it is lost and replaced as in "lost". Without
+  `Replace` false it is lost and replaced at once.
 - "max_run_duration": main is killed ("Killing" with "allocation exceeded max_run_duration"),
   poststop never starts, the allocation ends `ClientStatus` "complete" with that `ClientDescription`
-  (as Nomad 2.0.3+ reports it: a timeout is not a task failure).
+  (as Nomad 2.0.3+ reports it: a timeout is not a task failure). The description is set as the
+  kill starts, while main still runs; main writes `kill_log` as it dies, a phase later.
 - "prestart_failure": the first prestart task exits `exit_code` (1) and fails; main never starts:
   it goes "dead" (not failed) with a "Sibling Task Failed" event naming the prestart task, as the
   alloc runner kills the siblings of a failed task; poststop tasks then run, as they do once every
@@ -77,6 +85,7 @@ KINDS = (
     "failure",
     "oom",
     "lost",
+    "disconnected",
     "max_run_duration",
     "prestart_failure",
     "poststop_failure",
@@ -131,6 +140,8 @@ class Scenario:
     main_polls: int = 2  # phases main is seen running before it ends (or, for "hang", logs)
     task_logs: dict[str, dict[str, str]] = field(default_factory=dict)  # other tasks' logs
     unplaceable_reason: str = "devices: no devices match request"
+    kill_log: str = ""  # main's stdout as it dies at the max_run_duration kill
+    kill_hangs: bool = False  # main never dies of that kill (a docker stop that hangs)
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -172,10 +183,11 @@ class _HTTPError(Exception):
 @dataclass
 class _Alloc:
     stub: dict[str, Any]
-    logs: dict[tuple[str, str], bytearray] = field(default_factory=dict)
+    logs: dict[tuple[str, str], _LogFiles] = field(default_factory=dict)
     stopping: bool = False
     collected: bool = False
     status_override: str | None = None  # "lost", or "complete" after max_run_duration
+    node_collected: bool = False  # the node of a "disconnected" allocation was collected
 
 
 @dataclass
@@ -280,6 +292,11 @@ class FakeNomad:
     silently: unknown keys, non-canonical key spellings, unknown docker config keys — assert it is
     empty), `address`.
     """
+
+    # The clients' cgroup version: Docker reports OOM kills on v1 only.
+    cgroups = "v2"
+    # When set, a task's log files rotate at this many bytes instead of LogConfig.MaxFileSizeMB.
+    log_file_bytes: int | None = None
 
     def __init__(self, *, version: str = "2.0.5", region: str = "global") -> None:
         # The fake checks every body against Nomad's field map; without it, it cannot stand in.
@@ -1026,6 +1043,7 @@ class FakeNomad:
                 )
             if max_run <= 0:
                 errors.append(f"max_run_duration must be greater than zero (got {max_run})")
+        errors += _disconnect_errors(job, group.get("Disconnect"))
         seen: dict[str, int] = {}
         for i, task in enumerate(group["Tasks"]):
             name = task.get("Name") or ""
@@ -1297,6 +1315,8 @@ class FakeNomad:
         if found is None or found[1].collected:
             raise _HTTPError(404, f'unknown allocation "{alloc_id}"')
         alloc = found[1]
+        if self._unreachable(alloc):
+            raise _HTTPError(500, "No path to node")
         task = request.query.get("task", "")
         kind = request.query.get("type", "")
         if not task:
@@ -1309,22 +1329,12 @@ class FakeNomad:
             offset = int(request.query.get("offset") or 0)
         except ValueError:
             raise _HTTPError(400, "invalid offset") from None
-        data = bytes(alloc.logs.get((task, kind), b""))
-        if request.query.get("origin", "start") == "end":
-            start = max(0, len(data) - offset)
-        else:
-            start = min(offset, len(data))
-        chunk = data[start:]
+        files = alloc.logs.get((task, kind))
+        origin = request.query.get("origin", "start")
+        frames = files.frames(origin, offset) if files is not None else []
         if request.query.get("plain", "").lower() == "true":
-            return 200, chunk
-        if not chunk:
-            return 200, b""
-        frame = {
-            "File": f"alloc/logs/{task}.{kind}.0",
-            "Offset": len(data),
-            "Data": base64.b64encode(chunk).decode(),
-        }
-        return 200, frame
+            return 200, b"".join(frame.get("Data", b"") for frame in frames)
+        return 200, b"".join(_encode_frame(frame) for frame in frames)
 
     # ---------------------------------------------------------------- playback
 
@@ -1457,7 +1467,7 @@ class FakeNomad:
 
     def _log(self, alloc: _Alloc, task: str, kind: str, text: str) -> None:
         if text:
-            alloc.logs.setdefault((task, kind), bytearray()).extend(text.encode())
+            self._log_files(alloc, task, kind).write(text.encode())
 
     def _start_problem(self, record: _Job, task: dict[str, Any]) -> list[dict[str, Any]] | str:
         """ "blocked" while a template waits on a missing variable; the failure events of a task
@@ -1661,8 +1671,11 @@ class FakeNomad:
         if role == "main" and scenario.kind == "lost":
             yield from self._lose(record, group, alloc)
             return "lost"
+        if role == "main" and scenario.kind == "disconnected":
+            yield from self._disconnect(record, group, alloc)
+            return "lost"
         if role == "main" and scenario.kind == "max_run_duration":
-            yield from self._timeout(alloc, running, group)
+            yield from self._timeout(alloc, running, group, scenario)
             return "max_run_duration"
         while role == "main" and scenario.kind == "hang":
             if alloc.stopping:
@@ -1675,7 +1688,7 @@ class FakeNomad:
         for i, task in enumerate(running):
             name = task["Name"]
             code = self._exit_code(scenario, role, first=(i == 0))
-            oom = scenario.kind == "oom" and role == "main"
+            oom = scenario.kind == "oom" and role == "main" and self.cgroups == "v1"
             details = {"exit_code": str(code), "signal": "0", "oom_killed": str(oom).lower()}
             message = f"Exit Code: {code}"
             if oom:
@@ -1741,10 +1754,23 @@ class FakeNomad:
         self._refresh(alloc)
 
     def _timeout(
-        self, alloc: _Alloc, running: list[dict[str, Any]], group: dict[str, Any]
+        self,
+        alloc: _Alloc,
+        running: list[dict[str, Any]],
+        group: dict[str, Any],
+        scenario: Scenario,
     ) -> _Playback:
         reason = "allocation exceeded max_run_duration"
-        yield from self._kill(alloc, running, reason)
+        killing = self._kill(alloc, running, reason)
+        next(killing)  # "Killing": the tasks still run, and the allocation already says why
+        alloc.stub["ClientDescription"] = reason
+        yield
+        while scenario.kill_hangs:
+            yield _IDLE
+        for task in running:
+            if _hook(task) is None:
+                self._log(alloc, task["Name"], "stdout", scenario.kill_log)
+        yield from killing  # "Killed"
         # Poststop tasks are not started after a max_run_duration timeout.
         for task in group["Tasks"]:
             self._never_started(alloc, task["Name"], None)
@@ -1777,6 +1803,52 @@ class FakeNomad:
             self._never_started(alloc, name, None)
         self._refresh(alloc)
         yield
+
+    # ---------------------------------------------------------------- disconnected clients
+
+    def collect_node(self, alloc_id: str) -> None:
+        """The servers give up on the cut-off node of a "disconnected" allocation."""
+        with self._lock:
+            self._alloc_or_fail(alloc_id).node_collected = True
+
+    def _disconnect(self, record: _Job, group: dict[str, Any], alloc: _Alloc) -> _Playback:
+        if (group.get("Disconnect") or {}).get("Replace") is not False:
+            yield from self._lose(record, group, alloc)
+            return
+        # The server cannot hear the client: the tasks keep the states last reported.
+        alloc.status_override = "unknown"
+        alloc.stub.update(
+            ClientStatus="unknown",
+            ClientDescription="alloc is unknown since its node is disconnected",
+        )
+        yield
+        while not alloc.node_collected:
+            yield _IDLE
+        if not record.stop:
+            yield from self._lose(record, group, alloc)
+            return
+        alloc.status_override = "lost"
+        alloc.stub.update(ClientStatus="lost", ClientDescription="")
+        yield
+
+    # ---------------------------------------------------------------- log rotation
+
+    def _log_files(self, alloc: _Alloc, task: str, kind: str) -> _LogFiles:
+        files = alloc.logs.get((task, kind))
+        if files is None:
+            record = self._jobs[(alloc.stub["Namespace"], alloc.stub["JobID"])]
+            group = next(
+                g for g in record.job["TaskGroups"] if g["Name"] == alloc.stub["TaskGroup"]
+            )
+            config = next(t for t in group["Tasks"] if t["Name"] == task)["LogConfig"]
+            size = self.log_file_bytes or config["MaxFileSizeMB"] * 2**20
+            files = alloc.logs[(task, kind)] = _LogFiles(f"{task}.{kind}", size, config["MaxFiles"])
+        return files
+
+    @staticmethod
+    def _unreachable(alloc: _Alloc) -> bool:
+        """The client of the allocation cannot be reached through the servers."""
+        return alloc.stub["ClientStatus"] == "unknown"
 
 
 @dataclass(frozen=True)
@@ -1824,6 +1896,103 @@ def _check_variable_path(path: str) -> None:
     """`VariableDecrypted.Validate`, answered 400 by the agent as Nomad does."""
     if not _VARIABLE_PATH.match(path):
         raise _HTTPError(400, f"invalid path {json.dumps(path)}")
+
+
+_READ_BYTES = 64 * 1024  # the client's streamFrameSize: each read of a file, and a frame's most
+
+
+@dataclass
+class _LogFiles:
+    """One task stream as the client's logmon writes it: `<name>.<n>` files, the next one begun
+    once the current one is full (a line kept whole when it fits in a file), the oldest deleted
+    past `max_files`."""
+
+    name: str
+    file_bytes: int
+    max_files: int
+    files: dict[int, bytearray] = field(default_factory=lambda: {0: bytearray()})
+
+    def write(self, data: bytes) -> None:
+        while data:
+            current = self.files[max(self.files)]
+            space = self.file_bytes - len(current)
+            if len(data) <= space:
+                current += data
+                return
+            cut = data.rfind(b"\n", 0, space) + 1
+            if cut == 0 and (data.find(b"\n") + 1 or len(data)) > self.file_bytes:
+                cut = space  # a line longer than a whole file is split
+            current += data[:cut]
+            data = data[cut:]
+            self.files[max(self.files) + 1] = bytearray()
+            while len(self.files) > self.max_files:
+                del self.files[min(self.files)]
+
+    def frames(self, origin: str, offset: int) -> list[dict[str, Any]]:
+        """What `GET /v1/client/fs/logs` streams without follow (client/fs_endpoint.go's logs,
+        findClosest, streamFile and the stream framer's quirks): from `offset` counted from the
+        start of the oldest file still here (or back from the end), to the end of the newest."""
+        indexes = sorted(self.files)
+        position, skip = self._closest(indexes, origin, offset)
+        framer = _Framer()
+        for n in indexes[position:]:
+            data, at = self.files[n], skip if n == indexes[position] else 0
+            while at < len(data):
+                chunk = bytes(data[at : at + _READ_BYTES])
+                at += len(chunk)
+                framer.send(f"alloc/logs/{self.name}.{n}", chunk, at)
+        return framer.close()
+
+    def _closest(self, indexes: list[int], origin: str, offset: int) -> tuple[int, int]:
+        """`findClosest`: the file (its position in `indexes`) and the offset in it to open."""
+        i, offset = (0, offset) if origin == "start" else (len(indexes) - 1, -offset)
+        while offset:
+            size = len(self.files[indexes[i]])
+            if offset < 0:
+                if size + offset >= 0 or i == 0:
+                    return i, max(0, size + offset)
+                offset, i = offset + size, i - 1
+            elif offset <= size or i == len(indexes) - 1:
+                return i, min(offset, size)
+            else:
+                offset, i = offset - size, i + 1
+        return i, 0
+
+
+class _Framer:
+    """client/lib/streamframer: a frame's Offset is the one its first piece was sent with (the
+    offset after that read), moved on by a frame's size at each full frame, whatever the later
+    pieces' offsets; a change of file flushes the frame, even an empty one."""
+
+    def __init__(self) -> None:
+        self.frame: dict[str, Any] | None = None
+        self.data = bytearray()
+        self.out: list[dict[str, Any]] = []
+
+    def send(self, file: str, data: bytes, offset: int) -> None:
+        if self.frame is not None and self.frame["File"] != file:
+            self.out.append({**self.frame, "Data": bytes(self.data)})
+            self.data.clear()
+            self.frame = None
+        if self.frame is None:
+            self.frame = {"Offset": offset, "File": file}
+        self.data += data
+        while len(self.data) >= _READ_BYTES:
+            self.out.append({**self.frame, "Data": bytes(self.data[:_READ_BYTES])})
+            del self.data[:_READ_BYTES]
+            self.frame["Offset"] += _READ_BYTES
+
+    def close(self) -> list[dict[str, Any]]:
+        if self.frame is not None and self.data:
+            self.out.append({**self.frame, "Data": bytes(self.data)})
+        return self.out
+
+
+def _encode_frame(frame: dict[str, Any]) -> bytes:
+    """A StreamFrame as the client's JSON codec writes it: `omitempty` fields, no separator."""
+    out = {"Offset": frame["Offset"], "Data": base64.b64encode(frame["Data"]).decode()}
+    out["File"] = frame["File"]
+    return json.dumps({k: v for k, v in out.items() if v}).encode()
 
 
 class _VariableConflict(Exception):
@@ -1880,6 +2049,27 @@ def _reschedule_errors(policy: dict[str, Any] | None) -> list[str]:
         errors.append(
             f"Invalid delay function {policy.get('DelayFunction')!r}, must be one of {functions}"
         )
+    return errors
+
+
+def _disconnect_errors(job: dict[str, Any], disconnect: dict[str, Any] | None) -> list[str]:
+    """`DisconnectStrategy.Validate` (nomad/structs/group.go)."""
+    if not disconnect:
+        return []
+    errors = []
+    stop_after, lost_after = disconnect.get("StopOnClientAfter"), disconnect.get("LostAfter") or 0
+    if stop_after is not None:
+        if stop_after < 0:
+            errors.append("stop_after cannot be a negative duration")
+        if job["Type"] not in ("service", "batch"):
+            errors.append("stop_after can only be used with service or batch job types")
+    if lost_after < 0:
+        errors.append("lost_after cannot be a negative duration")
+    if stop_after is not None and lost_after:
+        errors.append("Disconnect cannot be configured with both lost_after and stop_after")
+    reconcile = disconnect.get("Reconcile") or ""
+    if reconcile not in ("", "best_score", "longest_running", "keep_original", "keep_replacement"):
+        errors.append(f"reconcile option is invalid: {reconcile}")
     return errors
 
 

@@ -75,6 +75,15 @@ def test_the_defaults_pass_every_check(tmp_path):
             "is not a readable service-account key file",
         ),
         ({"BEDROCK_DOWNLOAD_URL_EXPIRY": "8d"}, "bedrock.E025", "is not between 1s and 7d"),
+        (
+            {
+                "BEDROCK_EXECUTOR": "nomad",
+                "NOMAD_ADDR": "https://nomad.internal:4646",
+                "BEDROCK_NOMAD_LOST_AFTER": "0s",
+            },
+            "bedrock.E027",
+            "BEDROCK_NOMAD_LOST_AFTER=0s is not a positive duration",
+        ),
         ({"BEDROCK_ALLOW_LOCAL_REPOS": "maybe"}, "bedrock.E010", "is not a boolean"),
         ({"BEDROCK_MAX_RUN_TIME_CAP": "forever"}, "bedrock.E012", "is not a duration"),
         ({"BEDROCK_MAX_ARCHIVE_BYTES": "lots"}, "bedrock.E013", "is not a size such as 256Ki"),

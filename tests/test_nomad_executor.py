@@ -21,6 +21,7 @@ from django.core.files.storage import default_storage
 
 from bedrock.actors import SYSTEM
 from bedrock.models.models import ModelVersion
+from bedrock.nomad import executor
 from bedrock.nomad.client import client as nomad_client
 from bedrock.nomad.client import nomad_errors
 from bedrock.nomad.executor import NomadExecutor
@@ -167,7 +168,7 @@ def test_the_variable_holds_the_token_and_secrets_before_the_job_is_registered(t
     ("kind", "reason", "exit_code"),
     [
         ("failure", "step 'train' failed with exit code 1", 1),
-        ("oom", "running out of memory (OOM)", 137),
+        ("oom", "killed, probably out of memory (the step asked for 1024 MiB)", 137),
         ("lost", "node running the step was lost", -1),
         ("max_run_duration", "max_run_duration", 124),
         ("prestart_failure", "prestart task fetch", -1),
@@ -197,6 +198,85 @@ def test_a_step_whose_name_has_a_dot_runs_under_a_job_id_nomad_accepts(tmp_path,
     assert run.status == RunStatus.SUCCEEDED, run.failure_reason
     (put,) = nomad.requests_to("PUT", r"^/v1/var/")
     assert put.path.startswith(f"/v1/var/nomad/jobs/bedrock-{run.pk}-train-v2-")
+    assert_nothing_left(nomad, run)
+
+
+def test_an_oom_kill_docker_noticed_names_the_memory_the_step_asked_for(tmp_path, nomad):
+    nomad.cgroups = "v1"  # there, Docker reports the kill: "OOM Killed"
+    nomad.default_scenario = Scenario("oom")
+    steps = step("train", "python train.py", extra='resources {\nmemory = "1G"\n}')
+    run = wait_until_done(run_create(actor=SYSTEM, pipeline=training(tmp_path, steps)), timeout=60)
+
+    assert run.status == RunStatus.FAILED
+    assert "killed, out of memory (the step asked for 954 MiB)" in run.failure_reason
+    assert "resources.memory" in run.failure_reason
+
+
+def test_a_spark_driver_larger_than_the_task_is_a_warning_in_the_step_log(tmp_path, nomad):
+    command = "spark-submit --driver-memory 4g train.py"
+    steps = step("train", command, extra='resources {\nmemory = "1G"\n}')
+    nomad.default_scenario = Scenario("oom")
+    run = wait_until_done(run_create(actor=SYSTEM, pipeline=training(tmp_path, steps)), timeout=60)
+
+    log = step_log(run, "train")
+    assert "--- warning: spark-submit asks for a 4096 MiB driver (--driver-memory 4g)" in log
+    assert "probably out of memory (the step asked for 954 MiB)" in run.failure_reason
+
+
+def test_a_node_cut_off_past_the_lost_after_setting_fails_the_step_and_purges_the_job(
+    tmp_path, nomad, settings
+):
+    settings.BEDROCK_NOMAD_LOST_AFTER = timedelta(milliseconds=300)
+    nomad.default_scenario = Scenario("disconnected", stdout="epoch 1\n")
+    run = wait_until_done(run_create(actor=SYSTEM, pipeline=training(tmp_path)), timeout=60)
+
+    assert run.status == RunStatus.FAILED
+    assert "node running the step was lost" in run.failure_reason
+    assert "BEDROCK_NOMAD_LOST_AFTER" in run.failure_reason
+    assert "lost contact with the node" in step_log(run, "train")
+    (register,) = nomad.requests_to("POST", rf"^/v1/job/bedrock-{run.pk}-train-1$")
+    disconnect = register.json["Job"]["TaskGroups"][0]["Disconnect"]
+    assert disconnect == {"Replace": False, "StopOnClientAfter": 300_000_000}  # ns
+    deletes = [r.query.get("purge") for r in nomad.requests_to("DELETE", r"^/v1/job/")]
+    assert deletes[:2] == ["False", "True"]  # stopped, then purged
+    assert_nothing_left(nomad, run)
+
+
+def test_at_the_max_run_duration_the_log_is_copied_once_main_is_dead(tmp_path, nomad):
+    nomad.default_scenario = Scenario(
+        "max_run_duration", stdout="epoch 1\n", kill_log="saved a checkpoint at SIGTERM\n"
+    )
+    run = wait_until_done(run_create(actor=SYSTEM, pipeline=training(tmp_path)), timeout=60)
+
+    assert run.status == RunStatus.FAILED and "max_run_duration" in run.failure_reason
+    assert run.steps.get(name="train").exit_code == 124
+    log = step_log(run, "train")
+    assert "stopping the step at the run's maximum run time" in log
+    assert "saved a checkpoint at SIGTERM" in log
+    assert_nothing_left(nomad, run)
+
+
+def test_a_log_past_the_rotation_of_its_files_reaches_the_step_log_whole_and_once(tmp_path, nomad):
+    nomad.log_file_bytes = 2000  # main keeps ten files (its LogConfig): 20 kB
+    lines = [f"epoch {i:05d} {'x' * 40}" for i in range(1500)]  # 80 kB, 40 files
+    nomad.default_scenario = Scenario("failure", stdout="\n".join(lines) + "\n", main_polls=40)
+    run = wait_until_done(run_create(actor=SYSTEM, pipeline=training(tmp_path)), timeout=60)
+
+    logged = [line for line in step_log(run, "train").splitlines() if line.startswith("epoch ")]
+    assert logged == lines
+    assert "rotated away" not in step_log(run, "train")
+
+
+def test_at_the_max_run_duration_a_main_that_never_dies_is_waited_for_only_so_long(
+    tmp_path, nomad, monkeypatch
+):
+    # main's kill timeout is 30 s; the wait is that and the grace: 0.2 s here.
+    monkeypatch.setattr(executor, "KILL_WAIT_GRACE_SECONDS", 0.2 - 30)
+    nomad.default_scenario = Scenario("max_run_duration", kill_hangs=True)
+    run = wait_until_done(run_create(actor=SYSTEM, pipeline=training(tmp_path)), timeout=60)
+
+    assert run.status == RunStatus.FAILED and "max_run_duration" in run.failure_reason
+    assert "main did not end within" in step_log(run, "train")
     assert_nothing_left(nomad, run)
 
 

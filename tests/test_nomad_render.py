@@ -364,7 +364,8 @@ def test_restart_and_reschedule_never_run_a_training_twice():
     assert group["RestartPolicy"]["Attempts"] == 0 and group["RestartPolicy"]["Mode"] == "fail"
     reschedule = group["ReschedulePolicy"]
     assert reschedule["Attempts"] == 0 and reschedule["Unlimited"] is False
-    assert group["Disconnect"] == {"Replace": False}
+    # A cut-off client stops the step itself after BEDROCK_NOMAD_LOST_AFTER (15m).
+    assert group["Disconnect"] == {"Replace": False, "StopOnClientAfter": 900 * 10**9}
 
 
 def test_max_run_duration_can_be_left_out_for_older_clusters(settings):
@@ -401,6 +402,55 @@ def test_render_names_a_missing_stanza_and_bad_params():
         render(text, "--param", "EPOCHS")
     with pytest.raises(CommandError, match="reserved"):
         render(text, "--param", "BEDROCK_X=1")
+
+
+SPARK_IN_A_SMALL_TASK = """
+version = "1.0"
+train {
+  step features {
+    image = "quay.io/basisai/workload-standard:v0.2.2"
+    script = [{spark-submit = {script = "features.py", conf = {
+      "spark.driver.memory" = "4g", "spark.executor.memory" = "4g" }}}]
+    resources { cpu = "0.5"  memory = "1G" }
+  }
+  step fit {
+    image = "python:3.11"
+    script = [{sh = ["spark-submit --driver-memory 2048m fit.py"]}]
+    resources { memory = "4Gi" }
+    depends_on = ["features"]
+  }
+}
+"""
+
+
+def test_a_spark_driver_larger_than_its_task_is_a_render_warning():
+    path = Path(settings.BEDROCK_HOME) / "spark-bedrock.hcl"
+    path.write_text(SPARK_IN_A_SMALL_TASK)
+    out, err = StringIO(), StringIO()
+    call_command("nomad", "render", str(path), stdout=out, stderr=err)
+
+    assert len(json.loads(out.getvalue())) == 2  # rendered all the same
+    (warning,) = err.getvalue().splitlines()  # fit's 2 GiB driver fits in its 4 GiB
+    assert warning.startswith(f"{path}: train.step.features.resources.memory: warning: ")
+    assert "a 4096 MiB driver (spark.driver.memory=4g)" in warning
+    assert "the step's Nomad task has 954 MiB" in warning
+
+
+@pytest.mark.parametrize(
+    ("command", "mib"),
+    [
+        ("spark-submit --conf spark.driver.memory=4g t.py", 4096),
+        ("spark-submit --driver-memory=512m t.py", 512),
+        ("spark-submit --conf 'spark.driver.memory=2G' --driver-memory 3g t.py", 3072),
+        ("spark-submit --conf spark.driver.memory=1500 t.py", 1500),  # MiB without a unit
+        ("python t.py --driver-memory 4g", None),  # no spark-submit
+    ],
+)
+def test_the_driver_memory_is_read_as_spark_submit_reads_it(command, mib):
+    from bedrock.nomad.sizing import driver_memory
+
+    asked = driver_memory(command)
+    assert (asked[0] if asked else None) == mib
 
 
 def test_render_reports_an_invalid_file_with_line_and_exits_1(tmp_path):

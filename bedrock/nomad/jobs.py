@@ -308,7 +308,11 @@ def _task_group(
             "MaxDelay": 0,
             "Unlimited": False,
         },
-        "Disconnect": {"Replace": False},
+        "Disconnect": {
+            "Replace": False,
+            # A client cut off from the servers stops the step itself once Bedrock gives up on it.
+            "StopOnClientAfter": int(settings.BEDROCK_NOMAD_LOST_AFTER.total_seconds() * SECOND),
+        },
         "EphemeralDisk": {
             "SizeMB": settings.BEDROCK_NOMAD_DISK_MB,
             "Sticky": False,

@@ -11,7 +11,8 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from bedrock.nomad.images import UnsuitableImage
-from bedrock.nomad.jobs import render_plan
+from bedrock.nomad.jobs import memory_mb, render_plan
+from bedrock.nomad.sizing import driver_memory_problem
 from bedrock.pipelines import spec
 from bedrock.runs.plan import build_plan
 from bedrock.runs.services import merge_parameters
@@ -96,3 +97,8 @@ class Command(BaseCommand):
         except UnsuitableImage as exc:
             raise CommandError(f"{path}: {exc}") from None
         self.stdout.write(json.dumps(bodies, indent=2, sort_keys=False))
+        for step in plan.steps:
+            if too_small := driver_memory_problem(step.command, memory_mb(step)):
+                where = f"{stanza.name}.step.{step.name}.resources.memory"
+                note = spec.Problem(where, too_small, None, None, severity="warning")
+                self.stderr.write(note.format(str(path)))
