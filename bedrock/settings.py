@@ -384,6 +384,9 @@ BEDROCK_CLIENT_SOURCE = Path(env_str("BEDROCK_CLIENT_SOURCE") or PACKAGE_DIR / "
 # Local paths as repository URLs suit a laptop; a shared server should not read its own disk.
 BEDROCK_ALLOW_LOCAL_REPOS = env_bool("BEDROCK_ALLOW_LOCAL_REPOS", not DATABASE_URL)
 BEDROCK_GIT_CACHE = BEDROCK_HOME / "git"
+# Step and supervisor logs: written by the machine whose supervisor runs the run, read by every
+# web process. Unset, BEDROCK_HOME/logs; web processes and workers on several machines share it.
+BEDROCK_LOGS_DIR = env_str("BEDROCK_LOGS_DIR") or None
 BEDROCK_GIT_TIMEOUT = env_int("BEDROCK_GIT_TIMEOUT", 120)
 
 # --- Secrets ----------------------------------------------------------------------------------

@@ -45,6 +45,16 @@ variable "artefacts_volume" {
   default     = "bedrock-artefacts"
 }
 
+variable "logs_volume" {
+  type        = string
+  description = <<-EOT
+    A host volume both groups mount at BEDROCK_HOME/logs: the worker's supervisors write the
+    steps' logs there and the web process reads them for the run pages, so it too must be the
+    same files on every node that runs them. Owned by uid 10001.
+  EOT
+  default     = "bedrock-logs"
+}
+
 locals {
   # Settings both groups share. Web stores the steps' uploads and the worker publishes model
   # versions, so both must see one artefact storage: the shared host volume below.
@@ -71,6 +81,11 @@ job "bedrock" {
     volume "artefacts" {
       type   = "host"
       source = var.artefacts_volume
+    }
+
+    volume "logs" {
+      type   = "host"
+      source = var.logs_volume
     }
 
     network {
@@ -143,6 +158,11 @@ job "bedrock" {
         destination = "/var/lib/bedrock/artefacts"
       }
 
+      volume_mount {
+        volume      = "logs"
+        destination = "/var/lib/bedrock/logs"
+      }
+
       config {
         image   = var.image
         command = "gunicorn"
@@ -190,6 +210,11 @@ job "bedrock" {
       source = var.artefacts_volume
     }
 
+    volume "logs" {
+      type   = "host"
+      source = var.logs_volume
+    }
+
     ephemeral_disk {
       size   = 10240
       sticky = true
@@ -208,6 +233,11 @@ job "bedrock" {
       volume_mount {
         volume      = "artefacts"
         destination = "/var/lib/bedrock/artefacts"
+      }
+
+      volume_mount {
+        volume      = "logs"
+        destination = "/var/lib/bedrock/logs"
       }
 
       config {

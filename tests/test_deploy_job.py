@@ -61,3 +61,15 @@ def test_no_task_asks_for_more_than_the_clients_default_max_kill_timeout():
     for name, task in tasks():
         timeout = unquoted(task.get("kill_timeout", '"5s"'))
         assert timeout.endswith("s") and int(timeout[:-1]) <= 30, name
+
+
+def test_web_and_worker_share_the_logs_directory_on_a_host_volume():
+    """The worker's supervisors write the steps' logs; the web process reads them."""
+    job = hcl2.load((ROOT / "deploy" / "bedrock.nomad.hcl").open())
+    groups = dict(labelled(next(labelled(job["job"]))[1]["group"]))
+    for name in ("web", "worker"):
+        volumes = dict(labelled(groups[name]["volume"]))
+        assert volumes["logs"]["source"] == "${var.logs_volume}"
+        (task,) = (body for _, body in labelled(groups[name]["task"]) if name in _)
+        mounts = {unquoted(m["volume"]): unquoted(m["destination"]) for m in task["volume_mount"]}
+        assert mounts["logs"] == "/var/lib/bedrock/logs", name  # BEDROCK_HOME/logs in the image

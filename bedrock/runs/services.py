@@ -42,7 +42,7 @@ from bedrock.runs.cleanup import run_cleanup
 from bedrock.runs.executors.local import unsandboxed_refusal
 from bedrock.runs.models import ACTIVE_STATUSES, Run, RunStatus, Trigger
 from bedrock.runs.plan import stanza_for
-from bedrock.runs.workspace import Workspace
+from bedrock.runs.workspace import Workspace, logs_root
 
 if TYPE_CHECKING:
     from bedrock.models.models import ModelAlias
@@ -423,7 +423,7 @@ def _supervise_in_thread(run_id: int) -> None:
 
 
 def supervisor_log(run_id: int) -> Path:
-    path = settings.BEDROCK_HOME / "logs" / f"run-{run_id}" / "supervisor.log"
+    path = logs_root() / f"run-{run_id}" / "supervisor.log"
     path.parent.mkdir(parents=True, exist_ok=True)
     return path
 
