@@ -72,7 +72,6 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "django_q",
-    "strawberry_django",
     "bedrock.pipelines",
     "bedrock.runs",
     "bedrock.models",

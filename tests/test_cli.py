@@ -103,7 +103,7 @@ def test_other_commands_still_load_the_apps(tmp_path: Path):
     result = run(tmp_path, "help", "validate")
 
     assert result.returncode == 0, result.stderr
-    assert "LOADED ['strawberry', 'strawberry_django'" in result.stderr
+    assert "LOADED ['django.contrib.admin'] True" in result.stderr
     assert "usage: bedrock validate" in result.stdout
 
 
@@ -123,3 +123,12 @@ def test_a_command_another_app_overrides_goes_through_django(monkeypatch: pytest
 
     assert not cli._may_skip_setup(["bedrock", "validate", "x.hcl"])
     assert cli._may_skip_setup(["bedrock", "artefact", "pack", "a", "b.zip"])
+
+
+def test_django_setup_imports_neither_strawberry_django_nor_geodjango(tmp_path: Path):
+    # Every command with models, and every supervisor, pays for what django.setup() imports.
+    result = run(tmp_path, "help", "validate")
+
+    assert result.returncode == 0, result.stderr
+    assert "'strawberry_django'" not in result.stderr
+    assert "'django.contrib.gis'" not in result.stderr
