@@ -118,12 +118,17 @@ def phases() -> None:
             for name, moment in zip(PHASES, moments, strict=True)
         }
         seconds["finished"] = (run.finished_at - run.created_at).total_seconds()
-        found.append({"status": run.status, **seconds})
+        epochs = {
+            "created_epoch": run.created_at.timestamp(),
+            "finished_epoch": run.finished_at.timestamp(),
+        }
+        found.append({"status": run.status, **seconds, **epochs})
     print(json.dumps(found))
 
 
 def timed(command: list[str], env: dict[str, str], cwd: Path) -> dict[str, float]:
     """One fresh process: seconds to its exit and to LINE on its stdout."""
+    epoch = time.time()
     started = time.perf_counter()
     child = subprocess.Popen(
         command, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
@@ -142,7 +147,7 @@ def timed(command: list[str], env: dict[str, str], cwd: Path) -> dict[str, float
         raise SystemExit(
             f"{' '.join(command)} failed ({child.returncode}):\n{''.join(output)}\n{errors}"
         )
-    return {"wall": wall, "first line": first}
+    return {"wall": wall, "first line": first, "started_epoch": epoch, "ended_epoch": epoch + wall}
 
 
 def medians(samples: list[dict[str, float | None]]) -> dict[str, float | None]:
@@ -173,9 +178,12 @@ def bedrock(scratch: Path, repeat: int) -> tuple[dict, dict]:
     inside = json.loads(found.stdout.splitlines()[-1])
     if any(run["status"] != "Succeeded" for run in inside):
         raise SystemExit(f"a run did not succeed: {inside}")
-    return medians(runs), medians(
-        [{k: v for k, v in run.items() if k != "status"} for run in inside]
-    )
+    # The command's own parts, on the same clock: before the run exists, and after it ended.
+    for run, phase in zip(runs, inside, strict=True):
+        phase["command to created"] = phase.pop("created_epoch") - run.pop("started_epoch")
+        phase["finished to exit"] = run.pop("ended_epoch") - phase.pop("finished_epoch")
+        del phase["status"]
+    return medians(runs), medians(inside)
 
 
 def metaflow(scratch: Path, python: str, repeat: int) -> dict:
@@ -185,7 +193,10 @@ def metaflow(scratch: Path, python: str, repeat: int) -> dict:
     env = {**os.environ, "METAFLOW_HOME": str(work), "USERNAME": "bench"}
     env["METAFLOW_DATASTORE_SYSROOT_LOCAL"] = str(work)
     command = [python, "noop_flow.py", "run"]
-    return medians([timed(command, env, work) for _ in range(repeat)])
+    runs = [timed(command, env, work) for _ in range(repeat)]
+    for run in runs:
+        del run["started_epoch"], run["ended_epoch"]
+    return medians(runs)
 
 
 def main() -> None:
@@ -216,7 +227,7 @@ def main() -> None:
     else:
         ratio = None
         print("metaflow baseline skipped (no --metaflow-python)")
-    print("inside Bedrock, seconds from the run's creation (median):")
+    print("inside Bedrock, seconds from the run's creation (median), and the command's own parts:")
     for name, seconds in inside.items():
         print(f"  {name:20} {'-' if seconds is None else f'{seconds:6.2f}'}")
     report = {
