@@ -11,6 +11,7 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from bedrock.actors import SYSTEM
+from bedrock.checks import BEDROCK_CHECK_TAGS
 from bedrock.pipelines.models import Pipeline
 from bedrock.runs.models import TERMINAL_STATUSES, Run, RunStatus, Trigger
 from bedrock.runs.services import run_create, run_submit
@@ -113,6 +114,9 @@ class Command(BaseCommand):
     help = (
         "Start a run of PIPELINE; with --wait, follow its steps and logs and exit with its outcome."
     )
+    # Bedrock's own checks (settings, executors, storage) but not Django's URL and model checks,
+    # which import every view and the whole GraphQL schema: most of a second before the run.
+    requires_system_checks = BEDROCK_CHECK_TAGS
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("pipeline", help="PROJECT/PIPELINE, PIPELINE or an id")
