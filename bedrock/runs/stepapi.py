@@ -27,6 +27,22 @@ class _QuietHandler(WSGIRequestHandler):
         pass
 
 
+class _LoadedOnFirstRequest:
+    """Bedrock's WSGI application, loaded when a step first calls: its middleware imports the
+    GraphQL machinery (most of a second), which a run whose steps never call would wait for
+    before its supervisor starts."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._application: Any = None
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        with self._lock:
+            if self._application is None:
+                self._application = get_internal_wsgi_application()
+        return self._application(environ, start_response)
+
+
 @contextlib.contextmanager
 def api_for_steps(
     write: Callable[[str], None], *, bind: str = "127.0.0.1", force: bool = False
@@ -39,7 +55,7 @@ def api_for_steps(
         return
     before = os.environ.get("BEDROCK_API_DOMAIN"), settings.BEDROCK_API_DOMAIN
     server = ThreadedWSGIServer((bind, 0), _QuietHandler)
-    server.set_app(get_internal_wsgi_application())
+    server.set_app(_LoadedOnFirstRequest())
     threading.Thread(target=server.serve_forever, daemon=True).start()
     address = f"http://127.0.0.1:{server.server_address[1]}"
     os.environ["BEDROCK_API_DOMAIN"] = settings.BEDROCK_API_DOMAIN = address
