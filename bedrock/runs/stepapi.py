@@ -56,7 +56,11 @@ def api_for_steps(
     before = os.environ.get("BEDROCK_API_DOMAIN"), settings.BEDROCK_API_DOMAIN
     server = ThreadedWSGIServer((bind, 0), _QuietHandler)
     server.set_app(_LoadedOnFirstRequest())
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    # shutdown() waits for the loop to look at its flag: every 0.5 s by default, which the
+    # command following a run would wait after the run ended.
+    serve = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
+    serve.daemon = True
+    serve.start()
     address = f"http://127.0.0.1:{server.server_address[1]}"
     os.environ["BEDROCK_API_DOMAIN"] = settings.BEDROCK_API_DOMAIN = address
     write(f"Steps reach the API at {address} while this runs.")
