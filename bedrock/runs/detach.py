@@ -114,8 +114,9 @@ def _reset_signals() -> None:  # pragma: no cover - runs in the forked child
     for number in signal.valid_signals():
         with contextlib.suppress(OSError, ValueError, RuntimeError):
             signal.signal(number, signal.SIG_DFL)
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+    with contextlib.suppress(OSError, ValueError):
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGPIPE, signal.SIG_IGN)
     signal.pthread_sigmask(signal.SIG_SETMASK, [])
 
 
