@@ -50,6 +50,9 @@ from django.core.checks import Error, Tags, Warning, register
 
 from bedrock.envconfig import PROBLEMS, format_duration
 
+# The tags every Bedrock check has: a command that needs no view or model checks asks for these.
+BEDROCK_CHECK_TAGS = [Tags.compatibility, Tags.security]
+
 EXECUTORS = ("local", "docker", "nomad")
 # Limits of work a user may ask for; 0 or less would refuse every file, archive or request.
 LIMITS = (

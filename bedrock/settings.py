@@ -86,7 +86,6 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "django_q",
-    "strawberry_django",
     "bedrock.pipelines",
     "bedrock.runs",
     "bedrock.models",
@@ -452,9 +451,12 @@ STRAWBERRY_DJANGO = {
     "MUTATIONS_DEFAULT_HANDLE_ERRORS": True,
 }
 
-# How a run's supervisor is started: "process" (detached, survives worker restarts) or "thread"
-# (inside the starting process; for tests that share its database connection settings).
-BEDROCK_SUPERVISOR = env_str("BEDROCK_SUPERVISOR", "process")
+# How a run's supervisor is started: "fork" (a detached process forked from the one starting it,
+# Django already loaded; "process" when that one is inside a transaction), "process" (detached,
+# `bedrock execute RUN_ID`, which boots Python and Django again), both surviving worker
+# restarts, or "thread" (inside the starting process; for tests that share its database
+# connection settings).
+BEDROCK_SUPERVISOR = env_str("BEDROCK_SUPERVISOR", "fork")
 BEDROCK_LOCAL_SANDBOX = env_bool("BEDROCK_LOCAL_SANDBOX", True)
 # Without bubblewrap a local step is the server's own user (keys, database): only site
 # administrators' runs execute then, unless the operator accepts the risk here.

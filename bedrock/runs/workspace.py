@@ -72,6 +72,23 @@ def log_path(run_id: int, step: str) -> Path:
     return logs_root() / f"run-{run_id}" / f"{_safe(step)}.log"
 
 
+def wake_path(run_id: int) -> Path:
+    """A file that grows by a byte whenever the run or one of its steps changes status: a
+    follower stats it (and the logs) to learn of a change without asking the database."""
+    return Path(settings.BEDROCK_HOME) / "logs" / f"run-{run_id}" / "wake"
+
+
+def run_wake(run_id: int) -> None:
+    """Tell the run's followers something changed; never fails what it reports."""
+    path = wake_path(run_id)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("ab") as wake:
+            wake.write(b".")
+    except OSError as exc:
+        logger.debug("could not wake the followers of run %s: %s", run_id, exc)
+
+
 def log_key(run_id: int, step: str) -> str:
     return f"run-{run_id}/{_safe(step)}.log"
 
