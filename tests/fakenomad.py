@@ -31,13 +31,21 @@ Scenario kinds:
 
 - "success": every task exits 0.
 - "failure": main exits `exit_code` (1); "Not Restarting", `Failed` true; poststop still runs.
-- "oom": main exits 137 with `Details.oom_killed` "true" and exit message "OOM Killed".
+- "oom": main exits 137. Only on a cgroup v1 client (`FakeNomad.cgroups`) does Docker notice:
+  `Details.oom_killed` "true" and exit message "OOM Killed"; on cgroup v2, the default as on
+  current distributions, Nomad reports a bare exit code 137.
 - "lost": while main runs, the node goes down: `ClientStatus` "lost", `DesiredStatus` "stop",
   `DesiredDescription` "alloc is lost since its node is down"; a replacement allocation appears
   (the old one's `NextAllocation` names it) and stays "pending".
+- "disconnected": while main runs, the node stops heartbeating. With `Disconnect.Replace` false
+  the allocation turns `ClientStatus` "unknown" and stays so, whatever is asked of it (a stop
+  reaches no client, and its logs cannot be read: 500 "No path to node"), until the node is
+  collected (`collect_node`): then it is lost and replaced as in "lost". Without
+  `Replace` false it is lost and replaced at once.
 - "max_run_duration": main is killed ("Killing" with "allocation exceeded max_run_duration"),
   poststop never starts, the allocation ends `ClientStatus` "complete" with that `ClientDescription`
-  (as Nomad 2.0.3+ reports it: a timeout is not a task failure).
+  (as Nomad 2.0.3+ reports it: a timeout is not a task failure). The description is set as the
+  kill starts, while main still runs; main writes `kill_log` as it dies, a phase later.
 - "prestart_failure": the first prestart task exits `exit_code` (1) and fails; main never starts:
   it goes "dead" (not failed) with a "Sibling Task Failed" event naming the prestart task, as the
   alloc runner kills the siblings of a failed task; poststop tasks then run, as they do once every
@@ -53,15 +61,20 @@ from __future__ import annotations
 
 import base64
 import copy
+import fnmatch
 import json
+import os
 import re
+import subprocess
+import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import MappingProxyType
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -72,6 +85,7 @@ KINDS = (
     "failure",
     "oom",
     "lost",
+    "disconnected",
     "max_run_duration",
     "prestart_failure",
     "poststop_failure",
@@ -126,6 +140,8 @@ class Scenario:
     main_polls: int = 2  # phases main is seen running before it ends (or, for "hang", logs)
     task_logs: dict[str, dict[str, str]] = field(default_factory=dict)  # other tasks' logs
     unplaceable_reason: str = "devices: no devices match request"
+    kill_log: str = ""  # main's stdout as it dies at the max_run_duration kill
+    kill_hangs: bool = False  # main never dies of that kill (a docker stop that hangs)
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -167,10 +183,11 @@ class _HTTPError(Exception):
 @dataclass
 class _Alloc:
     stub: dict[str, Any]
-    logs: dict[tuple[str, str], bytearray] = field(default_factory=dict)
+    logs: dict[tuple[str, str], _LogFiles] = field(default_factory=dict)
     stopping: bool = False
     collected: bool = False
     status_override: str | None = None  # "lost", or "complete" after max_run_duration
+    node_collected: bool = False  # the node of a "disconnected" allocation was collected
 
 
 @dataclass
@@ -275,6 +292,11 @@ class FakeNomad:
     silently: unknown keys, non-canonical key spellings, unknown docker config keys — assert it is
     empty), `address`.
     """
+
+    # The clients' cgroup version: Docker reports OOM kills on v1 only.
+    cgroups = "v2"
+    # When set, a task's log files rotate at this many bytes instead of LogConfig.MaxFileSizeMB.
+    log_file_bytes: int | None = None
 
     def __init__(self, *, version: str = "2.0.5", region: str = "global") -> None:
         # The fake checks every body against Nomad's field map; without it, it cannot stand in.
@@ -520,6 +542,7 @@ class FakeNomad:
                     raise _HTTPError(405, "Invalid method")
                 if bad_json is not None:
                     raise _HTTPError(400, bad_json)
+                self._authorize(request, name, match.groupdict())
                 return handler(request, **match.groupdict())
         raise _HTTPError(
             404, f"Invalid URL: {request.method} {request.path} is not served by FakeNomad"
@@ -637,6 +660,165 @@ class FakeNomad:
             )
             raise _VariableConflict(conflict)
 
+    # ---------------------------------------------------------------- files as the task's user
+
+    # The user each image runs as, "uid" or "uid:gid" as its USER resolves on the client; an
+    # image not named runs as root. Assign a new mapping rather than change this one.
+    image_users: Mapping[str, str] = MappingProxyType({})
+
+    def task_files(self, job: dict[str, Any], task_name: str) -> list[TaskFile]:
+        """The files the task's templates render, owned as the Nomad client writes them (its own
+        user, root, unless the template names a uid or gid; 0644 unless it names perms), and
+        whether the image's user may read each one."""
+        task = next(t for t in job["TaskGroups"][0]["Tasks"] if t["Name"] == task_name)
+        uid, _, gid = self.image_users.get(task["Config"].get("image", ""), "0").partition(":")
+        user = (int(uid), int(gid or uid))
+        files = []
+        for template in task.get("Templates") or []:
+            owner = (_id_or_root(template.get("Uid")), _id_or_root(template.get("Gid")))
+            mode = int(template.get("Perms") or "0644", 8)
+            files.append(
+                TaskFile(
+                    path=template["DestPath"],
+                    content=self._render(job["Namespace"], template.get("EmbeddedTmpl") or ""),
+                    owner=owner,
+                    mode=mode,
+                    readable=_may_read(user, owner, mode),
+                )
+            )
+        return files
+
+    def _render(self, namespace: str, body: str) -> str:
+        """A `with nomadVar` template of field reads and `index`es, as consul-template renders
+        it (a missing item is an empty string here; the task fails before it starts anyway)."""
+        paths = _NOMAD_VAR.findall(body)
+        var = self._variables.get((namespace, paths[0])) if paths else None
+        items = var["Items"] if var else {}
+        body = re.sub(r"\{\{-?\s*(with nomadVar \"[^\"]*\"|end)\s*-?\}\}", "", body)
+        body = re.sub(r'\{\{\s*index \. "([^"]+)"\s*\}\}', lambda m: items.get(m[1], ""), body)
+        return re.sub(r"\{\{\s*\.(\w+)\s*\}\}", lambda m: items.get(m[1], ""), body)
+
+    def run_main(self, job: dict[str, Any], command: str) -> Scenario:
+        """Run the main task's own program under bash here, with `command` as the step's, in a
+        task directory holding its rendered files: each readable or not as `task_files` says
+        (root runs it as nobody, so that an unreadable file really is). The scenario that
+        plays what it printed and how it exited; for a `scenario_for`."""
+        task = next(t for t in job["TaskGroups"][0]["Tasks"] if _hook(t) is None)
+        config = task["Config"]
+        assert config.get("entrypoint") == ["bash"], "run_main runs a bash -c program"
+        with tempfile.TemporaryDirectory(prefix="fakenomad-task-") as root:
+            for file in self.task_files(job, task["Name"]):
+                target = os.path.join(root, file.path)
+                os.makedirs(os.path.dirname(target), mode=0o755, exist_ok=True)
+                with open(target, "w") as handle:
+                    handle.write(file.content)
+                os.chmod(target, 0o444 if file.readable else 0)
+            os.makedirs(os.path.join(root, "alloc", "data"))
+            for folder in (root, os.path.join(root, "alloc"), os.path.join(root, "alloc", "data")):
+                os.chmod(folder, 0o777)  # noqa: S103 (nobody writes main.exit there)
+            program = (
+                config["args"][1]
+                .replace("/secrets/", f"{root}/secrets/")
+                .replace("/alloc/data", f"{root}/alloc/data")
+            )
+            nobody = {"user": 65534, "group": 65534} if os.geteuid() == 0 else {}
+            done = subprocess.run(
+                ["bash", "-c", program, "bedrock-step", command],
+                capture_output=True,
+                text=True,
+                cwd=root,
+                env={"PATH": os.environ.get("PATH", ""), **(task.get("Env") or {})},
+                timeout=60,
+                **nobody,
+            )
+        if done.returncode == 0:
+            return Scenario("success", stdout=done.stdout, stderr=done.stderr)
+        return Scenario(
+            "failure", exit_code=done.returncode, stdout=done.stdout, stderr=done.stderr
+        )
+
+    # ---------------------------------------------------------------- ACL policy
+
+    # The token's policy, as the HCL a platform team applies with `nomad acl policy apply`;
+    # None: the token may do everything, as a management token or a cluster without ACLs.
+    # Namespace capabilities and variable path rules are enforced as Nomad's acl package does.
+    acl_policy: str | None = None
+
+    _JOB_CAPABILITIES: dict[tuple[str, str], tuple[str, ...]] = {
+        ("jobs", "GET"): ("list-jobs",),
+        ("jobs", "POST"): ("submit-job",),
+        ("job", "POST"): ("submit-job",),
+        ("job", "GET"): ("read-job",),
+        ("job", "DELETE"): ("submit-job", "deregister-job", "purge-job"),
+        ("job_allocations", "GET"): ("read-job",),
+        ("job_evaluations", "GET"): ("read-job",),
+        ("allocation", "GET"): ("read-job",),
+        ("evaluation", "GET"): ("read-job",),
+        ("logs", "GET"): ("read-logs",),
+    }
+    _VARIABLE_CAPABILITY = {"GET": "read", "PUT": "write", "DELETE": "destroy"}
+
+    def _policy(self) -> dict[str, Any] | None:
+        if self.acl_policy is None:
+            return None
+        import hcl  # pyhcl: Nomad parses ACL policies as HCL 1
+
+        return _blocks(hcl.loads(self.acl_policy).get("namespace"))
+
+    def _namespace_rules(self, namespace: str) -> dict[str, Any]:
+        """The rules of the namespace block that matches: by name, else the closest glob."""
+        policy = self._policy() or {}
+        if namespace in policy:
+            return policy[namespace]
+        globs = [g for g in policy if fnmatch.fnmatchcase(namespace, g)]
+        if not globs:
+            return {}
+        return policy[min(globs, key=lambda g: len(namespace) - len(g.replace("*", "")))]
+
+    def _may_use_variable(self, namespace: str, path: str, capability: str) -> bool:
+        """`ACL.AllowVariableOperation`: the exact path's rule, else the closest matching glob;
+        `read` brings `list` with it (acl/policy.go, expandVariablesCapabilities)."""
+        if self.acl_policy is None:
+            return True
+        paths = _blocks((self._namespace_rules(namespace).get("variables") or {}).get("path"))
+        if path in paths:
+            rule = paths[path]
+        else:
+            globs = [g for g in paths if "*" in g and fnmatch.fnmatchcase(path, g)]
+            if not globs:
+                return False
+            rule = paths[min(globs, key=lambda g: len(path) - len(g.replace("*", "")))]
+        capabilities = set(rule.get("capabilities") or [])
+        if "deny" in capabilities:
+            return False
+        if "read" in capabilities:
+            capabilities.add("list")
+        return capability in capabilities
+
+    def _authorize(self, request: Request, route: str, params: dict[str, str]) -> None:
+        """403 "Permission denied" for what the token's policy does not allow."""
+        if self.acl_policy is None or route.startswith("agent_"):
+            return
+        namespace = self._namespace(request)
+        if route == "var":
+            if request.method == "PUT" and isinstance(request.json, dict):
+                namespace = request.query.get("namespace") or request.json.get("Namespace") or ""
+            wanted = self._VARIABLE_CAPABILITY[request.method]
+            if not self._may_use_variable(namespace or "default", params["path"], wanted):
+                raise _HTTPError(403, "Permission denied")
+            return
+        if route == "vars":
+            # A listing needs some variables rule in the namespace; it is then filtered by path.
+            if not (self._namespace_rules(namespace).get("variables") or {}).get("path"):
+                raise _HTTPError(403, "Permission denied")
+            return
+        granted = set(self._namespace_rules(namespace).get("capabilities") or [])
+        needed = self._JOB_CAPABILITIES.get((route, request.method), ())
+        if route == "job" and request.query.get("purge", "").lower() == "true":
+            needed = ("submit-job", "purge-job")
+        if needed and not granted & set(needed):
+            raise _HTTPError(403, "Permission denied")
+
     def _vars_get(self, request: Request) -> tuple[int, Any]:
         # The list holds metadata only: a variable's items are read one path at a time.
         namespace = self._namespace(request)
@@ -644,7 +826,9 @@ class FakeNomad:
         return 200, [
             self._var_view(var, items=False)
             for (ns, path), var in sorted(self._variables.items())
-            if namespace in ("*", ns) and path.startswith(prefix)
+            if namespace in ("*", ns)
+            and path.startswith(prefix)
+            and self._may_use_variable(ns, path, "list")
         ]
 
     def _var_get(self, request: Request, path: str) -> tuple[int, Any]:
@@ -654,6 +838,7 @@ class FakeNomad:
         return 200, self._var_view(var)
 
     def _var_put(self, request: Request, path: str) -> tuple[int, Any]:
+        _check_variable_path(path)
         body = request.json
         if not isinstance(body, dict):
             raise _HTTPError(400, "json: cannot unmarshal into Go value of type structs.Variable")
@@ -858,6 +1043,7 @@ class FakeNomad:
                 )
             if max_run <= 0:
                 errors.append(f"max_run_duration must be greater than zero (got {max_run})")
+        errors += _disconnect_errors(job, group.get("Disconnect"))
         seen: dict[str, int] = {}
         for i, task in enumerate(group["Tasks"]):
             name = task.get("Name") or ""
@@ -1129,6 +1315,8 @@ class FakeNomad:
         if found is None or found[1].collected:
             raise _HTTPError(404, f'unknown allocation "{alloc_id}"')
         alloc = found[1]
+        if self._unreachable(alloc):
+            raise _HTTPError(500, "No path to node")
         task = request.query.get("task", "")
         kind = request.query.get("type", "")
         if not task:
@@ -1141,22 +1329,12 @@ class FakeNomad:
             offset = int(request.query.get("offset") or 0)
         except ValueError:
             raise _HTTPError(400, "invalid offset") from None
-        data = bytes(alloc.logs.get((task, kind), b""))
-        if request.query.get("origin", "start") == "end":
-            start = max(0, len(data) - offset)
-        else:
-            start = min(offset, len(data))
-        chunk = data[start:]
+        files = alloc.logs.get((task, kind))
+        origin = request.query.get("origin", "start")
+        frames = files.frames(origin, offset) if files is not None else []
         if request.query.get("plain", "").lower() == "true":
-            return 200, chunk
-        if not chunk:
-            return 200, b""
-        frame = {
-            "File": f"alloc/logs/{task}.{kind}.0",
-            "Offset": len(data),
-            "Data": base64.b64encode(chunk).decode(),
-        }
-        return 200, frame
+            return 200, b"".join(frame.get("Data", b"") for frame in frames)
+        return 200, b"".join(_encode_frame(frame) for frame in frames)
 
     # ---------------------------------------------------------------- playback
 
@@ -1289,7 +1467,7 @@ class FakeNomad:
 
     def _log(self, alloc: _Alloc, task: str, kind: str, text: str) -> None:
         if text:
-            alloc.logs.setdefault((task, kind), bytearray()).extend(text.encode())
+            self._log_files(alloc, task, kind).write(text.encode())
 
     def _start_problem(self, record: _Job, task: dict[str, Any]) -> list[dict[str, Any]] | str:
         """ "blocked" while a template waits on a missing variable; the failure events of a task
@@ -1493,8 +1671,11 @@ class FakeNomad:
         if role == "main" and scenario.kind == "lost":
             yield from self._lose(record, group, alloc)
             return "lost"
+        if role == "main" and scenario.kind == "disconnected":
+            yield from self._disconnect(record, group, alloc)
+            return "lost"
         if role == "main" and scenario.kind == "max_run_duration":
-            yield from self._timeout(alloc, running, group)
+            yield from self._timeout(alloc, running, group, scenario)
             return "max_run_duration"
         while role == "main" and scenario.kind == "hang":
             if alloc.stopping:
@@ -1507,7 +1688,7 @@ class FakeNomad:
         for i, task in enumerate(running):
             name = task["Name"]
             code = self._exit_code(scenario, role, first=(i == 0))
-            oom = scenario.kind == "oom" and role == "main"
+            oom = scenario.kind == "oom" and role == "main" and self.cgroups == "v1"
             details = {"exit_code": str(code), "signal": "0", "oom_killed": str(oom).lower()}
             message = f"Exit Code: {code}"
             if oom:
@@ -1573,10 +1754,23 @@ class FakeNomad:
         self._refresh(alloc)
 
     def _timeout(
-        self, alloc: _Alloc, running: list[dict[str, Any]], group: dict[str, Any]
+        self,
+        alloc: _Alloc,
+        running: list[dict[str, Any]],
+        group: dict[str, Any],
+        scenario: Scenario,
     ) -> _Playback:
         reason = "allocation exceeded max_run_duration"
-        yield from self._kill(alloc, running, reason)
+        killing = self._kill(alloc, running, reason)
+        next(killing)  # "Killing": the tasks still run, and the allocation already says why
+        alloc.stub["ClientDescription"] = reason
+        yield
+        while scenario.kill_hangs:
+            yield _IDLE
+        for task in running:
+            if _hook(task) is None:
+                self._log(alloc, task["Name"], "stdout", scenario.kill_log)
+        yield from killing  # "Killed"
         # Poststop tasks are not started after a max_run_duration timeout.
         for task in group["Tasks"]:
             self._never_started(alloc, task["Name"], None)
@@ -1609,6 +1803,196 @@ class FakeNomad:
             self._never_started(alloc, name, None)
         self._refresh(alloc)
         yield
+
+    # ---------------------------------------------------------------- disconnected clients
+
+    def collect_node(self, alloc_id: str) -> None:
+        """The servers give up on the cut-off node of a "disconnected" allocation."""
+        with self._lock:
+            self._alloc_or_fail(alloc_id).node_collected = True
+
+    def _disconnect(self, record: _Job, group: dict[str, Any], alloc: _Alloc) -> _Playback:
+        if (group.get("Disconnect") or {}).get("Replace") is not False:
+            yield from self._lose(record, group, alloc)
+            return
+        # The server cannot hear the client: the tasks keep the states last reported.
+        alloc.status_override = "unknown"
+        alloc.stub.update(
+            ClientStatus="unknown",
+            ClientDescription="alloc is unknown since its node is disconnected",
+        )
+        yield
+        while not alloc.node_collected:
+            yield _IDLE
+        if not record.stop:
+            yield from self._lose(record, group, alloc)
+            return
+        alloc.status_override = "lost"
+        alloc.stub.update(ClientStatus="lost", ClientDescription="")
+        yield
+
+    # ---------------------------------------------------------------- log rotation
+
+    def _log_files(self, alloc: _Alloc, task: str, kind: str) -> _LogFiles:
+        files = alloc.logs.get((task, kind))
+        if files is None:
+            record = self._jobs[(alloc.stub["Namespace"], alloc.stub["JobID"])]
+            group = next(
+                g for g in record.job["TaskGroups"] if g["Name"] == alloc.stub["TaskGroup"]
+            )
+            config = next(t for t in group["Tasks"] if t["Name"] == task)["LogConfig"]
+            size = self.log_file_bytes or config["MaxFileSizeMB"] * 2**20
+            files = alloc.logs[(task, kind)] = _LogFiles(f"{task}.{kind}", size, config["MaxFiles"])
+        return files
+
+    @staticmethod
+    def _unreachable(alloc: _Alloc) -> bool:
+        """The client of the allocation cannot be reached through the servers."""
+        return alloc.stub["ClientStatus"] == "unknown"
+
+
+@dataclass(frozen=True)
+class TaskFile:
+    """A file a template renders into a task's directory, and whether its user may read it."""
+
+    path: str  # DestPath, relative to the task directory
+    content: str
+    owner: tuple[int, int]  # uid, gid
+    mode: int
+    readable: bool
+
+
+def _id_or_root(value: int | None) -> int:
+    # template.go: a uid or gid that is unset or negative leaves the file the agent's (root's).
+    return value if value is not None and value >= 0 else 0
+
+
+def _may_read(user: tuple[int, int], owner: tuple[int, int], mode: int) -> bool:
+    """Unix permission bits, for a container user with Docker's default capabilities (root's
+    CAP_DAC_OVERRIDE reads anything)."""
+    if user[0] == 0:
+        return True
+    if user[0] == owner[0]:
+        return bool(mode & 0o400)
+    if user[1] == owner[1]:
+        return bool(mode & 0o040)
+    return bool(mode & 0o004)
+
+
+def _blocks(value: dict[str, Any] | list[dict[str, Any]] | None) -> dict[str, Any]:
+    """Labelled HCL blocks by label: pyhcl gives a list when a block type repeats."""
+    if isinstance(value, list):
+        return {label: body for block in value for label, body in block.items()}
+    return value or {}
+
+
+# ---------------------------------------------------------------- variable paths
+
+# nomad/structs/variables.go: a variable path Nomad stores (a job's is nomad/jobs/<job id>).
+_VARIABLE_PATH = re.compile(r"^[a-zA-Z0-9\-_~/]{1,128}$")
+
+
+def _check_variable_path(path: str) -> None:
+    """`VariableDecrypted.Validate`, answered 400 by the agent as Nomad does."""
+    if not _VARIABLE_PATH.match(path):
+        raise _HTTPError(400, f"invalid path {json.dumps(path)}")
+
+
+_READ_BYTES = 64 * 1024  # the client's streamFrameSize: each read of a file, and a frame's most
+
+
+@dataclass
+class _LogFiles:
+    """One task stream as the client's logmon writes it: `<name>.<n>` files, the next one begun
+    once the current one is full (a line kept whole when it fits in a file), the oldest deleted
+    past `max_files`."""
+
+    name: str
+    file_bytes: int
+    max_files: int
+    files: dict[int, bytearray] = field(default_factory=lambda: {0: bytearray()})
+
+    def write(self, data: bytes) -> None:
+        while data:
+            current = self.files[max(self.files)]
+            space = self.file_bytes - len(current)
+            if len(data) <= space:
+                current += data
+                return
+            cut = data.rfind(b"\n", 0, space) + 1
+            if cut == 0 and (data.find(b"\n") + 1 or len(data)) > self.file_bytes:
+                cut = space  # a line longer than a whole file is split
+            current += data[:cut]
+            data = data[cut:]
+            self.files[max(self.files) + 1] = bytearray()
+            while len(self.files) > self.max_files:
+                del self.files[min(self.files)]
+
+    def frames(self, origin: str, offset: int) -> list[dict[str, Any]]:
+        """What `GET /v1/client/fs/logs` streams without follow (client/fs_endpoint.go's logs,
+        findClosest, streamFile and the stream framer's quirks): from `offset` counted from the
+        start of the oldest file still here (or back from the end), to the end of the newest."""
+        indexes = sorted(self.files)
+        position, skip = self._closest(indexes, origin, offset)
+        framer = _Framer()
+        for n in indexes[position:]:
+            data, at = self.files[n], skip if n == indexes[position] else 0
+            while at < len(data):
+                chunk = bytes(data[at : at + _READ_BYTES])
+                at += len(chunk)
+                framer.send(f"alloc/logs/{self.name}.{n}", chunk, at)
+        return framer.close()
+
+    def _closest(self, indexes: list[int], origin: str, offset: int) -> tuple[int, int]:
+        """`findClosest`: the file (its position in `indexes`) and the offset in it to open."""
+        i, offset = (0, offset) if origin == "start" else (len(indexes) - 1, -offset)
+        while offset:
+            size = len(self.files[indexes[i]])
+            if offset < 0:
+                if size + offset >= 0 or i == 0:
+                    return i, max(0, size + offset)
+                offset, i = offset + size, i - 1
+            elif offset <= size or i == len(indexes) - 1:
+                return i, min(offset, size)
+            else:
+                offset, i = offset - size, i + 1
+        return i, 0
+
+
+class _Framer:
+    """client/lib/streamframer: a frame's Offset is the one its first piece was sent with (the
+    offset after that read), moved on by a frame's size at each full frame, whatever the later
+    pieces' offsets; a change of file flushes the frame, even an empty one."""
+
+    def __init__(self) -> None:
+        self.frame: dict[str, Any] | None = None
+        self.data = bytearray()
+        self.out: list[dict[str, Any]] = []
+
+    def send(self, file: str, data: bytes, offset: int) -> None:
+        if self.frame is not None and self.frame["File"] != file:
+            self.out.append({**self.frame, "Data": bytes(self.data)})
+            self.data.clear()
+            self.frame = None
+        if self.frame is None:
+            self.frame = {"Offset": offset, "File": file}
+        self.data += data
+        while len(self.data) >= _READ_BYTES:
+            self.out.append({**self.frame, "Data": bytes(self.data[:_READ_BYTES])})
+            del self.data[:_READ_BYTES]
+            self.frame["Offset"] += _READ_BYTES
+
+    def close(self) -> list[dict[str, Any]]:
+        if self.frame is not None and self.data:
+            self.out.append({**self.frame, "Data": bytes(self.data)})
+        return self.out
+
+
+def _encode_frame(frame: dict[str, Any]) -> bytes:
+    """A StreamFrame as the client's JSON codec writes it: `omitempty` fields, no separator."""
+    out = {"Offset": frame["Offset"], "Data": base64.b64encode(frame["Data"]).decode()}
+    out["File"] = frame["File"]
+    return json.dumps({k: v for k, v in out.items() if v}).encode()
 
 
 class _VariableConflict(Exception):
@@ -1665,6 +2049,27 @@ def _reschedule_errors(policy: dict[str, Any] | None) -> list[str]:
         errors.append(
             f"Invalid delay function {policy.get('DelayFunction')!r}, must be one of {functions}"
         )
+    return errors
+
+
+def _disconnect_errors(job: dict[str, Any], disconnect: dict[str, Any] | None) -> list[str]:
+    """`DisconnectStrategy.Validate` (nomad/structs/group.go)."""
+    if not disconnect:
+        return []
+    errors = []
+    stop_after, lost_after = disconnect.get("StopOnClientAfter"), disconnect.get("LostAfter") or 0
+    if stop_after is not None:
+        if stop_after < 0:
+            errors.append("stop_after cannot be a negative duration")
+        if job["Type"] not in ("service", "batch"):
+            errors.append("stop_after can only be used with service or batch job types")
+    if lost_after < 0:
+        errors.append("lost_after cannot be a negative duration")
+    if stop_after is not None and lost_after:
+        errors.append("Disconnect cannot be configured with both lost_after and stop_after")
+    reconcile = disconnect.get("Reconcile") or ""
+    if reconcile not in ("", "best_score", "longest_running", "keep_original", "keep_replacement"):
+        errors.append(f"reconcile option is invalid: {reconcile}")
     return errors
 
 

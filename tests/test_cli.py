@@ -15,7 +15,7 @@ from django.core.management import ManagementUtility
 from bedrock import cli
 
 ROOT = Path(__file__).resolve().parents[1]
-EXAMPLE = ROOT / "examples" / "churn" / "bedrock.hcl"
+EXAMPLE = ROOT / "bedrock" / "examples" / "churn" / "bedrock.hcl"
 # Runs the script's main() and then says which heavy modules it loaded, on stderr.
 PROBE = """\
 import sys
@@ -30,14 +30,14 @@ finally:
 
 
 def run(
-    tmp_path: Path, *args: str, settings: str = "bedrock.settings"
+    tmp_path: Path, *args: str, settings: str = "bedrock.settings", **extra: str
 ) -> subprocess.CompletedProcess:
     env = {
         key: value
         for key, value in os.environ.items()
         if not key.startswith(("BEDROCK_", "DATABASE_", "DJANGO_"))
     }
-    env |= {"BEDROCK_HOME": str(tmp_path / "home"), "DJANGO_SETTINGS_MODULE": settings}
+    env |= {"BEDROCK_HOME": str(tmp_path / "home"), "DJANGO_SETTINGS_MODULE": settings, **extra}
     return subprocess.run(
         [sys.executable, "-c", PROBE, *args],
         cwd=ROOT,
@@ -83,7 +83,7 @@ def test_a_command_error_still_exits_one_with_its_message(tmp_path: Path):
     archive = tmp_path / "model.zip"
     archive.write_bytes(b"")
 
-    result = run(tmp_path, "artefact", "pack", str(ROOT / "examples"), str(archive))
+    result = run(tmp_path, "artefact", "pack", str(ROOT / "bedrock" / "examples"), str(archive))
 
     assert result.returncode == 1
     assert f"CommandError: {archive} exists; choose a new file name" in result.stderr
@@ -103,7 +103,7 @@ def test_other_commands_still_load_the_apps(tmp_path: Path):
     result = run(tmp_path, "help", "validate")
 
     assert result.returncode == 0, result.stderr
-    assert "LOADED ['strawberry', 'strawberry_django'" in result.stderr
+    assert "LOADED ['django.contrib.admin'] True" in result.stderr
     assert "usage: bedrock validate" in result.stdout
 
 
@@ -123,3 +123,29 @@ def test_a_command_another_app_overrides_goes_through_django(monkeypatch: pytest
 
     assert not cli._may_skip_setup(["bedrock", "validate", "x.hcl"])
     assert cli._may_skip_setup(["bedrock", "artefact", "pack", "a", "b.zip"])
+
+
+def test_django_setup_imports_neither_strawberry_django_nor_geodjango(tmp_path: Path):
+    # Every command with models, and every supervisor, pays for what django.setup() imports.
+    result = run(tmp_path, "help", "validate")
+
+    assert result.returncode == 0, result.stderr
+    assert "'strawberry_django'" not in result.stderr
+    assert "'django.contrib.gis'" not in result.stderr
+
+
+def test_bedrock_run_checks_bedrocks_settings_without_importing_the_web_api(tmp_path: Path):
+    # `migrate` would check the URLs too, importing the GraphQL schema; a run needs neither.
+    migrated = run(tmp_path, "migrate", "-v", "0")
+    result = run(tmp_path, "run", "no/such-pipeline")
+
+    assert migrated.returncode == 0, migrated.stderr
+    assert "No active pipeline 'no/such-pipeline'" in result.stderr
+    assert "'strawberry'" not in result.stderr.rpartition("LOADED")[2]
+
+
+def test_bedrock_run_still_refuses_a_misconfigured_server(tmp_path: Path):
+    result = run(tmp_path, "run", "no/such-pipeline", BEDROCK_EXECUTOR="nowhere")
+
+    assert result.returncode == 1
+    assert "bedrock.E004" in result.stderr and "No active pipeline" not in result.stderr

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import copy
 import itertools
 import json
@@ -16,12 +17,14 @@ import pytest
 import requests
 from nomad.api import exceptions as nx
 
+from bedrock.nomad.logs import LogCursor, frames
 from tests import nomad_fields
 from tests.fakenomad import FakeNomad, Scenario, go_duration
 
 JOB_ID = "run-8f14e45f"
 S = 1_000_000_000
 SECRETS = {"storage_token": "st-123", "wandb_api_key": "wb-456"}
+MAX_RUN = "allocation exceeded max_run_duration"
 
 
 @pytest.fixture(autouse=True)
@@ -578,6 +581,21 @@ def test_variables_are_listed_by_prefix_without_their_items(client: nomad.Nomad)
     assert client.variables.get_variables(prefix="nomad/jobs/", namespace="default") == []
 
 
+@pytest.mark.parametrize(
+    "path", ["nomad/jobs/bedrock-1-train.v2-1", "nomad/jobs/a b", "nomad/jobs/" + "x" * 118]
+)
+def test_a_variable_path_outside_nomads_pattern_is_refused(
+    fake: FakeNomad, client: nomad.Nomad, path: str
+) -> None:
+    with pytest.raises(nx.BadRequestNomadException) as caught:
+        client.variable.create_variable(path, {"Items": {"a": "b"}}, namespace="ml", cas=0)
+    assert caught.value.nomad_resp.text == f'invalid path "{path}"'
+    assert fake.variable(path, namespace="ml") is None
+    client.variable.create_variable(
+        path[:128].replace(".", "-").replace(" ", "_"), {"Items": {"a": "b"}}, namespace="ml", cas=0
+    )
+
+
 def test_variable_items_must_be_strings(client: nomad.Nomad) -> None:
     with pytest.raises(nx.BadRequestNomadException) as caught:
         put_secrets(client, items={"epochs": 20})
@@ -649,12 +667,18 @@ def test_failure_fails_main_and_still_runs_poststop(
     )
 
 
+def oom_killed(fake: FakeNomad, client: nomad.Nomad, body: dict[str, Any], cgroups: str) -> dict:
+    """The allocation of an OOM-killed job on clients of that cgroup version."""
+    fake.cgroups = cgroups
+    fake.default_scenario = Scenario(kind="oom")
+    register(client, body)
+    return play(client)[-1][0]
+
+
 def test_oom_reports_exit_137_and_the_oom_flag(
     fake: FakeNomad, client: nomad.Nomad, example: dict[str, Any]
 ) -> None:
-    fake.default_scenario = Scenario(kind="oom")
-    register(client, example)
-    alloc = play(client)[-1][0]
+    alloc = oom_killed(fake, client, example, "v1")
     terminated = last(alloc, "main", "Terminated")
     assert terminated["Details"]["exit_code"] == "137"
     assert terminated["Details"]["oom_killed"] == "true"
@@ -662,10 +686,76 @@ def test_oom_reports_exit_137_and_the_oom_flag(
     assert alloc["ClientStatus"] == "failed"
 
 
-def test_a_lost_allocation_gets_a_pending_replacement(
+def test_on_cgroup_v2_an_oom_kill_is_a_bare_exit_137(
     fake: FakeNomad, client: nomad.Nomad, example: dict[str, Any]
 ) -> None:
-    fake.default_scenario = Scenario(kind="lost")
+    assert fake.cgroups == "v2"  # the default
+    alloc = oom_killed(fake, client, example, "v2")
+    terminated = last(alloc, "main", "Terminated")
+    assert terminated["Details"]["exit_code"] == "137"
+    assert terminated["Details"]["oom_killed"] == "false"
+    assert "OOM" not in json.dumps(alloc["TaskStates"]["main"]["Events"])
+    assert states(alloc)["main"] == ("dead", True)
+
+
+def test_a_cut_off_node_with_replace_false_stays_unknown_until_it_is_collected(
+    fake: FakeNomad, client: nomad.Nomad, example: dict[str, Any]
+) -> None:
+    group(example)["Disconnect"] = {"Replace": False, "StopOnClientAfter": 600 * S}
+    fake.default_scenario = Scenario(kind="disconnected", stdout="epoch 1\n")
+    register(client, example)
+    [alloc] = play(client, listings=40)[-1]
+    assert alloc["ClientStatus"] == "unknown"
+    assert alloc["ClientDescription"] == "alloc is unknown since its node is disconnected"
+    assert states(alloc)["main"] == ("running", False)  # as last reported
+    with pytest.raises(nx.BaseNomadException) as caught:
+        client.client.stream_logs.stream(alloc["ID"], "main", "stdout", plain=True)
+    assert caught.value.nomad_resp.status_code == 500
+    client.job.deregister_job(JOB_ID)  # reaches no client
+    [alloc] = play(client)[-1]
+    assert (alloc["ClientStatus"], alloc["DesiredStatus"]) == ("unknown", "stop")
+    fake.collect_node(alloc["ID"])
+    assert [a["ClientStatus"] for a in play(client)[-1]] == ["lost"]  # stopped: no replacement
+
+
+def test_a_collected_node_of_a_running_job_is_replaced_anyway(
+    fake: FakeNomad, client: nomad.Nomad, example: dict[str, Any]
+) -> None:
+    group(example)["Disconnect"] = {"Replace": False}
+    fake.default_scenario = Scenario(kind="disconnected")
+    register(client, example)
+    [alloc] = play(client)[-1]
+    fake.collect_node(alloc["ID"])
+    lost, replacement = play(client)[-1]
+    assert lost["ClientStatus"] == "lost" and replacement["ClientStatus"] == "pending"
+
+
+@pytest.mark.parametrize(
+    ("disconnect", "error"),
+    [
+        (
+            {"LostAfter": 60 * S, "StopOnClientAfter": 60 * S},
+            "Disconnect cannot be configured with both lost_after and stop_after",
+        ),
+        ({"StopOnClientAfter": -S}, "stop_after cannot be a negative duration"),
+        ({"Reconcile": "newest"}, "reconcile option is invalid: newest"),
+    ],
+)
+def test_a_disconnect_block_nomad_refuses_is_a_validation_error(
+    client: nomad.Nomad, example: dict[str, Any], disconnect: dict, error: str
+) -> None:
+    group(example)["Disconnect"] = disconnect
+    with pytest.raises(nx.BaseNomadException) as caught:
+        register(client, example)
+    assert caught.value.nomad_resp.status_code == 500
+    assert error in caught.value.nomad_resp.text
+
+
+@pytest.mark.parametrize("kind", ["lost", "disconnected"])  # cut off, without Replace false
+def test_a_lost_allocation_gets_a_pending_replacement(
+    fake: FakeNomad, client: nomad.Nomad, example: dict[str, Any], kind: str
+) -> None:
+    fake.default_scenario = Scenario(kind=kind)
     register(client, example)
     lost, replacement = play(client)[-1]
     assert lost["ClientStatus"] == "lost"
@@ -681,9 +771,16 @@ def test_a_lost_allocation_gets_a_pending_replacement(
 def test_max_run_duration_kills_main_and_skips_poststop(
     fake: FakeNomad, client: nomad.Nomad, example: dict[str, Any]
 ) -> None:
-    fake.default_scenario = Scenario(kind="max_run_duration")
+    fake.default_scenario = Scenario(kind="max_run_duration", kill_log="checkpoint\n")
     register(client, example)
-    alloc = play(client)[-1][0]
+    history = [h[0] for h in distinct(play(client)) if h]
+    marked = next(a for a in history if a["ClientDescription"] == MAX_RUN)
+    assert states(marked)["main"] == ("running", False)  # marked before main is dead
+    assert events(marked, "main")[-1] == "Killing"
+    alloc = history[-1]
+    assert client.client.stream_logs.stream(alloc["ID"], "main", "stdout", plain=True) == (
+        "checkpoint\n"
+    )
     assert alloc["ClientStatus"] == "complete"
     assert alloc["ClientDescription"] == "allocation exceeded max_run_duration"
     assert last(alloc, "main", "Killing")["DisplayMessage"] == (
@@ -834,7 +931,7 @@ def test_scenario_for_wins_over_prefixes_which_win_over_the_default(
         register(client, body, job_id)
         return play(client, job_id)[-1][0]
 
-    assert last(run("run-oom-1"), "main", "Terminated")["Details"]["oom_killed"] == "true"
+    assert last(run("run-oom-1"), "main", "Terminated")["Details"]["exit_code"] == "137"
     assert states(run("run-plain"))["main"] == ("dead", True)
     assert states(run("run-picked", pick="yes"))["upload-artefacts"] == ("dead", True)
     assert states(run("other"))["main"] == ("dead", False)
@@ -903,6 +1000,26 @@ def test_logs_grow_while_main_runs_and_read_from_an_offset(
     sent = fake.requests_to("GET", "^/v1/client/fs/logs/")[-1]
     assert sent.query["task"] == "main"
     assert sent.query["type"] == "stdout"
+
+
+def test_log_files_rotate_and_offsets_count_from_the_oldest_file_left(
+    fake: FakeNomad, client: nomad.Nomad, example: dict[str, Any]
+) -> None:
+    fake.log_file_bytes = 100  # eleven 9-byte lines a file; main keeps 5 files (its LogConfig)
+    text = "".join(f"line {i:03d}\n" for i in range(100))
+    fake.default_scenario = Scenario(stdout=text)
+    register(client, example)
+    alloc_id = play(client)[-1][0]["ID"]
+    stream = client.client.stream_logs.stream
+    assert stream(alloc_id, "main", "stdout", plain=True) == text[55 * 9 :]  # files 5 to 9
+    assert stream(alloc_id, "main", "stdout", plain=True, offset=99) == text[66 * 9 :]
+    first, end = json.JSONDecoder().raw_decode(stream(alloc_id, "main", "stdout", offset=99))
+    assert first["File"] == "alloc/logs/main.stdout.6"
+    assert (
+        first["Offset"] == 99 and base64.b64decode(first["Data"]) == text[66 * 9 : 77 * 9].encode()
+    )
+    following = json.JSONDecoder().raw_decode(stream(alloc_id, "main", "stdout", offset=99), end)
+    assert following[0]["File"] == "alloc/logs/main.stdout.7"  # frames follow without separator
 
 
 def test_logs_are_gone_once_the_client_collects_the_allocation(
@@ -1001,6 +1118,116 @@ def test_a_wrong_token_is_refused_when_acls_are_on(fake: FakeNomad) -> None:
         nomad.Nomad(address=fake.address, token="right").job.get_job(JOB_ID)
 
 
+def policy(capabilities: str, paths: dict[str, str], namespace: str = "ml") -> str:
+    rules = "".join(
+        f'path "{path}" {{ capabilities = [{caps}] }}\n' for path, caps in paths.items()
+    )
+    head = f'namespace "{namespace}" {{\ncapabilities = [{capabilities}]\n'
+    return f"{head}variables {{\n{rules}}}\n}}\n"
+
+
+def put_paths(fake: FakeNomad, *paths: str) -> None:
+    for path in paths:
+        fake.put_variable(path, {"a": "b"}, namespace="ml")
+
+
+def listed(client: nomad.Nomad, prefix: str = "nomad/jobs/") -> list[str]:
+    return [v["Path"] for v in client.variables.get_variables(prefix=prefix, namespace="ml")]
+
+
+def test_a_variable_listing_is_filtered_to_the_paths_the_policy_may_list(
+    fake: FakeNomad, client: nomad.Nomad
+) -> None:
+    put_paths(fake, "nomad/jobs/bedrock", "nomad/jobs/bedrock-1-a-1", "nomad/jobs/other-1")
+    fake.acl_policy = policy("", {"nomad/jobs/bedrock-*": '"write", "destroy"'})
+    assert listed(client) == []  # no list: Nomad filters the listing to nothing
+    fake.acl_policy = policy("", {"nomad/jobs/bedrock-*": '"list"'})
+    assert listed(client) == ["nomad/jobs/bedrock-1-a-1"]
+    fake.acl_policy = policy("", {"nomad/jobs/*": '"read"'})  # read brings list with it
+    assert listed(client) == [
+        "nomad/jobs/bedrock",
+        "nomad/jobs/bedrock-1-a-1",
+        "nomad/jobs/other-1",
+    ]
+
+
+def test_the_closest_glob_decides_and_deny_wins(fake: FakeNomad, client: nomad.Nomad) -> None:
+    put_paths(fake, "nomad/jobs/bedrock-1-a-1", "nomad/jobs/bedrock-2-a-1")
+    fake.acl_policy = policy("", {"nomad/jobs/*": '"read"', "nomad/jobs/bedrock-2-*": '"deny"'})
+    assert listed(client) == ["nomad/jobs/bedrock-1-a-1"]
+    with pytest.raises(nx.URLNotAuthorizedNomadException):
+        client.variable.get_variable("nomad/jobs/bedrock-2-a-1", namespace="ml")
+    assert client.variable.get_variable("nomad/jobs/bedrock-1-a-1", namespace="ml")["Items"]
+
+
+def test_variable_writes_reads_and_deletes_need_their_capability(
+    fake: FakeNomad, client: nomad.Nomad
+) -> None:
+    fake.acl_policy = policy("", {"nomad/jobs/bedrock-*": '"write"'})
+    put_secrets(client, "bedrock-1-a-1")
+    with pytest.raises(nx.URLNotAuthorizedNomadException):
+        put_secrets(client, "other-1")
+    with pytest.raises(nx.URLNotAuthorizedNomadException):
+        client.variable.get_variable("nomad/jobs/bedrock-1-a-1", namespace="ml")
+    with pytest.raises(nx.URLNotAuthorizedNomadException):
+        client.variable.delete_variable("nomad/jobs/bedrock-1-a-1", namespace="ml")
+    assert fake.variable("nomad/jobs/bedrock-1-a-1", namespace="ml") == SECRETS
+
+
+def test_job_endpoints_need_the_namespaces_capabilities(
+    fake: FakeNomad, client: nomad.Nomad, example: dict[str, Any]
+) -> None:
+    fake.acl_policy = policy('"read-job"', {"nomad/jobs/*": '"write"'})
+    with pytest.raises(nx.URLNotAuthorizedNomadException):
+        register(client, example)
+    with pytest.raises(nx.URLNotAuthorizedNomadException):
+        client.jobs.get_jobs(prefix="run-")
+    fake.acl_policy = policy('"submit-job", "list-jobs"', {"nomad/jobs/*": '"write"'})
+    client.job.register_job(JOB_ID, example)
+    assert [j["ID"] for j in client.jobs.get_jobs(prefix="run-")] == [JOB_ID]
+    with pytest.raises(nx.URLNotAuthorizedNomadException):
+        client.job.get_allocations(JOB_ID)
+    fake.acl_policy = policy('"deregister-job"', {})
+    with pytest.raises(nx.URLNotAuthorizedNomadException):  # a purge needs submit-job or purge-job
+        client.job.deregister_job(JOB_ID, purge=True)
+    client.job.deregister_job(JOB_ID)
+
+
+# ---------------------------------------------------------------- files as the task's user
+
+
+@pytest.mark.parametrize(
+    ("user", "template", "readable"),
+    [
+        ("0", {"Perms": "0400"}, True),  # root reads anything
+        ("1000", {"Perms": "0400"}, False),  # written as the agent's user, root
+        ("1000", {}, True),  # consul-template's default 0644
+        ("1000", {"Perms": "0400", "Uid": 1000}, True),
+        ("1000", {"Perms": "0400", "Uid": -1}, False),  # negative: the agent's user
+        ("1001:1000", {"Perms": "0440", "Gid": 1000}, True),
+        ("1001:1001", {"Perms": "0440", "Gid": 1000}, False),
+        ("1000", {"Perms": "0444"}, True),
+    ],
+)
+def test_template_files_are_owned_as_the_client_writes_them_and_read_as_the_images_user(
+    fake: FakeNomad, example: dict[str, Any], user: str, template: dict, readable: bool
+) -> None:
+    fake.put_variable(f"nomad/jobs/{JOB_ID}", SECRETS, namespace="ml")
+    job = copy.deepcopy(example["Job"])
+    fetch = task({"Job": job}, "fetch-model")
+    fetch["Templates"] = [
+        {
+            "EmbeddedTmpl": f'{{{{ with nomadVar "nomad/jobs/{JOB_ID}" }}}}'
+            '{{ .storage_token }}/{{ index . "wandb_api_key" }}{{ end }}',
+            "DestPath": "secrets/token",
+            **template,
+        }
+    ]
+    fake.image_users = {fetch["Config"]["image"]: user}
+    (file,) = fake.task_files(job, "fetch-model")
+    assert (file.path, file.content, file.readable) == ("secrets/token", "st-123/wb-456", readable)
+
+
 def test_an_endpoint_the_fake_does_not_serve_is_an_obvious_404(client: nomad.Nomad) -> None:
     with pytest.raises(nx.URLNotFoundNomadException) as caught:
         client.job.get_summary(JOB_ID)
@@ -1023,3 +1250,77 @@ def test_go_durations_print_like_go() -> None:
         "1m30s",
         "1.5µs",
     ]
+
+
+# ---------------------------------------------------------------- reading logs across rotation
+# bedrock.nomad.logs against the rotation above: what the executor's log copy relies on.
+
+
+def epochs(count: int, width: int = 40) -> str:
+    return "".join(f"epoch {i:05d} {'x' * width}\n" for i in range(count))
+
+
+def fetcher(client: nomad.Nomad, alloc_id: str) -> Callable[[str, int], bytes]:
+    def fetch(origin: str, offset: int) -> bytes:
+        params = {"task": "main", "type": "stdout", "plain": False, "follow": False}
+        params |= {"origin": origin, "offset": offset}
+        return client.client.stream_logs.request(alloc_id, params=params, method="get").content
+
+    return fetch
+
+
+def follow(client: nomad.Nomad, *, every: int = 1, listings: int = 80) -> tuple[bytes, list[str]]:
+    """What a cursor reads of main's stdout, reading once every `every` allocation listings."""
+    cursor, read, notes = LogCursor(), b"", []
+    for n in range(listings):
+        allocs = client.job.get_allocations(JOB_ID)
+        if allocs and n % every == 0:
+            data, note = cursor.read(fetcher(client, allocs[0]["ID"]))
+            read += data
+            notes += [note] if note else []
+    data, note = cursor.read(fetcher(client, allocs[0]["ID"]))
+    return read + data, notes + ([note] if note else [])
+
+
+def test_every_line_is_read_once_while_the_oldest_files_are_deleted(
+    fake: FakeNomad, client: nomad.Nomad, example: dict[str, Any]
+) -> None:
+    fake.log_file_bytes = 1000  # main keeps 5 files (its LogConfig): 5000 bytes
+    text = epochs(600)  # about 32 KB, 60 files
+    fake.default_scenario = Scenario(stdout=text, main_polls=50)
+    register(client, example)
+
+    read, notes = follow(client)
+
+    assert read.decode() == text
+    assert notes == []
+
+
+def test_a_reader_that_falls_behind_the_rotation_says_what_it_lost_and_repeats_nothing(
+    fake: FakeNomad, client: nomad.Nomad, example: dict[str, Any]
+) -> None:
+    fake.log_file_bytes = 1000
+    fake.default_scenario = Scenario(stdout=epochs(600), main_polls=50)
+    register(client, example)
+
+    read, notes = follow(client, every=12)  # about 7 KB written between two reads
+
+    got = read.decode().splitlines()
+    assert notes and "rotated away" in notes[0]
+    assert len(got) == len(set(got)) and got == sorted(got)  # in order, none twice
+    assert got[-1] == epochs(600).splitlines()[-1]  # and up to the end
+
+
+def test_frames_past_the_first_carry_loose_offsets_which_the_cursor_does_not_trust(
+    fake: FakeNomad, client: nomad.Nomad, example: dict[str, Any]
+) -> None:
+    text = epochs(4000, width=60)  # about 290 KB in one file of 50 MB: several 64 KiB frames
+    fake.default_scenario = Scenario(stdout=text, main_polls=2)
+    register(client, example)
+    read, notes = follow(client, listings=12)
+
+    assert read.decode() == text and notes == []
+    [alloc] = client.job.get_allocations(JOB_ID)
+    answer = fetcher(client, alloc["ID"])("start", 0)
+    last = frames(answer)[-1]
+    assert last.start + len(last.data) != len(text)  # the framer's Offset of a partial frame

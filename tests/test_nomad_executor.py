@@ -14,12 +14,16 @@ import urllib.error
 import urllib.request
 import zipfile
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from django.core.files.storage import default_storage
 
 from bedrock.actors import SYSTEM
 from bedrock.models.models import ModelVersion
+from bedrock.nomad import executor
+from bedrock.nomad.client import client as nomad_client
+from bedrock.nomad.client import nomad_errors
 from bedrock.nomad.executor import NomadExecutor
 from bedrock.runs.models import Run, RunStatus
 from bedrock.runs.plan import run_key_for
@@ -164,7 +168,7 @@ def test_the_variable_holds_the_token_and_secrets_before_the_job_is_registered(t
     ("kind", "reason", "exit_code"),
     [
         ("failure", "step 'train' failed with exit code 1", 1),
-        ("oom", "running out of memory (OOM)", 137),
+        ("oom", "killed, probably out of memory (the step asked for 1024 MiB)", 137),
         ("lost", "node running the step was lost", -1),
         ("max_run_duration", "max_run_duration", 124),
         ("prestart_failure", "prestart task fetch", -1),
@@ -179,6 +183,100 @@ def test_each_way_a_job_can_end_gives_its_reason(tmp_path, nomad, kind, reason, 
     assert reason in run.failure_reason
     train = run.steps.get(name="train")
     assert train.status == RunStatus.FAILED and train.exit_code == exit_code
+    assert_nothing_left(nomad, run)
+
+
+def test_a_step_whose_name_has_a_dot_runs_under_a_job_id_nomad_accepts(tmp_path, nomad):
+    def scenario(job):
+        upload_as_the_hook(nomad, job, {"model.txt": "weights"})
+        return Scenario("success")
+
+    nomad.scenario_for = scenario
+    pipeline = training(tmp_path, step("train.v2", "python train.py"))
+    run = wait_until_done(run_create(actor=SYSTEM, pipeline=pipeline), timeout=60)
+
+    assert run.status == RunStatus.SUCCEEDED, run.failure_reason
+    (put,) = nomad.requests_to("PUT", r"^/v1/var/")
+    assert put.path.startswith(f"/v1/var/nomad/jobs/bedrock-{run.pk}-train-v2-")
+    assert_nothing_left(nomad, run)
+
+
+def test_an_oom_kill_docker_noticed_names_the_memory_the_step_asked_for(tmp_path, nomad):
+    nomad.cgroups = "v1"  # there, Docker reports the kill: "OOM Killed"
+    nomad.default_scenario = Scenario("oom")
+    steps = step("train", "python train.py", extra='resources {\nmemory = "1G"\n}')
+    run = wait_until_done(run_create(actor=SYSTEM, pipeline=training(tmp_path, steps)), timeout=60)
+
+    assert run.status == RunStatus.FAILED
+    assert "killed, out of memory (the step asked for 954 MiB)" in run.failure_reason
+    assert "resources.memory" in run.failure_reason
+
+
+def test_a_spark_driver_larger_than_the_task_is_a_warning_in_the_step_log(tmp_path, nomad):
+    command = "spark-submit --driver-memory 4g train.py"
+    steps = step("train", command, extra='resources {\nmemory = "1G"\n}')
+    nomad.default_scenario = Scenario("oom")
+    run = wait_until_done(run_create(actor=SYSTEM, pipeline=training(tmp_path, steps)), timeout=60)
+
+    log = step_log(run, "train")
+    assert "--- warning: spark-submit asks for a 4096 MiB driver (--driver-memory 4g)" in log
+    assert "probably out of memory (the step asked for 954 MiB)" in run.failure_reason
+
+
+def test_a_node_cut_off_past_the_lost_after_setting_fails_the_step_and_purges_the_job(
+    tmp_path, nomad, settings
+):
+    settings.BEDROCK_NOMAD_LOST_AFTER = timedelta(milliseconds=300)
+    nomad.default_scenario = Scenario("disconnected", stdout="epoch 1\n")
+    run = wait_until_done(run_create(actor=SYSTEM, pipeline=training(tmp_path)), timeout=60)
+
+    assert run.status == RunStatus.FAILED
+    assert "node running the step was lost" in run.failure_reason
+    assert "BEDROCK_NOMAD_LOST_AFTER" in run.failure_reason
+    assert "lost contact with the node" in step_log(run, "train")
+    (register,) = nomad.requests_to("POST", rf"^/v1/job/bedrock-{run.pk}-train-1$")
+    disconnect = register.json["Job"]["TaskGroups"][0]["Disconnect"]
+    assert disconnect == {"Replace": False, "StopOnClientAfter": 300_000_000}  # ns
+    deletes = [r.query.get("purge") for r in nomad.requests_to("DELETE", r"^/v1/job/")]
+    assert deletes[:2] == ["False", "True"]  # stopped, then purged
+    assert_nothing_left(nomad, run)
+
+
+def test_at_the_max_run_duration_the_log_is_copied_once_main_is_dead(tmp_path, nomad):
+    nomad.default_scenario = Scenario(
+        "max_run_duration", stdout="epoch 1\n", kill_log="saved a checkpoint at SIGTERM\n"
+    )
+    run = wait_until_done(run_create(actor=SYSTEM, pipeline=training(tmp_path)), timeout=60)
+
+    assert run.status == RunStatus.FAILED and "max_run_duration" in run.failure_reason
+    assert run.steps.get(name="train").exit_code == 124
+    log = step_log(run, "train")
+    assert "stopping the step at the run's maximum run time" in log
+    assert "saved a checkpoint at SIGTERM" in log
+    assert_nothing_left(nomad, run)
+
+
+def test_a_log_past_the_rotation_of_its_files_reaches_the_step_log_whole_and_once(tmp_path, nomad):
+    nomad.log_file_bytes = 2000  # main keeps ten files (its LogConfig): 20 kB
+    lines = [f"epoch {i:05d} {'x' * 40}" for i in range(1500)]  # 80 kB, 40 files
+    nomad.default_scenario = Scenario("failure", stdout="\n".join(lines) + "\n", main_polls=40)
+    run = wait_until_done(run_create(actor=SYSTEM, pipeline=training(tmp_path)), timeout=60)
+
+    logged = [line for line in step_log(run, "train").splitlines() if line.startswith("epoch ")]
+    assert logged == lines
+    assert "rotated away" not in step_log(run, "train")
+
+
+def test_at_the_max_run_duration_a_main_that_never_dies_is_waited_for_only_so_long(
+    tmp_path, nomad, monkeypatch
+):
+    # main's kill timeout is 30 s; the wait is that and the grace: 0.2 s here.
+    monkeypatch.setattr(executor, "KILL_WAIT_GRACE_SECONDS", 0.2 - 30)
+    nomad.default_scenario = Scenario("max_run_duration", kill_hangs=True)
+    run = wait_until_done(run_create(actor=SYSTEM, pipeline=training(tmp_path)), timeout=60)
+
+    assert run.status == RunStatus.FAILED and "max_run_duration" in run.failure_reason
+    assert "main did not end within" in step_log(run, "train")
     assert_nothing_left(nomad, run)
 
 
@@ -482,3 +580,80 @@ def test_the_reconciler_purges_the_jobs_of_a_run_whose_supervisor_died(tmp_path,
     run = wait_until_done(run, timeout=60)
     assert run.status == RunStatus.FAILED
     assert_nothing_left(nomad, run)
+
+
+def readme_policy() -> str:
+    """The controller's ACL policy exactly as the README's Nomad section gives it."""
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme.split("#### ACL policy for the controller", 1)[1]
+    return section.split("```hcl\n", 1)[1].split("```", 1)[0]
+
+
+def leftover(fake: FakeNomad, run, job_id: str) -> str:
+    """A variable a crashed attempt of the run left behind, marked with its run key."""
+    path = f"nomad/jobs/{job_id}"
+    fake.put_variable(path, {"bedrock.run_key": run_key_for(run), "DB_PASSWORD": SECRET})
+    return path
+
+
+def test_the_readme_policy_runs_a_training_and_lets_cleanup_find_what_a_run_left(tmp_path, nomad):
+    nomad.acl_policy = readme_policy()
+
+    def scenario(job):
+        upload_as_the_hook(nomad, job, {"model.txt": "weights"})
+        return Scenario("success")
+
+    nomad.scenario_for = scenario
+    run = wait_until_done(run_create(actor=SYSTEM, pipeline=training(tmp_path)), timeout=60)
+    assert run.status == RunStatus.SUCCEEDED, run.failure_reason
+    assert_nothing_left(nomad, run)
+
+    path = leftover(nomad, run, f"bedrock-{run.pk}-train-7")
+    NomadExecutor().cleanup_run(run.pk)
+    assert nomad.variable(path) is None
+
+
+def test_without_list_on_variables_cleanup_finds_nothing_to_remove(tmp_path, nomad):
+    nomad.acl_policy = readme_policy().replace('"read", "list", ', "")
+    run = Run.objects.get(pk=run_create(actor=SYSTEM, pipeline=training(tmp_path)).pk)
+    wait_until_done(run, timeout=60)  # the run fails: it may not read the job's variable back
+    path = leftover(nomad, run, f"bedrock-{run.pk}-train-7")
+    NomadExecutor().cleanup_run(run.pk)
+    assert nomad.variable(path) is not None  # the listing came back empty
+
+
+def test_the_readme_policy_keeps_the_controller_out_of_other_jobs_variables(nomad):
+    """A rule on nomad/jobs/* would hand the controller the deploy job's own secrets."""
+    nomad.put_variable("nomad/jobs/bedrock", {"DATABASE_URL": "postgres://u:p@db/bedrock"})
+    api = nomad_client()
+    nomad.acl_policy = readme_policy().replace("nomad/jobs/bedrock-*", "nomad/jobs/*")
+    assert api.variable.get_variable("nomad/jobs/bedrock", namespace="default")["Items"]
+    nomad.acl_policy = readme_policy()
+    with pytest.raises(nomad_errors.URLNotAuthorizedNomadException):
+        api.variable.get_variable("nomad/jobs/bedrock", namespace="default")
+
+
+def test_the_secrets_reach_a_step_whose_image_does_not_run_as_root(tmp_path, nomad):
+    """The client writes secret files as root: 0400 would leave them unreadable to USER 1000."""
+    nomad.image_users = {"python:3.11-slim": "1000:1000"}
+
+    def scenario(job):
+        upload_as_the_hook(nomad, job, {"model.txt": "weights"})
+        return nomad.run_main(job, 'echo "password $DB_PASSWORD, token ${#BEDROCK_API_TOKEN}"')
+
+    nomad.scenario_for = scenario
+    run = wait_until_done(run_create(actor=SYSTEM, pipeline=training(tmp_path)), timeout=60)
+
+    assert run.status == RunStatus.SUCCEEDED, run.failure_reason
+    log = step_log(run, "train")
+    assert "password ********, token " in log and "token 0" not in log
+
+
+def test_a_step_in_an_image_without_bash_fails_before_anything_reaches_nomad(tmp_path, nomad):
+    steps = step("train", "python train.py").replace("python:3.11-slim", "alpine:3.20")
+    run = wait_until_done(run_create(actor=SYSTEM, pipeline=training(tmp_path, steps)), timeout=60)
+
+    assert run.status == RunStatus.FAILED
+    assert "the image alpine:3.20 is Alpine-based, without bash" in run.failure_reason
+    assert nomad.requests_to("POST", r"^/v1/job") == []
+    assert nomad.requests_to("PUT", r"^/v1/var/") == []

@@ -32,3 +32,24 @@ def test_the_api_served_for_steps_serves_the_package_index_and_then_stops(settin
     assert lines == [f"Steps reach the API at {address} while this runs."]
     assert before == settings.BEDROCK_API_DOMAIN
     assert not api_answers(address, timeout=1)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_api_for_steps_loads_the_application_only_when_a_step_first_calls(monkeypatch):
+    from bedrock.runs import stepapi
+
+    monkeypatch.delenv("BEDROCK_API_DOMAIN", raising=False)
+    loaded: list[object] = []
+    original = stepapi.get_internal_wsgi_application
+
+    def load():
+        loaded.append(original())
+        return loaded[-1]
+
+    monkeypatch.setattr(stepapi, "get_internal_wsgi_application", load)
+    with api_for_steps(lambda line: None) as address:
+        assert not loaded
+        for _ in range(2):
+            with urllib.request.urlopen(f"{address}/pypi/simple/") as page:  # noqa: S310
+                assert b"bdrk" in page.read()
+    assert len(loaded) == 1

@@ -9,9 +9,13 @@ limit, stop, masked logs); this module submits, tracks and cleans up one job per
   names this run, step and attempt; anything else is refused, never overwritten. A job that cannot
   be registered leaves no variable behind.
 - **Track** by polling the job's allocations (:mod:`bedrock.nomad.status` maps them), reporting
-  why a job waits to be placed, and failing it after ``BEDROCK_NOMAD_QUEUE_TIMEOUT``.
-- **Logs** of the three tasks are read by offset while they run and copied into the step's log
-  before the job is purged (Nomad garbage-collects allocation directories soon after).
+  why a job waits to be placed, and failing it after ``BEDROCK_NOMAD_QUEUE_TIMEOUT``. An
+  allocation Nomad reports ``unknown`` (its node cut off) for ``BEDROCK_NOMAD_LOST_AFTER`` fails
+  the step as node lost (Nomad alone would wait for the node forever); at the time limit, the
+  last log copy waits until ``main`` is dead, for at most its kill timeout and a grace.
+- **Logs** of the three tasks are read while they run, by Nomad's file and offset across the
+  rotation of their files (:mod:`bedrock.nomad.logs`), and copied into the step's log before the
+  job is purged (Nomad garbage-collects allocation directories soon after).
 - **Stop** deregisters the job (the poststop upload still runs); once the step is over the job is
   deregistered with purge and its variable deleted, so nothing of the run stays in Nomad. A job
   that cannot be purged (Nomad unreachable) is not retried, since it may still be running, and
@@ -25,6 +29,7 @@ import queue
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 
 from django.conf import settings
 from django.utils import timezone
@@ -42,6 +47,8 @@ from bedrock.nomad.jobs import (
     render_step,
     variable_path_for,
 )
+from bedrock.nomad.logs import Fetch, LogCursor
+from bedrock.nomad.sizing import driver_memory_problem
 from bedrock.runs.executors.base import ExecutorError, StepContext
 from bedrock.runs.plan import StepPlan
 
@@ -55,6 +62,9 @@ RUN_KEY_ITEM = "bedrock.run_key"
 REGISTER_ATTEMPTS = 3
 # How long Nomad may stay unreachable while a step runs before the step is given up on.
 UNREACHABLE_LIMIT_SECONDS = 300
+# How long past its kill timeout main may take to die at the time limit before the step ends
+# without its last lines (docker stop, then the client reporting the death).
+KILL_WAIT_GRACE_SECONDS = 30
 _END = object()
 
 
@@ -304,9 +314,14 @@ class NomadStepHandle:
         self._stop = threading.Event()
         self._done = threading.Event()
         self._lines: queue.Queue = queue.Queue()
-        self._offsets: dict[tuple[str, str, str], int] = {}
+        self._cursors: dict[tuple[str, str, str], LogCursor] = {}
         self._partial: dict[tuple[str, str, str], bytes] = {}
         self._said: set[str] = set()
+        main = next(t for t in job.body["Job"]["TaskGroups"][0]["Tasks"] if t["Name"] == MAIN_TASK)
+        self._memory_mb: int = main["Resources"]["MemoryMB"]
+        self._warning = driver_memory_problem(main["Config"]["args"][-1], self._memory_mb)
+        self._kill_wait = main["KillTimeout"] / 1e9 + KILL_WAIT_GRACE_SECONDS
+        self._since: dict[str, float] = {}  # when a phase that may only last so long began
         self._thread = threading.Thread(target=self._track, daemon=True, name=job.job_id)
         self._thread.start()
 
@@ -345,6 +360,8 @@ class NomadStepHandle:
         state = nomad_status.StepState(nomad_status.QUEUED)
         try:
             self._say(f"submitted the Nomad job {self.job.job_id}")
+            if self._warning:
+                self._say(f"warning: {self._warning}")
             state = self._follow()
             if state.allocation_id:
                 self._pump_logs(state.allocation_id, final=True)
@@ -382,8 +399,12 @@ class NomadStepHandle:
                     )
                 time.sleep(self._poll_seconds())
                 continue
-            state = nomad_status.classify(allocations, stop_requested=self._stop.is_set())
-            if state.allocation_id:
+            state = nomad_status.classify(
+                allocations, stop_requested=self._stop.is_set(), memory_mb=self._memory_mb
+            )
+            state = self._bounded(state)
+            # Not while the allocation is unknown: its client cannot be reached.
+            if state.allocation_id and state.phase != nomad_status.UNKNOWN:
                 self._pump_logs(state.allocation_id)
             if state.done:
                 return state
@@ -395,7 +416,33 @@ class NomadStepHandle:
                 self._say("the step is running on Nomad")
             elif state.phase == nomad_status.FINISHING:
                 self._say("the step ended; uploading /artefact")
+            elif state.phase == nomad_status.STOPPING:
+                self._say("Nomad is stopping the step at the run's maximum run time")
+            elif state.phase == nomad_status.UNKNOWN:
+                self._say("Nomad has lost contact with the node running the step")
             time.sleep(self._poll_seconds())
+
+    def _bounded(self, state: nomad_status.StepState) -> nomad_status.StepState:
+        """End the phases Nomad itself may never end: an allocation whose node is cut off, kept
+        ``unknown`` until the node returns (``Disconnect.Replace`` is off), past
+        ``BEDROCK_NOMAD_LOST_AFTER``; main still dying at the time limit past its kill timeout."""
+        self._since = {state.phase: self._since.get(state.phase, time.monotonic())}
+        waited = time.monotonic() - self._since[state.phase]
+        if state.phase == nomad_status.STOPPING and waited > self._kill_wait:
+            self._say(f"main did not end within {self._kill_wait:.0f}s; its last lines may be lost")
+            return replace(state, phase=nomad_status.DONE)
+        lost_after = settings.BEDROCK_NOMAD_LOST_AFTER
+        if state.phase != nomad_status.UNKNOWN or waited <= lost_after.total_seconds():
+            return state
+        self.kill()  # and _finish purges: a returning node finds no job to carry on
+        return nomad_status.StepState(
+            nomad_status.DONE,
+            exit_code=-1,
+            reason="the Nomad node running the step was lost: its client did not report for "
+            f"{format_duration(lost_after)} (BEDROCK_NOMAD_LOST_AFTER), so the job was stopped "
+            "and purged",
+            allocation_id=state.allocation_id,
+        )
 
     def _still_queued(self, waited: float) -> nomad_status.StepState | None:
         """How a step that Nomad has not placed yet ends, or None while it may still wait."""
@@ -463,31 +510,38 @@ class NomadStepHandle:
             return ""
         return nomad_status.placement_problems(evaluations)
 
+    def _log_fetch(self, allocation_id: str, task: str, stream: str) -> Fetch:
+        def fetch(origin: str, offset: int) -> bytes:
+            response = self.api.client.stream_logs.request(
+                allocation_id,
+                params={
+                    "task": task,
+                    "type": stream,
+                    "plain": False,  # the frames name the file each piece comes from
+                    "follow": False,
+                    "origin": origin,
+                    "offset": offset,
+                },
+                method="get",
+            )
+            return response.content
+
+        return fetch
+
     def _pump_logs(self, allocation_id: str, *, final: bool = False) -> None:
         for task, prefix in self.LOG_TASKS:
             for stream in ("stdout", "stderr"):
                 key = (allocation_id, task, stream)
-                offset = self._offsets.get(key, 0)
+                cursor = self._cursors.setdefault(key, LogCursor())
                 try:
-                    response = self.api.client.stream_logs.request(
-                        allocation_id,
-                        params={
-                            "task": task,
-                            "type": stream,
-                            "plain": True,
-                            "follow": False,
-                            "origin": "start",
-                            "offset": offset,
-                        },
-                        method="get",
-                    )
+                    data, lost = cursor.read(self._log_fetch(allocation_id, task, stream))
                 except Exception as exc:  # not started yet, or the client is gone
                     logger.debug("no %s %s log yet for %s: %s", task, stream, allocation_id, exc)
                     continue
-                data = response.content
+                if lost:
+                    self._say(f"{task} {stream}: {lost}")
                 if not data:
                     continue
-                self._offsets[key] = offset + len(data)
                 buffered = self._partial.pop(key, b"") + data
                 *lines, rest = buffered.split(b"\n")
                 for line in lines:

@@ -8,7 +8,8 @@ is read from the newest allocation's task states, row by row in this order (firs
 |----------------------------------------------------------|-----------|----------------------|
 | none yet (evaluation pending or blocked)                 | queued    |                      |
 | client status ``lost``, or a replacement appeared        | done      | failed: node lost    |
-| client status ``unknown`` (client disconnected)          | unchanged |                      |
+| client status ``unknown`` (client disconnected)          | unknown   | (the executor bounds)|
+| "allocation exceeded max_run_duration", ``main`` alive   | stopping  | failed: time limit   |
 | "allocation exceeded max_run_duration"                   | done      | failed: time limit   |
 | the prestart ``fetch`` failed                            | done      | failed: fetch        |
 | ``main`` pending                                         | starting  |                      |
@@ -16,10 +17,17 @@ is read from the newest allocation's task states, row by row in this order (firs
 | ``main`` dead, ``upload`` not yet                        | finishing |                      |
 | all dead, main killed by our stop                        | done      | stopped              |
 | main exit 124 (the ``timeout`` wrapper)                  | done      | failed: time limit   |
-| main OOM-killed                                          | done      | failed: out of memory|
+| main OOM-killed, or exit 137 without our stop            | done      | failed: out of memory|
 | main exit 0, ``upload`` failed                           | done      | failed: upload       |
 | main exit 0                                              | done      | succeeded            |
 | otherwise                                                | done      | failed: exit code    |
+
+Nomad marks the time limit on the allocation as it starts killing the tasks, before ``main`` is
+dead and has written its last lines; so that row is ``stopping`` until ``main`` is dead, and the
+executor copies the log and purges only then (or after a bounded wait).
+
+Docker does not report OOM kills on cgroup v2 clients (Nomad says so in the docker driver), so a
+``main`` killed with exit code 137 that Bedrock did not stop is taken as probably out of memory.
 """
 
 from __future__ import annotations
@@ -34,9 +42,12 @@ RUNNING = "running"
 FINISHING = "finishing"
 DONE = "done"
 UNKNOWN = "unknown"
+STOPPING = "stopping"  # the outcome is known, but main is still being killed
 
 TIMEOUT_EXIT = 124
+KILLED_EXIT = 137  # 128 + SIGKILL: what Docker reports for an OOM kill it did not notice
 MAX_RUN_DURATION = "allocation exceeded max_run_duration"
+OOM_MESSAGE = "OOM Killed"  # the docker driver's exit message when it did notice
 
 
 @dataclass(frozen=True)
@@ -101,7 +112,10 @@ def placement_problems(evaluations: list[dict]) -> str:
     return "; ".join(dict.fromkeys(reasons))
 
 
-def classify(allocations: list[dict], *, stop_requested: bool = False) -> StepState:
+def classify(
+    allocations: list[dict], *, stop_requested: bool = False, memory_mb: int | None = None
+) -> StepState:
+    """The step's state; ``memory_mb`` is what its main task asked for, named when it ran out."""
     alloc = newest(allocations)
     if alloc is None:
         return StepState(QUEUED)
@@ -123,7 +137,7 @@ def classify(allocations: list[dict], *, stop_requested: bool = False) -> StepSt
     if upload and upload.get("State") != "dead":
         # Poststop runs after success, failure and a stop alike; finish only once it is done.
         return StepState(FINISHING, allocation_id=alloc_id)
-    return _main_ended(main, upload, alloc_id, stop_requested=stop_requested)
+    return _main_ended(main, upload, alloc_id, stop_requested=stop_requested, memory_mb=memory_mb)
 
 
 def _allocation_cut_short(allocations: list[dict], alloc: dict) -> StepState | None:
@@ -143,8 +157,9 @@ def _allocation_cut_short(allocations: list[dict], alloc: dict) -> StepState | N
     if client_status == "unknown":
         return StepState(UNKNOWN, allocation_id=alloc_id)
     if alloc.get("ClientDescription") == MAX_RUN_DURATION:
+        main_alive = _task(alloc, MAIN_TASK).get("State", "pending") != "dead"
         return StepState(
-            DONE,
+            STOPPING if main_alive else DONE,
             exit_code=TIMEOUT_EXIT,
             reason="Nomad stopped the step at the run's maximum run time (max_run_duration)",
             allocation_id=alloc_id,
@@ -152,9 +167,10 @@ def _allocation_cut_short(allocations: list[dict], alloc: dict) -> StepState | N
     return None
 
 
-def _main_ended(main: dict, upload: dict, alloc_id: str, *, stop_requested: bool) -> StepState:
+def _main_ended(
+    main: dict, upload: dict, alloc_id: str, *, stop_requested: bool, memory_mb: int | None
+) -> StepState:
     """Why the main task ended, once the upload after it is done."""
-    details = _terminated(main)
     exit_code = _exit_code(main)
     killed = any(event.get("Type") == "Killed" for event in main.get("Events") or [])
     if stop_requested and (killed or exit_code != 0):
@@ -172,11 +188,13 @@ def _main_ended(main: dict, upload: dict, alloc_id: str, *, stop_requested: bool
             reason="killed by timeout at the run's maximum run time",
             allocation_id=alloc_id,
         )
-    if details.get("oom_killed") == "true":
+    oom = _out_of_memory(main, exit_code)
+    if oom:
+        asked = f" (the step asked for {memory_mb} MiB)" if memory_mb else ""
         return StepState(
             DONE,
-            exit_code=exit_code if exit_code is not None else 137,
-            reason="killed for running out of memory (OOM); ask for more with resources.memory",
+            exit_code=exit_code if exit_code is not None else KILLED_EXIT,
+            reason=f"killed, {oom[0]}{asked}{oom[1]}; ask for more with resources.memory",
             allocation_id=alloc_id,
         )
     if exit_code == 0:
@@ -190,6 +208,22 @@ def _main_ended(main: dict, upload: dict, alloc_id: str, *, stop_requested: bool
             allocation_id=alloc_id,
         )
     return StepState(DONE, exit_code=exit_code, allocation_id=alloc_id)
+
+
+def _out_of_memory(main: dict, exit_code: int | None) -> tuple[str, str] | None:
+    """What is known of an OOM kill and why: Docker said so, or a bare SIGKILL (our own stops
+    are told apart before this, and the time limit ends with 124); None otherwise."""
+    details = _terminated(main)
+    said = details.get("oom_killed") == "true" or details.get("exit_message") == OOM_MESSAGE
+    said = said or any(
+        OOM_MESSAGE in (event.get("DisplayMessage") or event.get("Message") or "")
+        for event in main.get("Events") or []
+    )
+    if said:
+        return "out of memory", ""
+    if exit_code == KILLED_EXIT:
+        return "probably out of memory", ": exit code 137 (SIGKILL) without a stop from Bedrock"
+    return None
 
 
 def _succeeded_unless_upload_failed(upload: dict, alloc_id: str) -> StepState:

@@ -39,10 +39,11 @@ from bedrock.pipelines import spec as hcl
 from bedrock.pipelines.models import Pipeline, PipelineKind, Role
 from bedrock.runs import installs, transitions
 from bedrock.runs.cleanup import run_cleanup
+from bedrock.runs.detach import detach, fork_safe
 from bedrock.runs.executors.local import unsandboxed_refusal
 from bedrock.runs.models import ACTIVE_STATUSES, Run, RunStatus, Trigger
 from bedrock.runs.plan import stanza_for
-from bedrock.runs.workspace import Workspace
+from bedrock.runs.workspace import Workspace, logs_root
 
 if TYPE_CHECKING:
     from bedrock.models.models import ModelAlias
@@ -392,19 +393,30 @@ def supervisor_start(run_id: int, *, first: bool = False) -> bool:
     try:
         log.write(f"{START_MARK}{attempt} at {timezone.now().isoformat()} ---\n".encode())
         log.flush()
-        subprocess.Popen(
-            supervisor_command(run_id),
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            close_fds=True,
-        )
+        if settings.BEDROCK_SUPERVISOR == "fork" and fork_safe():
+            detach(functools.partial(_supervise_forked, run_id), log.fileno())
+        else:
+            subprocess.Popen(
+                supervisor_command(run_id),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                close_fds=True,
+            )
     except OSError as exc:
         log.write(f"could not start the supervisor: {exc}\n".encode())
     finally:
         log.close()
     return True
+
+
+def _supervise_forked(run_id: int) -> None:
+    """What ``bedrock execute RUN_ID`` does, in a process forked with Django loaded."""
+    from bedrock.runs.supervisor import Supervisor
+
+    status = Supervisor(run_id).execute()
+    print(f"run {run_id}: {status or 'not queued; nothing to do'}")
 
 
 def _supervise_in_thread(run_id: int) -> None:
@@ -423,7 +435,7 @@ def _supervise_in_thread(run_id: int) -> None:
 
 
 def supervisor_log(run_id: int) -> Path:
-    path = settings.BEDROCK_HOME / "logs" / f"run-{run_id}" / "supervisor.log"
+    path = logs_root() / f"run-{run_id}" / "supervisor.log"
     path.parent.mkdir(parents=True, exist_ok=True)
     return path
 

@@ -27,6 +27,22 @@ class _QuietHandler(WSGIRequestHandler):
         pass
 
 
+class _LoadedOnFirstRequest:
+    """Bedrock's WSGI application, loaded when a step first calls: its middleware imports the
+    GraphQL machinery (most of a second), which a run whose steps never call would wait for
+    before its supervisor starts."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._application: Any = None
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        with self._lock:
+            if self._application is None:
+                self._application = get_internal_wsgi_application()
+        return self._application(environ, start_response)
+
+
 @contextlib.contextmanager
 def api_for_steps(
     write: Callable[[str], None], *, bind: str = "127.0.0.1", force: bool = False
@@ -39,8 +55,12 @@ def api_for_steps(
         return
     before = os.environ.get("BEDROCK_API_DOMAIN"), settings.BEDROCK_API_DOMAIN
     server = ThreadedWSGIServer((bind, 0), _QuietHandler)
-    server.set_app(get_internal_wsgi_application())
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    server.set_app(_LoadedOnFirstRequest())
+    # shutdown() waits for the loop to look at its flag: every 0.5 s by default, which the
+    # command following a run would wait after the run ended.
+    serve = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
+    serve.daemon = True
+    serve.start()
     address = f"http://127.0.0.1:{server.server_address[1]}"
     os.environ["BEDROCK_API_DOMAIN"] = settings.BEDROCK_API_DOMAIN = address
     write(f"Steps reach the API at {address} while this runs.")

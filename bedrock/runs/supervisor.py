@@ -1,8 +1,9 @@
 """The supervisor executes one run from start to end, on the machine the run's steps run on.
 
-It is started detached from the worker (``bedrock execute RUN_ID``), so a worker that dies or is
-restarted does not take running steps with it. While it lives it beats a heartbeat on the run;
-the reconciler fails a run whose heartbeat has stopped. It owns:
+It is started detached from the worker (forked from it, ``bedrock.runs.detach``, or as ``bedrock
+execute RUN_ID``), so a worker that dies or is restarted does not take running steps with it.
+While it lives it beats a heartbeat on the run; the reconciler fails a run whose heartbeat has
+stopped. It owns:
 
 - the order of steps (dependencies first, independent ones at once) and their retries;
 - the logs, captured line by line as produced, with secret values masked before they are written;

@@ -17,6 +17,7 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from bedrock.runs.models import ACTIVE_STATUSES, Run, RunStatus, RunStep
+from bedrock.runs.workspace import run_wake
 
 # A step in one of these has not started any attempt yet.
 NOT_STARTED = frozenset({RunStatus.ACCEPTED, RunStatus.QUEUED})
@@ -108,7 +109,17 @@ def run_end_orphaned(run: Run, *, to: str, reason: str) -> bool:
 
 
 def _move_run(run_id: int, old: set[str], **fields: Any) -> bool:
-    return bool(Run.objects.filter(pk=run_id, status__in=list(old)).update(**fields))
+    return _woken(
+        run_id, bool(Run.objects.filter(pk=run_id, status__in=list(old)).update(**fields))
+    )
+
+
+def _woken(run_id: int | None, moved: bool) -> bool:
+    """Wake the run's followers once what moved is committed (a follower woken before would
+    read the old status and sleep again)."""
+    if moved and run_id is not None:
+        transaction.on_commit(lambda: run_wake(run_id))
+    return moved
 
 
 def _end_run(
@@ -132,7 +143,7 @@ def _end_run(
             steps.filter(status__in=list(STARTED)).update(
                 status=to, failure_reason=reason, finished_at=now
             )
-    return bool(ended)
+    return _woken(run_id, bool(ended))
 
 
 # --- steps --------------------------------------------------------------------------------------
@@ -163,23 +174,23 @@ def _begin(step_id: int, old: Collection[str], *, attempt: int) -> bool:
         )
         if running is None:
             return False
-        return bool(
-            RunStep.objects.filter(pk=step_id, status__in=list(old)).update(
-                status=RunStatus.RUNNING,
-                attempts=attempt,
-                exit_code=None,
-                finished_at=None,
-                started_at=Coalesce(F("started_at"), Value(timezone.now())),
-            )
+        began = RunStep.objects.filter(pk=step_id, status__in=list(old)).update(
+            status=RunStatus.RUNNING,
+            attempts=attempt,
+            exit_code=None,
+            finished_at=None,
+            started_at=Coalesce(F("started_at"), Value(timezone.now())),
         )
+    return _woken(run_id, bool(began))
 
 
 def step_finish(step_id: int, *, to: str, exit_code: int | None = None, reason: str = "") -> bool:
     """An active step → its outcome (a step that never started may fail too: its checkout or
     its process could not be made)."""
     assert to not in ACTIVE_STATUSES, to
-    return bool(
-        RunStep.objects.filter(pk=step_id, status__in=list(ACTIVE_STATUSES)).update(
-            status=to, exit_code=exit_code, failure_reason=reason, finished_at=timezone.now()
-        )
+    finished = RunStep.objects.filter(pk=step_id, status__in=list(ACTIVE_STATUSES)).update(
+        status=to, exit_code=exit_code, failure_reason=reason, finished_at=timezone.now()
     )
+    if not finished:
+        return False
+    return _woken(RunStep.objects.filter(pk=step_id).values_list("run_id", flat=True).first(), True)

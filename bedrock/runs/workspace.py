@@ -62,8 +62,31 @@ def remove_step_tree(path: Path) -> None:
         logger.warning("could not delete %s: %s", path, exc)
 
 
+def logs_root() -> Path:
+    """Where run logs live: ``BEDROCK_LOGS_DIR``, else ``BEDROCK_HOME/logs``."""
+    configured = settings.BEDROCK_LOGS_DIR
+    return Path(configured) if configured else Path(settings.BEDROCK_HOME) / "logs"
+
+
 def log_path(run_id: int, step: str) -> Path:
-    return Path(settings.BEDROCK_HOME) / "logs" / f"run-{run_id}" / f"{_safe(step)}.log"
+    return logs_root() / f"run-{run_id}" / f"{_safe(step)}.log"
+
+
+def wake_path(run_id: int) -> Path:
+    """A file that grows by a byte whenever the run or one of its steps changes status: a
+    follower stats it (and the logs) to learn of a change without asking the database."""
+    return Path(settings.BEDROCK_HOME) / "logs" / f"run-{run_id}" / "wake"
+
+
+def run_wake(run_id: int) -> None:
+    """Tell the run's followers something changed; never fails what it reports."""
+    path = wake_path(run_id)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("ab") as wake:
+            wake.write(b".")
+    except OSError as exc:
+        logger.debug("could not wake the followers of run %s: %s", run_id, exc)
 
 
 def log_key(run_id: int, step: str) -> str:
@@ -74,7 +97,7 @@ def read_log(key: str, offset: int = 0, limit: int = 1 << 20) -> tuple[str, int]
     """Log text from a byte offset, and the offset to read from next (to follow a live log)."""
     if not key:
         return "", offset
-    path = Path(settings.BEDROCK_HOME) / "logs" / key
+    path = logs_root() / key
     try:
         with path.open("rb") as handle:
             handle.seek(offset)

@@ -10,7 +10,9 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from bedrock.nomad.jobs import render_plan
+from bedrock.nomad.images import UnsuitableImage
+from bedrock.nomad.jobs import memory_mb, render_plan
+from bedrock.nomad.sizing import driver_memory_problem
 from bedrock.pipelines import spec
 from bedrock.runs.plan import build_plan
 from bedrock.runs.services import merge_parameters
@@ -90,5 +92,13 @@ class Command(BaseCommand):
             time_limit=settings.BEDROCK_DEFAULT_MAX_RUN_TIME,
             publishes_model=not scoring,
         )
-        bodies = [job.body for job in render_plan(plan)]
+        try:
+            bodies = [job.body for job in render_plan(plan)]
+        except UnsuitableImage as exc:
+            raise CommandError(f"{path}: {exc}") from None
         self.stdout.write(json.dumps(bodies, indent=2, sort_keys=False))
+        for step in plan.steps:
+            if too_small := driver_memory_problem(step.command, memory_mb(step)):
+                where = f"{stanza.name}.step.{step.name}.resources.memory"
+                note = spec.Problem(where, too_small, None, None, severity="warning")
+                self.stderr.write(note.format(str(path)))

@@ -3,7 +3,7 @@ from __future__ import annotations
 import contextlib
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from django.conf import settings
@@ -11,11 +11,12 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from bedrock.actors import SYSTEM
+from bedrock.checks import BEDROCK_CHECK_TAGS
 from bedrock.pipelines.models import Pipeline
 from bedrock.runs.models import TERMINAL_STATUSES, Run, RunStatus, Trigger
 from bedrock.runs.services import run_create, run_submit
 from bedrock.runs.stepapi import api_answers, api_for_steps
-from bedrock.runs.workspace import read_log
+from bedrock.runs.workspace import log_path, read_log, wake_path
 from bedrock.transient import retry_transient
 
 
@@ -47,11 +48,16 @@ def parse_params(items: list[str]) -> dict[str, str]:
     return params
 
 
-def follow(run: Run, write: Callable[[str], None], *, poll: float = 1.0) -> Run:
+def follow(
+    run: Run, write: Callable[[str], None], *, poll: float = 1.0, glance: float = 0.02
+) -> Run:
     """Print step status changes and log lines until the run ends.
 
-    A database that is locked or unreachable for a moment does not end the following: the run
-    goes on without its follower, whose job is to report how it really ended.
+    Between looks at the database it stats, every ``glance`` seconds, the run's wake file and
+    its steps' logs, and looks again as soon as one changed (or after ``poll`` seconds anyway:
+    a change made where the wake file is not, another machine's, is seen too). A database that
+    is locked or unreachable for a moment does not end the following: the run goes on without
+    its follower, whose job is to report how it really ended.
     """
     offsets: dict[str, int] = {}
     seen: dict[str, str] = {}
@@ -72,16 +78,45 @@ def follow(run: Run, write: Callable[[str], None], *, poll: float = 1.0) -> Run:
                 write(f"[{step.name}] {line}")
 
     while True:
+        before = _changes(run.pk, seen)
         retry_transient(look)
         if run.status in TERMINAL_STATUSES:
             return run
-        time.sleep(poll)
+        _wait_for_change(run.pk, seen, before, poll=poll, glance=glance)
+
+
+def _changes(run_id: int, steps: Iterable[str]) -> tuple[tuple[int, int], ...]:
+    """The sizes and modification times of the run's wake file and its steps' logs."""
+    found = []
+    for path in (wake_path(run_id), *(log_path(run_id, name) for name in steps)):
+        try:
+            stat = path.stat()
+        except OSError:
+            found.append((-1, 0))
+        else:
+            found.append((stat.st_size, stat.st_mtime_ns))
+    return tuple(found)
+
+
+def _wait_for_change(
+    run_id: int, steps: Iterable[str], before: tuple, *, poll: float, glance: float
+) -> None:
+    # Taken before the look, so a change made during it wakes the next wait at once.
+    deadline = time.monotonic() + poll
+    names = list(steps)
+    while time.monotonic() < deadline:
+        if _changes(run_id, names) != before:
+            return
+        time.sleep(glance)
 
 
 class Command(BaseCommand):
     help = (
         "Start a run of PIPELINE; with --wait, follow its steps and logs and exit with its outcome."
     )
+    # Bedrock's own checks (settings, executors, storage) but not Django's URL and model checks,
+    # which import every view and the whole GraphQL schema: most of a second before the run.
+    requires_system_checks = BEDROCK_CHECK_TAGS
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("pipeline", help="PROJECT/PIPELINE, PIPELINE or an id")
