@@ -99,6 +99,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Before the session and the user are looked up: a static file needs neither.
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -169,7 +171,12 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "/static/"
-STATIC_ROOT = BEDROCK_HOME / "static"
+# The app serves its static files itself (WhiteNoise), straight from the apps' static directories,
+# indexed once when a process starts: nothing is collected and nothing written, so an installed
+# wheel serves them from site-packages as they are. Their names carry no hash, so browsers keep
+# them a minute (WhiteNoise's default) and then revalidate.
+WHITENOISE_USE_FINDERS = True
+WHITENOISE_AUTOREFRESH = DEBUG
 LOGIN_URL = "/login/"
 LOGIN_REDIRECT_URL = "/"
 
@@ -305,6 +312,20 @@ Q_CLUSTER = {
     "label": "Tasks",
 }
 
+# --- Web server (`bedrock serve`) ------------------------------------------------------------
+# gunicorn's threaded workers (gthread): a process per core, since a request's Python holds one
+# core while it runs, and threads in each to overlap the waits on the database. Measured with
+# bench/pages.py on 2 cores and 20 connections: twice the cores in processes served fewer pages a
+# second, and so did 4 threads a worker (connections beyond the threads wait for one), where 10
+# served more than Django's development server on every page. Each thread keeps a database
+# connection: workers x threads of them. Threaded workers also keep connections alive, and do not
+# kill a long request (an artefact upload) at the timeout.
+BEDROCK_SERVE_WORKERS = max(1, env_int("BEDROCK_SERVE_WORKERS", os.cpu_count() or 1))
+BEDROCK_SERVE_THREADS = max(1, env_int("BEDROCK_SERVE_THREADS", 10))
+# A worker whose main loop is silent this long is restarted; a long request (an artefact upload)
+# is not, since a threaded worker's loop keeps answering while its threads work.
+BEDROCK_SERVE_TIMEOUT = env_duration("BEDROCK_SERVE_TIMEOUT", "30s")
+
 # --- Runs -------------------------------------------------------------------------------------
 BEDROCK_EXECUTOR = env_str("BEDROCK_EXECUTOR", "local").lower()
 BEDROCK_DEFAULT_MAX_RUN_TIME = env_duration("BEDROCK_DEFAULT_MAX_RUN_TIME", "72h")
@@ -387,6 +408,10 @@ BEDROCK_GIT_CACHE = BEDROCK_HOME / "git"
 # web process. Unset, BEDROCK_HOME/logs; web processes and workers on several machines share it.
 BEDROCK_LOGS_DIR = env_str("BEDROCK_LOGS_DIR") or None
 BEDROCK_GIT_TIMEOUT = env_int("BEDROCK_GIT_TIMEOUT", 120)
+# A pipeline's page asks the server for the branch's head (`git ls-remote`); each process keeps
+# the answer this long, so that a busy page does not start a Git process, and wait on the Git
+# server, on every view. A push shows on the page at most this much later.
+BEDROCK_GIT_HEAD_TTL = env_duration("BEDROCK_GIT_HEAD_TTL", "5s")
 
 # --- Secrets ----------------------------------------------------------------------------------
 # Fernet keys, newest first. Older keys still decrypt; `bedrock rotatesecrets` re-encrypts with

@@ -10,6 +10,8 @@ case is timed over HTTP, the median of ``--requests`` requests after one that wa
     runs        GraphQL runs(first: 50) with pipeline, steps and output version (API token)
     failed      the same filtered by status FAILED
     total       the same with totalCount
+    versions    GraphQL model(id) { versions(first: 5) } with each version's run (5, so that
+                the 8 versions of 100 runs fill the page too)
     pipeline    the UI page of one pipeline (/pipelines/<id>/), signed in
     run         the UI page of one run (/runs/<id>/), signed in
 
@@ -60,23 +62,18 @@ query Runs($status: RunStatus) {
 """
 
 
-def build(runs: int, pipelines: int) -> dict:
-    """Fill the (migrated) scratch database; run inside the server's environment."""
-    import django
-
-    django.setup()
-    from django.contrib.auth import get_user_model
-    from django.contrib.sessions.backends.db import SessionStore
-    from django.db import connection
+def fill_project(name: str, runs: int, pipelines: int) -> list:
+    """A project ``name`` with its model, ``pipelines`` training pipelines sharing ``runs`` runs
+    (two steps each, one in two failed) and a version of the model for every tenth run; returns
+    the pipelines."""
     from django.utils import timezone
 
-    from bedrock.accounts.services import api_token_create
     from bedrock.models.models import Model, ModelVersion
-    from bedrock.pipelines.models import Membership, Pipeline, PipelineKind, Project
+    from bedrock.pipelines.models import Pipeline, PipelineKind, Project
     from bedrock.runs.models import Run, RunStatus, RunStep
 
-    project = Project.objects.create(name="bench")
-    model = Model.objects.create(project=project, name="bench-model")
+    project = Project.objects.create(name=name)
+    model = Model.objects.create(project=project, name=f"{name}-model")
     made = [
         Pipeline.objects.create(
             project=project,
@@ -120,24 +117,69 @@ def build(runs: int, pipelines: int) -> dict:
             for n, run in enumerate(published)
         )
         versions += len(published)
-    user = get_user_model().objects.create(username="bench")
-    Membership.objects.create(project=project, user=user)
+    return made
+
+
+VERSIONS_QUERY = """
+query Versions($model: ID!) {
+  model(id: $model) {
+    versions(first: 5) { edges { node { id number createdAt run { id number status } } } }
+  }
+}
+"""
+
+
+def build(runs: int, pipelines: int) -> dict:
+    """Fill the (migrated) scratch database; run inside the server's environment."""
+    import django
+
+    django.setup()
+    from bedrock.accounts.services import api_token_create
+    from bedrock.runs.models import Run
+
+    made = fill_project("bench", runs, pipelines)
+    user = member("bench", [made[0].project])
+    analyse()
+    return {
+        "token": api_token_create(user=user).plaintext,
+        "cookie": session_cookie(user),
+        "pipeline": made[0].pk,
+        "run": Run.objects.filter(pipeline=made[0]).values_list("pk", flat=True).first(),
+        "model": made[0].model_id,
+    }
+
+
+def member(username: str, projects: list):
+    """A user who is a member (a viewer) of each of ``projects``."""
+    from django.contrib.auth import get_user_model
+
+    from bedrock.pipelines.models import Membership
+
+    user = get_user_model().objects.create(username=username)
+    Membership.objects.bulk_create(Membership(project=p, user=user) for p in projects)
+    return user
+
+
+def session_cookie(user) -> str:
+    """The Cookie header of a session signed in as ``user``, as the login form would leave."""
+    from django.contrib.sessions.backends.db import SessionStore
+
     session = SessionStore()
     session["_auth_user_id"] = str(user.pk)
     session["_auth_user_backend"] = "django.contrib.auth.backends.ModelBackend"
     session["_auth_user_hash"] = user.get_session_auth_hash()
     session.create()
+    return f"sessionid={session.session_key}"
+
+
+def analyse() -> None:
+    from django.db import connection
+
     if connection.vendor == "postgresql":
         # What autovacuum does to a table that grew over months; bulk_create leaves no statistics
         # and no visibility map, and the planner would guess the plan of an empty table.
         with connection.cursor() as cursor:
             cursor.execute("VACUUM ANALYZE")
-    return {
-        "token": api_token_create(user=user).plaintext,
-        "cookie": f"sessionid={session.session_key}",
-        "pipeline": made[0].pk,
-        "run": Run.objects.filter(pipeline=made[0]).values_list("pk", flat=True).first(),
-    }
 
 
 class Server:
@@ -177,6 +219,14 @@ class Server:
         body = {"query": RUNS_QUERY % ("totalCount" if total else ""), "variables": {}}
         if status:
             body["variables"]["status"] = status
+        return self._post(body)
+
+    def versions(self) -> urllib.request.Request:
+        return self._post(
+            {"query": VERSIONS_QUERY, "variables": {"model": str(self.rows["model"])}}
+        )
+
+    def _post(self, body: dict) -> urllib.request.Request:
         return urllib.request.Request(  # noqa: S310
             f"{self.url}/graphql",
             data=json.dumps(body).encode(),
@@ -196,6 +246,7 @@ class Server:
             "runs": self.graphql(total=False, status=None),
             "failed": self.graphql(total=False, status="FAILED"),
             "total": self.graphql(total=True, status=None),
+            "versions": self.versions(),
             "pipeline": self.page(f"/pipelines/{self.rows['pipeline']}/"),
             "run": self.page(f"/runs/{self.rows['run']}/"),
         }

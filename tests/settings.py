@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from datetime import timedelta
 from pathlib import Path
 
 from bedrock.settings import *  # noqa: F403
@@ -27,6 +28,8 @@ BEDROCK_HOME = Path(
     os.environ.setdefault(_home_variable(), tempfile.mkdtemp(prefix="bedrock-test-"))
 )
 BEDROCK_GIT_CACHE = BEDROCK_HOME / "git"
+# Tests push a commit and look at the page at once; the tests of the kept head set their own.
+BEDROCK_GIT_HEAD_TTL = timedelta(0)
 STORAGES = {
     "default": {
         "BACKEND": "django.core.files.storage.FileSystemStorage",

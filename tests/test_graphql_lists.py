@@ -106,6 +106,38 @@ def test_the_benchmark_prints_its_table_and_json(tmp_path: Path):
     line = next(line for line in run.stdout.splitlines() if line.startswith("JSON "))
     report = json.loads(line.removeprefix("JSON "))
     assert (report["database"], report["sizes"]) == ("SQLite", [5, 20])
-    assert set(report["cases"]) == {"runs", "failed", "total", "pipeline", "run"}
+    assert set(report["cases"]) == {"runs", "failed", "total", "versions", "pipeline", "run"}
     for case in report["cases"].values():
         assert case["5"] > 0 and case["20"] > 0
+
+
+VERSIONS = """query($model: ID!) {
+  model(id: $model) { versions(first: 2) { edges { node { number run { number } } } } }
+}"""
+
+
+def test_a_models_versions_are_scoped_in_place(viewer):
+    project = factories.project("acme-models")
+    person = factories.user("modeller")
+    factories.member(project, person)
+    training = factories.pipeline(project, name="train-models")
+    for number in (1, 2, 3):
+        run = Run.objects.create(pipeline=training, number=number, ref="main")
+        factories.model_version(training.model, run, number)
+    client = Client()
+    client.force_login(person)
+
+    with CaptureQueriesContext(connection) as queries:
+        response = client.post(
+            "/graphql",
+            {"query": VERSIONS, "variables": {"model": str(training.model_id)}},
+            content_type="application/json",
+        )
+
+    body = response.json()
+    assert "errors" not in body, body["errors"]
+    edges = body["data"]["model"]["versions"]["edges"]
+    assert [edge["node"]["number"] for edge in edges] == [3, 2]
+    statements = [q["sql"] for q in queries.captured_queries]
+    # ``id IN (every version the caller may see)`` would read them all before the first page.
+    assert not [sql for sql in statements if '"models_modelversion"."id" IN (SELECT' in sql]

@@ -53,3 +53,19 @@ def test_the_model_page_reads_as_much_for_twenty_versions_as_for_three():
 
     assert len(many.captured_queries) == len(few.captured_queries)
     assert membership_reads(many) == 1
+
+
+def test_the_model_page_lists_its_versions_newest_first_without_sorting_by_project_and_model():
+    admin, model = model_with(3)
+    captured = page_queries(admin, model)
+
+    listed = [
+        query["sql"]
+        for query in captured.captured_queries
+        if query["sql"].startswith('SELECT "models_modelversion"."id"') and "LIMIT" in query["sql"]
+    ]
+    # Sorting by the project's and the model's names (the same for every version here) reads
+    # and sorts all of the model's versions; by number alone it reads the page from the index.
+    assert len(listed) == 1
+    order = listed[0].partition("ORDER BY")[2]
+    assert order.split("LIMIT")[0].strip() == '"models_modelversion"."number" DESC'

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 
 from bedrock.models.models import Model, ModelVersion
 from bedrock.pipelines.selectors import User, projects_for, remember_role, role_of
@@ -21,7 +21,13 @@ def model_with_role(user: User, pk: int) -> tuple[Model, str] | None:
     return model, model.caller_role
 
 
+def model_version_scope(user: User) -> Q:
+    """The versions the user may see, as a condition on versions: a model's list of versions
+    filters by it in place, where ``pk IN (every visible version)`` would read them all first."""
+    return Q(model__project__in=projects_for(user))
+
+
 def model_versions_for(user: User) -> QuerySet[ModelVersion]:
     return ModelVersion.objects.select_related("model__project", "run__pipeline").filter(
-        model__project__in=projects_for(user)
+        model_version_scope(user)
     )

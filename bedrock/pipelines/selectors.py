@@ -20,9 +20,8 @@ def role_in(user: User, project: Project) -> str | None:
     read = getattr(project, "_roles_read", {})
     if user.pk in read:  # read with the project, earlier in this request
         return read[user.pk]
-    return (
-        Membership.objects.filter(project=project, user=user).values_list("role", flat=True).first()
-    )
+    memberships = Membership.objects.filter(project=project, user=user).order_by()
+    return memberships.values_list("role", flat=True).first()
 
 
 def remember_role(project: Project, user: User, role: str | None) -> None:
@@ -45,7 +44,9 @@ def role_of(user: User, project_path: str) -> Value | Subquery:
         return Value(None)
     if user.is_superuser:
         return Value(Role.ADMIN)
-    memberships = Membership.objects.filter(project=OuterRef(project_path), user=user)
+    # One row at most (a user holds one role per project): without the model's ordering, which
+    # would join the project and the user into the subquery only to sort that one row.
+    memberships = Membership.objects.filter(project=OuterRef(project_path), user=user).order_by()
     return Subquery(memberships.values("role")[:1])
 
 

@@ -8,6 +8,8 @@ read and queues a fresh one. Only the task, and the run it starts, wait on the c
 from __future__ import annotations
 
 import hashlib
+import threading
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -151,7 +153,31 @@ def _waiting(rows: QuerySet[PipelineConfigSnapshot], now: datetime) -> bool:
     return rows.filter(refresh_queued_at__gte=now - REQUEUE_AFTER).exists()
 
 
+# The heads this process asked last: (pipeline, URL, ref) -> (time.monotonic(), sha or None).
+_heads: dict[tuple[int | None, str, str], tuple[float, str | None]] = {}
+_heads_lock = threading.Lock()
+_HEADS_KEPT = 1024
+
+
 def _head(pipeline: Pipeline, ref: str) -> str | None:
+    """``_ask_head``'s answer, as this process had it within ``BEDROCK_GIT_HEAD_TTL``: a server
+    that cannot be asked is not asked again, each time for seconds, by every view either."""
+    ttl = settings.BEDROCK_GIT_HEAD_TTL.total_seconds()
+    key = (pipeline.pk, pipeline.git_url, ref)
+    with _heads_lock:
+        kept = _heads.get(key)
+    if kept is not None and time.monotonic() - kept[0] < ttl:
+        return kept[1]
+    sha = _ask_head(pipeline, ref)
+    if ttl > 0:
+        with _heads_lock:
+            if len(_heads) >= _HEADS_KEPT:
+                _heads.clear()
+            _heads[key] = (time.monotonic(), sha)
+    return sha
+
+
+def _ask_head(pipeline: Pipeline, ref: str) -> str | None:
     """The commit ``ref`` names on the server now, or None when that cannot be told quickly."""
     try:
         return git.remote_head(

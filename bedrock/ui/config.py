@@ -8,12 +8,14 @@ exception.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from bedrock.pipelines import git, snapshots
 from bedrock.pipelines import spec as hcl
 from bedrock.pipelines.models import Pipeline, PipelineKind
+from bedrock.pipelines.spec import limits
 from bedrock.runs.plan import stanza_for
 
 
@@ -140,6 +142,16 @@ def config_keep(pipeline: Pipeline, config: ConfigAtRef) -> None:
 
 
 def check_text(text: str, *, kind: str, path: str, ref: str = "", sha: str = "") -> ConfigAtRef:
+    return _check_text(text, kind, path, ref, sha, limits.current())
+
+
+# A page shows the same kept text on every view: each process parses it once (twice, with the
+# check) rather than on every request. The limits are part of the key, since they decide the
+# problems; what is kept is frozen.
+@functools.lru_cache(maxsize=64)
+def _check_text(
+    text: str, kind: str, path: str, ref: str, sha: str, _limits: limits.SpecLimits
+) -> ConfigAtRef:
     problems = hcl.check(text, filename=path)
     stanza = None
     if not any(p.is_error for p in problems):

@@ -47,9 +47,16 @@ def model_detail(request: HttpRequest, pk: int) -> HttpResponse:
         raise Http404("No such model.")
     model, role = found
     scoring_runs = Run.objects.select_related("pipeline").order_by("-created_at", "-id")
-    versions = model.versions.select_related("run__pipeline", "run__triggered_by").prefetch_related(
-        Prefetch("scoring_runs", queryset=scoring_runs),
-        Prefetch("run__metrics", queryset=Metric.objects.order_by("name")),
+    # Newest first by number alone: the default ordering's project and model names are the same
+    # for every version here, and joining them to sort kept PostgreSQL from reading the
+    # (model, number) index backwards, so the page sorted every version of the model.
+    versions = (
+        model.versions.select_related("run__pipeline", "run__triggered_by")
+        .prefetch_related(
+            Prefetch("scoring_runs", queryset=scoring_runs),
+            Prefetch("run__metrics", queryset=Metric.objects.order_by("name")),
+        )
+        .order_by("-number")
     )
     can_run = role_allows(role, Role.DEVELOPER)
     # Whoever sees the model sees its project's pipelines: no second membership read.

@@ -26,7 +26,7 @@ from bedrock.models.graphql.filters import (
     ModelVersionOrder,
 )
 from bedrock.models.models import Model, ModelAlias, ModelAliasChange, ModelVersion
-from bedrock.models.selectors import model_versions_for, models_for
+from bedrock.models.selectors import model_version_scope, model_versions_for, models_for
 from bedrock.models.services import model_version_files
 from bedrock.pipelines.models import Pipeline
 from bedrock.runs.models import Run
@@ -179,7 +179,7 @@ class ModelVersionFilePage:
     filters=ModelVersionFilter,
     ordering=ModelVersionOrder,
 )
-class ModelVersionType(ScopedType, selector=model_versions_for):
+class ModelVersionType(ScopedType, selector=model_versions_for, scope=model_version_scope):
     id: auto
     model: ModelType
     number: auto
