@@ -165,12 +165,9 @@ job "bedrock" {
 
       config {
         image   = var.image
-        command = "gunicorn"
-        args = [
-          "bedrock.wsgi", "--bind", "0.0.0.0:8000", "--workers", "3",
-          # Uploads of artefacts are unpacked and stored before the answer.
-          "--timeout", "900", "--access-logfile", "-",
-        ]
+        command = "bedrock"
+        # Uploads of artefacts are unpacked and stored before the answer.
+        args  = ["serve", "0.0.0.0:8000", "--timeout", "900"]
         ports = ["http"]
       }
 
