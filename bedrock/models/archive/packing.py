@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
+from bedrock.models.archive.codec import crc32
 from bedrock.models.archive.errors import (
     ArchiveError,
     ArchiveLimitError,
@@ -267,7 +268,7 @@ def _pack_small(entry: _Entry, buffer: bytearray) -> _Piece:
         os.close(fd)
     if len(data) != entry.size or now != entry.size:
         raise _changed(entry, now)
-    crc = zlib.crc32(data)
+    crc = crc32(data)
     size = len(data)
     if size > 2 * _SAMPLE and _looks_incompressible(data[:_SAMPLE]):
         return _Piece([data], crc, size, zipfile.ZIP_STORED)
@@ -284,7 +285,7 @@ def _pack_chunk(
     data = read_into(fd, buffer, length, offset)
     if len(data) != length:
         raise _changed(entry, os.fstat(fd).st_size)
-    crc = zlib.crc32(data)
+    crc = crc32(data)
     if method == zipfile.ZIP_STORED:
         return _Piece([data], crc, length, method)
     # Stored deflate blocks for a chunk that does not compress: a mixed file costs disk speed there.
