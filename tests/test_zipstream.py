@@ -542,7 +542,7 @@ def test_unpacking_with_zlib_alone_restores_the_same_files(
     assert tree(tmp_path / "out") == tree(artefact)
 
 
-def test_the_codec_gives_zlibs_crc32_and_inflates_zlibs_chunked_streams():
+def test_the_codec_agrees_with_zlib_on_crc32_and_chunked_deflate_streams():
     text = text_bytes(3 << 20, seed=11)
     data = random_bytes(1 << 20, seed=12) + text
     assert codec.crc32(data) == zlib.crc32(data)
@@ -557,6 +557,12 @@ def test_the_codec_gives_zlibs_crc32_and_inflates_zlibs_chunked_streams():
         out += inflater.decompress(pending, 64 << 10)
         pending = inflater.unconsumed_tail
     assert bytes(out) == text and not inflater.eof
+    # And the codec's own chunks, sync-flushed then finished, are one stream zlib reads.
+    first, second = codec.raw_deflater(1), codec.raw_deflater(1)
+    ours = first.compress(text[: 1 << 20]) + first.flush(zlib.Z_SYNC_FLUSH)
+    ours += second.compress(text[1 << 20 :]) + second.flush(zlib.Z_FINISH)
+    inflated = zlib.decompressobj(-15)
+    assert inflated.decompress(ours) == text and inflated.eof
 
 
 def test_a_truncated_archive_is_refused(packed: Path, tmp_path: Path):
