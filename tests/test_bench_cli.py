@@ -44,4 +44,6 @@ def test_the_cli_benchmark_prints_its_table_and_json(tmp_path: Path):
         for row in report["results"].values()
     )
     assert set(report["ratios"]) == RATIOS
+    assert set(report["cpu_ratios"]) == {"pack_vs_zipfile", "unpack_vs_zipfile"}
+    assert all(row["cpu_seconds"] >= 0 for row in report["results"].values())
     assert list(work.iterdir()) == []  # its scratch directory is cleaned up

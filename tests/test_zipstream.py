@@ -25,6 +25,7 @@ from bedrock.models.archive import (
     ArchiveError,
     EmptyArtefactError,
     UnsafeArchiveError,
+    codec,
     pack,
     packing,
     records,
@@ -495,6 +496,73 @@ def test_a_lying_chunk_index_is_caught(packed: Path, tmp_path: Path):
     with pytest.raises(ArchiveError, match=r"features\.csv"):
         unpack(tmp_path / "lying.zip", tmp_path / "dest")
     assert not (tmp_path / "dest").exists()
+
+
+def test_an_invalid_deflate_stream_fails_as_a_corrupt_archive_and_leaves_no_directory(
+    tmp_path: Path,
+):
+    archive = tmp_path / "invalid.zip"
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as out:
+        out.writestr("fine.txt", b"fine")
+        out.writestr("broken.bin", random_bytes(50_000) * 4)
+    data = bytearray(archive.read_bytes())
+    start = data.index(b"broken.bin") + len("broken.bin")
+    data[start : start + 8] = b"\xff" * 8  # block type 3, which deflate does not have
+    archive.write_bytes(bytes(data))
+    with pytest.raises(ArchiveError, match=r"'broken\.bin': its deflate stream is invalid"):
+        unpack(archive, tmp_path / "dest")
+    assert not (tmp_path / "dest").exists()
+
+
+def test_a_corrupt_chunk_in_the_middle_of_a_big_entry_leaves_no_directory(
+    packed: Path, tmp_path: Path
+):
+    data = bytearray(packed.read_bytes())
+    with zipfile.ZipFile(packed) as archive:
+        info = archive.getinfo("data/deep/er/features.csv")
+    _, lengths = unpacking._read_chunk_index(info.extra)
+    assert len(lengths) > 2
+    with packed.open("rb") as f:
+        offset = unpacking._data_offset(info, info.orig_filename, f.fileno())
+    middle = offset + lengths[0] + lengths[1] // 2
+    data[middle : middle + 64] = bytes(64)
+    (tmp_path / "corrupt.zip").write_bytes(bytes(data))
+    with pytest.raises(ArchiveError, match=r"features\.csv"):
+        unpack(tmp_path / "corrupt.zip", tmp_path / "dest", workers=3)
+    assert not (tmp_path / "dest").exists()
+
+
+def test_unpacking_with_zlib_alone_restores_the_same_files(
+    artefact: Path, packed: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    # Where the isal package has no wheel, zlib inflates and checks the same streams.
+    monkeypatch.setattr(unpacking, "raw_inflater", lambda: zlib.decompressobj(-15))
+    monkeypatch.setattr(unpacking, "crc32", zlib.crc32)
+    unpack(packed, tmp_path / "out")
+    assert tree(tmp_path / "out") == tree(artefact)
+
+
+def test_the_codec_agrees_with_zlib_on_crc32_and_chunked_deflate_streams():
+    text = text_bytes(3 << 20, seed=11)
+    data = random_bytes(1 << 20, seed=12) + text
+    assert codec.crc32(data) == zlib.crc32(data)
+    assert codec.crc32(data[1000:], codec.crc32(data[:1000])) == zlib.crc32(data)
+    # A sync-flushed chunk, as packing writes, drained in pieces as unpacking drains it.
+    deflater = zlib.compressobj(1, zlib.DEFLATED, -15)
+    stream = deflater.compress(text) + deflater.flush(zlib.Z_SYNC_FLUSH)
+    inflater = codec.raw_inflater()
+    out = bytearray()
+    pending: bytes = stream
+    while pending or not out:
+        out += inflater.decompress(pending, 64 << 10)
+        pending = inflater.unconsumed_tail
+    assert bytes(out) == text and not inflater.eof
+    # And the codec's own chunks, sync-flushed then finished, are one stream zlib reads.
+    first, second = codec.raw_deflater(1), codec.raw_deflater(1)
+    ours = first.compress(text[: 1 << 20]) + first.flush(zlib.Z_SYNC_FLUSH)
+    ours += second.compress(text[1 << 20 :]) + second.flush(zlib.Z_FINISH)
+    inflated = zlib.decompressobj(-15)
+    assert inflated.decompress(ours) == text and inflated.eof
 
 
 def test_a_truncated_archive_is_refused(packed: Path, tmp_path: Path):

@@ -8,6 +8,7 @@ desktop tool open them. What makes them fast is how they are produced and consum
 * :mod:`.unpacking` — :func:`unpack`: an archive into a directory, every entry checked first.
 * :mod:`.browse` — :func:`list_entries` and :func:`open_entry`: an archive in storage, by ranges.
 * :mod:`.errors` and :mod:`.fileio` — what the others raise, and positional reads and writes.
+* :mod:`.codec` — CRC-32 and inflate: ISA-L's where installed, else zlib's.
 """
 
 from __future__ import annotations

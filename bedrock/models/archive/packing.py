@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
+from bedrock.models.archive.codec import Deflater, crc32, raw_deflater
 from bedrock.models.archive.errors import (
     ArchiveError,
     ArchiveLimitError,
@@ -84,8 +85,8 @@ class PackResult:
 
 
 # --- Tuning ---------------------------------------------------------------------------------------
-# Level 1 deflates text about three times faster than zlib's default 6, for an archive a few percent
-# larger; bench/artefacts.py measures both sides of that trade.
+# Level 1 deflates text about three times faster than zlib's default 6 (ISA-L's level 1, see
+# codec.py, ten times), for an archive a few percent larger; bench/artefacts.py measures that trade.
 LEVEL = 1
 # Files up to one chunk are read and compressed whole by one worker; bigger ones are split.
 CHUNK_SIZE = 2 << 20
@@ -93,6 +94,8 @@ CHUNK_SIZE = 2 << 20
 _SAMPLE = 64 << 10
 # Keep deflate output only if it saves at least 5 %: inflating costs more than copying.
 _WORTH_DEFLATING = 0.95
+# Bedrock's own archives stay this far within the compression ratio readers allow (1000:1).
+_MOST_OWN_RATIO = 250
 # One private extra field holds a 4-byte length per chunk, and an extra field is at most 64 KiB.
 _MAX_INDEXED_CHUNKS = 16_000
 # ZIP64 kicks in above these; module-level so tests can exercise the ZIP64 paths with small data.
@@ -103,7 +106,9 @@ _ZIP64_COUNT_LIMIT = 0xFFFF
 def _looks_incompressible(data: bytes | memoryview) -> bool:
     if not data:
         return True
-    return len(zlib.compress(data, 1)) >= len(data) * _WORTH_DEFLATING
+    deflater = raw_deflater(LEVEL)
+    deflated = len(deflater.compress(data)) + len(deflater.flush(zlib.Z_FINISH))
+    return deflated >= len(data) * _WORTH_DEFLATING
 
 
 @dataclass
@@ -240,7 +245,15 @@ def _chunk_size_for(size: int) -> int:
 
 
 def _deflate(data: memoryview, level: int, final: bool) -> list[bytes | memoryview]:
-    compressor = zlib.compressobj(level, zlib.DEFLATED, -15)
+    parts = _deflate_with(raw_deflater(level), data, final)
+    if level and sum(len(part) for part in parts) * _MOST_OWN_RATIO < len(data):
+        # ISA-L packs runs of one byte about 600:1: within a reader's ratio limit (1000:1 by
+        # default), but not with the margin zlib's level 1 (about 230:1) leaves for a lower one.
+        parts = _deflate_with(zlib.compressobj(level, zlib.DEFLATED, -15), data, final)
+    return parts
+
+
+def _deflate_with(compressor: Deflater, data: memoryview, final: bool) -> list[bytes | memoryview]:
     # Fed in slices so that each output object stays small: see read_into on big allocations.
     parts: list[bytes | memoryview] = []
     for start in range(0, len(data), FEED):
@@ -267,7 +280,7 @@ def _pack_small(entry: _Entry, buffer: bytearray) -> _Piece:
         os.close(fd)
     if len(data) != entry.size or now != entry.size:
         raise _changed(entry, now)
-    crc = zlib.crc32(data)
+    crc = crc32(data)
     size = len(data)
     if size > 2 * _SAMPLE and _looks_incompressible(data[:_SAMPLE]):
         return _Piece([data], crc, size, zipfile.ZIP_STORED)
@@ -284,7 +297,7 @@ def _pack_chunk(
     data = read_into(fd, buffer, length, offset)
     if len(data) != length:
         raise _changed(entry, os.fstat(fd).st_size)
-    crc = zlib.crc32(data)
+    crc = crc32(data)
     if method == zipfile.ZIP_STORED:
         return _Piece([data], crc, length, method)
     # Stored deflate blocks for a chunk that does not compress: a mixed file costs disk speed there.

@@ -22,7 +22,6 @@ import struct
 import tempfile
 import threading
 import zipfile
-import zlib
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -31,6 +30,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from bedrock.filetrees import remove_tree
+from bedrock.models.archive.codec import INFLATE_ERRORS, crc32, raw_inflater
 from bedrock.models.archive.errors import (
     ArchiveError,
     ArchiveLimitError,
@@ -570,7 +570,7 @@ def _copy_range(
         if len(data) != wanted:
             raise _corrupt(target, "the archive ends inside its data")
         _spend(target, wanted)
-        crc = zlib.crc32(data, crc)
+        crc = crc32(data, crc)
         pwrite_all(out_fd, data, out_offset + position)
     return crc
 
@@ -597,7 +597,7 @@ def _inflate_range(
     flush instead (``final=False``). Output comes in small pieces, so a bomb costs no memory: it is
     refused the moment it inflates past ``raw_length``.
     """
-    inflater = zlib.decompressobj(-15)
+    inflater = raw_inflater()
     buffer = _buffers.get(READ_SIZE)
     crc = 0
     produced = 0
@@ -611,15 +611,18 @@ def _inflate_range(
         for start in range(0, wanted, FEED):
             pending: bytes | memoryview = data[start : start + FEED]
             while True:
-                out = inflater.decompress(pending, FEED)
+                try:
+                    out = inflater.decompress(pending, FEED)
+                except INFLATE_ERRORS as exc:
+                    raise _corrupt(target, f"its deflate stream is invalid ({exc})") from None
                 if produced + len(out) > raw_length:
                     raise _corrupt(target, f"it inflates to more than the {raw_length} declared")
                 _spend(target, len(out))
-                crc = zlib.crc32(out, crc)
+                crc = crc32(out, crc)
                 pwrite_all(out_fd, out, out_offset + produced)
                 produced += len(out)
                 pending = inflater.unconsumed_tail
-                # Output short of the limit means zlib holds nothing back: on to more input.
+                # Output short of the limit means the inflater holds nothing back: on to more input.
                 if inflater.eof or (not pending and len(out) < FEED):
                     break
             if inflater.eof:
@@ -641,7 +644,7 @@ def _copy_with_zipfile(target: _Target, archive: zipfile.ZipFile, out_fd: int) -
         with archive.open(target.info) as member:
             while data := member.read(READ_SIZE):
                 _spend(target, len(data))
-                crc = zlib.crc32(data, crc)
+                crc = crc32(data, crc)
                 pwrite_all(out_fd, data, written)
                 written += len(data)
     except (zipfile.BadZipFile, EOFError) as exc:
