@@ -116,7 +116,7 @@ def test_the_installed_wheel_serves_the_ui_and_runs_the_demo_from_anywhere(wheel
 
     port = free_port()
     server = subprocess.Popen(
-        [bedrock, "runserver", "--noreload", "--insecure", f"127.0.0.1:{port}"],
+        [bedrock, "serve", f"127.0.0.1:{port}", "--workers", "1"],
         cwd=elsewhere,
         env=env,
         stdout=subprocess.DEVNULL,
