@@ -456,7 +456,7 @@ def test_a_nomad_secret_index_is_followed_by_bedrocks_in_its_template(settings):
 
     (template,) = [t for t in main["Templates"] if t["DestPath"].endswith("/PIP_EXTRA_INDEX_URL")]
     assert template["EmbeddedTmpl"].endswith(
-        '{{ index . "PIP_EXTRA_INDEX_URL" }} https://bedrock.example.com/pypi/simple/{{ end }}'
+        "{{ .PIP_EXTRA_INDEX_URL }} https://bedrock.example.com/pypi/simple/{{ end }}"
     )
     assert "PIP_TRUSTED_HOST" not in main["Env"]
 
