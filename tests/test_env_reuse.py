@@ -300,3 +300,38 @@ def test_uv_gets_a_cache_of_the_projects_own(tmp_path, settings):
     inside = "/cache/uv" if bubblewrap() else str(settings.BEDROCK_HOME / "cache/uv/project-7")
     assert f"uv={inside}\n" in output
     assert (settings.BEDROCK_HOME / "cache" / "uv" / "project-7" / "mark").exists()
+
+
+def test_a_venv_after_the_first_of_an_interpreter_is_made_without_python_m_venv(
+    tmp_path, monkeypatch
+):
+    from bedrock.runs.executors import venvs
+
+    assert _step(tmp_path, (), "true")[0] == 0  # the template, if no test has made it yet
+
+    def refused(*args, **kwargs):
+        raise AssertionError("python -m venv ran again")
+
+    monkeypatch.setattr(venvs, "_python_m_venv", refused)
+    code, output = _step(tmp_path, (), "pip --version && python -c 'import sys; print(sys.prefix)'")
+
+    assert code == 0, output
+    assert "pip " in output
+
+
+def test_two_processes_publishing_the_same_template_leave_one_whole_copy(tmp_path):
+    from bedrock.runs.executors import venvs
+
+    tree = tmp_path / "venv"
+    (tree / "bin").mkdir(parents=True)
+    (tree / "bin" / "pip").write_text("#!/venv/bin/python\n")
+    destination = tmp_path / "cache" / "template"
+    destination.parent.mkdir()
+
+    assert venvs.publish(tree, "/venv", destination) is True
+    (tree / "bin" / "pip").write_text("#!/venv/bin/python3\n")
+    assert venvs.publish(tree, "/venv", destination) is False
+
+    assert sorted(p.name for p in destination.parent.iterdir()) == ["template"]
+    assert (destination / "venv" / "bin" / "pip").read_text() == "#!/venv/bin/python\n"
+    assert (destination / venvs.MADE_AT).read_text() == "/venv"
