@@ -13,12 +13,14 @@
 | bedrock.E011 | an integer variable cannot be read                       |
 | bedrock.E012 | a duration variable cannot be read                       |
 | bedrock.E013 | a size variable (bytes, 256Ki, 50Gi) cannot be read      |
+| bedrock.E014 | a *_FILE secret cannot be read, or is set beside NAME     |
 | bedrock.E020 | NOMAD_ADDR is not an http:// or https:// URL              |
 | bedrock.E021 | a Nomad TLS file is missing, or a client cert lacks a key |
 | bedrock.E022 | the nomad executor is chosen but no hook image is set     |
 | bedrock.E023 | S3 or GCS is chosen but BEDROCK_STORAGE_BUCKET is empty   |
 | bedrock.E024 | BEDROCK_GCS_CREDENTIALS is not a service-account key file |
 | bedrock.E025 | BEDROCK_DOWNLOAD_URL_EXPIRY is not between 1s and 7d      |
+| bedrock.E026 | BEDROCK_NOMAD_JOB_PREFIX is not 1-40 of A-Z a-z 0-9 _ -   |
 | bedrock.W020 | Nomad jobs would call Bedrock at a loopback address       |
 | bedrock.W030 | the local executor runs steps without a sandbox           |
 | bedrock.W031 | DEBUG is on                                               |
@@ -204,6 +206,7 @@ def check_nomad(app_configs: Sequence[AppConfig] | None, **kwargs: Any) -> list[
                 id="bedrock.E022",
             )
         )
+    problems += _job_prefix_problems()
     domain = urlsplit(settings.BEDROCK_API_DOMAIN).hostname or ""
     if domain in ("localhost", "127.0.0.1", "::1"):
         problems.append(
@@ -215,6 +218,25 @@ def check_nomad(app_configs: Sequence[AppConfig] | None, **kwargs: Any) -> list[
             )
         )
     return problems
+
+
+def _job_prefix_problems() -> list[Error | Warning]:
+    # Job IDs start with the prefix and name the jobs' variables, whose paths Nomad refuses
+    # outside [A-Za-z0-9-_~/] or past 128 characters: every step would fail to start.
+    from bedrock.nomad.jobs import JOB_ID_SAFE, JOB_PREFIX_MAX
+
+    prefix = settings.BEDROCK_NOMAD_JOB_PREFIX
+    if JOB_ID_SAFE.match(prefix) and len(prefix) <= JOB_PREFIX_MAX:
+        return []
+    return [
+        Error(
+            f"BEDROCK_NOMAD_JOB_PREFIX={prefix!r} is not 1 to {JOB_PREFIX_MAX} letters, digits, "
+            "'-' or '_'; Nomad would refuse the variable paths of the jobs it names.",
+            hint="Such as bedrock or bedrock-prod: one prefix per installation sharing a "
+            "namespace.",
+            id="bedrock.E026",
+        )
+    ]
 
 
 @register(Tags.security)
@@ -306,7 +328,7 @@ def check_client_source(app_configs: Sequence[AppConfig] | None, **kwargs: Any) 
     try:
         client_version()
     except ClientSourceError as exc:
-        hint = "Leave BEDROCK_CLIENT_SOURCE unset for the client/ beside the bedrock package."
+        hint = "Leave BEDROCK_CLIENT_SOURCE unset for the client inside the bedrock package."
         return [Warning(str(exc), hint=hint, id="bedrock.W050")]
     return []
 

@@ -35,6 +35,45 @@ def env_str(name: str, default: str = "") -> str:
     return os.environ.get(name, default).strip()
 
 
+def env_secret(name: str, default: str = "") -> str:
+    """A secret from ``NAME``, or from the file ``NAME_FILE`` names: one file per secret, as a
+    Nomad template, a Docker or a Kubernetes secret mounts it.
+
+    The file's content is the value as it is, less the line ending it may end with, so ``#``,
+    quotes, ``=`` and spaces are part of the value (an env-file parser would read a ``#`` as a
+    comment or refuse a stray quote). A file that cannot be read, or ``NAME`` set beside it, is a
+    problem (bedrock.E014); the value then comes from ``NAME``, else the default.
+    """
+    path = os.environ.get(f"{name}_FILE", "").strip()
+    if not path:
+        return env_str(name, default)
+    if os.environ.get(name, "").strip():
+        PROBLEMS.append(
+            ConfigProblem(
+                "bedrock.E014",
+                f"{name}_FILE",
+                f"{name} and {name}_FILE are both set; which one is meant is unclear.",
+                f"Unset one of them: {name}_FILE names a file holding the value.",
+            )
+        )
+        return env_str(name, default)
+    try:
+        with open(path, encoding="utf-8") as handle:
+            value = handle.read()
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        PROBLEMS.append(
+            ConfigProblem(
+                "bedrock.E014",
+                f"{name}_FILE",
+                f"{name}_FILE={path!r} cannot be read: {reason}.",
+                "Name a file this process may read, holding the value alone.",
+            )
+        )
+        return default
+    return value.removesuffix("\n").removesuffix("\r")
+
+
 def env_bool(name: str, default: bool) -> bool:
     raw = os.environ.get(name)
     if raw is None:

@@ -22,12 +22,26 @@ from bedrock.envconfig import (
     env_duration,
     env_int,
     env_list,
+    env_secret,
     env_size,
     env_str,
 )
 
-BASE_DIR = Path(__file__).resolve().parent.parent
-BEDROCK_HOME = Path(env_str("BEDROCK_HOME") or BASE_DIR / "var").resolve()
+# What the server ships with (templates, the example, the client's source) is inside the package,
+# so a wheel installed anywhere has it; nothing is ever written there.
+PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+def _default_home() -> Path:
+    """Per user, as the XDG base directories say: ``$XDG_DATA_HOME/bedrock``, else
+    ``~/.local/share/bedrock``. Never beside the package, which may be a read-only site-packages."""
+    data = env_str("XDG_DATA_HOME")
+    return (
+        Path(data) if data and Path(data).is_absolute() else Path.home() / ".local" / "share"
+    ) / "bedrock"
+
+
+BEDROCK_HOME = Path(env_str("BEDROCK_HOME") or _default_home()).resolve()
 
 
 def _home_file(name: str, make: Callable[[], str]) -> str:
@@ -41,7 +55,7 @@ def _home_file(name: str, make: Callable[[], str]) -> str:
 
 
 DEBUG = env_bool("BEDROCK_DEBUG", False)
-SECRET_KEY = env_str("BEDROCK_DJANGO_SECRET_KEY") or _home_file(
+SECRET_KEY = env_secret("BEDROCK_DJANGO_SECRET_KEY") or _home_file(
     "django-secret-key", lambda: _secrets.token_urlsafe(50)
 )
 ALLOWED_HOSTS = env_list("BEDROCK_ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]"])
@@ -102,7 +116,7 @@ ASGI_APPLICATION = "bedrock.asgi.application"
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
-        "DIRS": [BASE_DIR / "templates"],
+        "DIRS": [PACKAGE_DIR / "templates"],
         "APP_DIRS": True,
         "OPTIONS": {
             "context_processors": [
@@ -121,9 +135,9 @@ _SQLITE: dict[str, Any] = {
     # The web process and the worker write at once: wait for the lock rather than fail.
     "OPTIONS": {"timeout": 20, "transaction_mode": "IMMEDIATE"},
 }
-DATABASE_URL = env_str("DATABASE_URL")
+DATABASE_URL = env_secret("DATABASE_URL")
 _database: Mapping[str, Any]
-if DATABASE_URL:
+if DATABASE_URL or env_str("DATABASE_URL_FILE"):  # an unreadable file is no SQLite either
     try:
         _database = dj_database_url.parse(DATABASE_URL, conn_max_age=60, conn_health_checks=True)
         if not _database.get("ENGINE") or not _database.get("NAME"):
@@ -364,7 +378,7 @@ BEDROCK_TRACKING_MAX_PARAM_VALUE = env_int("BEDROCK_TRACKING_MAX_PARAM_VALUE", 6
 BEDROCK_TRACKING_MAX_CHARTS_PER_RUN = env_int("BEDROCK_TRACKING_MAX_CHARTS_PER_RUN", 100)
 # The client's source (its pyproject.toml, bdrk/ and bedrock_client/), which the package index
 # at /pypi/simple/ builds into the wheels steps install.
-BEDROCK_CLIENT_SOURCE = Path(env_str("BEDROCK_CLIENT_SOURCE") or BASE_DIR / "client")
+BEDROCK_CLIENT_SOURCE = Path(env_str("BEDROCK_CLIENT_SOURCE") or PACKAGE_DIR / "client")
 
 # --- Git --------------------------------------------------------------------------------------
 # Local paths as repository URLs suit a laptop; a shared server should not read its own disk.
@@ -375,8 +389,10 @@ BEDROCK_GIT_TIMEOUT = env_int("BEDROCK_GIT_TIMEOUT", 120)
 # --- Secrets ----------------------------------------------------------------------------------
 # Fernet keys, newest first. Older keys still decrypt; `bedrock rotatesecrets` re-encrypts with
 # the newest. The embedded setup generates one key in BEDROCK_HOME.
-_raw_keys = env_str("BEDROCK_SECRET_KEYS")
-if not _raw_keys:
+_raw_keys = env_secret("BEDROCK_SECRET_KEYS")
+# Keys named by a file that cannot be read are not replaced by a new one (bedrock.E002, E014):
+# what it encrypted would be lost with it.
+if not _raw_keys and not env_str("BEDROCK_SECRET_KEYS_FILE"):
     from cryptography.fernet import Fernet
 
     _raw_keys = _home_file("secret-keys", lambda: Fernet.generate_key().decode())
@@ -396,7 +412,7 @@ BEDROCK_WEBHOOK_ALLOW_PRIVATE = env_bool("BEDROCK_WEBHOOK_ALLOW_PRIVATE", False)
 
 # --- Nomad ------------------------------------------------------------------------------------
 NOMAD_ADDR = env_str("NOMAD_ADDR")
-NOMAD_TOKEN = env_str("NOMAD_TOKEN")
+NOMAD_TOKEN = env_secret("NOMAD_TOKEN")
 NOMAD_NAMESPACE = env_str("NOMAD_NAMESPACE", "default")
 NOMAD_REGION = env_str("NOMAD_REGION")
 NOMAD_DATACENTERS = env_list("NOMAD_DATACENTERS", ["dc1"])

@@ -38,7 +38,7 @@ from artefacts import _zipfile_pack, make_artefact, parse_size
 ROOT = Path(__file__).resolve().parents[1]
 TIME = Path("/usr/bin/time")
 # A small valid file that ships with the project.
-SPEC = ROOT / "examples" / "churn" / "bedrock.hcl"
+SPEC = ROOT / "bedrock" / "examples" / "churn" / "bedrock.hcl"
 # bench/artefacts.py's zipfile baseline, as a script of its own: the child imports only zipfile.
 ZIPFILE_PACK = (
     "import os, sys, zipfile\n"

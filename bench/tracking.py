@@ -187,7 +187,11 @@ def bedrock_cases(server: Server, args) -> dict:
     from bedrock.tracking.models import Metric
 
     results = {}
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "client"), "BEDROCK_API_DOMAIN": server.url}
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT / "bedrock" / "client"),
+        "BEDROCK_API_DOMAIN": server.url,
+    }
     env["BEDROCK_RUN_STEP_NAME"] = "train"
     for number, (case, script) in enumerate((("loop", LOOP), ("batch", BATCH)), start=1):
         run, token = server.run(number)

@@ -10,7 +10,10 @@
 #       deploy/bedrock.nomad.hcl
 #
 # Secrets come from the Nomad Variable nomad/jobs/bedrock, which this job's tasks may read
-# without any policy, through a template; never `env`, which `nomad job inspect` shows.
+# without any policy; never `env`, which `nomad job inspect` shows. Each is rendered into a file
+# of its own in the task's secrets/ directory and read through its *_FILE setting: an env-file
+# template would not do, since Nomad's env parser reads an unquoted `#` as a comment and refuses
+# stray quotes, which Django secret keys and database passwords contain.
 
 variable "image" {
   type        = string
@@ -45,7 +48,7 @@ variable "artefacts_volume" {
 locals {
   # Settings both groups share. Web stores the steps' uploads and the worker publishes model
   # versions, so both must see one artefact storage: the shared host volume below.
-  env = {
+  settings = {
     BEDROCK_EXECUTOR             = "nomad"
     BEDROCK_API_DOMAIN           = "https://${var.hostname}"
     BEDROCK_CSRF_TRUSTED_ORIGINS = "https://${var.hostname}"
@@ -53,14 +56,9 @@ locals {
     NOMAD_ADDR                   = var.nomad_addr
     NOMAD_DATACENTERS            = join(",", var.datacenters)
   }
-  secrets = <<-EOT
-    {{- with nomadVar "nomad/jobs/bedrock" }}
-    DATABASE_URL={{ .DATABASE_URL }}
-    BEDROCK_SECRET_KEYS={{ .BEDROCK_SECRET_KEYS }}
-    BEDROCK_DJANGO_SECRET_KEY={{ .BEDROCK_DJANGO_SECRET_KEY }}
-    NOMAD_TOKEN={{ .NOMAD_TOKEN }}
-    {{- end }}
-  EOT
+  # The items of nomad/jobs/bedrock, each read by Bedrock from /secrets/<item> as <item>_FILE.
+  secrets = ["DATABASE_URL", "BEDROCK_SECRET_KEYS", "BEDROCK_DJANGO_SECRET_KEY", "NOMAD_TOKEN"]
+  env = merge(local.settings, { for name in local.secrets : "${name}_FILE" => "/secrets/${name}" })
 }
 
 job "bedrock" {
@@ -117,12 +115,18 @@ job "bedrock" {
 
       env = local.env
 
-      template {
-        data        = local.secrets
-        destination = "secrets/bedrock.env"
-        env         = true
-        change_mode          = "noop"
-        error_on_missing_key = true
+      dynamic "template" {
+        for_each = local.secrets
+        content {
+          # Field access: a missing item fails the task (with `index` it would render empty).
+          data                 = "{{ with nomadVar \"nomad/jobs/bedrock\" }}{{ .${template.value} }}{{ end }}"
+          destination          = "secrets/${template.value}"
+          change_mode          = "noop"
+          uid                  = 10001 # the image's USER (deploy/Dockerfile)
+          gid                  = 10001
+          perms                = "0400"
+          error_on_missing_key = true
+        }
       }
 
       resources {
@@ -155,12 +159,18 @@ job "bedrock" {
         BEDROCK_ALLOWED_HOSTS = "${var.hostname},${NOMAD_IP_http}"
       })
 
-      template {
-        data        = local.secrets
-        destination = "secrets/bedrock.env"
-        env         = true
-        change_mode          = "restart"
-        error_on_missing_key = true
+      dynamic "template" {
+        for_each = local.secrets
+        content {
+          # Field access: a missing item fails the task (with `index` it would render empty).
+          data                 = "{{ with nomadVar \"nomad/jobs/bedrock\" }}{{ .${template.value} }}{{ end }}"
+          destination          = "secrets/${template.value}"
+          change_mode          = "restart"
+          uid                  = 10001 # the image's USER (deploy/Dockerfile)
+          gid                  = 10001
+          perms                = "0400"
+          error_on_missing_key = true
+        }
       }
 
       resources {
@@ -208,12 +218,18 @@ job "bedrock" {
 
       env = local.env
 
-      template {
-        data        = local.secrets
-        destination = "secrets/bedrock.env"
-        env         = true
-        change_mode          = "restart"
-        error_on_missing_key = true
+      dynamic "template" {
+        for_each = local.secrets
+        content {
+          # Field access: a missing item fails the task (with `index` it would render empty).
+          data                 = "{{ with nomadVar \"nomad/jobs/bedrock\" }}{{ .${template.value} }}{{ end }}"
+          destination          = "secrets/${template.value}"
+          change_mode          = "restart"
+          uid                  = 10001 # the image's USER (deploy/Dockerfile)
+          gid                  = 10001
+          perms                = "0400"
+          error_on_missing_key = true
+        }
       }
 
       resources {
@@ -222,7 +238,8 @@ job "bedrock" {
       }
 
       # Supervisors are detached processes in this container; give them time to record state.
-      kill_timeout = "60s"
+      # Nomad caps it at the client's max_kill_timeout, 30s unless the client raises it.
+      kill_timeout = "30s"
     }
   }
 }

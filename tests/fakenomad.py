@@ -53,15 +53,20 @@ from __future__ import annotations
 
 import base64
 import copy
+import fnmatch
 import json
+import os
 import re
+import subprocess
+import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import MappingProxyType
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -520,6 +525,7 @@ class FakeNomad:
                     raise _HTTPError(405, "Invalid method")
                 if bad_json is not None:
                     raise _HTTPError(400, bad_json)
+                self._authorize(request, name, match.groupdict())
                 return handler(request, **match.groupdict())
         raise _HTTPError(
             404, f"Invalid URL: {request.method} {request.path} is not served by FakeNomad"
@@ -637,6 +643,165 @@ class FakeNomad:
             )
             raise _VariableConflict(conflict)
 
+    # ---------------------------------------------------------------- files as the task's user
+
+    # The user each image runs as, "uid" or "uid:gid" as its USER resolves on the client; an
+    # image not named runs as root. Assign a new mapping rather than change this one.
+    image_users: Mapping[str, str] = MappingProxyType({})
+
+    def task_files(self, job: dict[str, Any], task_name: str) -> list[TaskFile]:
+        """The files the task's templates render, owned as the Nomad client writes them (its own
+        user, root, unless the template names a uid or gid; 0644 unless it names perms), and
+        whether the image's user may read each one."""
+        task = next(t for t in job["TaskGroups"][0]["Tasks"] if t["Name"] == task_name)
+        uid, _, gid = self.image_users.get(task["Config"].get("image", ""), "0").partition(":")
+        user = (int(uid), int(gid or uid))
+        files = []
+        for template in task.get("Templates") or []:
+            owner = (_id_or_root(template.get("Uid")), _id_or_root(template.get("Gid")))
+            mode = int(template.get("Perms") or "0644", 8)
+            files.append(
+                TaskFile(
+                    path=template["DestPath"],
+                    content=self._render(job["Namespace"], template.get("EmbeddedTmpl") or ""),
+                    owner=owner,
+                    mode=mode,
+                    readable=_may_read(user, owner, mode),
+                )
+            )
+        return files
+
+    def _render(self, namespace: str, body: str) -> str:
+        """A `with nomadVar` template of field reads and `index`es, as consul-template renders
+        it (a missing item is an empty string here; the task fails before it starts anyway)."""
+        paths = _NOMAD_VAR.findall(body)
+        var = self._variables.get((namespace, paths[0])) if paths else None
+        items = var["Items"] if var else {}
+        body = re.sub(r"\{\{-?\s*(with nomadVar \"[^\"]*\"|end)\s*-?\}\}", "", body)
+        body = re.sub(r'\{\{\s*index \. "([^"]+)"\s*\}\}', lambda m: items.get(m[1], ""), body)
+        return re.sub(r"\{\{\s*\.(\w+)\s*\}\}", lambda m: items.get(m[1], ""), body)
+
+    def run_main(self, job: dict[str, Any], command: str) -> Scenario:
+        """Run the main task's own program under bash here, with `command` as the step's, in a
+        task directory holding its rendered files: each readable or not as `task_files` says
+        (root runs it as nobody, so that an unreadable file really is). The scenario that
+        plays what it printed and how it exited; for a `scenario_for`."""
+        task = next(t for t in job["TaskGroups"][0]["Tasks"] if _hook(t) is None)
+        config = task["Config"]
+        assert config.get("entrypoint") == ["bash"], "run_main runs a bash -c program"
+        with tempfile.TemporaryDirectory(prefix="fakenomad-task-") as root:
+            for file in self.task_files(job, task["Name"]):
+                target = os.path.join(root, file.path)
+                os.makedirs(os.path.dirname(target), mode=0o755, exist_ok=True)
+                with open(target, "w") as handle:
+                    handle.write(file.content)
+                os.chmod(target, 0o444 if file.readable else 0)
+            os.makedirs(os.path.join(root, "alloc", "data"))
+            for folder in (root, os.path.join(root, "alloc"), os.path.join(root, "alloc", "data")):
+                os.chmod(folder, 0o777)  # noqa: S103 (nobody writes main.exit there)
+            program = (
+                config["args"][1]
+                .replace("/secrets/", f"{root}/secrets/")
+                .replace("/alloc/data", f"{root}/alloc/data")
+            )
+            nobody = {"user": 65534, "group": 65534} if os.geteuid() == 0 else {}
+            done = subprocess.run(
+                ["bash", "-c", program, "bedrock-step", command],
+                capture_output=True,
+                text=True,
+                cwd=root,
+                env={"PATH": os.environ.get("PATH", ""), **(task.get("Env") or {})},
+                timeout=60,
+                **nobody,
+            )
+        if done.returncode == 0:
+            return Scenario("success", stdout=done.stdout, stderr=done.stderr)
+        return Scenario(
+            "failure", exit_code=done.returncode, stdout=done.stdout, stderr=done.stderr
+        )
+
+    # ---------------------------------------------------------------- ACL policy
+
+    # The token's policy, as the HCL a platform team applies with `nomad acl policy apply`;
+    # None: the token may do everything, as a management token or a cluster without ACLs.
+    # Namespace capabilities and variable path rules are enforced as Nomad's acl package does.
+    acl_policy: str | None = None
+
+    _JOB_CAPABILITIES: dict[tuple[str, str], tuple[str, ...]] = {
+        ("jobs", "GET"): ("list-jobs",),
+        ("jobs", "POST"): ("submit-job",),
+        ("job", "POST"): ("submit-job",),
+        ("job", "GET"): ("read-job",),
+        ("job", "DELETE"): ("submit-job", "deregister-job", "purge-job"),
+        ("job_allocations", "GET"): ("read-job",),
+        ("job_evaluations", "GET"): ("read-job",),
+        ("allocation", "GET"): ("read-job",),
+        ("evaluation", "GET"): ("read-job",),
+        ("logs", "GET"): ("read-logs",),
+    }
+    _VARIABLE_CAPABILITY = {"GET": "read", "PUT": "write", "DELETE": "destroy"}
+
+    def _policy(self) -> dict[str, Any] | None:
+        if self.acl_policy is None:
+            return None
+        import hcl  # pyhcl: Nomad parses ACL policies as HCL 1
+
+        return _blocks(hcl.loads(self.acl_policy).get("namespace"))
+
+    def _namespace_rules(self, namespace: str) -> dict[str, Any]:
+        """The rules of the namespace block that matches: by name, else the closest glob."""
+        policy = self._policy() or {}
+        if namespace in policy:
+            return policy[namespace]
+        globs = [g for g in policy if fnmatch.fnmatchcase(namespace, g)]
+        if not globs:
+            return {}
+        return policy[min(globs, key=lambda g: len(namespace) - len(g.replace("*", "")))]
+
+    def _may_use_variable(self, namespace: str, path: str, capability: str) -> bool:
+        """`ACL.AllowVariableOperation`: the exact path's rule, else the closest matching glob;
+        `read` brings `list` with it (acl/policy.go, expandVariablesCapabilities)."""
+        if self.acl_policy is None:
+            return True
+        paths = _blocks((self._namespace_rules(namespace).get("variables") or {}).get("path"))
+        if path in paths:
+            rule = paths[path]
+        else:
+            globs = [g for g in paths if "*" in g and fnmatch.fnmatchcase(path, g)]
+            if not globs:
+                return False
+            rule = paths[min(globs, key=lambda g: len(path) - len(g.replace("*", "")))]
+        capabilities = set(rule.get("capabilities") or [])
+        if "deny" in capabilities:
+            return False
+        if "read" in capabilities:
+            capabilities.add("list")
+        return capability in capabilities
+
+    def _authorize(self, request: Request, route: str, params: dict[str, str]) -> None:
+        """403 "Permission denied" for what the token's policy does not allow."""
+        if self.acl_policy is None or route.startswith("agent_"):
+            return
+        namespace = self._namespace(request)
+        if route == "var":
+            if request.method == "PUT" and isinstance(request.json, dict):
+                namespace = request.query.get("namespace") or request.json.get("Namespace") or ""
+            wanted = self._VARIABLE_CAPABILITY[request.method]
+            if not self._may_use_variable(namespace or "default", params["path"], wanted):
+                raise _HTTPError(403, "Permission denied")
+            return
+        if route == "vars":
+            # A listing needs some variables rule in the namespace; it is then filtered by path.
+            if not (self._namespace_rules(namespace).get("variables") or {}).get("path"):
+                raise _HTTPError(403, "Permission denied")
+            return
+        granted = set(self._namespace_rules(namespace).get("capabilities") or [])
+        needed = self._JOB_CAPABILITIES.get((route, request.method), ())
+        if route == "job" and request.query.get("purge", "").lower() == "true":
+            needed = ("submit-job", "purge-job")
+        if needed and not granted & set(needed):
+            raise _HTTPError(403, "Permission denied")
+
     def _vars_get(self, request: Request) -> tuple[int, Any]:
         # The list holds metadata only: a variable's items are read one path at a time.
         namespace = self._namespace(request)
@@ -644,7 +809,9 @@ class FakeNomad:
         return 200, [
             self._var_view(var, items=False)
             for (ns, path), var in sorted(self._variables.items())
-            if namespace in ("*", ns) and path.startswith(prefix)
+            if namespace in ("*", ns)
+            and path.startswith(prefix)
+            and self._may_use_variable(ns, path, "list")
         ]
 
     def _var_get(self, request: Request, path: str) -> tuple[int, Any]:
@@ -654,6 +821,7 @@ class FakeNomad:
         return 200, self._var_view(var)
 
     def _var_put(self, request: Request, path: str) -> tuple[int, Any]:
+        _check_variable_path(path)
         body = request.json
         if not isinstance(body, dict):
             raise _HTTPError(400, "json: cannot unmarshal into Go value of type structs.Variable")
@@ -1609,6 +1777,53 @@ class FakeNomad:
             self._never_started(alloc, name, None)
         self._refresh(alloc)
         yield
+
+
+@dataclass(frozen=True)
+class TaskFile:
+    """A file a template renders into a task's directory, and whether its user may read it."""
+
+    path: str  # DestPath, relative to the task directory
+    content: str
+    owner: tuple[int, int]  # uid, gid
+    mode: int
+    readable: bool
+
+
+def _id_or_root(value: int | None) -> int:
+    # template.go: a uid or gid that is unset or negative leaves the file the agent's (root's).
+    return value if value is not None and value >= 0 else 0
+
+
+def _may_read(user: tuple[int, int], owner: tuple[int, int], mode: int) -> bool:
+    """Unix permission bits, for a container user with Docker's default capabilities (root's
+    CAP_DAC_OVERRIDE reads anything)."""
+    if user[0] == 0:
+        return True
+    if user[0] == owner[0]:
+        return bool(mode & 0o400)
+    if user[1] == owner[1]:
+        return bool(mode & 0o040)
+    return bool(mode & 0o004)
+
+
+def _blocks(value: dict[str, Any] | list[dict[str, Any]] | None) -> dict[str, Any]:
+    """Labelled HCL blocks by label: pyhcl gives a list when a block type repeats."""
+    if isinstance(value, list):
+        return {label: body for block in value for label, body in block.items()}
+    return value or {}
+
+
+# ---------------------------------------------------------------- variable paths
+
+# nomad/structs/variables.go: a variable path Nomad stores (a job's is nomad/jobs/<job id>).
+_VARIABLE_PATH = re.compile(r"^[a-zA-Z0-9\-_~/]{1,128}$")
+
+
+def _check_variable_path(path: str) -> None:
+    """`VariableDecrypted.Validate`, answered 400 by the agent as Nomad does."""
+    if not _VARIABLE_PATH.match(path):
+        raise _HTTPError(400, f"invalid path {json.dumps(path)}")
 
 
 class _VariableConflict(Exception):

@@ -7,7 +7,7 @@ import subprocess
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-EXAMPLE = ROOT / "examples" / "churn"
+EXAMPLE = ROOT / "bedrock" / "examples" / "churn"
 
 GIT_ENV = {
     "GIT_AUTHOR_NAME": "Test",

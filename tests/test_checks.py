@@ -13,15 +13,23 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def bedrock_check(tmp_path, *args: str, **env: str) -> subprocess.CompletedProcess:
+NOMAD = {"BEDROCK_EXECUTOR": "nomad", "NOMAD_ADDR": "https://nomad.internal:4646"}
+
+
+def environment_of(tmp_path, env: dict[str, str]) -> dict[str, str]:
+    """This process's environment without Bedrock's, Nomad's or the database's settings."""
     clean = {
         k: v for k, v in os.environ.items() if not k.startswith(("BEDROCK_", "DATABASE_", "NOMAD_"))
     }
     clean.pop("DJANGO_SETTINGS_MODULE", None)
+    return {**clean, "BEDROCK_HOME": str(tmp_path), **env}
+
+
+def bedrock_check(tmp_path, *args: str, **env: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "manage.py", "check", *args],
         cwd=ROOT,
-        env={**clean, "BEDROCK_HOME": str(tmp_path), **env},
+        env=environment_of(tmp_path, env),
         capture_output=True,
         text=True,
     )
@@ -75,6 +83,17 @@ def test_the_defaults_pass_every_check(tmp_path):
         ({"BEDROCK_ENV_CACHE_SIZE": "big"}, "bedrock.E013", "BEDROCK_ENV_CACHE_SIZE: 'big'"),
         ({"BEDROCK_ENV_CACHE_MAX_AGE": "soon"}, "bedrock.E012", "BEDROCK_ENV_CACHE_MAX_AGE"),
         ({"BEDROCK_ENV_CACHE_MAX_AGE": "0d"}, "bedrock.E080", "is not a positive duration"),
+        (
+            {**NOMAD, "BEDROCK_NOMAD_JOB_PREFIX": "bedrock.prod"},
+            "bedrock.E026",
+            "BEDROCK_NOMAD_JOB_PREFIX='bedrock.prod' is not 1 to 40 letters",
+        ),
+        (
+            {**NOMAD, "BEDROCK_NOMAD_JOB_PREFIX": "b" * 41},
+            "bedrock.E026",
+            "Nomad would refuse the variable paths",
+        ),
+        ({**NOMAD, "BEDROCK_NOMAD_JOB_PREFIX": ""}, "bedrock.E026", "BEDROCK_NOMAD_JOB_PREFIX=''"),
     ],
 )
 def test_misconfiguration_fails_the_check_with_a_stable_id(tmp_path, env, check_id, fragment):

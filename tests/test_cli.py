@@ -15,7 +15,7 @@ from django.core.management import ManagementUtility
 from bedrock import cli
 
 ROOT = Path(__file__).resolve().parents[1]
-EXAMPLE = ROOT / "examples" / "churn" / "bedrock.hcl"
+EXAMPLE = ROOT / "bedrock" / "examples" / "churn" / "bedrock.hcl"
 # Runs the script's main() and then says which heavy modules it loaded, on stderr.
 PROBE = """\
 import sys
@@ -83,7 +83,7 @@ def test_a_command_error_still_exits_one_with_its_message(tmp_path: Path):
     archive = tmp_path / "model.zip"
     archive.write_bytes(b"")
 
-    result = run(tmp_path, "artefact", "pack", str(ROOT / "examples"), str(archive))
+    result = run(tmp_path, "artefact", "pack", str(ROOT / "bedrock" / "examples"), str(archive))
 
     assert result.returncode == 1
     assert f"CommandError: {archive} exists; choose a new file name" in result.stderr

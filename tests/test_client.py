@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-CLIENT = Path(__file__).resolve().parents[1] / "client"
+CLIENT = Path(__file__).resolve().parents[1] / "bedrock" / "client"
 PYTHON36 = Path.home() / ".pyenv" / "versions" / "3.6.15" / "bin" / "python"
 TOKEN = "run-token-1"
 

@@ -578,6 +578,21 @@ def test_variables_are_listed_by_prefix_without_their_items(client: nomad.Nomad)
     assert client.variables.get_variables(prefix="nomad/jobs/", namespace="default") == []
 
 
+@pytest.mark.parametrize(
+    "path", ["nomad/jobs/bedrock-1-train.v2-1", "nomad/jobs/a b", "nomad/jobs/" + "x" * 118]
+)
+def test_a_variable_path_outside_nomads_pattern_is_refused(
+    fake: FakeNomad, client: nomad.Nomad, path: str
+) -> None:
+    with pytest.raises(nx.BadRequestNomadException) as caught:
+        client.variable.create_variable(path, {"Items": {"a": "b"}}, namespace="ml", cas=0)
+    assert caught.value.nomad_resp.text == f'invalid path "{path}"'
+    assert fake.variable(path, namespace="ml") is None
+    client.variable.create_variable(
+        path[:128].replace(".", "-").replace(" ", "_"), {"Items": {"a": "b"}}, namespace="ml", cas=0
+    )
+
+
 def test_variable_items_must_be_strings(client: nomad.Nomad) -> None:
     with pytest.raises(nx.BadRequestNomadException) as caught:
         put_secrets(client, items={"epochs": 20})
@@ -999,6 +1014,116 @@ def test_a_wrong_token_is_refused_when_acls_are_on(fake: FakeNomad) -> None:
     assert caught.value.nomad_resp.text == "Permission denied"
     with pytest.raises(nx.URLNotFoundNomadException):
         nomad.Nomad(address=fake.address, token="right").job.get_job(JOB_ID)
+
+
+def policy(capabilities: str, paths: dict[str, str], namespace: str = "ml") -> str:
+    rules = "".join(
+        f'path "{path}" {{ capabilities = [{caps}] }}\n' for path, caps in paths.items()
+    )
+    head = f'namespace "{namespace}" {{\ncapabilities = [{capabilities}]\n'
+    return f"{head}variables {{\n{rules}}}\n}}\n"
+
+
+def put_paths(fake: FakeNomad, *paths: str) -> None:
+    for path in paths:
+        fake.put_variable(path, {"a": "b"}, namespace="ml")
+
+
+def listed(client: nomad.Nomad, prefix: str = "nomad/jobs/") -> list[str]:
+    return [v["Path"] for v in client.variables.get_variables(prefix=prefix, namespace="ml")]
+
+
+def test_a_variable_listing_is_filtered_to_the_paths_the_policy_may_list(
+    fake: FakeNomad, client: nomad.Nomad
+) -> None:
+    put_paths(fake, "nomad/jobs/bedrock", "nomad/jobs/bedrock-1-a-1", "nomad/jobs/other-1")
+    fake.acl_policy = policy("", {"nomad/jobs/bedrock-*": '"write", "destroy"'})
+    assert listed(client) == []  # no list: Nomad filters the listing to nothing
+    fake.acl_policy = policy("", {"nomad/jobs/bedrock-*": '"list"'})
+    assert listed(client) == ["nomad/jobs/bedrock-1-a-1"]
+    fake.acl_policy = policy("", {"nomad/jobs/*": '"read"'})  # read brings list with it
+    assert listed(client) == [
+        "nomad/jobs/bedrock",
+        "nomad/jobs/bedrock-1-a-1",
+        "nomad/jobs/other-1",
+    ]
+
+
+def test_the_closest_glob_decides_and_deny_wins(fake: FakeNomad, client: nomad.Nomad) -> None:
+    put_paths(fake, "nomad/jobs/bedrock-1-a-1", "nomad/jobs/bedrock-2-a-1")
+    fake.acl_policy = policy("", {"nomad/jobs/*": '"read"', "nomad/jobs/bedrock-2-*": '"deny"'})
+    assert listed(client) == ["nomad/jobs/bedrock-1-a-1"]
+    with pytest.raises(nx.URLNotAuthorizedNomadException):
+        client.variable.get_variable("nomad/jobs/bedrock-2-a-1", namespace="ml")
+    assert client.variable.get_variable("nomad/jobs/bedrock-1-a-1", namespace="ml")["Items"]
+
+
+def test_variable_writes_reads_and_deletes_need_their_capability(
+    fake: FakeNomad, client: nomad.Nomad
+) -> None:
+    fake.acl_policy = policy("", {"nomad/jobs/bedrock-*": '"write"'})
+    put_secrets(client, "bedrock-1-a-1")
+    with pytest.raises(nx.URLNotAuthorizedNomadException):
+        put_secrets(client, "other-1")
+    with pytest.raises(nx.URLNotAuthorizedNomadException):
+        client.variable.get_variable("nomad/jobs/bedrock-1-a-1", namespace="ml")
+    with pytest.raises(nx.URLNotAuthorizedNomadException):
+        client.variable.delete_variable("nomad/jobs/bedrock-1-a-1", namespace="ml")
+    assert fake.variable("nomad/jobs/bedrock-1-a-1", namespace="ml") == SECRETS
+
+
+def test_job_endpoints_need_the_namespaces_capabilities(
+    fake: FakeNomad, client: nomad.Nomad, example: dict[str, Any]
+) -> None:
+    fake.acl_policy = policy('"read-job"', {"nomad/jobs/*": '"write"'})
+    with pytest.raises(nx.URLNotAuthorizedNomadException):
+        register(client, example)
+    with pytest.raises(nx.URLNotAuthorizedNomadException):
+        client.jobs.get_jobs(prefix="run-")
+    fake.acl_policy = policy('"submit-job", "list-jobs"', {"nomad/jobs/*": '"write"'})
+    client.job.register_job(JOB_ID, example)
+    assert [j["ID"] for j in client.jobs.get_jobs(prefix="run-")] == [JOB_ID]
+    with pytest.raises(nx.URLNotAuthorizedNomadException):
+        client.job.get_allocations(JOB_ID)
+    fake.acl_policy = policy('"deregister-job"', {})
+    with pytest.raises(nx.URLNotAuthorizedNomadException):  # a purge needs submit-job or purge-job
+        client.job.deregister_job(JOB_ID, purge=True)
+    client.job.deregister_job(JOB_ID)
+
+
+# ---------------------------------------------------------------- files as the task's user
+
+
+@pytest.mark.parametrize(
+    ("user", "template", "readable"),
+    [
+        ("0", {"Perms": "0400"}, True),  # root reads anything
+        ("1000", {"Perms": "0400"}, False),  # written as the agent's user, root
+        ("1000", {}, True),  # consul-template's default 0644
+        ("1000", {"Perms": "0400", "Uid": 1000}, True),
+        ("1000", {"Perms": "0400", "Uid": -1}, False),  # negative: the agent's user
+        ("1001:1000", {"Perms": "0440", "Gid": 1000}, True),
+        ("1001:1001", {"Perms": "0440", "Gid": 1000}, False),
+        ("1000", {"Perms": "0444"}, True),
+    ],
+)
+def test_template_files_are_owned_as_the_client_writes_them_and_read_as_the_images_user(
+    fake: FakeNomad, example: dict[str, Any], user: str, template: dict, readable: bool
+) -> None:
+    fake.put_variable(f"nomad/jobs/{JOB_ID}", SECRETS, namespace="ml")
+    job = copy.deepcopy(example["Job"])
+    fetch = task({"Job": job}, "fetch-model")
+    fetch["Templates"] = [
+        {
+            "EmbeddedTmpl": f'{{{{ with nomadVar "nomad/jobs/{JOB_ID}" }}}}'
+            '{{ .storage_token }}/{{ index . "wandb_api_key" }}{{ end }}',
+            "DestPath": "secrets/token",
+            **template,
+        }
+    ]
+    fake.image_users = {fetch["Config"]["image"]: user}
+    (file,) = fake.task_files(job, "fetch-model")
+    assert (file.path, file.content, file.readable) == ("secrets/token", "st-123/wb-456", readable)
 
 
 def test_an_endpoint_the_fake_does_not_serve_is_an_obvious_404(client: nomad.Nomad) -> None:

@@ -175,7 +175,7 @@ def test_the_readme_scheduler_script_scores_with_the_newest_version_and_waits(
         return subprocess.run(
             [
                 sys.executable,
-                str(ROOT / "examples" / "scheduler.py"),
+                str(ROOT / "bedrock" / "examples" / "scheduler.py"),
                 "--url",
                 live_server.url,
                 "--pipeline",
@@ -215,7 +215,7 @@ def test_the_scheduler_script_fails_plainly_with_a_bad_token(live_server):
     result = subprocess.run(
         [
             sys.executable,
-            str(ROOT / "examples" / "scheduler.py"),
+            str(ROOT / "bedrock" / "examples" / "scheduler.py"),
             "--url",
             live_server.url,
             "--token",

@@ -487,7 +487,7 @@ def test_versions_filtered_and_ordered_by_their_training_runs_metric(ranked):
 
 
 def load_scheduler():
-    path = Path(__file__).resolve().parents[1] / "examples" / "scheduler.py"
+    path = Path(__file__).resolve().parents[1] / "bedrock" / "examples" / "scheduler.py"
     spec = importlib.util.spec_from_file_location("scheduler_example", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

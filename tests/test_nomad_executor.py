@@ -14,12 +14,15 @@ import urllib.error
 import urllib.request
 import zipfile
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from django.core.files.storage import default_storage
 
 from bedrock.actors import SYSTEM
 from bedrock.models.models import ModelVersion
+from bedrock.nomad.client import client as nomad_client
+from bedrock.nomad.client import nomad_errors
 from bedrock.nomad.executor import NomadExecutor
 from bedrock.runs.models import Run, RunStatus
 from bedrock.runs.plan import run_key_for
@@ -179,6 +182,21 @@ def test_each_way_a_job_can_end_gives_its_reason(tmp_path, nomad, kind, reason, 
     assert reason in run.failure_reason
     train = run.steps.get(name="train")
     assert train.status == RunStatus.FAILED and train.exit_code == exit_code
+    assert_nothing_left(nomad, run)
+
+
+def test_a_step_whose_name_has_a_dot_runs_under_a_job_id_nomad_accepts(tmp_path, nomad):
+    def scenario(job):
+        upload_as_the_hook(nomad, job, {"model.txt": "weights"})
+        return Scenario("success")
+
+    nomad.scenario_for = scenario
+    pipeline = training(tmp_path, step("train.v2", "python train.py"))
+    run = wait_until_done(run_create(actor=SYSTEM, pipeline=pipeline), timeout=60)
+
+    assert run.status == RunStatus.SUCCEEDED, run.failure_reason
+    (put,) = nomad.requests_to("PUT", r"^/v1/var/")
+    assert put.path.startswith(f"/v1/var/nomad/jobs/bedrock-{run.pk}-train-v2-")
     assert_nothing_left(nomad, run)
 
 
@@ -482,3 +500,80 @@ def test_the_reconciler_purges_the_jobs_of_a_run_whose_supervisor_died(tmp_path,
     run = wait_until_done(run, timeout=60)
     assert run.status == RunStatus.FAILED
     assert_nothing_left(nomad, run)
+
+
+def readme_policy() -> str:
+    """The controller's ACL policy exactly as the README's Nomad section gives it."""
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme.split("#### ACL policy for the controller", 1)[1]
+    return section.split("```hcl\n", 1)[1].split("```", 1)[0]
+
+
+def leftover(fake: FakeNomad, run, job_id: str) -> str:
+    """A variable a crashed attempt of the run left behind, marked with its run key."""
+    path = f"nomad/jobs/{job_id}"
+    fake.put_variable(path, {"bedrock.run_key": run_key_for(run), "DB_PASSWORD": SECRET})
+    return path
+
+
+def test_the_readme_policy_runs_a_training_and_lets_cleanup_find_what_a_run_left(tmp_path, nomad):
+    nomad.acl_policy = readme_policy()
+
+    def scenario(job):
+        upload_as_the_hook(nomad, job, {"model.txt": "weights"})
+        return Scenario("success")
+
+    nomad.scenario_for = scenario
+    run = wait_until_done(run_create(actor=SYSTEM, pipeline=training(tmp_path)), timeout=60)
+    assert run.status == RunStatus.SUCCEEDED, run.failure_reason
+    assert_nothing_left(nomad, run)
+
+    path = leftover(nomad, run, f"bedrock-{run.pk}-train-7")
+    NomadExecutor().cleanup_run(run.pk)
+    assert nomad.variable(path) is None
+
+
+def test_without_list_on_variables_cleanup_finds_nothing_to_remove(tmp_path, nomad):
+    nomad.acl_policy = readme_policy().replace('"read", "list", ', "")
+    run = Run.objects.get(pk=run_create(actor=SYSTEM, pipeline=training(tmp_path)).pk)
+    wait_until_done(run, timeout=60)  # the run fails: it may not read the job's variable back
+    path = leftover(nomad, run, f"bedrock-{run.pk}-train-7")
+    NomadExecutor().cleanup_run(run.pk)
+    assert nomad.variable(path) is not None  # the listing came back empty
+
+
+def test_the_readme_policy_keeps_the_controller_out_of_other_jobs_variables(nomad):
+    """A rule on nomad/jobs/* would hand the controller the deploy job's own secrets."""
+    nomad.put_variable("nomad/jobs/bedrock", {"DATABASE_URL": "postgres://u:p@db/bedrock"})
+    api = nomad_client()
+    nomad.acl_policy = readme_policy().replace("nomad/jobs/bedrock-*", "nomad/jobs/*")
+    assert api.variable.get_variable("nomad/jobs/bedrock", namespace="default")["Items"]
+    nomad.acl_policy = readme_policy()
+    with pytest.raises(nomad_errors.URLNotAuthorizedNomadException):
+        api.variable.get_variable("nomad/jobs/bedrock", namespace="default")
+
+
+def test_the_secrets_reach_a_step_whose_image_does_not_run_as_root(tmp_path, nomad):
+    """The client writes secret files as root: 0400 would leave them unreadable to USER 1000."""
+    nomad.image_users = {"python:3.11-slim": "1000:1000"}
+
+    def scenario(job):
+        upload_as_the_hook(nomad, job, {"model.txt": "weights"})
+        return nomad.run_main(job, 'echo "password $DB_PASSWORD, token ${#BEDROCK_API_TOKEN}"')
+
+    nomad.scenario_for = scenario
+    run = wait_until_done(run_create(actor=SYSTEM, pipeline=training(tmp_path)), timeout=60)
+
+    assert run.status == RunStatus.SUCCEEDED, run.failure_reason
+    log = step_log(run, "train")
+    assert "password ********, token " in log and "token 0" not in log
+
+
+def test_a_step_in_an_image_without_bash_fails_before_anything_reaches_nomad(tmp_path, nomad):
+    steps = step("train", "python train.py").replace("python:3.11-slim", "alpine:3.20")
+    run = wait_until_done(run_create(actor=SYSTEM, pipeline=training(tmp_path, steps)), timeout=60)
+
+    assert run.status == RunStatus.FAILED
+    assert "the image alpine:3.20 is Alpine-based, without bash" in run.failure_reason
+    assert nomad.requests_to("POST", r"^/v1/job") == []
+    assert nomad.requests_to("PUT", r"^/v1/var/") == []

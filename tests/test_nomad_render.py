@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import signal
 import subprocess
@@ -16,22 +17,27 @@ from datetime import timedelta
 from io import StringIO
 from pathlib import Path
 
+import nomad
 import pytest
 from django.conf import settings
 from django.core.management import CommandError, call_command
 
+from bedrock.nomad.images import UnsuitableImage, image_problem
 from bedrock.nomad.jobs import (
     FETCH_TASK,
     MAIN_TASK,
     MAX_RUN_DURATION_GRACE,
     SECOND,
     UPLOAD_TASK,
+    item_reference,
     job_id_for,
     main_wrapper,
     render_step,
+    variable_path_for,
 )
 from bedrock.pipelines import spec
 from bedrock.runs.plan import build_plan
+from tests.fakenomad import FakeNomad
 from tests.nomad_fields import walk
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -191,6 +197,8 @@ def test_the_wrapper_runs_the_command_and_records_its_exit_code(tmp_path):
     program = tasks_of(body)[MAIN_TASK]["Config"]["args"][1]
     secrets = tmp_path / "secrets" / "bedrock"
     secrets.mkdir(parents=True)
+    for name in ("BEDROCK_API_TOKEN", "WANDB_API_KEY"):
+        (secrets / name).write_text("value")
     (secrets / "DB_PASSWORD").write_text("line one\nline two")
     program = program.replace("/secrets/", f"{tmp_path}/secrets/").replace(
         "/alloc/data", str(tmp_path)
@@ -204,11 +212,13 @@ def test_the_wrapper_runs_the_command_and_records_its_exit_code(tmp_path):
     assert (tmp_path / "main.exit").read_text().strip() == "3"
 
 
-def wrapper_for_here(tmp_path: Path, limit_seconds: int, *, grace: int = 1) -> str:
+def wrapper_for_here(
+    tmp_path: Path, limit_seconds: int, *, grace: int = 1, names: tuple[str, ...] = ()
+) -> str:
     """The main task's program with /alloc/data and /secrets swapped for tmp_path, and the
     grace between TERM and KILL cut to ``grace`` seconds (a command that handles TERM needs a
     few on a loaded machine)."""
-    program = main_wrapper(limit_seconds)
+    program = main_wrapper(limit_seconds, names)
     assert "-k 60 " in program
     return (
         program.replace("-k 60 ", f"-k {grace} ")
@@ -245,7 +255,7 @@ def test_a_stop_signal_reaches_the_steps_command_through_the_wrapper(tmp_path):
 def test_a_stop_signal_that_comes_before_the_command_has_started_is_passed_on_to_it(tmp_path):
     """Nomad may stop the task while the wrapper still reads its secrets: the command then gets
     the signal as soon as it starts, instead of running until the kill timeout."""
-    program = wrapper_for_here(tmp_path, 3600, grace=10)
+    program = wrapper_for_here(tmp_path, 3600, grace=10, names=("DB_PASSWORD",))
     secrets = tmp_path / "secrets" / "bedrock"
     secrets.mkdir(parents=True)
     (secrets / "DB_PASSWORD").write_text("value")
@@ -368,7 +378,19 @@ def test_long_step_names_give_short_unique_job_ids():
     first = job_id_for(1, "a" * 60, 1)
     second = job_id_for(1, "a" * 59 + "b", 1)
     assert first != second and len(first) < 60
-    assert job_id_for(12, "train.v2_x", 3) == "bedrock-12-train.v2_x-3"
+    assert job_id_for(12, "train_x-2", 3) == "bedrock-12-train_x-2-3"
+
+
+def test_job_ids_and_variable_paths_keep_to_what_nomad_accepts(settings):
+    """Nomad refuses a variable path outside [a-zA-Z0-9-_~/]{1,128}: a step named train.v2
+    could never start. A name that had to change carries a hash, so no two steps share a job."""
+    dotted, dashed = job_id_for(12, "train.v2", 1), job_id_for(12, "train-v2", 1)
+    assert dashed == "bedrock-12-train-v2-1"
+    assert dotted.startswith("bedrock-12-train-v2-") and dotted != dashed
+    settings.BEDROCK_NOMAD_JOB_PREFIX = "p" * 40  # the longest bedrock.E026 allows
+    for name in ("train.v2", "a" * 512, "a.b" * 170, "x"):
+        job_id = job_id_for(2**63 - 1, name, 11)
+        assert re.fullmatch(r"[a-zA-Z0-9\-_~/]{1,128}", variable_path_for(job_id)), job_id
 
 
 def test_render_names_a_missing_stanza_and_bad_params():
@@ -442,11 +464,9 @@ def test_a_loopback_api_domain_warns_that_jobs_cannot_reach_it(tmp_path):
     assert result.returncode == 0 and "W020" not in result.stderr + result.stdout
 
 
-def test_a_secret_named_as_bedrocks_own_variables_gets_no_file_to_replace_them():
-    from dataclasses import replace
-
-    plan = build_plan(
-        spec.load(GPU_AND_MULTI_STEP).stanza("train"),
+def train_plan(text: str = GPU_AND_MULTI_STEP):
+    return build_plan(
+        spec.load(text).stanza("train"),
         run_id=1,
         run_number=1,
         pipeline_id=1,
@@ -456,6 +476,12 @@ def test_a_secret_named_as_bedrocks_own_variables_gets_no_file_to_replace_them()
         time_limit=timedelta(hours=1),
         publishes_model=True,
     )
+
+
+def test_a_secret_named_as_bedrocks_own_variables_gets_no_file_to_replace_them():
+    from dataclasses import replace
+
+    plan = train_plan()
     step = replace(
         plan.steps[0], secret_names=("BEDROCK_API_TOKEN", "BEDROCK_PIPELINE_RUN_ID", "DB_PASSWORD")
     )
@@ -469,3 +495,94 @@ def test_a_secret_named_as_bedrocks_own_variables_gets_no_file_to_replace_them()
         "secrets/bedrock/DB_PASSWORD",
     ]
     assert main["Env"]["BEDROCK_PIPELINE_RUN_ID"] == "1"
+
+
+# ---------------------------------------------------------------- bodies the fake Nomad plays
+
+
+def first_step_job(text: str = GPU_AND_MULTI_STEP):
+    plan = train_plan(text)
+    return render_step(plan, plan.steps[0], attempt=1, time_left=timedelta(hours=1))
+
+
+def played(fake: FakeNomad, job) -> dict:
+    """Register the job on the fake and play it to its end; its one allocation."""
+    api = nomad.Nomad(address=fake.address, namespace=settings.NOMAD_NAMESPACE)
+    api.job.register_job(job.job_id, job.body)
+    fake.settle(job.job_id, namespace=settings.NOMAD_NAMESPACE)
+    (allocation,) = fake.allocations(job.job_id, namespace=settings.NOMAD_NAMESPACE)
+    return allocation
+
+
+def test_a_secret_missing_from_the_variable_fails_the_task_instead_of_rendering_empty():
+    """error_on_missing_key has no effect with `index`: the step would run without the secret."""
+    job = first_step_job()
+    with FakeNomad() as fake:
+        fake.put_variable(
+            job.variable_path,
+            {"BEDROCK_API_TOKEN": "bdrkrun_x", "WANDB_API_KEY": "w"},
+            namespace=settings.NOMAD_NAMESPACE,
+        )
+        allocation = played(fake, job)
+    main = allocation["TaskStates"][MAIN_TASK]
+    assert main["Failed"] is True and main["StartedAt"] in (None, "0001-01-01T00:00:00Z")
+    messages = [event["DisplayMessage"] for event in main["Events"]]
+    assert any('map has no entry for key "DB_PASSWORD"' in m for m in messages), messages
+
+
+def test_templates_read_secrets_by_field_except_names_of_the_items_methods():
+    main = tasks_of(first_step_job().body)[MAIN_TASK]
+    assert "{{ .DB_PASSWORD }}" in main["Templates"][-1]["EmbeddedTmpl"]
+    assert item_reference("Keys") == 'index . "Keys"'  # `.Keys` would call NomadVarItems.Keys
+
+
+def test_a_secret_file_the_steps_user_cannot_read_fails_the_step_naming_it():
+    """Not an empty value: the step would run without its token or secrets."""
+    job = first_step_job()
+    main = tasks_of(job.body)[MAIN_TASK]
+    for template in main["Templates"]:
+        assert template["Perms"] == "0444" and "Uid" not in template
+        if template["DestPath"].endswith("/DB_PASSWORD"):
+            template["Perms"] = "0400"  # as a root-only file is to the image's USER 1000
+    with FakeNomad() as fake:
+        fake.image_users = {main["Config"]["image"]: "1000"}
+        fake.put_variable(
+            job.variable_path,
+            {"BEDROCK_API_TOKEN": "t", "WANDB_API_KEY": "w", "DB_PASSWORD": "p"},
+            namespace=settings.NOMAD_NAMESPACE,
+        )
+        body = {**job.body["Job"], "Namespace": settings.NOMAD_NAMESPACE}
+        readable = {f.path: f.readable for f in fake.task_files(body, MAIN_TASK)}
+        played = fake.run_main(body, "echo the command ran")
+    assert readable["secrets/bedrock/DB_PASSWORD"] is False
+    assert readable["secrets/bedrock/WANDB_API_KEY"] is True
+    assert played.kind == "failure" and played.exit_code == 78
+    assert "cannot read the secret DB_PASSWORD" in played.stderr
+    assert "the command ran" not in played.stdout
+
+
+@pytest.mark.parametrize(
+    ("image", "known"),
+    [
+        ("alpine:3.20", "Alpine"),
+        ("busybox", "BusyBox"),
+        ("docker.io/library/python:3.11-alpine3.19", "Alpine"),
+        ("mirror.internal:5000/alpine@sha256:" + "a" * 64, "Alpine"),
+        ("gcr.io/distroless/python3-debian12", "distroless"),
+        ("python:3.11-slim", ""),
+        ("nvidia/cuda:12.4.1-runtime-ubuntu22.04", ""),
+        ("registry.example.com:5000/ml/tools", ""),
+        ("acme/trainer:alpine-but-with-bash", ""),  # not an official image: not known
+    ],
+)
+def test_images_known_to_lack_bash_or_gnu_timeout_are_named(image, known):
+    problem = image_problem(image)
+    assert (known in problem) if known else problem == "", problem
+
+
+def test_a_step_in_an_alpine_image_is_refused_at_render_time_saying_why():
+    text = GPU_AND_MULTI_STEP.replace('image = "python:3.11"', 'image = "python:3.11-alpine"', 1)
+    with pytest.raises(CommandError, match=r"step 'prepare': the image python:3.11-alpine is "):
+        render(text)
+    with pytest.raises(UnsuitableImage, match="without bash and GNU timeout"):
+        first_step_job(text)

@@ -143,7 +143,7 @@ def test_the_wheel_carries_its_version_metadata_and_a_record_that_verifies(clien
 
 
 def test_every_py_file_of_the_client_is_in_the_wheel_as_it_is_on_disk(client):
-    source = ROOT / "client"
+    source = ROOT / "bedrock" / "client"
     on_disk = {
         path.relative_to(source).as_posix(): path.read_bytes()
         for package in ("bdrk", "bedrock_client")
@@ -157,7 +157,7 @@ def test_every_py_file_of_the_client_is_in_the_wheel_as_it_is_on_disk(client):
 
 
 def test_a_wheel_is_the_same_bytes_each_time_it_is_built():
-    source = ROOT / "client"
+    source = ROOT / "bedrock" / "client"
 
     first = wheels.build_wheel(source, "0.9.1")
 
@@ -169,7 +169,9 @@ def test_a_wheel_is_the_same_bytes_each_time_it_is_built():
 
 def test_the_client_source_comes_from_its_setting(client, settings, tmp_path):
     source = tmp_path / "client"
-    shutil.copytree(ROOT / "client", source, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(
+        ROOT / "bedrock" / "client", source, ignore=shutil.ignore_patterns("__pycache__")
+    )
     (source / "bdrk" / "extra_module.py").write_text("VALUE = 1\n")
     (source / "bdrk" / "_version.py").write_text('__version__ = "0.11.0"\n')
     settings.BEDROCK_CLIENT_SOURCE = source

@@ -265,7 +265,7 @@ def test_a_viewer_may_not_and_an_outsider_cannot_start_a_run_by_alias(scoring, w
 
 # --- the scheduler example ----------------------------------------------------------------------
 def scheduler(live_server, token: str, *arguments: str) -> subprocess.CompletedProcess:
-    script = ROOT / "examples" / "scheduler.py"
+    script = ROOT / "bedrock" / "examples" / "scheduler.py"
     polling = ("--interval", "0.5", "--timeout", "150")
     command = [sys.executable, str(script), "--url", live_server.url, *polling, *arguments]
     environment = {"PATH": "/usr/bin:/bin", "BEDROCK_TOKEN": token}

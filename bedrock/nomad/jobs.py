@@ -33,11 +33,13 @@ from __future__ import annotations
 import hashlib
 import math
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
 
+from bedrock.nomad.images import check_step_image
 from bedrock.runs.executors.base import OWN_PREFIX, package_index_variables
 from bedrock.runs.plan import RunPlan, StepPlan
 
@@ -66,8 +68,21 @@ HOOK_TIMEOUT = "1h"
 KILL_AFTER_SECONDS = 60
 MAX_RUN_DURATION_GRACE = timedelta(minutes=10)
 KILL_TIMEOUT = 30 * SECOND  # Nomad caps it at the client's max_kill_timeout (30 s by default)
+# Secret files are rendered by the Nomad client as its own user (root) unless a template names a
+# numeric uid/gid. The image's USER is only known once the client has pulled the image, so no
+# uid can be named here, and 0400 would leave the files unreadable to any image that does not
+# run as root. Readable by all, then: the files sit in the task's own secrets/ tmpfs, mounted
+# into this task's container alone, where the step is the only reader.
+SECRET_FILE_PERMS = "0444"  # noqa: S105 (a file mode, not a value)
+SECRET_UNREADABLE_EXIT = 78  # EX_CONFIG: the task was given a secret it cannot read
 
-_JOB_ID_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
+# Nomad refuses a variable path outside ``^[a-zA-Z0-9-_~/]{1,128}$`` (nomad/structs/variables.go),
+# and a job's variable lives at nomad/jobs/<job id>: job IDs keep to these characters.
+JOB_ID_SAFE = re.compile(r"^[A-Za-z0-9_-]+$")
+_JOB_ID_UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
+VARIABLE_PATH_MAX = 128
+JOB_PREFIX_MAX = 40
+STEP_PART_MAX = 40
 
 
 @dataclass(frozen=True)
@@ -87,12 +102,14 @@ def job_prefix(run_id: int) -> str:
 def job_id_for(run_id: int, step_name: str, attempt: int) -> str:
     """``bedrock-42-train-1``: from the run, so a submission is idempotent, and never reused.
 
-    Step names are Bedrock's (letters, digits, ``-_.``); a long one is cut and suffixed with a
-    hash so the ID stays readable in Nomad's UI and unique.
+    Step names are Bedrock's (letters, digits, ``-_.``) but a job ID may hold only ``-_`` besides
+    letters and digits. A name that had to change (a ``.`` replaced, or cut to 40 characters) is
+    suffixed with a hash of the real name, so ``train.v2`` and ``train-v2`` stay two jobs. With a
+    prefix of at most 40 characters (bedrock.E026) the variable path stays within Nomad's 128.
     """
     name = _JOB_ID_UNSAFE.sub("-", step_name)
-    if len(name) > 40:
-        name = name[:31] + "-" + hashlib.sha256(step_name.encode()).hexdigest()[:8]
+    if name != step_name or len(name) > STEP_PART_MAX:
+        name = name[: STEP_PART_MAX - 9] + "-" + hashlib.sha256(step_name.encode()).hexdigest()[:8]
     return f"{job_prefix(run_id)}{name}-{attempt}"
 
 
@@ -115,13 +132,16 @@ def memory_mb(step: StepPlan) -> int:
     return max(10, math.ceil(memory / 2**20))
 
 
-def main_wrapper(limit_seconds: int) -> str:
+def main_wrapper(limit_seconds: int, names: Sequence[str] = ()) -> str:
     """The main task's ``bash -c`` program; the step's command arrives as ``$1``.
 
-    It exports each value rendered into ``/secrets/bedrock/`` (the run token and the pipeline's
-    secrets, one file per name so multi-line values survive), runs the command under ``timeout``
-    (exit code 124 once the run's time is up, also when the command had to be killed after it) and
-    records the exit code for the upload task, which cannot see it otherwise.
+    It exports each secret in ``names`` (the run token and the pipeline's secrets, identifiers)
+    from its file in ``/secrets/bedrock/`` (one file per name so multi-line values survive). A
+    file it cannot read fails the step before the command starts, naming the secret and the uid
+    that could not read it (exit code 78): exporting an empty value instead would run the step
+    without its token or secrets. Then it runs the command under ``timeout`` (exit code 124 once
+    the run's time is up, also when the command had to be killed after it) and records the exit
+    code for the upload task, which cannot see it otherwise.
 
     ``bash`` is the container's PID 1, which ignores a SIGTERM it has no handler for; so the
     command runs in the background and a trap passes Nomad's stop signal on to it, giving the
@@ -129,10 +149,15 @@ def main_wrapper(limit_seconds: int) -> str:
     and a signal that came before ``$child`` was known is passed on once it is. ``wait`` returns
     early when the trap runs, so it is called until the command has really ended.
     """
+    secrets = f"/secrets/{SECRETS_SUBDIR}"
     return (
         """child=; trap 'stop=1; [ -n "$child" ] && kill -TERM "$child" 2>/dev/null' TERM INT; """
-        f'for f in /secrets/{SECRETS_SUBDIR}/*; do [ -f "$f" ] && export "${{f##*/}}=$(cat "$f")"; '
-        "done; "
+        f"for n in {' '.join(names)}; do "
+        f'if ! v="$(cat -- "{secrets}/$n")"; then '
+        f'echo "bedrock: cannot read the secret $n from {secrets}/$n as uid $EUID;'
+        ' the step does not run without it" >&2; '
+        f"echo {SECRET_UNREADABLE_EXIT} > {ALLOC_DATA}/main.exit; exit {SECRET_UNREADABLE_EXIT}; "
+        'fi; export "$n=$v"; done; '
         f'timeout -s TERM -k {KILL_AFTER_SECONDS} {limit_seconds} bash -c "$1" & child=$!; '
         '[ -n "$stop" ] && kill -TERM "$child" 2>/dev/null; '
         'while kill -0 "$child" 2>/dev/null; do wait "$child"; done; wait "$child"; code=$?; '
@@ -141,15 +166,31 @@ def main_wrapper(limit_seconds: int) -> str:
     )
 
 
+# Methods of consul-template's NomadVarItems: ``.Keys`` would call the method, not read the item.
+_ITEMS_METHODS = frozenset({"Keys", "Values", "Tuples", "Metadata", "Parent", "ItemsMap"})
+
+
+def item_reference(name: str) -> str:
+    """How a template reads the item ``name`` of the variable ``with nomadVar`` opened.
+
+    Field access, since secret names are identifiers: a missing item then fails the task
+    (``ErrMissingKey``), where ``index`` would render an empty string and the step would run
+    without it. Only a name that is a method of the items needs ``index``.
+    """
+    if name in _ITEMS_METHODS:
+        return f'index . "{name}"'
+    return f".{name}"
+
+
 def _secret_template(job_id: str, name: str, appended: str = "") -> dict:
     # ``appended`` follows the secret's value: Bedrock's package index after a secret naming the
     # step's own (PIP_EXTRA_INDEX_URL), which would otherwise replace the one in Env.
     after = f" {appended}" if appended else ""
     return {
         "EmbeddedTmpl": f'{{{{ with nomadVar "{variable_path_for(job_id)}" }}}}'
-        f'{{{{ index . "{name}" }}}}{after}{{{{ end }}}}',
+        f"{{{{ {item_reference(name)} }}}}{after}{{{{ end }}}}",
         "DestPath": f"secrets/{SECRETS_SUBDIR}/{name}",
-        "Perms": "0400",
+        "Perms": SECRET_FILE_PERMS,
         "ChangeMode": "noop",
         "ErrMissingKey": True,
     }
@@ -160,7 +201,7 @@ def _token_env_template(job_id: str) -> dict:
     # carries it as is.
     return {
         "EmbeddedTmpl": f'{{{{ with nomadVar "{variable_path_for(job_id)}" }}}}'
-        f'{TOKEN_NAME}={{{{ index . "{TOKEN_NAME}" }}}}\n{{{{ end }}}}',
+        f"{TOKEN_NAME}={{{{ {item_reference(TOKEN_NAME)} }}}}\n{{{{ end }}}}",
         "DestPath": f"secrets/{SECRETS_SUBDIR}.env",
         "Envvars": True,
         "ChangeMode": "noop",
@@ -202,7 +243,12 @@ def render_step(
     time_left: timedelta,
     meta: dict[str, str] | None = None,
 ) -> StepJob:
-    """The register body of one attempt of ``step``, with ``time_left`` until the run's deadline."""
+    """The register body of one attempt of ``step``, with ``time_left`` until the run's deadline.
+
+    Raises :class:`~bedrock.nomad.images.UnsuitableImage` for an image known to lack what the
+    main task runs under (bash, GNU timeout).
+    """
+    check_step_image(step.name, step.image)
     job_id = job_id_for(plan.run_id, step.name, attempt)
     limit_seconds = max(1, math.ceil(time_left.total_seconds()))
     job_meta = {**_job_meta(plan, step, attempt), **(meta or {})}
@@ -311,7 +357,12 @@ def _main_task(step: StepPlan, job_id: str, limit_seconds: int) -> dict:
             "image": step.image,
             # entrypoint, not command: an image's ENTRYPOINT would otherwise swallow bash -c.
             "entrypoint": ["bash"],
-            "args": ["-c", main_wrapper(limit_seconds), "bedrock-step", step.command],
+            "args": [
+                "-c",
+                main_wrapper(limit_seconds, _exported_names(step)),
+                "bedrock-step",
+                step.command,
+            ],
             "work_dir": step.workdir,
             # Relative sources stay inside the allocation directory, which Nomad allows without
             # enabling host volumes on the client.

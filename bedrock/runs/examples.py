@@ -16,7 +16,7 @@ from bedrock.pipelines import git
 from bedrock.pipelines.models import Pipeline, PipelineKind, Project
 from bedrock.pipelines.services import pipeline_create, project_create
 
-EXAMPLE_SOURCE = Path(settings.BASE_DIR) / "examples" / "churn"
+EXAMPLE_SOURCE = Path(settings.PACKAGE_DIR) / "examples" / "churn"
 PROJECT = "example"
 MODEL = "churn-model"
 TRAINING = "churn-train"
@@ -32,7 +32,7 @@ class Example:
 
 
 def example_repository() -> Path:
-    """The example as a Git repository in BEDROCK_HOME, committed from examples/churn."""
+    """The example as a Git repository in BEDROCK_HOME, committed from the package's copy."""
     destination = Path(settings.BEDROCK_HOME) / "examples" / "churn"
     git.init_repository(EXAMPLE_SOURCE, destination, message="Bedrock example: churn prediction")
     return destination

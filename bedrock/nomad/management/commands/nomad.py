@@ -10,6 +10,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from bedrock.nomad.images import UnsuitableImage
 from bedrock.nomad.jobs import render_plan
 from bedrock.pipelines import spec
 from bedrock.runs.plan import build_plan
@@ -90,5 +91,8 @@ class Command(BaseCommand):
             time_limit=settings.BEDROCK_DEFAULT_MAX_RUN_TIME,
             publishes_model=not scoring,
         )
-        bodies = [job.body for job in render_plan(plan)]
+        try:
+            bodies = [job.body for job in render_plan(plan)]
+        except UnsuitableImage as exc:
+            raise CommandError(f"{path}: {exc}") from None
         self.stdout.write(json.dumps(bodies, indent=2, sort_keys=False))

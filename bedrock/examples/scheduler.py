@@ -6,7 +6,7 @@ What a scheduler (cron, Airflow, a CI job) runs against Bedrock's GraphQL API. S
 only. Exit status: 0 if the run succeeded, 1 if it ended otherwise, 2 if it could not be started.
 
     BEDROCK_URL=http://127.0.0.1:8000 BEDROCK_TOKEN=bdrk_... \\
-        python3 examples/scheduler.py --pipeline 2 --alias churn@production \\
+        python3 bedrock/examples/scheduler.py --pipeline 2 --alias churn@production \\
         --key "nightly-$(date +%F)"
 
 The idempotency key makes a retried call safe: the same key on the same pipeline returns the run
