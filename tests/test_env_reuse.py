@@ -157,6 +157,23 @@ def test_a_changed_install_line_requirement_file_or_pip_variable_makes_a_new_env
     assert REUSED in output
 
 
+def test_bedrocks_own_index_address_does_not_change_the_key(tmp_path, index):
+    install = ("pip install -q top==1.0",)
+    api = {**index, "PIP_RETRIES": "0", "BEDROCK_API_DOMAIN": "http://127.0.0.1:1111"}
+    assert _step(tmp_path, install, SHOW, environment=api)[0] == 0
+
+    # `bedrock run --wait` serves the API itself, at another port each time.
+    code, output = _step(
+        tmp_path,
+        install,
+        SHOW,
+        environment={**api, "BEDROCK_API_DOMAIN": ("http://127.0.0.1:2222")},
+    )
+
+    assert code == 0, output
+    assert REUSED in output
+
+
 def test_another_projects_step_with_the_same_installs_never_gets_the_environment(tmp_path, index):
     install = ("pip install -q top==1.0",)
     assert _step(tmp_path, install, SHOW, environment=index, project="7")[0] == 0
@@ -220,6 +237,7 @@ def test_the_key_changes_with_the_date_and_the_pyspark_requirement(tmp_path):
     assert key != envcache.key(replace(installs, date=None))
     assert key != envcache.key(replace(installs, pyspark="pyspark>=3.5,<3.6"))
     assert key != envcache.key(replace(installs, sandboxed=False))
+    assert key != envcache.key(replace(installs, client="0.4.0"))
     assert key != envcache.key(replace(installs, variables={"UV_INDEX_URL": "http://x/"}))
 
 

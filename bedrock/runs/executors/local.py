@@ -374,8 +374,11 @@ def _project_cache(context: StepContext, tool: str) -> Path:
     return Path(settings.BEDROCK_HOME) / "cache" / tool / f"project-{project}"
 
 
-def _environment(step: StepPlan, context: StepContext, sandbox: bool) -> dict[str, str]:
-    """The step's variables: its paths as it sees them, the run's, and pip's defaults."""
+def _environment(
+    step: StepPlan, context: StepContext, sandbox: bool, *, index: bool = True
+) -> dict[str, str]:
+    """The step's variables: its paths as it sees them, the run's, and pip's defaults; with
+    Bedrock's own package index unless ``index`` is False."""
     venv = context.step_dir / "venv"
     if sandbox:
         paths = {"VIRTUAL_ENV": VENV, "HOME": HOME, "TMPDIR": "/tmp"}  # noqa: S108
@@ -394,7 +397,7 @@ def _environment(step: StepPlan, context: StepContext, sandbox: bool) -> dict[st
         context,
         defaults={"LANG": "C.UTF-8", "PYTHONUNBUFFERED": "1"}
         | {"PIP_DISABLE_PIP_VERSION_CHECK": "1"},
-        own=paths | _package_index(context),
+        own=paths | (_package_index(context) if index else {}),
     )
 
 
@@ -611,7 +614,9 @@ class LocalExecutor:
     ) -> None:
         venv = context.step_dir / "venv"
         inside = VENV if sandbox else str(venv)
-        variables = _environment(step, context, sandbox)
+        # Without Bedrock's own index, whose address changes with each `bedrock run --wait`
+        # that serves the API itself: the client's version, all it serves, stands for it.
+        variables = _environment(step, context, sandbox, index=False)
         name = stepvenv.installs_key(step, context, python, sandboxed=sandbox, variables=variables)
         # Made inside the sandbox when there is one, so that its paths are the ones the step sees.
         prefix = functools.partial(_sandbox_args, context, python=python) if sandbox else list

@@ -50,8 +50,18 @@ def installs_key(
             pyspark=spark.pyspark_requirement((major, minor)) if uses_spark else "",
             variables=variables,
             sandboxed=sandboxed,
+            client=_client_version(),
         )
     )
+
+
+def _client_version() -> str:
+    from bedrock.tracking.wheels import ClientSourceError, client_version
+
+    try:
+        return client_version()
+    except (ClientSourceError, OSError):
+        return ""  # no client to serve (bedrock.W050): nothing of it can be installed
 
 
 def make(

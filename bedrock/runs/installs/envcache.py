@@ -64,6 +64,7 @@ class Installs:
     pyspark: str
     variables: Mapping[str, str]  # the step's own environment; only PIP_* and UV_* count
     sandboxed: bool
+    client: str = ""  # the version of Bedrock's client that Bedrock's package index serves
 
 
 def key(installs: Installs) -> str:
@@ -81,6 +82,7 @@ def key(installs: Installs) -> str:
         "pyspark": installs.pyspark,
         "variables": sorted(variables.items()),
         "sandboxed": installs.sandboxed,
+        "client": installs.client,
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
