@@ -32,6 +32,7 @@
 | bedrock.W060 | a directory of BEDROCK_PYTHONS does not exist              |
 | bedrock.E070 | BEDROCK_PROJECT_CREATION is neither anyone nor staff       |
 | bedrock.E071 | BEDROCK_TOKEN_MAX_LIFETIME is not a positive duration      |
+| bedrock.E080 | BEDROCK_ENV_CACHE_MAX_AGE is not a positive duration       |
 """
 
 from __future__ import annotations
@@ -391,3 +392,18 @@ def check_teams(app_configs: Sequence[AppConfig] | None, **kwargs: Any) -> list[
             )
         )
     return errors
+
+
+@register(Tags.compatibility)
+def check_env_cache(app_configs: Sequence[AppConfig] | None, **kwargs: Any) -> list[Error]:
+    # A size that cannot be read is bedrock.E013 (PROBLEMS); 0 is allowed: it keeps nothing.
+    if timedelta(0) < settings.BEDROCK_ENV_CACHE_MAX_AGE:
+        return []
+    return [
+        Error(
+            "BEDROCK_ENV_CACHE_MAX_AGE is not a positive duration: every kept environment "
+            "would be too old to reuse.",
+            hint="Such as 7d or 24h; to keep no environments, set BEDROCK_ENV_CACHE_SIZE=0.",
+            id="bedrock.E080",
+        )
+    ]

@@ -490,6 +490,11 @@ BEDROCK_ALLOW_UNSANDBOXED = env_bool("BEDROCK_ALLOW_UNSANDBOXED", False)
 # run's commit date (bedrock.runs.installs): old requirement files pin their direct dependencies
 # only, and today's releases of the rest often break them.
 BEDROCK_DATED_INSTALLS = env_bool("BEDROCK_DATED_INSTALLS", False)
+# Environments that local steps' install lines made, kept for the next run with the same installs
+# (bedrock.runs.installs.envcache): at most this much disk in all (0 keeps none), least recently
+# used evicted first, and none older than the age, so that unpinned installs get new releases.
+BEDROCK_ENV_CACHE_SIZE = env_size("BEDROCK_ENV_CACHE_SIZE", "10Gi")
+BEDROCK_ENV_CACHE_MAX_AGE = env_duration("BEDROCK_ENV_CACHE_MAX_AGE", "7d")
 # Directories the local executor looks in first for the Python a step's image held
 # (bedrock/runs/executors/interpreters.py), before pyenv's, uv's and the PATH.
 BEDROCK_PYTHONS = env_list("BEDROCK_PYTHONS")

@@ -89,6 +89,9 @@ def test_the_defaults_pass_every_check(tmp_path):
         ({"BEDROCK_MAX_ARCHIVE_BYTES": "lots"}, "bedrock.E013", "is not a size such as 256Ki"),
         ({"BEDROCK_MAX_CONFIG_DEPTH": "0"}, "bedrock.E030", "refuses everything it bounds"),
         ({"BEDROCK_MAX_RETRIES": "-1"}, "bedrock.E030", "BEDROCK_MAX_RETRIES=-1"),
+        ({"BEDROCK_ENV_CACHE_SIZE": "big"}, "bedrock.E013", "BEDROCK_ENV_CACHE_SIZE: 'big'"),
+        ({"BEDROCK_ENV_CACHE_MAX_AGE": "soon"}, "bedrock.E012", "BEDROCK_ENV_CACHE_MAX_AGE"),
+        ({"BEDROCK_ENV_CACHE_MAX_AGE": "0d"}, "bedrock.E080", "is not a positive duration"),
         (
             {**NOMAD, "BEDROCK_NOMAD_JOB_PREFIX": "bedrock.prod"},
             "bedrock.E026",

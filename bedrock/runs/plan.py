@@ -35,6 +35,9 @@ class StepPlan:
     retry_limit: int
     # Where the command starts: the config file's folder in the checkout (bedrock.runs.workdir).
     workdir: str = APP
+    # The install lines, which ``command`` begins with: what the local executor's kept
+    # environments are keyed by.
+    install: tuple[str, ...] = ()
 
     @property
     def max_attempts(self) -> int:
@@ -143,6 +146,7 @@ def build_plan(
             depends_on=tuple(step.depends_on),
             retry_limit=step.retry_limit,
             workdir=workdir,
+            install=tuple(line.strip() for line in step.install if line.strip()),
         )
         for step in stanza.steps
     )

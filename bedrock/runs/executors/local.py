@@ -40,7 +40,7 @@ from django.conf import settings
 
 from bedrock.actors import SYSTEM, Actor, is_site_administrator
 from bedrock.runs import installs
-from bedrock.runs.executors import spark
+from bedrock.runs.executors import spark, stepvenv
 from bedrock.runs.executors.base import (
     ExecutorError,
     StepContext,
@@ -97,6 +97,7 @@ SANDBOX_UID = 65534
 VENV = "/venv"
 HOME = "/home/step"
 PIP_CACHE = "/cache/pip"
+UV_CACHE = "/cache/uv"
 
 
 def sandbox_problem() -> str:
@@ -332,6 +333,9 @@ def _sandbox_args(
         str(_pip_cache(context)),
         PIP_CACHE,
         "--bind",
+        str(_uv_cache(context)),
+        UV_CACHE,
+        "--bind",
         str(context.app_dir),
         "/app",
         "--bind",
@@ -361,13 +365,49 @@ def _package_index(context: StepContext) -> dict[str, str]:
     return package_index_variables(domain, user | secrets)
 
 
-def _pip_cache(context: StepContext) -> Path:
+def _project_cache(context: StepContext, tool: str) -> Path:
     # One cache per project: runs of a project share downloads, but a step cannot plant a wheel
     # that another project's run installs.
-    project = context.environment.get("BEDROCK_PROJECT_ID", "")
+    project = stepvenv.project(context)
     if not project.isdigit():
-        return context.step_dir / "pip-cache"
-    return Path(settings.BEDROCK_HOME) / "cache" / "pip" / f"project-{project}"
+        return context.step_dir / f"{tool}-cache"
+    return Path(settings.BEDROCK_HOME) / "cache" / tool / f"project-{project}"
+
+
+def _environment(
+    step: StepPlan, context: StepContext, sandbox: bool, *, index: bool = True
+) -> dict[str, str]:
+    """The step's variables: its paths as it sees them, the run's, and pip's defaults; with
+    Bedrock's own package index unless ``index`` is False."""
+    venv = context.step_dir / "venv"
+    if sandbox:
+        paths = {"VIRTUAL_ENV": VENV, "HOME": HOME, "TMPDIR": "/tmp"}  # noqa: S108
+        paths |= {"PIP_CACHE_DIR": PIP_CACHE, "UV_CACHE_DIR": UV_CACHE}
+        paths |= {"BEDROCK_APP_DIR": "/app", "BEDROCK_ARTEFACT_DIR": "/artefact"}
+    else:
+        home, tmp = context.step_dir / "home", context.step_dir / "tmp"
+        paths = {"VIRTUAL_ENV": str(venv), "HOME": str(home), "TMPDIR": str(tmp)}
+        paths |= {"PIP_CACHE_DIR": str(_pip_cache(context))}
+        paths |= {"UV_CACHE_DIR": str(_uv_cache(context))}
+        paths |= {"BEDROCK_APP_DIR": str(context.app_dir)}
+        paths["BEDROCK_ARTEFACT_DIR"] = str(context.artefact_dir)
+    paths["PATH"] = f"{paths['VIRTUAL_ENV']}/bin:/usr/local/bin:/usr/bin:/bin"
+    paths |= spark.variables(step, paths["VIRTUAL_ENV"], _visible(sandbox))
+    return layered_environment(
+        context,
+        defaults={"LANG": "C.UTF-8", "PYTHONUNBUFFERED": "1"}
+        | {"PIP_DISABLE_PIP_VERSION_CHECK": "1"},
+        own=paths | (_package_index(context) if index else {}),
+    )
+
+
+def _pip_cache(context: StepContext) -> Path:
+    return _project_cache(context, "pip")
+
+
+def _uv_cache(context: StepContext) -> Path:
+    # uv's own (dated installs), not under the step's HOME, which every attempt gets empty.
+    return _project_cache(context, "uv")
 
 
 # Held while a run's /artefact is handed to the sandbox's uid, so that no step of the run starts
@@ -385,6 +425,7 @@ def _hand_over(context: StepContext) -> None:
     for top in (context.step_dir / "tmp", context.step_dir / "home", context.step_dir / "venv"):
         _give(top, recursive=False)
     _give(_pip_cache(context), recursive=False)
+    _give(_uv_cache(context), recursive=False)
     _give(context.app_dir, recursive=True)
     marker = context.artefact_dir.parent / _HANDED_OVER
     with _HANDOVER:
@@ -433,11 +474,17 @@ def _descendants(pid: int) -> list[int]:
 
 class LocalHandle:
     def __init__(
-        self, process: subprocess.Popen, sandboxed: bool = False, notice: bytes = b""
+        self,
+        process: subprocess.Popen,
+        sandboxed: bool = False,
+        notice: bytes = b"",
+        succeeded: Callable[[], None] | None = None,
     ) -> None:
         self.process = process
         self.sandboxed = sandboxed
         self.notice = notice  # Bedrock's own line, first in the step's log
+        # Called once, when the step has ended with exit code 0 (keeping its environment).
+        self.succeeded = succeeded
 
     def output(self) -> Iterator[bytes]:
         assert self.process.stdout is not None
@@ -447,11 +494,16 @@ class LocalHandle:
 
     def wait(self, timeout: float | None = None) -> int | None:
         try:
-            return self.process.wait(timeout=timeout)
+            code = self.process.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             return None
+        succeeded, self.succeeded = self.succeeded, None
+        if code == 0 and succeeded is not None:
+            succeeded()
+        return code
 
     def kill(self, grace: float = 0.0) -> str:
+        self.succeeded = None  # a step that was stopped did not succeed, whatever its exit code
         if self.process.poll() is not None:
             return ""
         if grace > 0:
@@ -495,14 +547,15 @@ class LocalExecutor:
         self._check_allowed(context)
         sandbox = bubblewrap() is not None
         venv = context.step_dir / "venv"
-        for directory in (venv, context.step_dir / "home", _pip_cache(context)):
+        caches = (_pip_cache(context), _uv_cache(context))
+        for directory in (venv, context.step_dir / "home", *caches):
             directory.mkdir(parents=True, exist_ok=True)
         self._reset_tmp(context)
         if sandbox and _as_root():
             _hand_over(context)
         python = python_for_image(step.image).interpreter
-        prefix = _sandbox_args(context, python=python) if sandbox else []
-        self._create_venv(prefix, python, venv, VENV if sandbox else str(venv))
+        if not (venv / "bin" / "python").exists():  # a retry keeps the attempt before's
+            self._create_venv(step, context, python, sandbox)
         host = host_interpreter().executable
         installs.prepare_venv(context.run_id, venv, sandboxed=sandbox, interpreter=host)
         spark.prepare(step, venv, VENV if sandbox else str(venv), _visible(sandbox))
@@ -520,27 +573,9 @@ class LocalExecutor:
             raise ExecutorError(missing_workdir(step.workdir))
         sandbox = bubblewrap() is not None
         venv = context.step_dir / "venv"
-        home = context.step_dir / "home"
-        tmp = context.step_dir / "tmp"
         python = python_for_image(step.image)
         prefix = _sandbox_args(context, step.workdir, python.interpreter) if sandbox else []
-        if sandbox:
-            paths = {"VIRTUAL_ENV": VENV, "HOME": HOME, "TMPDIR": "/tmp"}  # noqa: S108
-            paths |= {"PIP_CACHE_DIR": PIP_CACHE, "BEDROCK_APP_DIR": "/app"}
-            paths["BEDROCK_ARTEFACT_DIR"] = "/artefact"
-        else:
-            paths = {"VIRTUAL_ENV": str(venv), "HOME": str(home), "TMPDIR": str(tmp)}
-            paths |= {"PIP_CACHE_DIR": str(_pip_cache(context))}
-            paths |= {"BEDROCK_APP_DIR": str(context.app_dir)}
-            paths["BEDROCK_ARTEFACT_DIR"] = str(context.artefact_dir)
-        paths["PATH"] = f"{paths['VIRTUAL_ENV']}/bin:/usr/local/bin:/usr/bin:/bin"
-        paths |= spark.variables(step, paths["VIRTUAL_ENV"], _visible(sandbox))
-        env = layered_environment(
-            context,
-            defaults={"LANG": "C.UTF-8", "PYTHONUNBUFFERED": "1"}
-            | {"PIP_DISABLE_PIP_VERSION_CHECK": "1"},
-            own=paths | _package_index(context),
-        )
+        env = _environment(step, context, sandbox)
         process = subprocess.Popen(
             [*prefix, "bash", "-c", spark.command(step, venv)],
             cwd=cwd,
@@ -554,7 +589,12 @@ class LocalExecutor:
         with (context.step_dir / "pids").open("a") as pids:
             pids.write(f"{process.pid}\n")
         notice = refusal_notice(context) + python.notice.encode() + installs.notice(context.run_id)
-        return LocalHandle(process, sandboxed=sandbox, notice=notice)
+        return LocalHandle(
+            process,
+            sandboxed=sandbox,
+            notice=notice + stepvenv.reuse_notice(context),
+            succeeded=functools.partial(stepvenv.keep, context, VENV if sandbox else str(venv)),
+        )
 
     @staticmethod
     def _check_allowed(context: StepContext) -> None:
@@ -569,22 +609,20 @@ class LocalExecutor:
             raise ExecutorError(refusal)
 
     @staticmethod
-    def _create_venv(prefix: list[str], python: Interpreter, host_venv: Path, venv: str) -> None:
+    def _create_venv(
+        step: StepPlan, context: StepContext, python: Interpreter, sandbox: bool
+    ) -> None:
+        venv = context.step_dir / "venv"
+        inside = VENV if sandbox else str(venv)
+        # Without Bedrock's own index, whose address changes with each `bedrock run --wait`
+        # that serves the API itself: the client's version, all it serves, stands for it.
+        variables = _environment(step, context, sandbox, index=False)
+        name = stepvenv.installs_key(step, context, python, sandboxed=sandbox, variables=variables)
         # Made inside the sandbox when there is one, so that its paths are the ones the step sees.
-        if (host_venv / "bin" / "python").exists():
-            return
-        created = subprocess.run(
-            [*prefix, python.executable, "-m", "venv", venv],
-            capture_output=True,
-            text=True,
-            timeout=300,
-            env={"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8"},
-        )
-        if created.returncode != 0:
-            raise ExecutorError(
-                f"could not create the step's virtual environment with Python {python.version} "
-                f"at {python.prefix}: {created.stderr.strip()}"
-            )
+        prefix = functools.partial(_sandbox_args, context, python=python) if sandbox else list
+        stepvenv.make(context, python, name=name, inside=inside, sandbox_prefix=prefix)
+        if sandbox and _as_root():
+            _give(venv, recursive=True)  # copied by the server: the step's uid must own it
 
     def cleanup_run(self, run_id: int) -> None:
         """Kill the process groups of the run's steps that are still alive."""

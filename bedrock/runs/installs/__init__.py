@@ -13,6 +13,7 @@ from bedrock.runs.installs.dated import (
     installs_as_of,
     notice,
     prepare_venv,
+    run_date,
     sandbox_mounts,
 )
 
@@ -22,5 +23,6 @@ __all__ = [
     "installs_as_of",
     "notice",
     "prepare_venv",
+    "run_date",
     "sandbox_mounts",
 ]

@@ -67,7 +67,7 @@ def sandbox_mounts() -> list[str]:
     return ["--ro-bind", uv, UV_IN_SANDBOX] if uv else []
 
 
-def _run_date(run_id: int) -> datetime | None:
+def run_date(run_id: int) -> datetime | None:
     from bedrock.runs.models import Run
 
     return Run.objects.filter(pk=run_id).values_list("installs_as_of", flat=True).first()
@@ -89,7 +89,7 @@ def shim_text(*, date: datetime, uv: str, interpreter: str) -> str:
 def prepare_venv(run_id: int, venv: Path, *, sandboxed: bool, interpreter: str) -> None:
     """Put the dated ``pip`` over the ``pip`` scripts of the step's ``venv`` (its host path),
     when the run has a date. ``interpreter`` is a Python of the host that the step can run."""
-    date = _run_date(run_id)
+    date = run_date(run_id)
     if date is None:
         return
     uv = _uv()
@@ -110,7 +110,7 @@ def prepare_venv(run_id: int, venv: Path, *, sandboxed: bool, interpreter: str) 
 
 def notice(run_id: int) -> bytes:
     """The step log's line saying what the installs resolve as of, or b"" when undated."""
-    date = _run_date(run_id)
+    date = run_date(run_id)
     if date is None:
         return b""
     return (
