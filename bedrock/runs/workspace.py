@@ -75,7 +75,7 @@ def log_path(run_id: int, step: str) -> Path:
 def wake_path(run_id: int) -> Path:
     """A file that grows by a byte whenever the run or one of its steps changes status: a
     follower stats it (and the logs) to learn of a change without asking the database."""
-    return Path(settings.BEDROCK_HOME) / "logs" / f"run-{run_id}" / "wake"
+    return logs_root() / f"run-{run_id}" / "wake"
 
 
 def run_wake(run_id: int) -> None:
