@@ -49,6 +49,7 @@ function followRun(root) {
       queue: Promise.resolve(),
       auto: false,
       touched: false,
+      status: el.dataset.status,  // as the page last showed it
     };
     panels.set(el.dataset.log, panel);
     el.addEventListener("toggle", () => {
@@ -156,7 +157,12 @@ function followRun(root) {
       row.querySelector('[data-field="attempts"]').textContent = `${step.attempts} of ${step.max_attempts}`;
       row.querySelector('[data-field="duration"]').textContent = step.duration || "—";
       setBadge(panel.el.querySelector("[data-log-status]"), step.status);
-      if (step.status === "Running" && !panel.el.open && !panel.touched) {
+      // Open the log of a step that runs, or that ran between two looks (a step of a second
+      // or less starts and ends unseen), unless the user closed it.
+      const changed = step.status !== panel.status;
+      panel.status = step.status;
+      const ran = step.status === "Running" || (changed && step.attempts > 0);
+      if (ran && !panel.el.open && !panel.touched) {
         panel.auto = true;
         panel.el.open = true;
       }
