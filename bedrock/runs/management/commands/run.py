@@ -63,12 +63,18 @@ def follow(
     seen: dict[str, str] = {}
     reported: dict[str, str] = {}
 
-    def look() -> None:
-        # Repeatable: what was printed is remembered, so a retry prints nothing twice.
-        run.refresh_from_db()
+    def report_status() -> None:
         if reported.get("status") != run.status:
             reported["status"] = run.status
             write(f"run {run.number}: {run.status}")
+
+    def look() -> None:
+        # Repeatable: what was printed is remembered, so a retry prints nothing twice.
+        run.refresh_from_db()
+        # How the run ended comes last, after the steps' last lines, however fast they came.
+        ended = run.status in TERMINAL_STATUSES
+        if not ended:
+            report_status()
         for step in run.steps.all():
             if seen.get(step.name) != step.status:
                 seen[step.name] = step.status
@@ -76,6 +82,8 @@ def follow(
             text, offsets[step.name] = read_log(step.log_key, offsets.get(step.name, 0))
             for line in text.splitlines():
                 write(f"[{step.name}] {line}")
+        if ended:
+            report_status()
 
     while True:
         before = _changes(run.pk, seen)
